@@ -1,0 +1,500 @@
+"""One settings object, built once from flags, environment and an optional TOML file.
+
+Every option is declared once in :data:`OPTIONS` with its flag, environment variable, TOML key,
+type and default. Precedence is flag > environment > file (``--config`` / ``CURRENTS_CONFIG``) >
+default. The result is a frozen :class:`Settings`; secrets are :class:`Secret` values that never print.
+Components receive their own slice and never read ``os.environ`` themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from consumer.mapping import MappingConfig
+
+
+class Secret:
+    """A secret string: ``str()``/``repr()`` mask it; only :meth:`reveal` gives the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that must send it."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class SettingsError(ValueError):
+    """An option has a value that cannot be used; the message names the option and its source."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``30m``, ``48h``, ``2d``, ``500ms`` or plain seconds -> seconds."""
+    m = _DURATION.match(str(text))
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 30m, 48h)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def _bool(text: str) -> bool:
+    lowered = str(text).strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in str(text).split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: where it can come from, how to parse it, its default."""
+
+    key: str  # dotted TOML key, e.g. "amplitude.api_key"; also the Settings attribute path
+    flag: str
+    env: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+    secret: bool = False
+    choices: tuple[str, ...] = ()
+    repeatable: bool = False
+    group: str = "delivery"
+
+
+def _opt(key: str, flag: str, env: str, default: Any, help: str, **kw: Any) -> Option:
+    return Option(key, flag, env, default, help, **kw)
+
+
+OPTIONS: tuple[Option, ...] = (
+    # Amplitude destination
+    _opt("amplitude.api_key", "--api-key", "AMPLITUDE_API_KEY", "", "Amplitude project API key", secret=True),
+    _opt("amplitude.region", "--region", "AMPLITUDE_REGION", "us", "Amplitude region", choices=("us", "eu")),
+    _opt(
+        "amplitude.url",
+        "--amplitude-url",
+        "AMPLITUDE_URL",
+        "",
+        "full endpoint URL, overrides --region/--api (proxies, the simulator)",
+    ),
+    _opt(
+        "amplitude.api",
+        "--api",
+        "AMPLITUDE_API",
+        "http",
+        "HTTP V2 API or Batch API",
+        choices=("http", "batch"),
+    ),
+    _opt(
+        "amplitude.min_id_length",
+        "--min-id-length",
+        "AMPLITUDE_MIN_ID_LENGTH",
+        1,
+        "options.min_id_length sent with every request (Braze ids can be 1 character)",
+        parse=int,
+    ),
+    _opt(
+        "amplitude.max_events",
+        "--batch-events",
+        "CURRENTS_BATCH_EVENTS",
+        0,
+        "events per request (0 = the endpoint's cap: 2000)",
+        parse=int,
+    ),
+    _opt(
+        "amplitude.max_bytes",
+        "--batch-bytes",
+        "CURRENTS_BATCH_BYTES",
+        0,
+        "request body bytes (0 = the endpoint's cap: 1 MB HTTP V2, 20 MB Batch)",
+        parse=int,
+    ),
+    _opt(
+        "amplitude.batch_age",
+        "--batch-age",
+        "CURRENTS_BATCH_AGE",
+        0.5,
+        "send a partial batch after this long",
+        parse=parse_duration,
+    ),
+    _opt(
+        "amplitude.concurrency",
+        "--concurrency",
+        "CURRENTS_CONCURRENCY",
+        8,
+        "requests in flight at once",
+        parse=int,
+    ),
+    _opt(
+        "amplitude.timeout",
+        "--request-timeout",
+        "CURRENTS_REQUEST_TIMEOUT",
+        30.0,
+        "timeout of one request",
+        parse=parse_duration,
+    ),
+    _opt("amplitude.gzip", "--gzip", "CURRENTS_GZIP", True, "gzip request bodies", parse=_bool),
+    # Limits and retries
+    _opt(
+        "limits.device_rate",
+        "--device-rate",
+        "CURRENTS_DEVICE_RATE",
+        30.0,
+        "events per second per device and per user",
+        parse=float,
+    ),
+    _opt(
+        "limits.device_daily_limit",
+        "--device-daily-limit",
+        "CURRENTS_DEVICE_DAILY_LIMIT",
+        500_000,
+        "events per UTC day per device and per user; above it events are dead-lettered (daily_quota)",
+        parse=int,
+    ),
+    _opt(
+        "limits.project_rate",
+        "--project-rate",
+        "CURRENTS_PROJECT_RATE",
+        0.0,
+        "events per second for the whole project (0 = unlimited)",
+        parse=float,
+    ),
+    _opt(
+        "limits.retry_window",
+        "--retry-window",
+        "CURRENTS_RETRY_WINDOW",
+        48 * 3600.0,
+        "how long an event may keep failing before it is dead-lettered (e.g. 90s, 30m, 48h)",
+        parse=parse_duration,
+    ),
+    _opt(
+        "limits.max_backoff",
+        "--max-backoff",
+        "CURRENTS_MAX_BACKOFF",
+        300.0,
+        "longest wait between retries of a failing request",
+        parse=parse_duration,
+    ),
+    _opt(
+        "limits.max_pending",
+        "--max-pending",
+        "CURRENTS_MAX_PENDING",
+        50_000,
+        "events held in memory (batching, throttled, in flight) before input pauses",
+        parse=int,
+    ),
+    _opt(
+        "limits.max_pending_bytes",
+        "--max-pending-bytes",
+        "CURRENTS_MAX_PENDING_BYTES",
+        256 << 20,
+        "bytes of events held in memory before input pauses",
+        parse=int,
+    ),
+    # Outputs and state
+    _opt(
+        "dead_letter",
+        "--dead-letter",
+        "CURRENTS_DEAD_LETTER",
+        "dead-letter",
+        "dead-letter directory (JSON lines)",
+        group="io",
+    ),
+    _opt(
+        "state_dir",
+        "--state-dir",
+        "CURRENTS_STATE_DIR",
+        ".currents-state",
+        "replay resume state directory",
+        group="io",
+    ),
+    # Mapping
+    _opt(
+        "mapping.properties",
+        "--properties",
+        "CURRENTS_PROPERTIES",
+        "braze",
+        "event_properties: Braze's per-type list, or every non-null field",
+        choices=("braze", "all"),
+        group="mapping",
+    ),
+    _opt(
+        "mapping.enabled",
+        "--enable-type",
+        "CURRENTS_ENABLE_TYPES",
+        (),
+        "also export these event types (glob, repeatable)",
+        parse=_list,
+        repeatable=True,
+        group="mapping",
+    ),
+    _opt(
+        "mapping.disabled",
+        "--disable-type",
+        "CURRENTS_DISABLE_TYPES",
+        (),
+        "never export these event types (glob, repeatable)",
+        parse=_list,
+        repeatable=True,
+        group="mapping",
+    ),
+    _opt(
+        "mapping.event_prefix",
+        "--event-prefix",
+        "CURRENTS_EVENT_PREFIX",
+        "[Appboy] ",
+        "prefix of every Amplitude event name",
+        group="mapping",
+    ),
+    # Observability
+    _opt(
+        "metrics_port",
+        "--metrics-port",
+        "CURRENTS_METRICS_PORT",
+        0,
+        "port for /metrics, /livez, /readyz (0 = off)",
+        parse=int,
+        group="obs",
+    ),
+    _opt(
+        "log_format",
+        "--log-format",
+        "CURRENTS_LOG_FORMAT",
+        "auto",
+        "log lines: json, text, or auto (text on a tty)",
+        choices=("auto", "json", "text"),
+        group="obs",
+    ),
+    _opt("log_level", "--log-level", "CURRENTS_LOG_LEVEL", "INFO", "log level", group="obs"),
+)
+OPTION_BY_KEY = {o.key: o for o in OPTIONS}
+
+
+@dataclass(frozen=True)
+class AmplitudeSettings:
+    """The Amplitude destination: where, how, and the request caps."""
+
+    api_key: Secret
+    region: str
+    url: str
+    api: str
+    min_id_length: int
+    max_events: int
+    max_bytes: int
+    batch_age: float
+    concurrency: int
+    timeout: float
+    gzip: bool
+
+    @property
+    def endpoint(self) -> str:
+        """The full URL requests go to."""
+        if self.url:
+            return self.url
+        host = "https://api.eu.amplitude.com" if self.region == "eu" else "https://api2.amplitude.com"
+        return host + ("/batch" if self.api == "batch" else "/2/httpapi")
+
+    @property
+    def events_cap(self) -> int:
+        """Events per request."""
+        return self.max_events or 2000
+
+    @property
+    def bytes_cap(self) -> int:
+        """Request body bytes (uncompressed: Amplitude counts after decompression)."""
+        if self.max_bytes:
+            return self.max_bytes
+        return 20_000_000 - 4096 if self.api == "batch" else 1_000_000 - 4096
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """Throttling, retry window and memory bounds."""
+
+    device_rate: float
+    device_daily_limit: int
+    project_rate: float
+    retry_window: float
+    max_backoff: float
+    max_pending: int
+    max_pending_bytes: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs, resolved once. ``sources`` says where each value came from."""
+
+    amplitude: AmplitudeSettings
+    limits: LimitSettings
+    mapping: MappingConfig
+    dead_letter: str
+    state_dir: str
+    metrics_port: int
+    log_format: str
+    log_level: str
+    sources: Mapping[str, str]
+
+    def describe(self) -> dict[str, Any]:
+        """Effective configuration with secrets masked, for ``currents-consumer config``."""
+        out: dict[str, Any] = {}
+        for opt in OPTIONS:
+            value = _get(self, opt.key)
+            if isinstance(value, Secret):
+                value = "***" if value else ""
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[opt.key] = {"value": value, "source": self.sources.get(opt.key, "default")}
+        return out
+
+
+def _get(settings: Settings, key: str) -> Any:
+    obj: Any = settings
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def add_arguments(parser: argparse.ArgumentParser, groups: tuple[str, ...]) -> None:
+    """Add the flags of the option ``groups`` to a subcommand parser (all default to unset)."""
+    parser.add_argument("--config", default=None, help="TOML config file (env CURRENTS_CONFIG)")
+    for opt in OPTIONS:
+        if opt.group not in groups:
+            continue
+        help_text = f"{opt.help} [env {opt.env}; default {_show_default(opt)}]"
+        kwargs: dict[str, Any] = {"default": None, "help": help_text, "dest": opt.key}
+        if opt.choices:
+            kwargs["choices"] = opt.choices
+        if opt.repeatable:
+            kwargs["action"] = "append"
+        parser.add_argument(opt.flag, **kwargs)
+
+
+def _show_default(opt: Option) -> str:
+    if opt.secret:
+        return "none"
+    if isinstance(opt.default, tuple):
+        return ",".join(opt.default) or "none"
+    return repr(opt.default) if isinstance(opt.default, str) else str(opt.default)
+
+
+def load(args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Resolve every option: flag > environment > config file > default."""
+    env = os.environ if env is None else env
+    flags = vars(args) if args is not None else {}
+    config_path = flags.get("config") or env.get("CURRENTS_CONFIG")
+    file_values: dict[str, Any] = {}
+    if config_path:
+        try:
+            with open(config_path, "rb") as fh:
+                file_values = _flatten(tomllib.load(fh))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"cannot read config file {config_path}: {exc}") from exc
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for opt in OPTIONS:
+        raw: Any = flags.get(opt.key)
+        source = "flag"
+        if raw is None and opt.env in env:
+            raw, source = env[opt.env], "env"
+        if raw is None and opt.key in file_values:
+            raw, source = file_values[opt.key], f"file {config_path}"
+        if raw is None:
+            value: Any = opt.default
+            source = "default"
+        else:
+            value = _convert(opt, raw, source)
+        values[opt.key] = Secret(value) if opt.secret else value
+        sources[opt.key] = source
+    unknown = sorted(set(file_values) - set(OPTION_BY_KEY) - {"mapping.names"})
+    if unknown:
+        raise SettingsError(f"unknown keys in config file {config_path}: {', '.join(unknown)}")
+    names = file_values.get("mapping.names", {})
+    return _build(values, sources, names if isinstance(names, dict) else {})
+
+
+def _convert(opt: Option, raw: Any, source: str) -> Any:
+    try:
+        if opt.repeatable and isinstance(raw, list):
+            return tuple(item for part in raw for item in opt.parse(str(part)))
+        if isinstance(raw, str):
+            value = opt.parse(raw)
+        elif isinstance(opt.default, tuple) and isinstance(raw, list):
+            value = tuple(str(x) for x in raw)
+        elif isinstance(opt.default, float) and isinstance(raw, int | float) and not isinstance(raw, bool):
+            value = float(raw)
+        else:
+            value = raw
+    except ValueError as exc:
+        raise SettingsError(f"{opt.flag} (from {source}): {exc}") from None
+    if opt.choices and value not in opt.choices:
+        raise SettingsError(f"{opt.flag} (from {source}): {value!r} is not one of {', '.join(opt.choices)}")
+    return value
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, dict) and full != "mapping.names":
+            out.update(_flatten(value, full + "."))
+        else:
+            out[full] = value
+    return out
+
+
+def _build(values: dict[str, Any], sources: dict[str, str], names: dict[str, Any]) -> Settings:
+    def section(prefix: str) -> dict[str, Any]:
+        return {k[len(prefix) + 1 :]: v for k, v in values.items() if k.startswith(prefix + ".")}
+
+    amplitude = AmplitudeSettings(**section("amplitude"))
+    limits = LimitSettings(**section("limits"))
+    for name, check in (
+        ("--concurrency", amplitude.concurrency >= 1),
+        ("--batch-events", 0 <= amplitude.max_events <= 2000 or amplitude.api == "batch"),
+        ("--device-rate", limits.device_rate > 0),
+        ("--retry-window", limits.retry_window > 0),
+        ("--max-pending", limits.max_pending >= 1),
+    ):
+        if not check:
+            raise SettingsError(f"{name}: value out of range")
+    mapping = MappingConfig(**section("mapping"), names={str(k): str(v) for k, v in names.items()})
+    return Settings(
+        amplitude=amplitude,
+        limits=limits,
+        mapping=mapping,
+        dead_letter=values["dead_letter"],
+        state_dir=values["state_dir"],
+        metrics_port=values["metrics_port"],
+        log_format=values["log_format"],
+        log_level=values["log_level"],
+        sources=sources,
+    )

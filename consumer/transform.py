@@ -1,0 +1,206 @@
+"""Currents record -> Amplitude event, exactly as Braze's connector builds it.
+
+Pure and synchronous: :meth:`Transformer.transform` takes a decoded record and returns either an
+Amplitude event (a JSON-ready dict) or a :class:`Skip` with its reason. Per-type work (name, property
+list) is compiled once per event type and cached, so the per-event cost is a loop over a tuple.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from consumer.events import AmplitudeEvent
+from consumer.mapping import BRAZE_TYPES, FIELD_RENAMES, IDENTITY_FIELDS, MappingConfig
+
+# Ids Amplitude refuses with a 400 (compared case-insensitively); sending one would poison a batch.
+PLACEHOLDER_IDS = frozenset(
+    {
+        "anonymous",
+        "nil",
+        "none",
+        "null",
+        "n/a",
+        "na",
+        "undefined",
+        "unknown",
+        '""',
+        "00000000-0000-0000-0000-000000000000",
+        "{}",
+        "lmy47d",
+        "0",
+        "-1",
+        "",
+    }
+)
+_AD_ID_FIELD = {"ios_idfa": "idfa", "google_adid": "adid"}
+_TOP_LEVEL_DEVICE = ("platform", "os_version", "device_model")
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """An event that is deliberately not sent, and why (a metric label and summary key)."""
+
+    reason: str
+
+
+NO_IDENTITY = Skip("no_identity")
+INVALID_IDENTITY = Skip("invalid_identity")
+UNMAPPED_TYPE = Skip("unmapped_type")
+MISSING_ID = Skip("missing_id")
+
+
+def is_valid_id(value: str) -> bool:
+    """Whether Amplitude accepts ``value`` as a user or device id (placeholders and all-zero ids not)."""
+    lowered = value.strip().lower()
+    if lowered in PLACEHOLDER_IDS:
+        return False
+    # An all-zero advertising id (Limit Ad Tracking) in any formatting.
+    return not set(lowered) <= {"0", "-"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    name: str
+    kind: str  # "custom", "purchase", "location" or "regular"
+    properties: tuple[tuple[str, str], ...] | None  # (currents field, property name); None = all fields
+
+
+class Transformer:
+    """Turns Currents records into Amplitude events according to a :class:`MappingConfig`."""
+
+    def __init__(self, config: MappingConfig | None = None) -> None:
+        self.config = config or MappingConfig()
+        self._plans: dict[str, _Plan | None] = {}
+
+    def _plan(self, event_type: str) -> _Plan | None:
+        try:
+            return self._plans[event_type]
+        except KeyError:
+            pass
+        cfg = self.config
+        plan: _Plan | None = None
+        if cfg.is_exported(event_type):
+            spec = BRAZE_TYPES.get(event_type)
+            kind = {
+                "users.behaviors.CustomEvent": "custom",
+                "users.behaviors.Purchase": "purchase",
+                "users.behaviors.Location": "location",
+            }.get(event_type, "regular")
+            props: tuple[tuple[str, str], ...] | None = None
+            if spec is not None and cfg.properties == "braze":
+                # The seed names some fields differently from today's schema: read either name.
+                reverse = {v: k for k, v in FIELD_RENAMES.items()}
+                props = tuple((reverse.get(p, p), p) for p in spec.properties)
+                props += tuple((p, p) for p in spec.properties if p in reverse)
+            plan = _Plan(cfg.name_for(event_type), kind, props)
+        self._plans[event_type] = plan
+        return plan
+
+    def transform(self, event_type: str, record: dict[str, Any]) -> AmplitudeEvent | Skip:
+        """The Amplitude event for one Currents record, or why it is skipped."""
+        plan = self._plan(event_type)
+        if plan is None:
+            return UNMAPPED_TYPE
+        event_id = record.get("id")
+        if not event_id:
+            return MISSING_ID
+        cfg = self.config
+        props: dict[str, Any] = {}
+
+        external = record.get("external_user_id")
+        device = record.get("device_id")
+        event: AmplitudeEvent = {}
+        if external:
+            if is_valid_id(external):
+                event["user_id"] = external
+            else:
+                props["external_user_id"] = external
+        if device:
+            if is_valid_id(device):
+                event["device_id"] = device
+            else:
+                props["device_id"] = device
+        if "user_id" not in event and "device_id" not in event:
+            return INVALID_IDENTITY if (external or device) else NO_IDENTITY
+
+        if plan.kind == "custom":
+            event["event_type"] = cfg.event_prefix + cfg.custom_event_prefix + str(record.get("name") or "")
+        else:
+            event["event_type"] = plan.name
+        time_ms = record.get("time_ms")
+        event["time"] = time_ms if isinstance(time_ms, int) else int(record.get("time") or 0) * 1000
+        event["insert_id"] = event_id
+
+        if plan.properties is None:
+            for key, value in record.items():
+                if value is not None and key not in IDENTITY_FIELDS and key != "properties":
+                    props[FIELD_RENAMES.get(key, key)] = value
+        else:
+            for source, target in plan.properties:
+                value = record.get(source)
+                if value is not None:
+                    props[target] = value
+        braze_id = record.get("user_id")
+        if cfg.braze_id_property and braze_id:
+            props[cfg.braze_id_property] = braze_id
+
+        if plan.kind == "custom":
+            _merge_json_properties(props, record.get("properties"), cfg.custom_property_prefix)
+        elif plan.kind == "purchase":
+            custom = _merge_json_properties(props, record.get("properties"), cfg.purchase_property_prefix)
+            if record.get("product_id") is not None:
+                event["productId"] = record["product_id"]
+            if record.get("price") is not None:
+                event["price"] = record["price"]
+                event["quantity"] = _quantity(custom.get("quantity"))
+        elif plan.kind == "location":
+            if record.get("latitude") is not None:
+                event["location_lat"] = record["latitude"]
+            if record.get("longitude") is not None:
+                event["location_lng"] = record["longitude"]
+
+        if cfg.device_fields_top_level:
+            for key in _TOP_LEVEL_DEVICE:
+                value = record.get(key)
+                if value is not None:
+                    event[key] = value
+        if cfg.ad_ids_top_level:
+            ad_id = record.get("ad_id")
+            ad_field = _AD_ID_FIELD.get(record.get("ad_id_type") or "")
+            if ad_id and ad_field and is_valid_id(ad_id):
+                event[ad_field] = ad_id
+        if props:
+            event["event_properties"] = props
+        return event
+
+
+def _quantity(value: Any) -> int:
+    """Purchase quantity: Currents has no quantity field, so 1 unless the purchase properties give a
+    positive integer ``quantity``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return 1
+
+
+def _merge_json_properties(props: dict[str, Any], raw: Any, prefix: str) -> dict[str, Any]:
+    """Decode a Currents ``properties`` JSON string into prefixed event properties.
+
+    Nested objects and arrays stay JSON values. A string that is not a JSON object is kept whole under
+    ``properties`` so nothing is lost, and the event is still sent. Returns the decoded object (empty
+    when there was none).
+    """
+    if raw is None or raw == "":
+        return {}
+    try:
+        decoded = orjson.loads(raw)
+    except (orjson.JSONDecodeError, TypeError):
+        decoded = None
+    if not isinstance(decoded, dict):
+        props["properties"] = raw
+        return {}
+    for key, value in decoded.items():
+        props[prefix + key] = value
+    return decoded
