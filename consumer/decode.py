@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import re
-import struct
 from collections.abc import Iterator
 from typing import IO, Any, Protocol
 
@@ -29,21 +28,10 @@ from consumer.schemas import event_type_of, parsed_schema
 
 CONFLUENT_MAGIC = 0
 _PATH_EVENT_TYPE = re.compile(r"event_type=([A-Za-z0-9_.]+)")
-# Bad bytes surface from fastavro as any of these (its C reader raises plain Python errors); anything
-# else (MemoryError, KeyboardInterrupt, our own bugs) is not a decode problem and must propagate.
-_DECODE_FAILURES = (
-    ValueError,
-    EOFError,
-    StopIteration,
-    IndexError,
-    KeyError,
-    TypeError,
-    OverflowError,
-    UnicodeDecodeError,
-    struct.error,
-    OSError,
-    AttributeError,
-)
+# Bad bytes surface from fastavro (and its codecs) as almost any exception type: ValueError, EOFError,
+# IndexError, KeyError, zlib.error, cramjam errors, SchemaParseException for a damaged header... At this
+# boundary every failure to turn bytes into a record is a decode failure of that input.
+_DECODE_FAILURES = (Exception,)
 
 
 class DecodeError(Exception):
