@@ -8,12 +8,14 @@ processed), 2 bad usage or configuration.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Callable
 
 from consumer import __version__
 from consumer.settings import Settings, SettingsError, add_arguments, load
+from consumer.summary import Summary
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -22,11 +24,74 @@ def _cmd_convert(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.convert import convert
 
     summary = convert(args.paths, settings.mapping, sys.stdout.buffer)
-    if args.summary_json:
-        print(json.dumps(summary.as_dict()), file=sys.stderr)
-    else:
-        print(summary.render(), file=sys.stderr)
+    _print_summary(summary, args.summary_json)
     return 1 if summary.unreadable else 0
+
+
+def _print_summary(summary: Summary, as_json: bool) -> None:
+    print("", file=sys.stderr)
+    print(json.dumps(summary.as_dict()) if as_json else summary.render(), file=sys.stderr)
+
+
+def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.replay import Replay
+    from consumer.runtime import install_signals, make_sink, ops_server, prepare
+
+    metrics = prepare(settings)
+
+    async def run() -> int:
+        sink = make_sink(settings)
+        replay = Replay(args.paths, settings, sink, metrics)
+        install_signals(replay.stop)
+        try:
+            async with ops_server(settings, metrics, ready=lambda: True, on_scrape=replay.update_gauges):
+                result = await replay.run(grace=args.grace)
+        finally:
+            await sink.close()
+        _print_summary(result.summary, args.summary_json)
+        if result.files_resumed:
+            print(f"  files already finished by an earlier run: {result.files_resumed}", file=sys.stderr)
+        if replay.stopped:
+            print("  interrupted: run the same command again to resume", file=sys.stderr)
+            return 130
+        return 1 if result.summary.unreadable else 0
+
+    return asyncio.run(run())
+
+
+def _cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.redrive import redrive
+    from consumer.runtime import make_sink, prepare
+
+    metrics = prepare(settings)
+
+    async def run() -> int:
+        sink = make_sink(settings)
+        try:
+            summary = await redrive(args.paths, settings, sink, metrics, tuple(args.reason or ()))
+        finally:
+            await sink.close()
+        _print_summary(summary, args.summary_json)
+        return 1 if summary.unreadable else 0
+
+    return asyncio.run(run())
+
+
+def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.logs import setup
+    from consumer.simulator import run_simulator
+
+    setup(settings.log_format, settings.log_level)
+    run_simulator(args.host, args.port, tuple(args.accept_key or ()), rate_window_s=args.rate_window)
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.synth import generate_sample
+
+    files = generate_sample(args.out, args.events, args.seed)
+    print(f"wrote {args.events} events in {len(files)} files under {args.out}", file=sys.stderr)
+    return 0
 
 
 def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
@@ -49,6 +114,42 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     p.add_argument("--summary-json", action="store_true", help="print the summary as JSON on stderr")
     add_arguments(p, ("mapping",))
     commands["convert"] = _cmd_convert
+
+    p = sub.add_parser("replay", help="deliver Currents Avro files to Amplitude (backfill, resumable)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="Currents Avro files or directories (recursive)")
+    p.add_argument("--summary-json", action="store_true", help="print the final summary as JSON")
+    p.add_argument(
+        "--grace", type=float, default=30.0, help="seconds to finish in-flight events on SIGINT/SIGTERM"
+    )
+    add_arguments(p, ("delivery", "io", "mapping", "obs"))
+    commands["replay"] = _cmd_replay
+
+    p = sub.add_parser("redrive", help="re-send dead-lettered events (same insert_id: no double counting)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="dead-letter files or directories")
+    p.add_argument("--reason", action="append", help="only records whose reason matches (glob, repeatable)")
+    p.add_argument("--summary-json", action="store_true", help="print the final summary as JSON")
+    add_arguments(p, ("delivery", "io", "mapping", "obs"))
+    commands["redrive"] = _cmd_redrive
+
+    p = sub.add_parser("simulate", help="run a local Amplitude-compatible server (demos and tests)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9000)
+    p.add_argument("--accept-key", action="append", help="API keys to accept (repeatable; none = any key)")
+    p.add_argument(
+        "--rate-window",
+        type=float,
+        default=30.0,
+        help="seconds over which per-device rates are averaged (Amplitude: 30)",
+    )
+    add_arguments(p, ("obs",))
+    commands["simulate"] = _cmd_simulate
+
+    p = sub.add_parser("sample", help="write synthetic Currents Avro files in the Currents storage layout")
+    p.add_argument("out", metavar="DIR")
+    p.add_argument("--events", type=int, default=20_000)
+    p.add_argument("--seed", type=int, default=1)
+    add_arguments(p, ())
+    commands["sample"] = _cmd_sample
 
     p = sub.add_parser("config", help="print the effective configuration (secrets masked)")
     add_arguments(p, ("delivery", "io", "mapping", "obs"))

@@ -1,0 +1,74 @@
+"""Which positions may be committed: the contiguous done prefix of each stream (pure).
+
+Events finish out of order (per-device throttling, retries, concurrent requests). A stream (a Kafka
+partition, or one file) may only advance its committed position past offsets whose events are all
+done — delivered, skipped or dead-lettered. Committing past a failed batch because a later one
+succeeded is how Vector's Kafka source loses data on restart; this tracker makes that impossible.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+class _Stream:
+    __slots__ = ("done", "last_tracked", "offsets")
+
+    def __init__(self) -> None:
+        self.offsets: deque[int] = deque()
+        self.done: set[int] = set()
+        self.last_tracked = -1
+
+
+class OffsetTracker:
+    """Tracks in-flight offsets per stream and answers the next offset safe to commit.
+
+    ``track`` must be called in increasing offset order per stream (the order a source reads);
+    offsets need not be contiguous (Kafka compaction and transaction markers leave gaps).
+    """
+
+    def __init__(self) -> None:
+        self._streams: dict[tuple[str, int], _Stream] = {}
+
+    def track(self, stream: tuple[str, int], offset: int) -> None:
+        """Register ``offset`` as read and not yet done."""
+        s = self._streams.get(stream)
+        if s is None:
+            s = self._streams[stream] = _Stream()
+        if offset <= s.last_tracked:
+            raise ValueError(f"offset {offset} tracked out of order on {stream} (last {s.last_tracked})")
+        s.offsets.append(offset)
+        s.last_tracked = offset
+
+    def ack(self, stream: tuple[str, int], offset: int) -> None:
+        """Mark ``offset`` done. Unknown streams (revoked since) are ignored."""
+        s = self._streams.get(stream)
+        if s is None:
+            return
+        s.done.add(offset)
+        offsets, done = s.offsets, s.done
+        while offsets and offsets[0] in done:
+            done.discard(offsets.popleft())
+
+    def committable(self, stream: tuple[str, int]) -> int | None:
+        """The offset to commit (Kafka convention: the next one to read), ``None`` if nothing new.
+
+        All tracked offsets done -> last tracked + 1; otherwise the first offset not done.
+        """
+        s = self._streams.get(stream)
+        if s is None or s.last_tracked < 0:
+            return None
+        return s.offsets[0] if s.offsets else s.last_tracked + 1
+
+    def outstanding(self, stream: tuple[str, int]) -> int:
+        """How many tracked offsets of ``stream`` are not done yet."""
+        s = self._streams.get(stream)
+        return len(s.offsets) if s else 0
+
+    def forget(self, stream: tuple[str, int]) -> None:
+        """Drop a stream (partition revoked, file finished); later acks for it are ignored."""
+        self._streams.pop(stream, None)
+
+    def streams(self) -> list[tuple[str, int]]:
+        """Every stream currently tracked."""
+        return list(self._streams)

@@ -1,0 +1,122 @@
+"""The dead-letter output: every event or input that could not be delivered, with why and from where.
+
+JSON lines under one directory, one file per writer per UTC hour
+(``dead-letter-<YYYYMMDDTHH>-<host>-<pid>.jsonl``), so replicas sharing a volume never interleave.
+Each line has ``reason``, ``time`` (ISO 8601 UTC), ``position`` (topic/partition/offset or
+file/record), and either ``event`` (the Amplitude event as it would have been sent, with its
+``insert_id``) or ``raw`` (undecodable input, base64) — plus ``event_type`` and ``detail`` when known.
+:meth:`DeadLetterWriter.sync` makes everything written so far durable; sources call it before they
+commit positions, so a dead-lettered event is never committed before it is on disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from consumer.events import AmplitudeEvent, Position
+
+
+class DeadLetterWriter:
+    """Appends dead-letter records; :meth:`sync` flushes and fsyncs."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self._fh: IO[bytes] | None = None
+        self._hour = ""
+        self._tag = f"{socket.gethostname()}-{os.getpid()}"
+        self._dirty = False
+        self.count = 0
+
+    def _file(self, now: float) -> IO[bytes]:
+        hour = time.strftime("%Y%m%dT%H", time.gmtime(now))
+        if self._fh is None or hour != self._hour:
+            if self._fh is not None:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+                self._fh.close()
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.directory / f"dead-letter-{hour}-{self._tag}.jsonl", "ab")  # noqa: SIM115
+            self._hour = hour
+        return self._fh
+
+    def write(
+        self,
+        reason: str,
+        position: Position,
+        *,
+        event: AmplitudeEvent | None = None,
+        event_type: str | None = None,
+        raw: bytes | None = None,
+        detail: str = "",
+        first_attempt: float | None = None,
+    ) -> None:
+        """Append one record (buffered; durable after :meth:`sync`)."""
+        now = time.time()
+        record: dict[str, Any] = {
+            "reason": reason,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+            "position": position.as_dict(),
+        }
+        if event_type:
+            record["event_type"] = event_type
+        if detail:
+            record["detail"] = detail
+        if first_attempt is not None:
+            record["first_attempt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(first_attempt))
+        if event is not None:
+            record["event"] = event
+        if raw is not None:
+            record["raw"] = base64.b64encode(raw).decode("ascii")
+        self._file(now).write(orjson.dumps(record) + b"\n")
+        self._dirty = True
+        self.count += 1
+
+    def sync(self) -> None:
+        """Flush and fsync what has been written."""
+        if self._fh is not None and self._dirty:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._dirty = False
+
+    def close(self) -> None:
+        """Sync and close the current file."""
+        self.sync()
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def read_dead_letters(paths: list[str]) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """Every record of the dead-letter files under ``paths``: ``(file, line number, record)``.
+
+    Lines that are not JSON objects are yielded as ``{"unparseable": <text>}`` so callers can report them.
+    """
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            files.extend(sorted(p.rglob("*.jsonl")))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"no such file or directory: {raw}")
+    for path in files:
+        with open(path, "rb") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    record = None
+                if not isinstance(record, dict):
+                    record = {"unparseable": line.decode("utf-8", "replace")[:500]}
+                yield str(path), n, record

@@ -1,0 +1,187 @@
+"""``currents-consumer replay``: deliver Currents Avro files to Amplitude (backfills).
+
+Files are read one after the other in listing order; records flow through the shared
+:class:`~consumer.pipeline.Pipeline`. Each file is a stream in an
+:class:`~consumer.commits.OffsetTracker`: its contiguous done prefix is saved in the resume state
+every few seconds, and a file whose every record is done is marked finished, so an interrupted replay
+continues where it stopped. An unreadable or corrupt file is named, dead-lettered (reason
+``unreadable_input``, with the record index where reading stopped) and the replay goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from consumer.commits import OffsetTracker
+from consumer.deadletter import DeadLetterWriter
+from consumer.decode import DecodeError
+from consumer.delivery import Sink
+from consumer.events import Position
+from consumer.files import list_files, read_file
+from consumer.metrics import Metrics
+from consumer.pipeline import Pipeline
+from consumer.resume import ResumeState, file_identity
+from consumer.settings import Settings
+from consumer.summary import Summary
+
+log = logging.getLogger("currents.replay")
+
+
+@dataclass
+class _FileState:
+    ident: str
+    fully_read: bool = False
+    records: int = 0
+
+
+@dataclass
+class ReplayResult:
+    """The summary of a replay and how many files an earlier run had already finished."""
+
+    summary: Summary
+    files_resumed: int = 0
+    files_done: int = 0
+    unfinished: list[str] = field(default_factory=list)
+
+
+class Replay:
+    """One replay job over local files; :meth:`run` returns its :class:`ReplayResult`."""
+
+    def __init__(
+        self,
+        paths: list[str],
+        settings: Settings,
+        sink: Sink,
+        metrics: Metrics,
+        *,
+        progress_interval: float = 10.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.paths = paths
+        self.settings = settings
+        self.tracker = OffsetTracker()
+        self.dead = DeadLetterWriter(settings.dead_letter)
+        self.state = ResumeState.load(settings.state_dir, paths)
+        self.pipeline = Pipeline(settings, sink, self.dead, metrics, self._ack, clock=clock)
+        self.files: dict[str, _FileState] = {}
+        self.result = ReplayResult(self.pipeline.summary)
+        self.progress_interval = progress_interval
+        self._last_save = time.monotonic()
+        self._stopping = False
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stopping
+
+    def update_gauges(self) -> None:
+        """Refresh the point-in-time gauges (called before each scrape)."""
+        engine = self.pipeline.engine
+        m = self.pipeline.metrics
+        m.pending.set(engine.pending)
+        m.oldest_pending_age.set(engine.oldest_pending_age())
+        m.throttled_devices.set(engine.throttled_keys())
+        m.last_progress.set(engine.last_progress)
+
+    def stop(self) -> None:
+        """Stop reading (a signal): what was read is still delivered within the grace time, then saved."""
+        self._stopping = True
+
+    def _ack(self, position: Position) -> None:
+        stream = position.stream
+        self.tracker.ack(stream, position.offset)
+        self._maybe_finish(position.source)
+
+    def _maybe_finish(self, path: str) -> None:
+        fs = self.files.get(path)
+        if fs is None or not fs.fully_read or self.tracker.outstanding((path, -1)):
+            return
+        self.state.mark_done(fs.ident, fs.records)
+        self.tracker.forget((path, -1))
+        del self.files[path]
+        self.result.files_done += 1
+
+    def checkpoint(self) -> None:
+        """Persist progress: sync dead-letters first, then record each file's done prefix."""
+        self.dead.sync()
+        for path, fs in self.files.items():
+            nxt = self.tracker.committable((path, -1))
+            if nxt is not None:
+                self.state.next_record[fs.ident] = nxt
+        self.state.save()
+        self._last_save = time.monotonic()
+
+    async def _read(self, path: str) -> None:
+        ident = file_identity(path)
+        if self.state.is_done(ident):
+            self.result.files_resumed += 1
+            return
+        skip = self.state.next_record.get(ident, 0)
+        fs = self.files[path] = _FileState(ident)
+        stream = (path, -1)
+        try:
+            for rec in read_file(path, skip=skip):
+                if self._stopping:
+                    return
+                self.tracker.track(stream, rec.position.offset)
+                fs.records = rec.position.offset + 1
+                await self.pipeline.ingest(rec)
+                if time.monotonic() - self._last_save > 5.0:
+                    self.checkpoint()
+        except DecodeError as exc:
+            self.result.summary.unreadable.append(f"{path}: {exc.reason} (record {exc.position.offset})")
+            log.error("unreadable input %s", exc)
+            # The damaged record's index stands for the unreachable rest of the file. The file is never
+            # marked finished, so a later run reports the damage again instead of passing over it.
+            self.tracker.track(stream, exc.position.offset)
+            self.pipeline.dead_letter_input(exc.position, "unreadable_input", exc.reason)
+            return
+        fs.fully_read = True
+        self._maybe_finish(path)
+
+    async def run(self, grace: float = 30.0) -> ReplayResult:
+        """Replay every file, wait for every event to finish, save the state, return the result.
+
+        After :meth:`stop`, events already read get ``grace`` seconds to finish; the rest are left for
+        the next run (the resume state records only what is done).
+        """
+        reporter = asyncio.create_task(self._report())
+        try:
+            for path in list_files(self.paths):
+                if self._stopping:
+                    break
+                await self._read(path)
+            await self.pipeline.engine.drain(grace if self._stopping else None)
+        finally:
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
+            await self.pipeline.engine.close()
+            self.checkpoint()
+            self.dead.close()
+        self.result.unfinished = sorted(self.files)
+        return self.result
+
+    async def _report(self) -> None:
+        tty = sys.stderr.isatty()
+        started = time.monotonic()
+        interval = 0.5 if tty else self.progress_interval
+        while True:
+            await asyncio.sleep(interval)
+            s = self.result.summary
+            read, done = sum(s.read.values()), sum(s.done.values())
+            rate = read / max(1e-9, time.monotonic() - started)
+            engine = self.pipeline.engine
+            line = (
+                f"read {read} delivered {done} skipped {sum(s.skipped.values())} "
+                f"dead-lettered {sum(s.dead_lettered.values())} pending {engine.pending} "
+                f"held-devices {engine.throttled_keys()} ({rate:,.0f} ev/s)"
+            )
+            if tty:
+                print(f"\r{line}   ", end="", file=sys.stderr, flush=True)
+            else:
+                log.info("progress %s", line)

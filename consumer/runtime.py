@@ -1,0 +1,70 @@
+"""What every long-running command sets up the same way: logging, secrets masking, metrics and probes,
+the Amplitude sink, and signal handling (first signal: drain and stop; second: exit at once)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
+
+from consumer.health import Health
+from consumer.logs import register_secret, setup
+from consumer.metrics import Metrics, default_metrics
+from consumer.settings import Settings
+from consumer.sink import AmplitudeSink
+
+log = logging.getLogger("currents")
+
+
+def prepare(settings: Settings) -> Metrics:
+    """Configure logging once and register every secret for masking; returns the process metrics."""
+    setup(settings.log_format, settings.log_level)
+    register_secret(settings.amplitude.api_key.reveal())
+    return default_metrics()
+
+
+def make_sink(settings: Settings) -> AmplitudeSink:
+    """The Amplitude sink for the configured endpoint; refuses to start without an API key."""
+    if not settings.amplitude.api_key:
+        raise SystemExit("currents-consumer: no Amplitude API key (--api-key or AMPLITUDE_API_KEY)")
+    return AmplitudeSink(settings.amplitude)
+
+
+@contextlib.asynccontextmanager
+async def ops_server(
+    settings: Settings,
+    metrics: Metrics,
+    ready: Callable[[], bool],
+    on_scrape: Callable[[], None] | None = None,
+) -> AsyncIterator[Health]:
+    """Serve ``/metrics``, ``/livez``, ``/readyz`` on ``--metrics-port`` (no server when it is 0)."""
+    health = Health(metrics, ready=ready, on_scrape=on_scrape)
+    if settings.metrics_port:
+        port = await health.start(settings.metrics_port)
+        log.info("metrics and probes on port %d", port)
+    try:
+        yield health
+    finally:
+        await health.stop()
+
+
+def install_signals(on_first: Callable[[], None]) -> None:
+    """SIGTERM/SIGINT: call ``on_first`` (begin a graceful stop); a second signal exits immediately."""
+    loop = asyncio.get_running_loop()
+    seen = {"n": 0}
+
+    def handler(signum: int) -> None:
+        seen["n"] += 1
+        if seen["n"] == 1:
+            log.info("signal %s: draining, a second signal exits at once", signal.Signals(signum).name)
+            on_first()
+        else:
+            log.warning("second signal: exiting now")
+            os._exit(130)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, handler, sig)

@@ -1,0 +1,230 @@
+"""The Amplitude sink: one HTTP exchange -> one typed outcome. Never retries, never sleeps.
+
+:meth:`AmplitudeSink.send` posts one batch of pre-encoded events and classifies the answer following
+Amplitude's contract (``amplitude-api.md``): delivered; some events rejected (drop exactly those);
+payload too large (split); some devices/users throttled or over the daily quota; retry later (5xx,
+timeouts, connection errors, credentials); or a fatal answer for the whole batch. What to do about
+each outcome is decided one level up, in :mod:`consumer.delivery`.
+
+The API key is only ever written into the request body; it never appears in an outcome, a log line or
+an exception message raised from here.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+from consumer.events import Pending
+from consumer.settings import AmplitudeSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """Amplitude accepted the whole batch."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """400 naming some events: ``reasons[i]`` says why event ``i`` of the batch was refused."""
+
+    reasons: dict[int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class TooLarge:
+    """413: the body was over Amplitude's size or count cap; split and resend."""
+
+
+@dataclass(frozen=True, slots=True)
+class Throttled:
+    """429 for some devices/users; nothing of the batch was ingested."""
+
+    devices: frozenset[str] = frozenset()
+    users: frozenset[str] = frozenset()
+    events: frozenset[int] = frozenset()
+    quota_devices: frozenset[str] = frozenset()
+    quota_users: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    """Nothing (known to be) ingested; send the same batch again later.
+
+    ``after`` is a server-requested delay (``Retry-After``) if any; ``credentials`` marks an invalid API
+    key or a missing one (alert, keep the events within the retry window).
+    """
+
+    reason: str
+    after: float | None = None
+    credentials: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Fatal:
+    """An answer that resending cannot fix; the whole batch goes to dead-letter with ``reason``."""
+
+    reason: str
+    detail: str = ""
+
+
+Outcome = Delivered | Rejected | TooLarge | Throttled | RetryLater | Fatal
+
+
+@dataclass
+class SendResult:
+    """An outcome with the HTTP status (``0`` for a transport failure) and the exchange's duration."""
+
+    outcome: Outcome
+    status: int
+    seconds: float
+    body_bytes: int = field(default=0)
+
+
+def build_body(api_key: str, encoded: Sequence[bytes], min_id_length: int) -> bytes:
+    """The JSON request body from already-encoded events (no re-encoding of events on resends)."""
+    return b"".join(
+        (
+            b'{"api_key":',
+            orjson.dumps(api_key),
+            b',"events":[',
+            b",".join(encoded),
+            b'],"options":{"min_id_length":',
+            str(min_id_length).encode(),
+            b"}}",
+        )
+    )
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _indices(mapping: Any, what: str, reasons: dict[int, str], size: int) -> None:
+    if not isinstance(mapping, dict):
+        return
+    for name, indices in mapping.items():
+        if isinstance(indices, list):
+            for i in indices:
+                if isinstance(i, int) and 0 <= i < size:
+                    reasons.setdefault(i, f"{what}:{name}")
+
+
+def classify(status: int, body: Any, headers: httpx.Headers, batch: Sequence[Pending]) -> Outcome:
+    """Map one Amplitude answer to an :data:`Outcome` (pure; tested against every documented body)."""
+    data = body if isinstance(body, dict) else {}
+    if 200 <= status < 300:
+        return Delivered()
+    if status == 400:
+        error = str(data.get("error", ""))
+        if "api key" in error.lower() or data.get("missing_field") == "api_key":
+            return RetryLater("invalid_api_key", _retry_after(headers), credentials=True)
+        reasons: dict[int, str] = {}
+        size = len(batch)
+        _indices(data.get("events_with_invalid_fields"), "invalid_field", reasons, size)
+        _indices(data.get("events_with_missing_fields"), "missing_field", reasons, size)
+        _indices(data.get("events_with_invalid_id_lengths"), "invalid_id_length", reasons, size)
+        for i in data.get("silenced_events") or []:
+            if isinstance(i, int) and 0 <= i < size:
+                reasons.setdefault(i, "silenced")
+        silenced = {d for d in data.get("silenced_devices") or [] if isinstance(d, str)}
+        if silenced:
+            for i, item in enumerate(batch):
+                if item.event.get("device_id") in silenced:
+                    reasons.setdefault(i, "silenced")
+        if reasons:
+            return Rejected(reasons)
+        return Fatal("http_400", error[:200])
+    if status == 413:
+        return TooLarge()
+    if status == 429:
+
+        def names(key: str) -> frozenset[str]:
+            value = data.get(key)
+            return frozenset(value) if isinstance(value, dict) else frozenset()
+
+        events = data.get("throttled_events")
+        indices = [i for i in events if isinstance(i, int)] if isinstance(events, list) else []
+        throttled = Throttled(
+            devices=names("throttled_devices"),
+            users=names("throttled_users"),
+            events=frozenset(indices),
+            quota_devices=names("exceeded_daily_quota_devices"),
+            quota_users=names("exceeded_daily_quota_users"),
+        )
+        if throttled == Throttled():
+            # Project-wide throttling: Amplitude asks to wait (60 s by its documentation).
+            return RetryLater("project_throttled", _retry_after(headers) or 60.0)
+        return throttled
+    if status == 403:
+        return RetryLater("forbidden", _retry_after(headers), credentials=True)
+    if status >= 500 or status == 408:
+        return RetryLater(f"http_{status}", _retry_after(headers))
+    return Fatal(f"http_{status}", str(data.get("error", ""))[:200])
+
+
+class AmplitudeSink:
+    """Posts batches to one Amplitude endpoint over a shared keep-alive connection pool."""
+
+    def __init__(self, settings: AmplitudeSettings, client: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self.url = settings.endpoint
+        self._key = settings.api_key.reveal()
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.timeout),
+            limits=httpx.Limits(
+                max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
+            ),
+            headers={"User-Agent": "currents-consumer", "Accept": "application/json"},
+        )
+
+    def set_api_key(self, key: str) -> None:
+        """Replace the API key (a rotated Secret); the next request uses it."""
+        self._key = key
+
+    async def send(self, batch: Sequence[Pending]) -> SendResult:
+        """One attempt: post ``batch`` and classify the answer."""
+        body = build_body(self._key, [p.encoded for p in batch], self.settings.min_id_length)
+        headers = {"Content-Type": "application/json"}
+        payload = body
+        if self.settings.gzip:
+            compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+            payload = compressor.compress(body) + compressor.flush()
+            headers["Content-Encoding"] = "gzip"
+        started = time.perf_counter()
+        try:
+            response = await self._client.post(self.url, content=payload, headers=headers)
+        except httpx.TimeoutException:
+            return SendResult(RetryLater("timeout"), 0, time.perf_counter() - started, len(body))
+        except httpx.TransportError as exc:
+            # The exception text can carry the URL but never the body (where the key is).
+            return SendResult(
+                RetryLater(f"connection:{type(exc).__name__}"), 0, time.perf_counter() - started, len(body)
+            )
+        seconds = time.perf_counter() - started
+        try:
+            data = orjson.loads(response.content) if response.content else {}
+        except orjson.JSONDecodeError:
+            data = {}
+        return SendResult(
+            classify(response.status_code, data, response.headers, batch),
+            response.status_code,
+            seconds,
+            len(body),
+        )
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
