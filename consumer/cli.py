@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 
 from consumer import __version__
+from consumer.logs import register_secret
 from consumer.settings import Settings, SettingsError, add_arguments, load
 from consumer.summary import Summary
 
@@ -57,6 +58,39 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         return 1 if result.summary.unreadable else 0
 
     return asyncio.run(run())
+
+
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.daemon import Daemon
+    from consumer.runtime import install_signals, make_sink, ops_server, prepare
+
+    metrics = prepare(settings)
+    register_secret(settings.kafka.sasl_password.reveal())
+    register_secret(settings.kafka.schema_registry_password.reveal())
+
+    async def run() -> int:
+        sink = make_sink(settings)
+        daemon = Daemon(settings, sink, metrics)
+        install_signals(daemon.stop)
+        try:
+            async with ops_server(
+                settings, metrics, ready=daemon.ready, on_scrape=daemon.update_gauges
+            ) as health:
+                daemon.health = health
+                return await daemon.run()
+        finally:
+            await sink.close()
+            _print_summary(daemon.pipeline.summary, True)
+
+    return asyncio.run(run())
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.demo import run_demo
+    from consumer.logs import setup
+
+    setup(settings.log_format, settings.log_level)
+    return asyncio.run(run_demo(settings, n_events=args.events, partitions=args.partitions))
 
 
 def _cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
@@ -124,6 +158,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     add_arguments(p, ("delivery", "io", "mapping", "obs"))
     commands["replay"] = _cmd_replay
 
+    p = sub.add_parser("run", help="the Kafka daemon: consume Currents events and deliver them to Amplitude")
+    add_arguments(p, ("delivery", "io", "mapping", "obs", "kafka"))
+    commands["run"] = _cmd_run
+
+    p = sub.add_parser("demo", help="run everything on an embedded broker and Amplitude simulator (no setup)")
+    p.add_argument("--events", type=int, default=20_000, help="Currents events to produce")
+    p.add_argument("--partitions", type=int, default=4)
+    add_arguments(p, ("delivery", "mapping", "obs"))
+    commands["demo"] = _cmd_demo
+
     p = sub.add_parser("redrive", help="re-send dead-lettered events (same insert_id: no double counting)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="dead-letter files or directories")
     p.add_argument("--reason", action="append", help="only records whose reason matches (glob, repeatable)")
@@ -152,7 +196,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     commands["sample"] = _cmd_sample
 
     p = sub.add_parser("config", help="print the effective configuration (secrets masked)")
-    add_arguments(p, ("delivery", "io", "mapping", "obs"))
+    add_arguments(p, ("delivery", "io", "mapping", "obs", "kafka"))
     commands["config"] = _cmd_config
     return parser, commands
 

@@ -12,11 +12,12 @@ from collections import deque
 
 
 class _Stream:
-    __slots__ = ("done", "last_tracked", "offsets")
+    __slots__ = ("done", "first_tracked", "last_tracked", "offsets")
 
     def __init__(self) -> None:
         self.offsets: deque[int] = deque()
         self.done: set[int] = set()
+        self.first_tracked = -1
         self.last_tracked = -1
 
 
@@ -38,12 +39,18 @@ class OffsetTracker:
         if offset <= s.last_tracked:
             raise ValueError(f"offset {offset} tracked out of order on {stream} (last {s.last_tracked})")
         s.offsets.append(offset)
+        if s.first_tracked < 0:
+            s.first_tracked = offset
         s.last_tracked = offset
 
     def ack(self, stream: tuple[str, int], offset: int) -> None:
-        """Mark ``offset`` done. Unknown streams (revoked since) are ignored."""
+        """Mark ``offset`` done.
+
+        Acks for unknown streams (revoked since), or for offsets before the stream was (re)tracked
+        (an event read before a revoke that finished after the partition came back), are ignored.
+        """
         s = self._streams.get(stream)
-        if s is None:
+        if s is None or offset < s.first_tracked:
             return
         s.done.add(offset)
         offsets, done = s.offsets, s.done

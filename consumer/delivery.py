@@ -129,6 +129,11 @@ class DeliveryEngine:
         self._wake.set()
 
     @property
+    def has_room(self) -> bool:
+        """Whether :meth:`submit` would return without waiting."""
+        return self._room.is_set()
+
+    @property
     def pending(self) -> int:
         """Events taken and not yet done."""
         return len(self._live)
@@ -359,8 +364,14 @@ class DeliveryEngine:
             self._idle.set()
         self.on_done(item, outcome, reason)
 
+    def flush(self) -> None:
+        """Send the partial batch now instead of waiting for its age."""
+        self._seal()
+        self._wake.set()
+
     async def drain(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Send everything now (no batch age) and wait until nothing is pending; ``False`` on timeout."""
+        self.flush()
         self._flush_now = True
         self._wake.set()
         try:

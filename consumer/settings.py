@@ -275,6 +275,164 @@ OPTIONS: tuple[Option, ...] = (
         "prefix of every Amplitude event name",
         group="mapping",
     ),
+    # Kafka (the `run` daemon)
+    _opt(
+        "kafka.bootstrap_servers",
+        "--bootstrap-servers",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "localhost:9092",
+        "Kafka bootstrap servers (host:port, comma-separated)",
+        group="kafka",
+    ),
+    _opt(
+        "kafka.topics",
+        "--topic",
+        "KAFKA_TOPICS",
+        (),
+        "topics to consume (repeatable; env comma-separated)",
+        parse=_list,
+        repeatable=True,
+        group="kafka",
+    ),
+    _opt(
+        "kafka.topic_pattern",
+        "--topic-pattern",
+        "KAFKA_TOPIC_PATTERN",
+        "",
+        "regex of topics to consume (instead of --topic)",
+        group="kafka",
+    ),
+    _opt(
+        "kafka.group_id", "--group-id", "KAFKA_GROUP_ID", "currents-consumer", "consumer group", group="kafka"
+    ),
+    _opt(
+        "kafka.client_id",
+        "--client-id",
+        "KAFKA_CLIENT_ID",
+        "currents-consumer",
+        "Kafka client id",
+        group="kafka",
+    ),
+    _opt(
+        "kafka.security_protocol",
+        "--security-protocol",
+        "KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        "Kafka security protocol",
+        choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        group="kafka",
+    ),
+    _opt(
+        "kafka.sasl_mechanism",
+        "--sasl-mechanism",
+        "KAFKA_SASL_MECHANISM",
+        "PLAIN",
+        "SASL mechanism",
+        choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+        group="kafka",
+    ),
+    _opt(
+        "kafka.sasl_username", "--sasl-username", "KAFKA_SASL_USERNAME", "", "SASL user name", group="kafka"
+    ),
+    _opt(
+        "kafka.sasl_password",
+        "--sasl-password",
+        "KAFKA_SASL_PASSWORD",
+        "",
+        "SASL password",
+        secret=True,
+        group="kafka",
+    ),
+    _opt("kafka.ssl_cafile", "--ssl-cafile", "KAFKA_SSL_CAFILE", "", "CA bundle for TLS", group="kafka"),
+    _opt(
+        "kafka.ssl_certfile",
+        "--ssl-certfile",
+        "KAFKA_SSL_CERTFILE",
+        "",
+        "client certificate (mTLS)",
+        group="kafka",
+    ),
+    _opt("kafka.ssl_keyfile", "--ssl-keyfile", "KAFKA_SSL_KEYFILE", "", "client key (mTLS)", group="kafka"),
+    _opt(
+        "kafka.schema_registry_url",
+        "--schema-registry-url",
+        "SCHEMA_REGISTRY_URL",
+        "",
+        "Confluent Schema Registry for wire-format values",
+        group="kafka",
+    ),
+    _opt(
+        "kafka.schema_registry_username",
+        "--schema-registry-username",
+        "SCHEMA_REGISTRY_USERNAME",
+        "",
+        "Schema Registry basic-auth user",
+        group="kafka",
+    ),
+    _opt(
+        "kafka.schema_registry_password",
+        "--schema-registry-password",
+        "SCHEMA_REGISTRY_PASSWORD",
+        "",
+        "Schema Registry basic-auth password",
+        secret=True,
+        group="kafka",
+    ),
+    _opt(
+        "kafka.topic_event_types",
+        "--topic-event-type",
+        "KAFKA_TOPIC_EVENT_TYPES",
+        (),
+        "TOPIC=EVENT_TYPE: values on TOPIC are plain Avro of that type (repeatable)",
+        parse=_list,
+        repeatable=True,
+        group="kafka",
+    ),
+    _opt(
+        "kafka.commit_interval",
+        "--commit-interval",
+        "CURRENTS_COMMIT_INTERVAL",
+        5.0,
+        "how often done offsets are committed",
+        parse=parse_duration,
+        group="kafka",
+    ),
+    _opt(
+        "kafka.shutdown_grace",
+        "--shutdown-grace",
+        "CURRENTS_SHUTDOWN_GRACE",
+        30.0,
+        "on SIGTERM, time to finish events in flight before committing and exiting",
+        parse=parse_duration,
+        group="kafka",
+    ),
+    _opt(
+        "kafka.revoke_timeout",
+        "--revoke-timeout",
+        "CURRENTS_REVOKE_TIMEOUT",
+        10.0,
+        "on a rebalance, time to finish revoked partitions' events before committing them",
+        parse=parse_duration,
+        group="kafka",
+    ),
+    _opt(
+        "kafka.session_timeout",
+        "--session-timeout",
+        "KAFKA_SESSION_TIMEOUT",
+        10.0,
+        "consumer group session timeout",
+        parse=parse_duration,
+        group="kafka",
+    ),
+    _opt(
+        "kafka.auto_offset_reset",
+        "--auto-offset-reset",
+        "KAFKA_AUTO_OFFSET_RESET",
+        "earliest",
+        "where a new group starts",
+        choices=("earliest", "latest"),
+        group="kafka",
+    ),
     # Observability
     _opt(
         "metrics_port",
@@ -350,12 +508,50 @@ class LimitSettings:
 
 
 @dataclass(frozen=True)
+class KafkaSettings:
+    """The Kafka source of the ``run`` daemon."""
+
+    bootstrap_servers: str
+    topics: tuple[str, ...]
+    topic_pattern: str
+    group_id: str
+    client_id: str
+    security_protocol: str
+    sasl_mechanism: str
+    sasl_username: str
+    sasl_password: Secret
+    ssl_cafile: str
+    ssl_certfile: str
+    ssl_keyfile: str
+    schema_registry_url: str
+    schema_registry_username: str
+    schema_registry_password: Secret
+    topic_event_types: tuple[str, ...]
+    commit_interval: float
+    shutdown_grace: float
+    revoke_timeout: float
+    session_timeout: float
+    auto_offset_reset: str
+
+    def event_type_for_topic(self) -> dict[str, str]:
+        """``TOPIC=EVENT_TYPE`` pairs as a dict; raises ``SettingsError`` on a malformed pair."""
+        out: dict[str, str] = {}
+        for pair in self.topic_event_types:
+            topic, sep, event_type = pair.partition("=")
+            if not sep or not topic or not event_type:
+                raise SettingsError(f"--topic-event-type: expected TOPIC=EVENT_TYPE, got {pair!r}")
+            out[topic.strip()] = event_type.strip()
+        return out
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a command needs, resolved once. ``sources`` says where each value came from."""
 
     amplitude: AmplitudeSettings
     limits: LimitSettings
     mapping: MappingConfig
+    kafka: KafkaSettings
     dead_letter: str
     state_dir: str
     metrics_port: int
@@ -486,11 +682,14 @@ def _build(values: dict[str, Any], sources: dict[str, str], names: dict[str, Any
     ):
         if not check:
             raise SettingsError(f"{name}: value out of range")
+    kafka = KafkaSettings(**section("kafka"))
+    kafka.event_type_for_topic()
     mapping = MappingConfig(**section("mapping"), names={str(k): str(v) for k, v in names.items()})
     return Settings(
         amplitude=amplitude,
         limits=limits,
         mapping=mapping,
+        kafka=kafka,
         dead_letter=values["dead_letter"],
         state_dir=values["state_dir"],
         metrics_port=values["metrics_port"],

@@ -1,0 +1,272 @@
+"""``currents-consumer run``: the Kafka daemon (consumer group, at-least-once).
+
+The loop: fetch -> decode -> track the offset -> pipeline (transform, throttle, batch, send) ->
+acknowledge -> commit the contiguous done prefix per partition, periodically, on revoke and on
+shutdown. Guarantees:
+
+* **At-least-once.** An offset is committed only when it and every offset before it on its partition
+  is done (delivered, skipped or dead-lettered, the dead-letter record synced to disk first). A SIGKILL
+  at any instant re-reads from the last commit; Amplitude deduplicates on ``insert_id``.
+* **Bounded memory, Kafka is the buffer.** Fetched messages wait in a backlog of at most one fetch;
+  when the delivery engine is full (an Amplitude outage, hot devices) every assigned partition is
+  paused and the loop keeps polling (so the group membership stays alive) without fetching more.
+* **Rebalances.** On revoke, revoked partitions stop being fed, their in-flight events get
+  ``revoke_timeout`` to finish, what is done is committed, and the partitions are forgotten: nothing
+  is ever committed for a partition no longer owned.
+* **Shutdown.** :meth:`Daemon.stop` (SIGTERM/SIGINT): stop fetching, finish events in flight within
+  ``shutdown_grace``, commit, leave the group.
+* **Garbage never stalls a partition.** Undecodable values are dead-lettered with topic/partition/
+  offset and raw bytes, and acknowledged; an unreachable schema registry is waited for instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from consumer.commits import OffsetTracker
+from consumer.deadletter import DeadLetterWriter
+from consumer.decode import DecodeError
+from consumer.delivery import Sink
+from consumer.events import Position
+from consumer.health import Health
+from consumer.kafka_source import MessageDecoder, build_consumer, subscribe
+from consumer.metrics import Metrics
+from consumer.pipeline import Pipeline
+from consumer.registry import RegistryClient, RegistryUnavailable
+from consumer.settings import KafkaSettings, Settings
+
+log = logging.getLogger("currents.daemon")
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.daemon.revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.daemon.assigned(set(assigned))
+
+
+class Daemon:
+    """One consumer-group member delivering its partitions to Amplitude; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sink: Sink,
+        metrics: Metrics,
+        *,
+        consumer_factory: Callable[[KafkaSettings], AIOKafkaConsumer] = build_consumer,
+    ) -> None:
+        self.settings = settings
+        self.kafka = settings.kafka
+        self.metrics = metrics
+        self.tracker = OffsetTracker()
+        self.dead = DeadLetterWriter(settings.dead_letter)
+        self.pipeline = Pipeline(settings, sink, self.dead, metrics, self._ack)
+        k = settings.kafka
+        self.registry = (
+            RegistryClient(
+                k.schema_registry_url, k.schema_registry_username, k.schema_registry_password.reveal()
+            )
+            if k.schema_registry_url
+            else None
+        )
+        self.decoder = MessageDecoder(self.registry, k.event_type_for_topic())
+        self.consumer = consumer_factory(k)
+        self.owned: set[TopicPartition] = set()
+        self.committed: dict[TopicPartition, int] = {}
+        self.backlog: deque[Any] = deque()
+        self.assigned_once = False
+        self.health: Health | None = None
+        self._stopping = asyncio.Event()
+        self._acked = asyncio.Event()
+        self._commit_done = asyncio.Event()
+        self._paused = False
+        self._last_commit = time.monotonic()
+        self._registry_wait = 1.0
+        self.progress_interval = 10.0
+
+    # -- callbacks -------------------------------------------------------------------------------
+    def _ack(self, position: Position) -> None:
+        self.tracker.ack(position.stream, position.offset)
+        self._acked.set()
+
+    def assigned(self, partitions: set[TopicPartition]) -> None:
+        """Rebalance gave us ``partitions``: feed them (paused if the engine is full)."""
+        self.owned |= partitions
+        self.assigned_once = True
+        if self._paused and partitions:
+            self.consumer.pause(*partitions)
+        log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in self.owned))
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        """Rebalance takes ``partitions`` away: finish what we can, commit it, forget them."""
+        self.owned -= partitions
+        self.backlog = deque(
+            m for m in self.backlog if TopicPartition(m.topic, m.partition) not in partitions
+        )
+        streams = [(tp.topic, tp.partition) for tp in partitions]
+        deadline = time.monotonic() + self.kafka.revoke_timeout
+        self.pipeline.engine.flush()
+        while any(self.tracker.outstanding(s) for s in streams) and time.monotonic() < deadline:
+            self._acked.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._acked.wait(), deadline - time.monotonic())
+        await self.commit(partitions)
+        for tp in partitions:
+            self.tracker.forget((tp.topic, tp.partition))
+            self.committed.pop(tp, None)
+            for gauge in (self.metrics.lag, self.metrics.committed):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(tp.topic, str(tp.partition))
+        log.info("revoked %d partitions", len(partitions))
+
+    # -- public ----------------------------------------------------------------------------------
+    def ready(self) -> bool:
+        """Readiness: the group has given this member its assignment (possibly empty)."""
+        return self.assigned_once and not self._stopping.is_set()
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (idempotent)."""
+        self._stopping.set()
+
+    def update_gauges(self) -> None:
+        """Refresh point-in-time gauges (before a scrape and with each progress line)."""
+        engine = self.pipeline.engine
+        self.metrics.pending.set(engine.pending + len(self.backlog))
+        self.metrics.oldest_pending_age.set(engine.oldest_pending_age())
+        self.metrics.throttled_devices.set(engine.throttled_keys())
+        self.metrics.last_progress.set(engine.last_progress)
+        for tp in list(self.owned):
+            high = self.consumer.highwater(tp)
+            if high is not None:
+                done = self.committed.get(tp, self.tracker.committable((tp.topic, tp.partition)) or 0)
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - done))
+
+    async def commit(self, only: set[TopicPartition] | None = None) -> None:
+        """Commit the contiguous done prefix of owned partitions (dead-letters synced first)."""
+        offsets: dict[TopicPartition, int] = {}
+        for tp in only if only is not None else self.owned:
+            nxt = self.tracker.committable((tp.topic, tp.partition))
+            if nxt is not None and nxt > self.committed.get(tp, -1):
+                offsets[tp] = nxt
+        self._last_commit = time.monotonic()
+        if not offsets:
+            return
+        self.dead.sync()
+        try:
+            await self.consumer.commit(offsets)
+        except KafkaError as exc:
+            # A rebalance in progress or a fenced generation: the next owner re-reads from the last
+            # successful commit, which is safe.
+            log.warning("commit failed (%s); will retry", type(exc).__name__)
+            return
+        for tp, offset in offsets.items():
+            self.committed[tp] = offset
+            self.metrics.committed.labels(tp.topic, str(tp.partition)).set(offset)
+        self._commit_done.set()
+
+    async def wait_commit(self) -> None:
+        """Wait until the next successful commit."""
+        self._commit_done.clear()
+        await self._commit_done.wait()
+
+    # -- the loop --------------------------------------------------------------------------------
+    async def _feed(self) -> None:
+        engine = self.pipeline.engine
+        while self.backlog and engine.has_room:
+            msg = self.backlog[0]
+            tp = TopicPartition(msg.topic, msg.partition)
+            if tp not in self.owned:
+                self.backlog.popleft()
+                continue
+            try:
+                record = await self.decoder.decode(msg.topic, msg.partition, msg.offset, msg.value)
+            except RegistryUnavailable as exc:
+                log.warning("%s; retrying in %.0fs", exc, self._registry_wait)
+                await asyncio.sleep(self._registry_wait)
+                self._registry_wait = min(30.0, self._registry_wait * 2)
+                return
+            except DecodeError as exc:
+                self.backlog.popleft()
+                self.tracker.track((msg.topic, msg.partition), msg.offset)
+                self.pipeline.undecodable(exc)
+                continue
+            self._registry_wait = 1.0
+            self.backlog.popleft()
+            self.tracker.track((msg.topic, msg.partition), msg.offset)
+            await self.pipeline.ingest(record)
+
+    def _flow_control(self) -> None:
+        full = bool(self.backlog) and not self.pipeline.engine.has_room
+        if full and not self._paused and self.owned:
+            self.consumer.pause(*self.owned)
+            self._paused = True
+            log.info("delivery engine full: partitions paused")
+        elif not full and self._paused:
+            self.consumer.resume(*self.consumer.paused())
+            self._paused = False
+            log.info("partitions resumed")
+
+    async def run(self) -> int:
+        """Consume until :meth:`stop`; returns the exit code (0 after a clean shutdown)."""
+        subscribe(self.consumer, self.kafka, _Listener(self))
+        await self.consumer.start()
+        reporter = asyncio.create_task(self._report())
+        try:
+            while not self._stopping.is_set():
+                if self.health is not None:
+                    self.health.beat()
+                await self._feed()
+                self._flow_control()
+                fetched = await self.consumer.getmany(
+                    timeout_ms=200 if self.backlog else 500, max_records=2000
+                )
+                for tp, messages in fetched.items():
+                    if tp in self.owned:
+                        self.backlog.extend(messages)
+                if time.monotonic() - self._last_commit >= self.kafka.commit_interval:
+                    await self.commit()
+            log.info("stopping: finishing events in flight (up to %.0fs)", self.kafka.shutdown_grace)
+            self.consumer.pause(*self.owned)
+            self.backlog.clear()
+            drained = await self.pipeline.engine.drain(self.kafka.shutdown_grace)
+            if not drained:
+                log.warning("%d events not finished; they will be read again", self.pipeline.engine.pending)
+            await self.commit()
+        finally:
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
+            await self.pipeline.engine.close()
+            await self.consumer.stop()
+            self.dead.close()
+            if self.registry is not None:
+                await self.registry.close()
+        return 0
+
+    async def _report(self) -> None:
+        while True:
+            await asyncio.sleep(self.progress_interval)
+            self.update_gauges()
+            s = self.pipeline.summary
+            log.info(
+                "progress read %d delivered %d skipped %d dead-lettered %d pending %d held-devices %d",
+                sum(s.read.values()),
+                sum(s.done.values()),
+                sum(s.skipped.values()),
+                sum(s.dead_lettered.values()),
+                self.pipeline.engine.pending,
+                self.pipeline.engine.throttled_keys(),
+            )

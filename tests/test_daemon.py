@@ -1,0 +1,283 @@
+"""The Kafka daemon on a real broker (Tansu) delivering to the Amplitude simulator over real HTTP.
+
+Each test checks at-least-once end to end: every deliverable event's ``insert_id`` reaches the
+simulator, and the group's committed offsets reach the end of every partition only when that is true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import TopicPartition
+from kafka_harness import committed_offsets, eventually, produce
+from prometheus_client import CollectorRegistry
+
+from consumer.broker import EmbeddedBroker
+from consumer.daemon import Daemon
+from consumer.mapping import BRAZE_TYPES
+from consumer.metrics import Metrics
+from consumer.registry import LocalRegistry, local_schema_id
+from consumer.settings import Settings, load
+from consumer.simulator import AmplitudeSimulator, SimulatorConfig
+from consumer.sink import AmplitudeSink
+from consumer.synth import Synth, avro_body, confluent_frame
+from consumer.transform import Skip, Transformer
+
+TOPIC = "currents"
+PARTITIONS = 3
+
+
+def make_events(
+    n: int, seed: int, *, deliverable_only: bool = False
+) -> tuple[list[tuple[bytes, bytes]], set[str]]:
+    """``n`` Confluent-framed messages (key, value) and the insert_ids Amplitude must end up with."""
+    synth = Synth(seed=seed, devices=300)
+    transformer = Transformer()
+    messages: list[tuple[bytes, bytes]] = []
+    expected: set[str] = set()
+    for event_type, record in synth.mixed(n, event_types=sorted(BRAZE_TYPES)):
+        skipped = isinstance(transformer.transform(event_type, record), Skip)
+        if skipped and deliverable_only:
+            continue
+        messages.append(
+            (
+                (record.get("device_id") or record["id"]).encode(),
+                confluent_frame(local_schema_id(event_type), avro_body(event_type, record)),
+            )
+        )
+        if not skipped:
+            expected.add(record["id"])
+    return messages, expected
+
+
+async def produce_bulk(bootstrap: str, messages: list[tuple[bytes, bytes]]) -> dict[TopicPartition, int]:
+    """Produce messages round-robin over partitions in one producer session; returns end offsets."""
+    per: dict[int, list[bytes]] = {}
+    for i, (_, value) in enumerate(messages):
+        per.setdefault(i % PARTITIONS, []).append(value)
+    ends: dict[TopicPartition, int] = {}
+    for partition, values in per.items():
+        metas = await produce(bootstrap, TOPIC, values, partition=partition)
+        ends[TopicPartition(TOPIC, partition)] = max(m.offset for m in metas) + 1
+    return ends
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[AmplitudeSimulator]:
+    simulator = AmplitudeSimulator(SimulatorConfig(rate_window_s=1.0, log_interval_s=3600))
+    await simulator.start()
+    try:
+        yield simulator
+    finally:
+        await simulator.stop()
+
+
+@pytest.fixture
+async def registry_url() -> AsyncIterator[str]:
+    registry = LocalRegistry()
+    url = await registry.start()
+    try:
+        yield url
+    finally:
+        await registry.stop()
+
+
+def daemon_env(
+    broker: EmbeddedBroker, sim: AmplitudeSimulator, registry_url: str, tmp: Path
+) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "KAFKA_TOPICS": TOPIC,
+        "KAFKA_GROUP_ID": "it-group",
+        "KAFKA_SESSION_TIMEOUT": "2s",
+        "SCHEMA_REGISTRY_URL": registry_url,
+        "AMPLITUDE_API_KEY": "it-secret-key-123",
+        "AMPLITUDE_URL": sim.http_v2_url,
+        "CURRENTS_DEAD_LETTER": str(tmp / "dead-letter"),
+        "CURRENTS_COMMIT_INTERVAL": "0.3s",
+        "CURRENTS_BATCH_AGE": "0.1s",
+        "CURRENTS_REVOKE_TIMEOUT": "5s",
+        "CURRENTS_LOG_FORMAT": "json",
+    }
+
+
+def delivered_ids(sim: AmplitudeSimulator) -> set[str]:
+    return {e.event["insert_id"] for e in sim.events}
+
+
+async def start_daemon_process(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    fh = open(log, "ab")  # noqa: SIM115, ASYNC230 - handed to the child process
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "consumer", "run", env={**os.environ, **env}, stdout=fh, stderr=fh
+        )
+    finally:
+        fh.close()
+
+
+async def all_committed(bootstrap: str, group: str, ends: dict[TopicPartition, int]) -> bool:
+    committed = await committed_offsets(bootstrap, group, ends)
+    return all(committed.get(tp, -1) >= end for tp, end in ends.items())
+
+
+async def test_sigkill_mid_stream_then_restart_loses_nothing(
+    broker: EmbeddedBroker, sim: AmplitudeSimulator, registry_url: str, tmp_path: Path
+) -> None:
+    await broker.create_topic(TOPIC, PARTITIONS)
+    messages, expected = make_events(4000, seed=11)
+    ends = await produce_bulk(broker.bootstrap_servers, messages)
+    env = daemon_env(broker, sim, registry_url, tmp_path)
+
+    first = await start_daemon_process(env, tmp_path / "first.log")
+    await eventually(lambda: len(sim.events) >= 800, within=60, message="first daemon delivering")
+    first.kill()  # SIGKILL: no drain, no final commit
+    assert await first.wait() == -signal.SIGKILL
+    assert len(delivered_ids(sim)) < len(expected), "the kill must happen mid-stream"
+
+    second = await start_daemon_process(env, tmp_path / "second.log")
+    await eventually(lambda: delivered_ids(sim) >= expected, within=90, message="every event delivered")
+    await eventually(
+        lambda: all_committed(broker.bootstrap_servers, "it-group", ends),
+        within=30,
+        message="offsets committed to the end",
+    )
+    second.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(second.wait(), 60) == 0
+    assert delivered_ids(sim) == expected
+    # Nothing outside the expected set (no invented events); re-sends after the kill are duplicates.
+    assert {e.event["insert_id"] for e in sim.duplicates} <= expected
+    log = (tmp_path / "second.log").read_text()
+    assert "it-secret-key-123" not in log + (tmp_path / "first.log").read_text()
+
+
+async def test_second_consumer_joining_mid_stream(
+    broker: EmbeddedBroker, sim: AmplitudeSimulator, registry_url: str, tmp_path: Path
+) -> None:
+    await broker.create_topic(TOPIC, PARTITIONS)
+    messages, expected = make_events(5000, seed=12)
+    ends = await produce_bulk(broker.bootstrap_servers, messages)
+    env = {**daemon_env(broker, sim, registry_url, tmp_path), "CURRENTS_DEVICE_RATE": "3", "CURRENTS_SHUTDOWN_GRACE": "5s"}
+    # A low per-device rate keeps the stream going long enough for the join to happen mid-stream.
+    a = await start_daemon_process(env, tmp_path / "a.log")
+    await eventually(lambda: len(sim.events) >= 300, within=60, message="first member delivering")
+    b = await start_daemon_process(env, tmp_path / "b.log")
+    await eventually(
+        lambda: (
+            '"assigned' in (tmp_path / "b.log").read_text()
+            and "currents[" in (tmp_path / "b.log").read_text()
+        ),
+        within=60,
+        message="second member assigned",
+    )
+    assert len(delivered_ids(sim)) < len(expected), "the join must happen mid-stream"
+    await eventually(lambda: delivered_ids(sim) >= expected, within=240, message="every event delivered")
+    await eventually(
+        lambda: all_committed(broker.bootstrap_servers, "it-group", ends),
+        within=30,
+        message="offsets committed to the end",
+    )
+    for proc in (a, b):
+        proc.send_signal(signal.SIGTERM)
+    assert [await asyncio.wait_for(p.wait(), 60) for p in (a, b)] == [0, 0]
+    assert "revoked" in (tmp_path / "a.log").read_text()
+
+
+def in_process_settings(env: dict[str, str], **extra: str) -> Settings:
+    return load(None, env={**env, **extra})
+
+
+async def test_nothing_committed_while_amplitude_is_down_then_everything_arrives(
+    broker: EmbeddedBroker, sim: AmplitudeSimulator, registry_url: str, tmp_path: Path
+) -> None:
+    await broker.create_topic(TOPIC, PARTITIONS)
+    # Only deliverable events: a skipped event at the head of a partition may rightly be committed.
+    messages, expected = make_events(1500, seed=13, deliverable_only=True)
+    ends = await produce_bulk(broker.bootstrap_servers, messages)
+    env = daemon_env(broker, sim, registry_url, tmp_path)
+    settings = in_process_settings(
+        env, CURRENTS_MAX_PENDING="300", CURRENTS_RETRY_WINDOW="1h", CURRENTS_MAX_BACKOFF="0.5s"
+    )
+    sim.faults.down("503")
+    sink = AmplitudeSink(settings.amplitude)
+    daemon = Daemon(settings, sink, Metrics(CollectorRegistry()))
+    task = asyncio.create_task(daemon.run())
+    try:
+        await eventually(
+            lambda: sim.stats.requests_by_status.get(503, 0) >= 5,
+            within=30,
+            message="requests failing while Amplitude is down",
+        )
+        await eventually(lambda: bool(daemon.consumer.paused()), within=30, message="partitions paused")
+        assert daemon.pipeline.engine.pending <= 300
+        first_pending: dict[TopicPartition, int] = {}
+        for item in daemon.pipeline.engine._live.values():
+            tp = TopicPartition(item.position.source, item.position.partition)
+            first_pending[tp] = min(first_pending.get(tp, 1 << 62), item.position.offset)
+        await daemon.commit()
+        committed = await committed_offsets(broker.bootstrap_servers, "it-group", ends)
+        assert not committed or all(committed[tp] <= first_pending[tp] for tp in committed), committed
+        assert not delivered_ids(sim)
+        sim.faults.up()
+        await eventually(
+            lambda: delivered_ids(sim) >= expected, within=90, message="everything after healing"
+        )
+        await eventually(
+            lambda: all_committed(broker.bootstrap_servers, "it-group", ends),
+            within=30,
+            message="offsets committed to the end",
+        )
+    finally:
+        daemon.stop()
+        assert await asyncio.wait_for(task, 60) == 0
+        await sink.close()
+    assert delivered_ids(sim) == expected
+
+
+async def test_garbage_is_dead_lettered_and_the_partition_keeps_flowing(
+    broker: EmbeddedBroker, sim: AmplitudeSimulator, registry_url: str, tmp_path: Path
+) -> None:
+    await broker.create_topic(TOPIC, 1)
+    messages, expected = make_events(300, seed=14)
+    garbage = [b"", b"\x01\x00\x00\x00\x01abc", b"\x00\x00\x00\x03\xe7\x02", b"\x00\x00"]
+    good_frame = messages[0][1]
+    truncated = good_frame[: len(good_frame) // 2]
+    values = [v for _, v in messages[:100]] + garbage + [truncated] + [v for _, v in messages[100:]]
+    metas = await produce(broker.bootstrap_servers, TOPIC, values, partition=0)
+    ends = {TopicPartition(TOPIC, 0): max(m.offset for m in metas) + 1}
+    bad_offsets = {metas[i].offset for i in range(100, 105)}
+    env = daemon_env(broker, sim, registry_url, tmp_path)
+    settings = in_process_settings(env)
+    sink = AmplitudeSink(settings.amplitude)
+    daemon = Daemon(settings, sink, Metrics(CollectorRegistry()))
+    task = asyncio.create_task(daemon.run())
+    try:
+        await eventually(
+            lambda: delivered_ids(sim) >= expected, within=60, message="events after the garbage"
+        )
+        await eventually(
+            lambda: all_committed(broker.bootstrap_servers, "it-group", ends),
+            within=30,
+            message="offsets committed past the garbage",
+        )
+    finally:
+        daemon.stop()
+        assert await asyncio.wait_for(task, 60) == 0
+        await sink.close()
+    records: list[dict[str, Any]] = []
+    for path in (tmp_path / "dead-letter").glob("*.jsonl"):
+        records += [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    undecodable = [r for r in records if r["reason"] == "undecodable"]
+    assert {r["position"]["offset"] for r in undecodable} == bad_offsets
+    for r in undecodable:
+        assert r["position"]["topic"] == TOPIC and r["position"]["partition"] == 0
+        assert base64.b64decode(r["raw"]) == values[r["position"]["offset"] - metas[0].offset]
+        assert r["detail"]
