@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from consumer.broker import EmbeddedBroker
+from consumer.registry import LocalRegistry
+from consumer.simulator import AmplitudeSimulator, SimulatorConfig
 
 
 @pytest.fixture
@@ -15,3 +17,25 @@ async def broker(tmp_path: Path) -> AsyncIterator[EmbeddedBroker]:
     """A fresh, empty Tansu broker for one test (starts in ~40 ms); its log is ``tmp_path/tansu.log``."""
     async with EmbeddedBroker(log_path=tmp_path / "tansu.log") as started:
         yield started
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[AmplitudeSimulator]:
+    """An Amplitude simulator on a free loopback port (strict 1-second rate window)."""
+    simulator = AmplitudeSimulator(SimulatorConfig(rate_window_s=1.0, log_interval_s=3600))
+    await simulator.start()
+    try:
+        yield simulator
+    finally:
+        await simulator.stop()
+
+
+@pytest.fixture
+async def registry_url() -> AsyncIterator[str]:
+    """A local schema registry serving schemas/; yields its base URL."""
+    registry = LocalRegistry()
+    url = await registry.start()
+    try:
+        yield url
+    finally:
+        await registry.stop()

@@ -11,12 +11,10 @@ import base64
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from aiokafka import TopicPartition
 from kafka_harness import committed_offsets, eventually, produce
 from prometheus_client import CollectorRegistry
@@ -25,9 +23,9 @@ from consumer.broker import EmbeddedBroker
 from consumer.daemon import Daemon
 from consumer.mapping import BRAZE_TYPES
 from consumer.metrics import Metrics
-from consumer.registry import LocalRegistry, local_schema_id
+from consumer.registry import local_schema_id
 from consumer.settings import Settings, load
-from consumer.simulator import AmplitudeSimulator, SimulatorConfig
+from consumer.simulator import AmplitudeSimulator
 from consumer.sink import AmplitudeSink
 from consumer.synth import Synth, avro_body, confluent_frame
 from consumer.transform import Skip, Transformer
@@ -69,26 +67,6 @@ async def produce_bulk(bootstrap: str, messages: list[tuple[bytes, bytes]]) -> d
         metas = await produce(bootstrap, TOPIC, values, partition=partition)
         ends[TopicPartition(TOPIC, partition)] = max(m.offset for m in metas) + 1
     return ends
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[AmplitudeSimulator]:
-    simulator = AmplitudeSimulator(SimulatorConfig(rate_window_s=1.0, log_interval_s=3600))
-    await simulator.start()
-    try:
-        yield simulator
-    finally:
-        await simulator.stop()
-
-
-@pytest.fixture
-async def registry_url() -> AsyncIterator[str]:
-    registry = LocalRegistry()
-    url = await registry.start()
-    try:
-        yield url
-    finally:
-        await registry.stop()
 
 
 def daemon_env(
@@ -165,7 +143,11 @@ async def test_second_consumer_joining_mid_stream(
     await broker.create_topic(TOPIC, PARTITIONS)
     messages, expected = make_events(5000, seed=12)
     ends = await produce_bulk(broker.bootstrap_servers, messages)
-    env = {**daemon_env(broker, sim, registry_url, tmp_path), "CURRENTS_DEVICE_RATE": "3", "CURRENTS_SHUTDOWN_GRACE": "5s"}
+    env = {
+        **daemon_env(broker, sim, registry_url, tmp_path),
+        "CURRENTS_DEVICE_RATE": "3",
+        "CURRENTS_SHUTDOWN_GRACE": "5s",
+    }
     # A low per-device rate keeps the stream going long enough for the join to happen mid-stream.
     a = await start_daemon_process(env, tmp_path / "a.log")
     await eventually(lambda: len(sim.events) >= 300, within=60, message="first member delivering")
