@@ -78,7 +78,18 @@ class RegistryClient:
 
 def local_schema_id(event_type: str) -> int:
     """The id :class:`LocalRegistry` gives ``event_type``: its 1-based index in the sorted shipped types."""
-    return event_types().index(event_type) + 1
+    try:
+        return event_types().index(event_type) + 1
+    except ValueError:
+        raise KeyError(f"no shipped schema for {event_type!r}") from None
+
+
+def local_event_type(schema_id: int) -> str:
+    """The inverse of :func:`local_schema_id`."""
+    types = event_types()
+    if not 1 <= schema_id <= len(types):
+        raise KeyError(f"no shipped schema has id {schema_id}")
+    return types[schema_id - 1]
 
 
 _IDS_PATH = re.compile(r"^/schemas/ids/(\d+)$")
@@ -89,16 +100,15 @@ class LocalRegistry:
 
     def __init__(self) -> None:
         self._server = HttpServer(self._handle, max_body_bytes=1024)
-        self._types = event_types()
 
     async def _handle(self, request: Request) -> Response:
         m = _IDS_PATH.match(request.path.split("?", 1)[0])
         if request.method != "GET" or m is None:
             return Response.json(404, {"error_code": 404, "message": "not found"})
-        index = int(m.group(1)) - 1
-        if not 0 <= index < len(self._types):
+        try:
+            schema = raw_schemas()[local_event_type(int(m.group(1)))]
+        except KeyError:
             return Response.json(404, {"error_code": 40403, "message": "Schema not found"})
-        schema = raw_schemas()[self._types[index]]
         return Response.json(200, {"schema": orjson.dumps(schema).decode()})
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:

@@ -7,7 +7,6 @@ and offsets are drawn from seeded generators too), and memory stays bounded by o
 
 from __future__ import annotations
 
-import functools
 import io
 import os
 import random
@@ -18,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import fastavro
 
-from consumer.schemas import event_types, parsed_schema, raw_schemas
+from consumer.registry import local_event_type, local_schema_id
+from consumer.schemas import parsed_schema, raw_schemas
 
 if TYPE_CHECKING:
     from consumer.synth import Synth
@@ -142,25 +142,9 @@ def generate_sample(root: str | Path, n_events: int, seed: int) -> list[Path]:
 
 
 # --- Kafka ---------------------------------------------------------------------------------------------
-@functools.cache
-def _schema_ids() -> dict[str, int]:
-    return {t: i + 1 for i, t in enumerate(event_types())}
-
-
-def schema_id_for(event_type: str) -> int:
-    """A registry id for ``event_type``: its 1-based index in :func:`event_types` (stable per schema set)."""
-    try:
-        return _schema_ids()[event_type]
-    except KeyError:
-        raise KeyError(f"no shipped schema for {event_type!r}") from None
-
-
-def event_type_for_schema_id(schema_id: int) -> str:
-    """The inverse of :func:`schema_id_for`, for a fake or local schema registry."""
-    for event_type, sid in _schema_ids().items():
-        if sid == schema_id:
-            return event_type
-    raise KeyError(f"no shipped schema has id {schema_id}")
+# The ids of the local schema registry (consumer.registry), so generated frames decode there.
+schema_id_for = local_schema_id
+event_type_for_schema_id = local_event_type
 
 
 def avro_body(event_type: str, record: dict[str, Any]) -> bytes:
