@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable
 
@@ -64,6 +65,8 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.daemon import Daemon
     from consumer.runtime import install_signals, make_sink, ops_server, prepare
 
+    if not settings.kafka.topics and not settings.kafka.topic_pattern:
+        raise SettingsError("no topics: give --topic (or KAFKA_TOPICS) or --topic-pattern")
     metrics = prepare(settings)
     register_secret(settings.kafka.sasl_password.reveal())
     register_secret(settings.kafka.schema_registry_password.reveal())
@@ -212,9 +215,17 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     try:
         code = commands[args.command](args, settings)
+    except SettingsError as exc:
+        print(f"currents-consumer: configuration error: {exc}", file=sys.stderr)
+        code = 2
     except FileNotFoundError as exc:
         print(f"currents-consumer: {exc}", file=sys.stderr)
         code = 2
+    except BrokenPipeError:
+        # The reader went away (`convert ... | head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 0
     except KeyboardInterrupt:
         code = 130
     raise SystemExit(code)

@@ -55,7 +55,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka sh
         await self.daemon.revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.daemon.assigned(set(assigned))
+        await self.daemon.assigned(set(assigned))
 
 
 class Daemon:
@@ -84,6 +84,7 @@ class Daemon:
             else None
         )
         self.decoder = MessageDecoder(self.registry, k.event_type_for_topic())
+        self._factory = consumer_factory
         self.consumer = consumer_factory(k)
         self.owned: set[TopicPartition] = set()
         self.committed: dict[TopicPartition, int] = {}
@@ -103,12 +104,24 @@ class Daemon:
         self.tracker.ack(position.stream, position.offset)
         self._acked.set()
 
-    def assigned(self, partitions: set[TopicPartition]) -> None:
-        """Rebalance gave us ``partitions``: feed them (paused if the engine is full)."""
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        """Rebalance gave us ``partitions``: feed them (paused if the engine is full).
+
+        The group's committed offset of each is read so that lag is measured from it and nothing
+        lower is ever committed again.
+        """
         self.owned |= partitions
         self.assigned_once = True
         if self._paused and partitions:
             self.consumer.pause(*partitions)
+        for tp in partitions:
+            try:
+                committed = await self.consumer.committed(tp)
+            except KafkaError as exc:
+                log.warning("cannot read the committed offset of %s[%d]: %s", tp.topic, tp.partition, exc)
+                continue
+            if committed is not None and committed >= 0:
+                self.committed[tp] = committed
         log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in self.owned))
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
@@ -135,8 +148,8 @@ class Daemon:
 
     # -- public ----------------------------------------------------------------------------------
     def ready(self) -> bool:
-        """Readiness: the group has given this member its assignment (possibly empty)."""
-        return self.assigned_once and not self._stopping.is_set()
+        """Readiness: this member owns partitions and is not shutting down (a spare replica is not ready)."""
+        return bool(self.owned) and not self._stopping.is_set()
 
     def stop(self) -> None:
         """Begin a graceful shutdown (idempotent)."""
@@ -152,8 +165,9 @@ class Daemon:
         for tp in list(self.owned):
             high = self.consumer.highwater(tp)
             if high is not None:
-                done = self.committed.get(tp, self.tracker.committable((tp.topic, tp.partition)) or 0)
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - done))
+                done = self.committed.get(tp)
+                if done is not None:
+                    self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - done))
 
     async def commit(self, only: set[TopicPartition] | None = None) -> None:
         """Commit the contiguous done prefix of owned partitions (dead-letters synced first)."""
@@ -222,8 +236,10 @@ class Daemon:
 
     async def run(self) -> int:
         """Consume until :meth:`stop`; returns the exit code (0 after a clean shutdown)."""
-        subscribe(self.consumer, self.kafka, _Listener(self))
-        await self.consumer.start()
+        if not await self._start_consumer():
+            await self.pipeline.engine.close()
+            self.dead.close()
+            return 0
         reporter = asyncio.create_task(self._report())
         try:
             while not self._stopping.is_set():
@@ -255,6 +271,33 @@ class Daemon:
             if self.registry is not None:
                 await self.registry.close()
         return 0
+
+    async def _start_consumer(self) -> bool:
+        """Connect to Kafka, retrying with backoff while it is unreachable; ``False`` if stopped first."""
+        wait = 1.0
+        while True:
+            subscribe(self.consumer, self.kafka, _Listener(self))
+            try:
+                await self.consumer.start()
+                return True
+            except KafkaError as exc:
+                log.error(
+                    "cannot reach Kafka at %s (%s); retrying in %.0fs",
+                    self.kafka.bootstrap_servers,
+                    type(exc).__name__,
+                    wait,
+                )
+            # A consumer whose start failed is not reused: close it and build a fresh one.
+            with contextlib.suppress(Exception):
+                await self.consumer.stop()
+            self.consumer = self._factory(self.kafka)
+            if self.health is not None:
+                self.health.beat()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), wait)
+            if self._stopping.is_set():
+                return False
+            wait = min(30.0, wait * 2)
 
     async def _report(self) -> None:
         while True:

@@ -147,8 +147,8 @@ def _print_report(daemon: Daemon, sim: AmplitudeSimulator, hot: str, elapsed: fl
         span = max(hot_times) - min(hot_times)
         print(
             f"hot device {hot}: {per_device[hot]} events over {span:.1f}s "
-            f"(≈{per_device[hot] / max(span, 1e-9):.1f}/s, limit 30/s); every other device's events had "
-            f"arrived {max(hot_times) - max(cold_times):.1f}s before the hot device's last one",
+            f"(≈{per_device[hot] / max(span, 1e-9):.1f}/s, limit 30/s); the last event of any other device "
+            f"arrived {max(hot_times) - max(cold_times):+.1f}s before the hot device's last one",
             file=out,
         )
     print(f"dead-letter records: {work / 'dead-letter'}", file=out)

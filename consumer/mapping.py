@@ -41,7 +41,6 @@ _SMS = (
     "canvas_variation_name",
     "canvas_step_name",
     "dispatch_id",
-    "send_id",
     "to_phone_number",
     "subscription_group_id",
 )

@@ -7,6 +7,7 @@ list) is compiled once per event type and cached, so the per-event cost is a loo
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ import orjson
 
 from consumer.events import AmplitudeEvent
 from consumer.mapping import BRAZE_TYPES, FIELD_RENAMES, IDENTITY_FIELDS, MappingConfig
+from consumer.schemas import raw_schemas
 
 # Ids Amplitude refuses with a 400 (compared case-insensitively); sending one would poison a batch.
 PLACEHOLDER_IDS = frozenset(
@@ -37,6 +39,39 @@ PLACEHOLDER_IDS = frozenset(
 )
 _AD_ID_FIELD = {"ios_idfa": "idfa", "google_adid": "adid"}
 _TOP_LEVEL_DEVICE = ("platform", "os_version", "device_model")
+
+
+def _float_fields() -> frozenset[str]:
+    names = set()
+    for schema in raw_schemas().values():
+        for f in schema["fields"]:
+            t = f["type"]
+            if (t[1] if isinstance(t, list) else t) == "float":
+                names.add(f["name"])
+    return frozenset(names)
+
+
+# Avro `float` fields (price, latitude, ...) are 32-bit: decoded as doubles they print as
+# 29.950000762939453. They are sent as the shortest decimal that is the same 32-bit value (29.95).
+FLOAT32_FIELDS = _float_fields()
+_F32 = struct.Struct("<f")
+
+
+def f32(value: Any) -> Any:
+    """The shortest decimal form of a 32-bit float (other values unchanged)."""
+    if not isinstance(value, float) or value != value or value in (float("inf"), float("-inf")):
+        return value
+    try:
+        exact = _F32.unpack(_F32.pack(value))[0]
+    except OverflowError:
+        return value
+    if exact != value:
+        return value  # not a 32-bit value: leave it alone
+    for digits in (6, 7, 8, 9):
+        short = float(f"{value:.{digits}g}")
+        if _F32.unpack(_F32.pack(short))[0] == exact:
+            return short
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +172,12 @@ class Transformer:
         if plan.properties is None:
             for key, value in record.items():
                 if value is not None and key not in IDENTITY_FIELDS and key != "properties":
-                    props[FIELD_RENAMES.get(key, key)] = value
+                    props[FIELD_RENAMES.get(key, key)] = f32(value) if key in FLOAT32_FIELDS else value
         else:
             for source, target in plan.properties:
                 value = record.get(source)
                 if value is not None:
-                    props[target] = value
+                    props[target] = f32(value) if source in FLOAT32_FIELDS else value
         braze_id = record.get("user_id")
         if cfg.braze_id_property and braze_id:
             props[cfg.braze_id_property] = braze_id
@@ -154,13 +189,13 @@ class Transformer:
             if record.get("product_id") is not None:
                 event["productId"] = record["product_id"]
             if record.get("price") is not None:
-                event["price"] = record["price"]
+                event["price"] = f32(record["price"])
                 event["quantity"] = _quantity(custom.get("quantity"))
         elif plan.kind == "location":
             if record.get("latitude") is not None:
-                event["location_lat"] = record["latitude"]
+                event["location_lat"] = f32(record["latitude"])
             if record.get("longitude") is not None:
-                event["location_lng"] = record["longitude"]
+                event["location_lng"] = f32(record["longitude"])
 
         if cfg.device_fields_top_level:
             for key in _TOP_LEVEL_DEVICE:

@@ -263,3 +263,27 @@ async def test_garbage_is_dead_lettered_and_the_partition_keeps_flowing(
         assert r["position"]["topic"] == TOPIC and r["position"]["partition"] == 0
         assert base64.b64decode(r["raw"]) == values[r["position"]["offset"] - metas[0].offset]
         assert r["detail"]
+
+
+async def test_kafka_unreachable_at_start_is_retried_not_fatal(
+    broker: EmbeddedBroker, sim: AmplitudeSimulator, registry_url: str, tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    env = {
+        **daemon_env(broker, sim, registry_url, tmp_path),
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{dead_port}",
+    }
+    proc = await start_daemon_process(env, tmp_path / "unreachable.log")
+    await eventually(
+        lambda: "cannot reach Kafka" in (tmp_path / "unreachable.log").read_text(),
+        within=30,
+        message="the retry being logged",
+    )
+    assert proc.returncode is None, "the daemon must keep trying, not exit"
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    assert "Traceback" not in (tmp_path / "unreachable.log").read_text()

@@ -15,7 +15,7 @@ import pytest
 from consumer.mapping import BRAZE_TYPES, MappingConfig, derived_name
 from consumer.schemas import event_types, raw_schemas
 from consumer.synth import Synth
-from consumer.transform import PLACEHOLDER_IDS, Skip, Transformer
+from consumer.transform import FLOAT32_FIELDS, PLACEHOLDER_IDS, Skip, Transformer, f32
 
 SPEC = Path(__file__).resolve().parents[2] / "shared" / "reference" / "amplitude-export.md"
 
@@ -81,7 +81,9 @@ def test_mapped_type_fields(event_type: str) -> None:
         for field in spec.properties:
             source = "content_card_id" if field == "card_id" and "content_card_id" in record else field
             if record.get(source) is not None:
-                assert props[field] == record[source], field
+                # 32-bit Avro floats go out in their shortest decimal form, the same 32-bit value.
+                want = f32(record[source]) if source in FLOAT32_FIELDS else record[source]
+                assert props[field] == want, field
             else:
                 assert field not in props
         allowed = set(spec.properties) | {"braze_id", "external_user_id", "device_id", "properties"}
@@ -155,6 +157,35 @@ def test_malformed_properties_keep_the_event_and_the_raw_text(raw: str) -> None:
     assert isinstance(out, dict)
     assert out["event_properties"]["properties"] == raw
     assert not any(k.startswith("[Custom event property]") for k in out["event_properties"])
+
+
+def test_float32_values_are_sent_in_shortest_form(tmp_path: Path) -> None:
+    import fastavro
+
+    from consumer.decode import iter_container
+    from consumer.schemas import parsed_schema
+
+    record = {
+        "id": "f1",
+        "user_id": "a" * 24,
+        "external_user_id": "u-1",
+        "time": 9,
+        "product_id": "p",
+        "price": 29.95,
+        "currency": "USD",
+        "properties": "{}",
+    }
+    path = tmp_path / "p.avro"
+    with open(path, "wb") as fh:
+        fastavro.writer(fh, parsed_schema("users.behaviors.Purchase"), [record])
+    with open(path, "rb") as fh:
+        decoded = next(iter_container(fh, str(path)))
+    assert decoded.record["price"] != 29.95  # what a 32-bit float becomes as a double
+    out = Transformer().transform("users.behaviors.Purchase", decoded.record)
+    assert isinstance(out, dict)
+    assert out["price"] == 29.95 and out["event_properties"]["price"] == 29.95
+    assert orjson.dumps(out["price"]) == b"29.95"
+    assert f32(0.1 + 0.2) == 0.1 + 0.2  # a value that is not a 32-bit float is left alone
 
 
 def test_location_fields() -> None:
