@@ -1,0 +1,250 @@
+"""One function per benchmark row; each runs its work as a measured child process.
+
+Every scenario takes a :class:`Context` and a :class:`~dataset.Dataset` and returns a :class:`Row`:
+the child's cost (:class:`~measure.ChildRun`), how many events it read and produced, whether its own
+checks passed, and scenario-specific details (the simulator's counters and cost for the HTTP rows).
+A row never raises for a failing child: it comes back with ``ok=False`` and the reason in ``notes``,
+so one broken row does not hide the others.
+
+Rows (``SCENARIOS`` order is the table order):
+
+``fastavro``  the floor: ``for r in fastavro.reader(f): pass`` over every file (bench/floor.py).
+``convert``   ``currents-consumer convert DIR`` with stdout to /dev/null: decode + transform + JSON.
+``replay``    ``currents-consumer replay DIR`` into a fresh simulator: the whole product, over HTTP.
+``sdk``       fastavro + Amplitude's Python SDK into a fresh simulator (bench/sdk_naive.py).
+``kafka``     the Kafka daemon (benchmark issue, point 5): a hook, see :func:`kafka_daemon`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dataset import Dataset
+from measure import ChildRun, run_child, tail
+from simserver import SimulatorProcess
+
+BENCH = Path(__file__).resolve().parent
+API_KEY = "bench-key"
+
+
+@dataclass
+class Context:
+    """Where a run writes its logs and scratch state, and how children are started."""
+
+    out: Path
+    timeout: float = 1800.0
+    python: str = sys.executable
+    replay_flags: tuple[str, ...] = ()
+    """Extra ``replay`` flags (``run.py --replay-flag``), to measure a variant such as ``--gzip=false``."""
+
+    @property
+    def cli(self) -> list[str]:
+        """The installed ``currents-consumer`` script run by this interpreter (no shell shim in the
+        measured process: pyenv's shim, for one, is a bash script); ``python -m consumer`` otherwise."""
+        script = Path(self.python).parent / "currents-consumer"
+        if script.is_file():
+            return [self.python, str(script)]
+        return [self.python, "-m", "consumer"]
+
+    def scratch(self, tag: str) -> Path:
+        """A fresh, empty directory for one run's state (resume state must never carry over)."""
+        path = self.out / "scratch" / tag
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        return path
+
+    def log(self, tag: str, stream: str) -> Path:
+        """The file that keeps one child's stdout or stderr."""
+        return self.out / "logs" / f"{tag}.{stream}"
+
+
+@dataclass
+class Row:
+    """One measured run of one scenario."""
+
+    scenario: str
+    events: int
+    run: ChildRun | None
+    events_out: int | None = None
+    ok: bool = True
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def fail(self, why: str) -> None:
+        """Mark the row failed, keeping why."""
+        self.ok = False
+        self.notes.append(why)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form, rates included."""
+        run = self.run
+        rate = round(self.events / run.wall_s) if run and run.wall_s > 0 else None
+        cpu_rate = round(self.events / run.cpu_s) if run and run.cpu_s > 0 else None
+        return {
+            "scenario": self.scenario,
+            "events": self.events,
+            "events_out": self.events_out,
+            "ok": self.ok,
+            "events_per_s": rate,
+            "events_per_cpu_s": cpu_rate,
+            "run": run.as_dict() if run else None,
+            "notes": self.notes,
+            "extra": self.extra,
+        }
+
+
+def _last_json(path: Path) -> dict[str, Any] | None:
+    """The last line of a child's output that parses as a JSON object (its summary)."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
+
+
+def _child(ctx: Context, tag: str, argv: list[str], *, keep_stdout: bool) -> ChildRun:
+    """Run one measured child; stdout to ``ctx.log(tag, "stdout")`` or /dev/null, stderr to its log."""
+    err_path = ctx.log(tag, "stderr")
+    out_path = ctx.log(tag, "stdout") if keep_stdout else Path(os.devnull)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with out_path.open("wb") as out:
+        return run_child(argv, stdout=out, stderr_path=err_path, timeout=ctx.timeout)
+
+
+def _check_exit(row: Row, run: ChildRun, stderr: Path) -> None:
+    if run.timed_out:
+        row.fail(f"killed after {run.wall_s:.0f} s (timeout)")
+    elif run.returncode != 0:
+        row.fail(f"exit code {run.returncode}: {tail(stderr, 5)}")
+
+
+def fastavro_floor(ctx: Context, ds: Dataset, tag: str) -> Row:
+    """(a) plain fastavro decoding of every file: the floor every other row stands on."""
+    run = _child(ctx, tag, [ctx.python, str(BENCH / "floor.py"), str(ds.root)], keep_stdout=True)
+    row = Row("fastavro", ds.events, run)
+    _check_exit(row, run, ctx.log(tag, "stderr"))
+    result = _last_json(ctx.log(tag, "stdout")) or {}
+    row.events_out = result.get("records")
+    if row.ok and row.events_out != ds.events:
+        row.fail(f"decoded {row.events_out} records, expected {ds.events}")
+    return row
+
+
+def convert(ctx: Context, ds: Dataset, tag: str) -> Row:
+    """(b) ``currents-consumer convert`` to /dev/null: decode, transform, encode, write."""
+    argv = [*ctx.cli, "convert", str(ds.root), "--summary-json"]
+    run = _child(ctx, tag, argv, keep_stdout=False)
+    row = Row("convert", ds.events, run)
+    _check_exit(row, run, ctx.log(tag, "stderr"))
+    summary = _last_json(ctx.log(tag, "stderr")) or {}
+    row.events_out = summary.get("converted")
+    row.extra["skipped"] = summary.get("skipped")
+    if row.ok and summary.get("read") != ds.events:
+        row.fail(f"read {summary.get('read')} records, expected {ds.events}")
+    return row
+
+
+def replay(ctx: Context, ds: Dataset, tag: str) -> Row:
+    """(c) ``currents-consumer replay`` into a fresh simulator, per-device limits off on both sides."""
+    scratch = ctx.scratch(tag)
+    with SimulatorProcess(ctx.log(tag, "simulator")) as sim:
+        argv = [
+            *ctx.cli, "replay", str(ds.root),
+            "--api-key", API_KEY,
+            "--amplitude-url", sim.http_v2_url,
+            "--dead-letter", str(scratch / "dead-letter"),
+            "--state-dir", str(scratch / "state"),
+            "--device-rate", "1000000",
+            "--log-format", "json",
+            "--summary-json",
+            *ctx.replay_flags,
+        ]  # fmt: skip
+        run = _child(ctx, tag, argv, keep_stdout=False)
+        stats = _stats(sim)
+    row = Row("replay", ds.events, run)
+    _check_exit(row, run, ctx.log(tag, "stderr"))
+    summary = _last_json(ctx.log(tag, "stderr")) or {}
+    row.events_out = summary.get("delivered")
+    row.extra |= {"simulator": stats, "simulator_cost": sim.cost.as_dict() if sim.cost else None}
+    row.extra |= {"dead_lettered": summary.get("dead_lettered"), "skipped": summary.get("skipped")}
+    if row.ok:
+        if summary.get("dead_lettered"):
+            row.fail(f"dead-lettered {summary['dead_lettered']}")
+        if stats.get("events_ingested") != row.events_out:
+            row.fail(f"simulator ingested {stats.get('events_ingested')}, replay says {row.events_out}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    return row
+
+
+def sdk(ctx: Context, ds: Dataset, tag: str) -> Row:
+    """(d) fastavro + Amplitude's Python SDK into a fresh simulator; delivery counted by the simulator."""
+    try:
+        import amplitude  # noqa: F401
+    except ImportError:
+        row = Row("sdk", ds.events, None)
+        row.fail("amplitude-analytics is not installed: pip install -r bench/requirements.txt")
+        return row
+    with SimulatorProcess(ctx.log(tag, "simulator")) as sim:
+        argv = [ctx.python, str(BENCH / "sdk_naive.py"), str(ds.root), sim.http_v2_url]
+        run = _child(ctx, tag, argv, keep_stdout=True)
+        stats = _stats(sim)
+    row = Row("sdk", ds.events, run)
+    _check_exit(row, run, ctx.log(tag, "stderr"))
+    result = _last_json(ctx.log(tag, "stdout")) or {}
+    row.events_out = stats.get("events_ingested")
+    row.extra |= {"sdk": result, "simulator": stats}
+    row.extra["simulator_cost"] = sim.cost.as_dict() if sim.cost else None
+    tracked = result.get("tracked")
+    if row.ok and tracked != row.events_out:
+        row.fail(f"SDK tracked {tracked} events, the simulator ingested {row.events_out}")
+    return row
+
+
+def kafka_daemon(ctx: Context, ds: Dataset, tag: str) -> Row | None:
+    """(e) Hook for the Kafka daemon (benchmark issue, point 5), to be filled in by the lead.
+
+    Expected shape, so the row lines up with the others: start an ``EmbeddedBroker``
+    (``consumer.broker``) and a :class:`~simserver.SimulatorProcess`; produce ``ds``'s records to
+    the Currents topics as Confluent-framed values (``consumer.synth.confluent_frame`` /
+    ``avro_body``) *before* measuring; then measure the daemon as a child with :func:`_child`
+    from start until ``sim.stats()["events_ingested"]`` reaches the count ``convert`` delivers
+    (poll, then SIGTERM it: the daemon never exits by itself), and fill a :class:`Row` exactly as
+    :func:`replay` does. Returning ``None`` leaves the row out of the table and results.json
+    (listed under ``not_measured``).
+    """
+    return None
+
+
+def _stats(sim: SimulatorProcess) -> dict[str, Any]:
+    try:
+        return sim.stats()
+    except (OSError, ValueError, KeyError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+Scenario = Callable[[Context, Dataset, str], "Row | None"]
+
+SCENARIOS: dict[str, Scenario] = {
+    "fastavro": fastavro_floor,
+    "convert": convert,
+    "replay": replay,
+    "sdk": sdk,
+    "kafka": kafka_daemon,
+}
+"""Every row, in table order. ``run.py --only`` picks among these names."""
