@@ -7,6 +7,8 @@ use the process-wide default one that ``/metrics`` serves.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
@@ -68,6 +70,16 @@ class Metrics:
         self.committed = Gauge(
             "currents_committed_offset", "Last committed offset", ["topic", "partition"], registry=r
         )
+
+        self._children: dict[tuple[int, str], Any] = {}
+
+    def count(self, family: Counter, label: str, amount: float = 1) -> None:
+        """``family.labels(label).inc(amount)`` with the labelled child cached: per-event hot path."""
+        key = (id(family), label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(label)
+        child.inc(amount)
 
     def exposition(self) -> bytes:
         """The text exposition format of this registry (what ``/metrics`` serves)."""

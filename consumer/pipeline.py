@@ -64,24 +64,26 @@ class Pipeline:
     def _done(self, item: Pending, outcome: str, reason: str) -> None:
         if outcome == "delivered":
             self.summary.done[item.event_type] += 1
-            self.metrics.delivered.labels(item.event_type).inc()
+            self.metrics.count(self.metrics.delivered, item.event_type)
         else:
             self.summary.dead_lettered[reason] += 1
-            self.metrics.dead_lettered.labels(reason).inc()
+            self.metrics.count(self.metrics.dead_lettered, reason)
         self.on_ack(item.position)
 
     async def ingest(self, record: CurrentsRecord) -> None:
         """Transform one record and either acknowledge it (skipped) or submit it for delivery."""
         self.summary.read[record.event_type] += 1
-        self.metrics.read.labels(record.event_type).inc()
+        self.metrics.count(self.metrics.read, record.event_type)
         result = self.transformer.transform(record.event_type, record.record)
         if isinstance(result, Skip):
             self.summary.skipped[result.reason] += 1
-            self.metrics.skipped.labels(result.reason).inc()
+            self.metrics.count(self.metrics.skipped, result.reason)
             self.on_ack(record.position)
         else:
             try:
-                encoded = orjson.dumps(result)
+                # Copied to its exact size: orjson's own buffer keeps ~4 KiB per event alive, which
+                # would make every waiting event cost 8x what --max-pending-bytes counts.
+                encoded = bytes(memoryview(orjson.dumps(result)))
             except TypeError as exc:  # cannot happen with Avro/JSON input; never lose the event silently
                 self.dead_letter_input(record.position, "unencodable", str(exc), event_type=record.event_type)
                 return
@@ -114,7 +116,7 @@ class Pipeline:
         """Record input that never became an event (undecodable bytes, unreadable file) and acknowledge it."""
         self.dead.write(reason, position, raw=raw, detail=detail, event_type=event_type)
         self.summary.dead_lettered[reason] += 1
-        self.metrics.dead_lettered.labels(reason).inc()
+        self.metrics.count(self.metrics.dead_lettered, reason)
         self.on_ack(position)
 
     def undecodable(self, error: DecodeError) -> None:

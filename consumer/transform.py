@@ -87,13 +87,16 @@ UNMAPPED_TYPE = Skip("unmapped_type")
 MISSING_ID = Skip("missing_id")
 
 
+_LONGEST_PLACEHOLDER = max(len(p) for p in PLACEHOLDER_IDS)
+
+
 def is_valid_id(value: str) -> bool:
     """Whether Amplitude accepts ``value`` as a user or device id (placeholders and all-zero ids not)."""
-    lowered = value.strip().lower()
-    if lowered in PLACEHOLDER_IDS:
+    stripped = value.strip()
+    if len(stripped) <= _LONGEST_PLACEHOLDER and stripped.lower() in PLACEHOLDER_IDS:
         return False
-    # An all-zero advertising id (Limit Ad Tracking) in any formatting.
-    return not set(lowered) <= {"0", "-"}
+    # An all-zero advertising id (Limit Ad Tracking) in any formatting; also refuses "" and "-".
+    return bool(stripped.strip("0-"))
 
 
 @dataclass(frozen=True, slots=True)
