@@ -12,12 +12,11 @@ from collections import deque
 
 
 class _Stream:
-    __slots__ = ("done", "first_tracked", "last_tracked", "offsets")
+    __slots__ = ("done", "last_tracked", "offsets")
 
     def __init__(self) -> None:
         self.offsets: deque[int] = deque()
         self.done: set[int] = set()
-        self.first_tracked = -1
         self.last_tracked = -1
 
 
@@ -39,8 +38,6 @@ class OffsetTracker:
         if offset <= s.last_tracked:
             raise ValueError(f"offset {offset} tracked out of order on {stream} (last {s.last_tracked})")
         s.offsets.append(offset)
-        if s.first_tracked < 0:
-            s.first_tracked = offset
         s.last_tracked = offset
 
     def ack(self, stream: tuple[str, int], offset: int) -> None:
@@ -48,17 +45,22 @@ class OffsetTracker:
 
         Acks for unknown streams (revoked since), or for offsets before the stream was (re)tracked
         (an event read before a revoke that finished after the partition came back), are ignored.
+        So are acks for offsets already committable (a repeated ack) or not tracked yet: only the
+        copy of an event that was read in this stream's life can mark its offset done, and nothing
+        is remembered for offsets that can no longer matter.
         """
         s = self._streams.get(stream)
-        if s is None or offset < s.first_tracked:
+        if s is None or not s.offsets or offset < s.offsets[0] or offset > s.last_tracked:
             return
-        s.done.add(offset)
         offsets, done = s.offsets, s.done
+        done.add(offset)
         while offsets and offsets[0] in done:
             done.discard(offsets.popleft())
+        if not offsets:
+            done.clear()  # acks of offsets that were never tracked (gaps) cannot matter any more
 
     def committable(self, stream: tuple[str, int]) -> int | None:
-        """The offset to commit (Kafka convention: the next one to read), ``None`` if nothing new.
+        """The offset to commit (Kafka convention: the next one to read), ``None`` if nothing tracked.
 
         All tracked offsets done -> last tracked + 1; otherwise the first offset not done.
         """
@@ -68,7 +70,10 @@ class OffsetTracker:
         return s.offsets[0] if s.offsets else s.last_tracked + 1
 
     def outstanding(self, stream: tuple[str, int]) -> int:
-        """How many tracked offsets of ``stream`` are not done yet."""
+        """How many tracked offsets of ``stream`` are not committable yet: 0 once every one is done.
+
+        Offsets done out of order behind one that is not still count (they cannot be committed).
+        """
         s = self._streams.get(stream)
         return len(s.offsets) if s else 0
 

@@ -1,4 +1,4 @@
-"""The delivery engine: throttle per device, batch, send concurrently, apply the retry policy.
+"""The delivery engine: batch, throttle per device as requests leave, send concurrently, retry.
 
 Contract
 --------
@@ -9,7 +9,12 @@ Contract
 * Every submitted event ends exactly once, through ``on_done(event, outcome, reason)`` with outcome
   ``"delivered"`` or ``"dead_lettered"`` (after its dead-letter record is written). Nothing is dropped
   without a dead-letter record.
-* Events of a device or user over its rate wait aside in a per-key queue; every other event keeps
+* Per-device and per-user rate tokens are taken when a request leaves, not when an event arrives, so
+  batching, queueing and retries never bunch one device's events: consecutive requests carrying a
+  device are at least ``1 / device_rate`` seconds apart (the parts of a request Amplitude refused as a
+  whole — 400 for some events, 413, 429 for others — go again at once with the tokens they hold, since
+  Amplitude counted none of it). Events of a device or user over its rate wait
+  aside in a per-key queue and go out, one per token, as soon as it has one; every other event keeps
   flowing (one hot device never holds back the others). Events over the daily quota are dead-lettered
   (``daily_quota``). Events still failing when their retry window ends are dead-lettered
   (``retry_window_expired``).
@@ -20,8 +25,9 @@ Contract
 Policy per outcome of one request (see :mod:`consumer.sink`): delivered -> done; rejected events ->
 dead-letter exactly those, resend the rest at once; 413 -> split in halves (a single event ->
 dead-letter ``payload_too_large``); 429 -> daily-quota identities dead-lettered, throttled identities
-held back ``throttle_penalty`` seconds, the rest resent at once; retry-later -> the same batch again
-after capped exponential backoff with jitter (or the server's ``Retry-After``); fatal -> dead-letter.
+held back ``throttle_penalty`` seconds (or the server's ``Retry-After``), the rest resent at once;
+retry-later -> the same batch again after capped exponential backoff with jitter (or the server's
+``Retry-After``); fatal -> dead-letter.
 """
 
 from __future__ import annotations
@@ -40,10 +46,11 @@ from tenacity import RetryCallState, wait_exponential_jitter
 
 from consumer.deadletter import DeadLetterWriter
 from consumer.events import Pending
+from consumer.holdback import HoldBack
 from consumer.metrics import Metrics
 from consumer.settings import AmplitudeSettings, LimitSettings
-from consumer.sink import Delivered, Fatal, Rejected, RetryLater, SendResult, Throttled, TooLarge
-from consumer.throttle import ADMIT, DAILY_QUOTA, KeyLimiter
+from consumer.sink import Delivered, Fatal, Rejected, RetryLater, SendResult, Throttled, TooLarge, build_body
+from consumer.throttle import ADMIT, DAILY_QUOTA, KeyLimiter, ProjectLimiter, limiter_keys
 
 log = logging.getLogger("currents.delivery")
 
@@ -66,7 +73,7 @@ def _attempt(n: int) -> RetryCallState:
 
 
 class DeliveryEngine:
-    """Throttle, batch, send and retry; see the module docstring for the contract."""
+    """Batch, throttle, send and retry; see the module docstring for the contract."""
 
     def __init__(
         self,
@@ -77,7 +84,7 @@ class DeliveryEngine:
         on_done: DoneCallback,
         metrics: Metrics,
         *,
-        throttle_penalty: float = 30.0,
+        throttle_penalty: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.amp = amplitude
@@ -86,18 +93,24 @@ class DeliveryEngine:
         self.dead = dead_letter
         self.on_done = on_done
         self.metrics = metrics
-        self.penalty = throttle_penalty
+        self.penalty = limits.throttle_penalty if throttle_penalty is None else throttle_penalty
         self.clock = clock
         self.limiter = KeyLimiter(limits.device_rate, limits.device_daily_limit)
         self._backoff = wait_exponential_jitter(initial=0.5, max=limits.max_backoff, jitter=1.0)
+        # What a request body adds around its events, so that ``bytes_cap`` bounds the whole body.
+        self._overhead = len(build_body(amplitude.api_key.reveal(), [], amplitude.min_id_length))
         self._seq = itertools.count()
-        self._held: dict[str, deque[Pending]] = {}
-        self._timers: list[tuple[float, int, str]] = []
+        self._held = HoldBack()
         self._retries: list[tuple[float, int, list[Pending], int]] = []
-        self._ready: deque[tuple[list[Pending], int]] = deque()
+        # (batch, attempt, admitted): an admitted batch already holds its tokens (a part of a request
+        # Amplitude refused as a whole, resent at once), so it is sent as it is.
+        self._ready: deque[tuple[list[Pending], int, bool]] = deque()
         self._batch: list[Pending] = []
         self._batch_bytes = 0
         self._batch_started = 0.0
+        # Events released from held queues: they go out at the next free request slot, before any
+        # queued batch, so that a hot key's token time is the time Amplitude sees its event.
+        self._hot: deque[Pending] = deque()
         self._live: dict[int, Pending] = {}
         self._bytes = 0
         self._inflight: set[asyncio.Task[None]] = set()
@@ -108,8 +121,7 @@ class DeliveryEngine:
         self._idle.set()
         self._flush_now = False
         self._pump: asyncio.Task[None] | None = None
-        self._project_tokens = 0.0
-        self._project_at = 0.0
+        self.project = ProjectLimiter(limits.project_rate)
         self.last_progress = clock()
         self.credentials_failing = False
 
@@ -120,6 +132,8 @@ class DeliveryEngine:
             self._pump = asyncio.create_task(self._run(), name="delivery-pump")
         while not self._room.is_set():
             await self._room.wait()
+        if not item.keys:
+            item.keys = limiter_keys(item.event)
         self._live[id(item)] = item
         self._bytes += item.size
         self._idle.clear()
@@ -148,58 +162,60 @@ class DeliveryEngine:
         """Devices/users with events waiting aside."""
         return len(self._held)
 
-    # -- admission and throttling ----------------------------------------------------------------
+    # -- held queues -----------------------------------------------------------------------------
     def _admit(self, item: Pending, now: float) -> None:
-        key = item.keys[0]
-        queue = self._held.get(key)
-        if queue is not None:
-            queue.append(item)  # keep each device's events in order behind the ones waiting
-            return
-        verdict = self.limiter.take(item.keys, now)
-        if verdict == ADMIT:
+        # behind the device's waiting events if it has any, keeping its events in order
+        if not self._held.append(item.keys[0], item):
             self._add(item, now)
-        elif verdict == DAILY_QUOTA:
-            self._dead(item, "daily_quota")
-        else:
-            self._hold(key, item, now + verdict)
-
-    def _hold(self, key: str, item: Pending, ready_at: float) -> None:
-        queue = self._held.get(key)
-        if queue is None:
-            queue = self._held[key] = deque()
-            heapq.heappush(self._timers, (ready_at, next(self._seq), key))
-        queue.append(item)
 
     def _release(self, key: str, now: float) -> None:
-        queue = self._held.get(key)
+        """``key``'s timer: send the head of its queue if it has a token now, else wait again.
+
+        One event per token: the next is looked at one token later, without waiting for this one to
+        leave, so a hot key keeps its full rate however long requests take. Its token is taken when
+        its request leaves; one that leaves too early is turned back to the queue's front.
+        """
+        queue = self._held.queue(key)
         while queue:
             item = queue[0]
             if self._expired(item, now):
                 queue.popleft()
                 self._dead(item, "retry_window_expired")
                 continue
-            verdict = self.limiter.take(item.keys, now)
-            if verdict == ADMIT:
-                queue.popleft()
-                self._add(item, now)
-            elif verdict == DAILY_QUOTA:
+            verdict = self.limiter.check(item.keys, now)
+            if verdict == DAILY_QUOTA:
                 queue.popleft()
                 self._dead(item, "daily_quota")
-            else:
-                heapq.heappush(self._timers, (now + verdict, next(self._seq), key))
+                continue
+            if verdict > 0:
+                self._held.arm(key, now + verdict)
                 return
-        self._held.pop(key, None)
+            queue.popleft()
+            if self._fits(item):
+                self._hot.append(item)
+                if queue:
+                    self._held.arm(key, now + 1.0 / self.limiter.rate)
+                break
+        self._held.forget_if_empty(key)
 
     def _expired(self, item: Pending, now: float) -> bool:
         return now - item.first_attempt >= self.limits.retry_window
 
     # -- batching --------------------------------------------------------------------------------
-    def _add(self, item: Pending, now: float) -> None:
-        if item.size + 64 > self.amp.bytes_cap:
+    def _fits(self, item: Pending) -> bool:
+        """Whether ``item`` fits a request at all; if not it is dead-lettered."""
+        if item.size + self._overhead > self.amp.bytes_cap:
             self._dead(item, "payload_too_large", f"{item.size} bytes")
+            return False
+        return True
+
+    def _add(self, item: Pending, now: float) -> None:
+        """Put ``item`` in the open batch (sealing it first if ``item`` would not fit)."""
+        if not self._fits(item):
             return
         if self._batch and (
-            len(self._batch) >= self.amp.events_cap or self._batch_bytes + item.size > self.amp.bytes_cap
+            len(self._batch) >= self.amp.events_cap
+            or self._overhead + self._batch_bytes + item.size > self.amp.bytes_cap
         ):
             self._seal()
         if not self._batch:
@@ -209,35 +225,80 @@ class DeliveryEngine:
 
     def _seal(self) -> None:
         if self._batch:
-            self._ready.append((self._batch, 0))
+            self._ready.append((self._batch, 0, False))
             self._batch = []
             self._batch_bytes = 0
+
+    def _next(self) -> tuple[list[Pending], int, bool] | None:
+        """The next request to send: released events first (up to the request caps), else a queued one."""
+        hot = self._hot
+        if not hot:
+            return self._ready[0] if self._ready else None
+        batch: list[Pending] = []
+        size = self._overhead
+        for item in hot:
+            if len(batch) >= self.amp.events_cap or size + item.size > self.amp.bytes_cap:
+                break
+            batch.append(item)
+            size += item.size
+        return batch, 0, False
+
+    def _pop(self, batch: list[Pending]) -> None:
+        """Remove the request :meth:`_next` gave from where it waited."""
+        if self._hot:
+            for _ in batch:
+                self._hot.popleft()
+        else:
+            self._ready.popleft()
+
+    def _take_tokens(self, batch: list[Pending], now: float) -> list[Pending]:
+        """The events of ``batch`` whose keys have a token now (taken); the others wait aside."""
+        send: list[Pending] = []
+        denied: dict[str, tuple[list[Pending], float]] = {}
+        for item in batch:
+            verdict = self.limiter.take(item.keys, now)
+            if verdict == ADMIT:
+                send.append(item)
+            elif verdict == DAILY_QUOTA:
+                self._dead(item, "daily_quota")
+            else:
+                items, wait = denied.get(item.keys[0], ([], 0.0))
+                items.append(item)
+                denied[item.keys[0]] = (items, max(wait, verdict))
+        for key, (items, wait) in denied.items():
+            self._held.hold(key, items, now + wait)
+        # A key whose released event just left (or ended) gets its next timer now.
+        for key in {item.keys[0] for item in batch}:
+            queue = self._held.queue(key)
+            if queue and not self._held.armed(key):
+                self._held.arm(key, now + max(0.0, self.limiter.check(queue[0].keys, now)))
+        return send
 
     # -- the pump --------------------------------------------------------------------------------
     async def _run(self) -> None:
         while True:
             now = self.clock()
-            while self._timers and self._timers[0][0] <= now:
-                _, _, key = heapq.heappop(self._timers)
+            for key in self._held.due(now):
                 self._release(key, now)
             while self._retries and self._retries[0][0] <= now:
                 _, _, batch, attempt = heapq.heappop(self._retries)
                 live = [p for p in batch if not self._expired_dead(p, now)]
                 if live:
-                    self._ready.append((live, attempt))
+                    self._ready.append((live, attempt, False))
             if self._batch and (self._flush_now or now - self._batch_started >= self.amp.batch_age):
                 self._seal()
             project_wait = 0.0
-            while self._ready and len(self._inflight) < self.amp.concurrency:
-                project_wait = self._project_take(len(self._ready[0][0]), now)
+            while len(self._inflight) < self.amp.concurrency and (nxt := self._next()) is not None:
+                batch, attempt, admitted = nxt
+                project_wait = self.project.take(len(batch), now)
                 if project_wait > 0:
                     break
-                batch, attempt = self._ready.popleft()
-                task = asyncio.create_task(self._send(batch, attempt))
+                self._pop(batch)
+                task = asyncio.create_task(self._send(batch, attempt, admitted))
                 self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
+                task.add_done_callback(self._sent)
             deadline = min(
-                self._timers[0][0] if self._timers else float("inf"),
+                self._held.next_due(),
                 self._retries[0][0] if self._retries else float("inf"),
                 self._batch_started + self.amp.batch_age if self._batch else float("inf"),
                 now + project_wait if project_wait > 0 else float("inf"),
@@ -247,16 +308,11 @@ class DeliveryEngine:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
-    def _project_take(self, n: int, now: float) -> float:
-        rate = self.limits.project_rate
-        if rate <= 0:
-            return 0.0
-        self._project_tokens = min(rate, self._project_tokens + (now - self._project_at) * rate)
-        self._project_at = now
-        if self._project_tokens >= min(n, rate):
-            self._project_tokens -= n
-            return 0.0
-        return (min(n, rate) - self._project_tokens) / rate
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        # The pump must look again once a send slot is really free: a wake-up sent from inside the
+        # task arrives before the task counts as done, which once left batches waiting forever.
+        self._inflight.discard(task)
+        self._wake.set()
 
     def _expired_dead(self, item: Pending, now: float) -> bool:
         if self._expired(item, now):
@@ -264,7 +320,13 @@ class DeliveryEngine:
             return True
         return False
 
-    async def _send(self, batch: list[Pending], attempt: int) -> None:
+    async def _send(self, queued: list[Pending], attempt: int, admitted: bool) -> None:
+        # Tokens are taken as the request starts, not when it was queued: a busy event loop between
+        # the two would otherwise bunch one device's requests together on the wire.
+        batch = queued if admitted else self._take_tokens(queued, self.clock())
+        self.project.refund(len(queued) - len(batch))
+        if not batch:
+            return
         try:
             result = await self.sink.send(batch)
         except Exception as exc:  # a bug below must not lose the batch: retry it like a 5xx
@@ -279,7 +341,8 @@ class DeliveryEngine:
     def _handle(self, batch: list[Pending], attempt: int, result: SendResult) -> None:
         outcome = result.outcome
         now = self.clock()
-        if not isinstance(outcome, RetryLater) or not outcome.credentials:
+        if isinstance(outcome, Delivered | Rejected | Throttled):
+            # Only an answer about the events proves the key was accepted; a 5xx or a 413 does not.
             self._set_credentials(False)
         if isinstance(outcome, Delivered):
             for item in batch:
@@ -290,14 +353,15 @@ class DeliveryEngine:
             for i, reason in sorted(outcome.reasons.items()):
                 self._dead(batch[i], reason)
             if rest:
-                self._ready.appendleft((rest, attempt))
+                # Amplitude took none of the request: the rest keeps its tokens and goes at once.
+                self._ready.appendleft((rest, attempt, True))
         elif isinstance(outcome, TooLarge):
             if len(batch) == 1:
                 self._dead(batch[0], "payload_too_large", "413 for a single event")
             else:
                 half = len(batch) // 2
-                self._ready.appendleft((batch[half:], attempt))
-                self._ready.appendleft((batch[:half], attempt))
+                self._ready.appendleft((batch[half:], attempt, True))
+                self._ready.appendleft((batch[:half], attempt, True))
         elif isinstance(outcome, Throttled):
             self._throttled(batch, outcome, now)
         elif isinstance(outcome, RetryLater):
@@ -318,20 +382,26 @@ class DeliveryEngine:
                 self._dead(item, outcome.reason, outcome.detail)
 
     def _throttled(self, batch: list[Pending], outcome: Throttled, now: float) -> None:
+        penalty = outcome.after if outcome.after is not None else self.penalty
         resend: list[Pending] = []
+        held: dict[str, list[Pending]] = {}
         for i, item in enumerate(batch):
             device = item.event.get("device_id")
             user = item.event.get("user_id")
             if device in outcome.quota_devices or user in outcome.quota_users:
                 self._dead(item, "daily_quota")
-            elif device in outcome.devices or user in outcome.users or i in outcome.events:
-                for key in item.keys:
-                    self.limiter.penalize(key, self.penalty, now)
-                self._hold(item.keys[0], item, now + self.penalty)
+                continue
+            named = _named_keys(item, outcome)
+            if named or i in outcome.events:
+                for key in named or item.keys:  # only listed by index: every key may be the hot one
+                    self.limiter.penalize(key, penalty, now)
+                held.setdefault(item.keys[0], []).append(item)
             else:
                 resend.append(item)
+        for key, items in held.items():
+            self._held.hold(key, items, now + penalty)
         if resend:
-            self._ready.appendleft((resend, 0))
+            self._ready.appendleft((resend, 0, True))
 
     def _set_credentials(self, failing: bool) -> None:
         if failing != self.credentials_failing:
@@ -391,3 +461,15 @@ class DeliveryEngine:
         for task in list(self._inflight):
             task.cancel()
         await asyncio.gather(*self._inflight, return_exceptions=True)
+
+
+def _named_keys(item: Pending, outcome: Throttled) -> list[str]:
+    """The keys of ``item`` that a 429 names as throttled (its device, its user, or both)."""
+    device = item.event.get("device_id")
+    user = item.event.get("user_id")
+    named = set()
+    if device and device in outcome.devices:
+        named.add(f"d:{device}")
+    if user and user in outcome.users:
+        named.add(f"u:{user}")
+    return [key for key in item.keys if key in named]

@@ -38,13 +38,13 @@ async def redrive(
     summary = pipeline.summary
     try:
         for file, line, record in records:
+            if "unparseable" in record:  # reported whatever --reason says: it has no reason to match
+                summary.unreadable.append(f"{file}:{line}: not a JSON object")
+                continue
             event: Any = record.get("event")
             reason = str(record.get("reason", ""))
             if reasons and not any(fnmatch.fnmatchcase(reason, pat) for pat in reasons):
                 summary.skipped["reason_not_selected"] += 1
-                continue
-            if "unparseable" in record:
-                summary.unreadable.append(f"{file}:{line}: not a JSON object")
                 continue
             if not isinstance(event, dict) or not event.get("event_type"):
                 summary.skipped["no_event"] += 1

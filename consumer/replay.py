@@ -60,6 +60,7 @@ class Replay:
         metrics: Metrics,
         *,
         progress_interval: float = 10.0,
+        checkpoint_interval: float = 5.0,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.paths = paths
@@ -71,7 +72,7 @@ class Replay:
         self.files: dict[str, _FileState] = {}
         self.result = ReplayResult(self.pipeline.summary)
         self.progress_interval = progress_interval
-        self._last_save = time.monotonic()
+        self.checkpoint_interval = checkpoint_interval
         self._stopping = False
 
     @property
@@ -114,7 +115,6 @@ class Replay:
             if nxt is not None:
                 self.state.next_record[fs.ident] = nxt
         self.state.save()
-        self._last_save = time.monotonic()
 
     async def _read(self, path: str) -> None:
         ident = file_identity(path)
@@ -122,7 +122,7 @@ class Replay:
             self.result.files_resumed += 1
             return
         skip = self.state.next_record.get(ident, 0)
-        fs = self.files[path] = _FileState(ident)
+        fs = self.files[path] = _FileState(ident, records=skip)
         stream = (path, -1)
         try:
             for rec in read_file(path, skip=skip):
@@ -131,8 +131,6 @@ class Replay:
                 self.tracker.track(stream, rec.position.offset)
                 fs.records = rec.position.offset + 1
                 await self.pipeline.ingest(rec)
-                if time.monotonic() - self._last_save > 5.0:
-                    self.checkpoint()
         except DecodeError as exc:
             self.result.summary.unreadable.append(f"{path}: {exc.reason} (record {exc.position.offset})")
             log.error("unreadable input %s", exc)
@@ -151,6 +149,7 @@ class Replay:
         the next run (the resume state records only what is done).
         """
         reporter = asyncio.create_task(self._report())
+        saver = asyncio.create_task(self._checkpoints())
         try:
             for path in list_files(self.paths):
                 if self._stopping:
@@ -159,12 +158,20 @@ class Replay:
             await self.pipeline.engine.drain(grace if self._stopping else None)
         finally:
             reporter.cancel()
-            await asyncio.gather(reporter, return_exceptions=True)
+            saver.cancel()
+            await asyncio.gather(reporter, saver, return_exceptions=True)
             await self.pipeline.engine.close()
             self.checkpoint()
             self.dead.close()
         self.result.unfinished = sorted(self.files)
         return self.result
+
+    async def _checkpoints(self) -> None:
+        # Also while the last events drain (a hot device's backlog can take minutes): a file finished
+        # meanwhile must not be replayed after a crash.
+        while True:
+            await asyncio.sleep(self.checkpoint_interval)
+            self.checkpoint()
 
     async def _report(self) -> None:
         tty = sys.stderr.isatty()

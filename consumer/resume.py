@@ -62,5 +62,8 @@ class ResumeState:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps({"done": self.done, "next_record": self.next_record}))
+        with open(tmp, "wb") as fh:
+            fh.write(orjson.dumps({"done": self.done, "next_record": self.next_record}))
+            fh.flush()
+            os.fsync(fh.fileno())  # the rename must never expose an empty file after a power cut
         os.replace(tmp, self.path)

@@ -205,6 +205,14 @@ OPTIONS: tuple[Option, ...] = (
         parse=parse_duration,
     ),
     _opt(
+        "limits.throttle_penalty",
+        "--throttle-penalty",
+        "CURRENTS_THROTTLE_PENALTY",
+        30.0,
+        "how long a device or user Amplitude answered 429 for is held back (unless it sends Retry-After)",
+        parse=parse_duration,
+    ),
+    _opt(
         "limits.max_pending",
         "--max-pending",
         "CURRENTS_MAX_PENDING",
@@ -505,6 +513,7 @@ class LimitSettings:
     max_backoff: float
     max_pending: int
     max_pending_bytes: int
+    throttle_penalty: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -620,7 +629,7 @@ def load(args: argparse.Namespace | None = None, env: Mapping[str, str] | None =
         raw: Any = flags.get(opt.key)
         source = "flag"
         if raw is None and opt.env in env:
-            raw, source = env[opt.env], "env"
+            raw, source = env[opt.env], f"env {opt.env}"
         if raw is None and opt.key in file_values:
             raw, source = file_values[opt.key], f"file {config_path}"
         if raw is None:
@@ -641,19 +650,32 @@ def _convert(opt: Option, raw: Any, source: str) -> Any:
     try:
         if opt.repeatable and isinstance(raw, list):
             return tuple(item for part in raw for item in opt.parse(str(part)))
-        if isinstance(raw, str):
-            value = opt.parse(raw)
-        elif isinstance(opt.default, tuple) and isinstance(raw, list):
-            value = tuple(str(x) for x in raw)
-        elif isinstance(opt.default, float) and isinstance(raw, int | float) and not isinstance(raw, bool):
-            value = float(raw)
-        else:
-            value = raw
+        value = opt.parse(raw) if isinstance(raw, str) else _typed(opt.default, raw)
     except ValueError as exc:
-        raise SettingsError(f"{opt.flag} (from {source}): {exc}") from None
+        detail = "expected a string" if opt.secret else str(exc)  # never echo a secret
+        raise SettingsError(f"{opt.flag} (from {source}): {detail}") from None
     if opt.choices and value not in opt.choices:
         raise SettingsError(f"{opt.flag} (from {source}): {value!r} is not one of {', '.join(opt.choices)}")
     return value
+
+
+def _typed(default: Any, raw: Any) -> Any:
+    """A non-string value from the config file, checked against the option's type."""
+    if isinstance(default, tuple):
+        if isinstance(raw, list):
+            return tuple(str(x) for x in raw)
+    elif isinstance(default, bool):
+        if isinstance(raw, bool):
+            return raw
+    elif isinstance(raw, bool):
+        pass  # a TOML boolean is never a number or a string here
+    elif isinstance(default, float):
+        if isinstance(raw, int | float):
+            return float(raw)
+    elif isinstance(default, int) and isinstance(raw, int):
+        return raw
+    expected = {bool: "true or false", int: "an integer", float: "a number", tuple: "a list"}
+    raise ValueError(f"expected {expected.get(type(default), 'a string')}, got {raw!r}")
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -673,15 +695,32 @@ def _build(values: dict[str, Any], sources: dict[str, str], names: dict[str, Any
 
     amplitude = AmplitudeSettings(**section("amplitude"))
     limits = LimitSettings(**section("limits"))
-    for name, check in (
-        ("--concurrency", amplitude.concurrency >= 1),
-        ("--batch-events", 0 <= amplitude.max_events <= 2000 or amplitude.api == "batch"),
-        ("--device-rate", limits.device_rate > 0),
-        ("--retry-window", limits.retry_window > 0),
-        ("--max-pending", limits.max_pending >= 1),
+    for key, check, rule in (
+        ("amplitude.concurrency", amplitude.concurrency >= 1, "at least 1"),
+        (
+            "amplitude.max_events",
+            amplitude.max_events >= 0 and (amplitude.max_events <= 2000 or amplitude.api == "batch"),
+            "0 to 2000 (more only with --api batch)",
+        ),
+        ("amplitude.max_bytes", amplitude.max_bytes >= 0, "0 or more"),
+        ("amplitude.min_id_length", amplitude.min_id_length >= 0, "0 or more"),
+        ("amplitude.batch_age", amplitude.batch_age >= 0, "0 or more"),
+        ("amplitude.timeout", amplitude.timeout > 0, "more than 0"),
+        ("limits.device_rate", limits.device_rate > 0, "more than 0"),
+        ("limits.device_daily_limit", limits.device_daily_limit >= 1, "at least 1"),
+        ("limits.project_rate", limits.project_rate >= 0, "0 (unlimited) or more"),
+        ("limits.retry_window", limits.retry_window > 0, "more than 0"),
+        ("limits.max_backoff", limits.max_backoff >= 0, "0 or more"),
+        ("limits.throttle_penalty", limits.throttle_penalty >= 0, "0 or more"),
+        ("limits.max_pending", limits.max_pending >= 1, "at least 1"),
+        ("limits.max_pending_bytes", limits.max_pending_bytes >= 1, "at least 1"),
+        ("metrics_port", 0 <= values["metrics_port"] <= 65535, "0 to 65535"),
     ):
         if not check:
-            raise SettingsError(f"{name}: value out of range")
+            opt = OPTION_BY_KEY[key]
+            raise SettingsError(
+                f"{opt.flag} (from {sources.get(key, 'default')}): {values[key]!r} is out of range ({rule})"
+            )
     kafka = KafkaSettings(**section("kafka"))
     kafka.event_type_for_topic()
     mapping = MappingConfig(**section("mapping"), names={str(k): str(v) for k, v in names.items()})

@@ -12,6 +12,7 @@ an exception message raised from here.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import zlib
 from collections.abc import Sequence
@@ -51,6 +52,8 @@ class Throttled:
     events: frozenset[int] = frozenset()
     quota_devices: frozenset[str] = frozenset()
     quota_users: frozenset[str] = frozenset()
+    after: float | None = None
+    """The server's ``Retry-After`` (seconds), if it sent one: how long to hold the throttled back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +169,9 @@ def classify(status: int, body: Any, headers: httpx.Headers, batch: Sequence[Pen
         )
         if throttled == Throttled():
             # Project-wide throttling: Amplitude asks to wait (60 s by its documentation).
-            return RetryLater("project_throttled", _retry_after(headers) or 60.0)
-        return throttled
+            after = _retry_after(headers)
+            return RetryLater("project_throttled", 60.0 if after is None else after)
+        return dataclasses.replace(throttled, after=_retry_after(headers))
     if status == 403:
         return RetryLater("forbidden", _retry_after(headers), credentials=True)
     if status >= 500 or status == 408:
@@ -218,12 +222,11 @@ class AmplitudeSink:
             data = orjson.loads(response.content) if response.content else {}
         except orjson.JSONDecodeError:
             data = {}
-        return SendResult(
-            classify(response.status_code, data, response.headers, batch),
-            response.status_code,
-            seconds,
-            len(body),
-        )
+        outcome = classify(response.status_code, data, response.headers, batch)
+        if isinstance(outcome, Fatal) and self._key and self._key in outcome.detail:
+            # A proxy or a future error text that echoes the key must not carry it to dead-letter files.
+            outcome = Fatal(outcome.reason, outcome.detail.replace(self._key, "***"))
+        return SendResult(outcome, response.status_code, seconds, len(body))
 
     async def close(self) -> None:
         """Close the connection pool."""

@@ -5,26 +5,36 @@ per day. :class:`KeyLimiter` keeps one token bucket per key (``d:<device_id>``, 
 per-UTC-day count, so the pipeline can send each event only when all its keys have room, and hold
 back only the events of keys that are over — never everyone else's.
 
-Memory: one small entry per key seen in the current second (buckets of idle keys are swept) and one
-counter per key seen in the current UTC day (cleared when the day changes).
+The delivery engine takes a token when a request *leaves* (see :mod:`consumer.delivery`), so the
+spacing the buckets enforce is the spacing Amplitude sees, whatever batching and retries do before.
+
+Memory: one small entry per key seen in the last moment (buckets of idle keys and penalties that
+have run out are swept) and one counter per key seen in the current UTC day (cleared when the day
+changes).
 """
 
 from __future__ import annotations
 
 ADMIT = 0.0
 DAILY_QUOTA = -1.0
+MIN_WAIT = 0.001
+"""The shortest wait :meth:`KeyLimiter.take` names. Rounding at UNIX-time magnitudes can leave a key a
+hair short of a token; a wait smaller than the clock's resolution would have its caller ask again at
+the very same instant, forever."""
 
 
 class KeyLimiter:
     """Token buckets (``rate`` per second) and daily counts per key.
 
     The default burst is one event: a bucket with burst ``b`` lets ``b + rate * W`` events through in
-    any window of ``W`` seconds, so only a burst of ~1 keeps every window, Amplitude's 30-second
-    average and a strict 1-second one alike, at or under ``rate``.
+    any closed window of ``W`` seconds, so only a burst of 1 keeps every half-open window of ``W``
+    seconds, Amplitude's 30-second average and a strict 1-second one alike, at or under ``rate * W``
+    (consecutive events of a key are at least ``1 / rate`` seconds apart).
 
     :meth:`take` either admits an event (consuming one token and one daily unit on every key) and
     returns :data:`ADMIT`, returns :data:`DAILY_QUOTA` when any key is over its daily limit, or
-    returns the number of seconds until every key will have a token.
+    returns the number of seconds until every key will have a token (at least :data:`MIN_WAIT`).
+    :meth:`check` answers the same without consuming anything.
     """
 
     def __init__(self, rate: float, daily_limit: int, burst: float | None = None) -> None:
@@ -45,8 +55,8 @@ class KeyLimiter:
             return self.burst
         return min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
 
-    def take(self, keys: tuple[str, ...], now: float) -> float:
-        """Admit one event for ``keys`` at ``now`` (seconds), or say how long to wait."""
+    def check(self, keys: tuple[str, ...], now: float) -> float:
+        """What :meth:`take` would answer at ``now``, without consuming anything."""
         day = int(now // 86400)
         if day != self._day:
             self._day = day
@@ -66,8 +76,13 @@ class KeyLimiter:
             tokens = self._tokens(key, now)
             if tokens < 1.0:
                 wait = max(wait, (1.0 - tokens) / self.rate)
-        if wait > 0.0:
-            return wait
+        return max(wait, MIN_WAIT) if wait > 0.0 else ADMIT
+
+    def take(self, keys: tuple[str, ...], now: float) -> float:
+        """Admit one event for ``keys`` at ``now`` (seconds), or say how long to wait."""
+        verdict = self.check(keys, now)
+        if verdict != ADMIT:
+            return verdict
         for key in keys:
             tokens = self._tokens(key, now)
             bucket = self._buckets.get(key)
@@ -88,13 +103,53 @@ class KeyLimiter:
         """How many keys are currently held back by a penalty (a gauge)."""
         return sum(1 for until in self._blocked_until.values() if until > now)
 
+    def active_keys(self) -> int:
+        """Keys with a bucket or a penalty in memory (idle ones are swept; daily counts not included)."""
+        return len(self._buckets.keys() | self._blocked_until.keys())
+
     def _sweep(self, now: float) -> None:
         # A bucket idle for longer than it takes to refill is full: forgetting it changes nothing.
+        # A penalty that has run out changes nothing either (its bucket refills from its end).
         horizon = self.burst / self.rate
         stale = [k for k, (_, at) in self._buckets.items() if now - at > horizon]
         for key in stale:
             del self._buckets[key]
+        ended = [k for k, until in self._blocked_until.items() if until <= now]
+        for key in ended:
+            del self._blocked_until[key]
         self._next_sweep = now + max(1.0, horizon)
+
+
+class ProjectLimiter:
+    """One token bucket for the whole project: ``rate`` events per second, burst one second's worth.
+
+    Amplitude also caps a project's events per second. :meth:`take` lets a request of ``n`` events go
+    when the bucket holds ``min(n, rate)`` tokens and then owes the rest, so a request bigger than a
+    second's worth still goes and the next one waits longer. A ``rate`` of 0 means no limit.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._tokens = rate
+        self._at: float | None = None
+
+    def take(self, n: int, now: float) -> float:
+        """Admit ``n`` events at ``now`` (:data:`ADMIT`) or say how many seconds to wait."""
+        rate = self.rate
+        if rate <= 0:
+            return ADMIT
+        if self._at is not None:
+            self._tokens = min(rate, self._tokens + (now - self._at) * rate)
+        self._at = now
+        if self._tokens >= min(n, rate):
+            self._tokens -= n
+            return ADMIT
+        return max(MIN_WAIT, (min(n, rate) - self._tokens) / rate)
+
+    def refund(self, n: int) -> None:
+        """Give back ``n`` tokens taken for events that were not sent after all."""
+        if self.rate > 0:
+            self._tokens = min(self.rate, self._tokens + n)
 
 
 def limiter_keys(event: dict[str, object]) -> tuple[str, ...]:

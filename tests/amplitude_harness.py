@@ -1,0 +1,169 @@
+"""Helpers for tests of the delivery engine, the sink and replay against a real simulator over HTTP.
+
+Waiting is always by polling a condition against a deadline (:func:`eventually`), never by sleeping a
+fixed time. Settings are built through :func:`consumer.settings.load`, like the commands build them,
+with short batch ages, backoffs and penalties so that a whole scenario takes seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka_harness import eventually
+from prometheus_client import CollectorRegistry
+
+from consumer.deadletter import DeadLetterWriter, read_dead_letters
+from consumer.delivery import DeliveryEngine
+from consumer.events import Pending, Position
+from consumer.metrics import Metrics
+from consumer.settings import Settings, load
+from consumer.simulator import AmplitudeSimulator, SimulatorConfig
+from consumer.sink import AmplitudeSink
+from consumer.throttle import limiter_keys
+
+__all__ = [
+    "KEY",
+    "Engine",
+    "dead_letters",
+    "engine",
+    "event",
+    "eventually",
+    "insert_ids",
+    "pending",
+    "settings",
+    "simulator",
+]
+
+KEY = "ampl-test-key-5f2c9a"
+"""The API key tests send (distinctive, so a leak is easy to find)."""
+
+FAST: dict[str, str] = {
+    "CURRENTS_BATCH_AGE": "20ms",
+    "CURRENTS_MAX_BACKOFF": "200ms",
+    "CURRENTS_THROTTLE_PENALTY": "300ms",
+    "CURRENTS_REQUEST_TIMEOUT": "5s",
+    "CURRENTS_LOG_FORMAT": "json",
+}
+"""Environment that keeps every wait short."""
+
+
+def settings(sim: AmplitudeSimulator, tmp_path: Path, **env: str) -> Settings:
+    """Settings pointing at ``sim``, writing under ``tmp_path``; ``env`` overrides (variable names)."""
+    values = {
+        "AMPLITUDE_API_KEY": KEY,
+        "AMPLITUDE_URL": sim.http_v2_url,
+        "CURRENTS_DEAD_LETTER": str(tmp_path / "dead-letter"),
+        "CURRENTS_STATE_DIR": str(tmp_path / "state"),
+        **FAST,
+        **env,
+    }
+    return load(None, values)
+
+
+@contextlib.asynccontextmanager
+async def simulator(**config: Any) -> AsyncIterator[AmplitudeSimulator]:
+    """A started simulator on a free loopback port (strict 1-second rate window by default)."""
+    config.setdefault("log_interval_s", 0)
+    sim = AmplitudeSimulator(SimulatorConfig(**config))
+    await sim.start()
+    try:
+        yield sim
+    finally:
+        await sim.stop()
+
+
+def event(i: int, device: str | None = None, user: str | None = None, **fields: Any) -> dict[str, Any]:
+    """An Amplitude event with ``insert_id`` ``ev-<i>`` (device ``dev-<i>`` unless given)."""
+    ev: dict[str, Any] = {
+        "event_type": "[Appboy] Test",
+        "time": 1_700_000_000_000 + i,
+        "insert_id": f"ev-{i:06d}",
+        "device_id": device if device is not None else f"dev-{i:06d}",
+    }
+    if user is not None:
+        ev["user_id"] = user
+    ev.update(fields)
+    return {k: v for k, v in ev.items() if v is not None}
+
+
+def pending(ev: dict[str, Any], index: int, source: str = "test.avro", first_attempt: float = 0.0) -> Pending:
+    """``ev`` on its way, from record ``index`` of ``source``."""
+    return Pending(
+        ev,
+        "users.behaviors.CustomEvent",
+        Position(source, -1, index),
+        orjson.dumps(ev),
+        first_attempt or time.time(),
+        0,
+        limiter_keys(ev),
+    )
+
+
+@dataclass
+class Engine:
+    """A delivery engine with a real sink, its outcomes and its metrics."""
+
+    engine: DeliveryEngine
+    sink: AmplitudeSink
+    metrics: Metrics
+    dead: DeadLetterWriter
+    outcomes: dict[str, tuple[str, str]] = field(default_factory=dict)
+    ends: Counter[str] = field(default_factory=Counter)
+
+    def on_done(self, item: Pending, outcome: str, reason: str) -> None:
+        self.ends[item.event["insert_id"]] += 1
+        self.outcomes[item.event["insert_id"]] = (outcome, reason)
+
+    def delivered(self) -> set[str]:
+        return {i for i, (o, _) in self.outcomes.items() if o == "delivered"}
+
+    def dead_lettered(self) -> dict[str, str]:
+        return {i: r for i, (o, r) in self.outcomes.items() if o == "dead_lettered"}
+
+    def records(self) -> list[dict[str, Any]]:
+        """The dead-letter records written so far (synced first)."""
+        self.dead.sync()
+        return dead_letters(self.dead.directory)
+
+    def gauge(self, name: str) -> float | None:
+        return self.metrics.registry.get_sample_value(name)
+
+    async def submit_all(self, events: Iterable[dict[str, Any]]) -> None:
+        for i, ev in enumerate(events):
+            await self.engine.submit(pending(ev, i))
+
+
+@contextlib.asynccontextmanager
+async def engine(s: Settings) -> AsyncIterator[Engine]:
+    """A :class:`DeliveryEngine` on ``s`` with its own metrics registry; closed (and synced) on exit."""
+    metrics = Metrics(CollectorRegistry())
+    sink = AmplitudeSink(s.amplitude)
+    dead = DeadLetterWriter(s.dead_letter)
+    box: list[Engine] = []
+    eng = DeliveryEngine(s.amplitude, s.limits, sink, dead, lambda *a: box[0].on_done(*a), metrics)
+    box.append(Engine(eng, sink, metrics, dead))
+    try:
+        yield box[0]
+    finally:
+        await eng.close()
+        await sink.close()
+        dead.close()
+
+
+def dead_letters(directory: Path | str) -> list[dict[str, Any]]:
+    """Every dead-letter record under ``directory`` (none if it does not exist)."""
+    if not Path(directory).exists():
+        return []
+    return [record for _, _, record in read_dead_letters([str(directory)])]
+
+
+def insert_ids(events: Iterable[Any]) -> list[str]:
+    """The ``insert_id`` of each simulator-ingested event (or plain event dict)."""
+    return [(e.event if hasattr(e, "event") else e)["insert_id"] for e in events]

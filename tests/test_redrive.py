@@ -1,0 +1,78 @@
+"""Tests for consumer.redrive: dead-lettered events sent again, same ``insert_id``, nothing read twice."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from amplitude_harness import dead_letters, engine, event, insert_ids, settings, simulator
+from prometheus_client import CollectorRegistry
+
+from consumer.deadletter import DeadLetterWriter
+from consumer.events import Position
+from consumer.metrics import Metrics
+from consumer.redrive import redrive
+from consumer.sink import AmplitudeSink
+
+
+async def test_expired_events_are_dead_lettered_then_redriven_with_the_same_ids(tmp_path: Path) -> None:
+    events = [event(i, user=f"user-{i % 4}") for i in range(30)]
+    async with simulator() as sim:
+        down = settings(sim, tmp_path / "first", CURRENTS_RETRY_WINDOW="2s")
+        sim.faults.down()
+        async with engine(down) as e:
+            await e.submit_all(events)
+            assert await e.engine.drain(15)
+            assert e.engine.pending == 0
+            assert set(e.dead_lettered().values()) == {"retry_window_expired"}
+            assert len(e.dead_lettered()) == 30
+            assert sim.events == []
+            records = e.records()
+        assert sorted(r["event"]["insert_id"] for r in records) == sorted(ev["insert_id"] for ev in events)
+        assert all(r["reason"] == "retry_window_expired" and "first_attempt" in r for r in records)
+
+        sim.faults.up()
+        again = settings(sim, tmp_path / "second")
+        sink = AmplitudeSink(again.amplitude)
+        summary = await redrive([down.dead_letter], again, sink, Metrics(CollectorRegistry()))
+        await sink.close()
+        assert sum(summary.done.values()) == 30
+        assert summary.dead_lettered == Counter()
+        assert sorted(insert_ids(sim.events)) == sorted(ev["insert_id"] for ev in events)
+        assert {e.event["insert_id"]: e.event for e in sim.events} == {ev["insert_id"]: ev for ev in events}
+        assert dead_letters(again.dead_letter) == []
+
+
+async def test_redrive_selects_reasons_and_reports_what_it_cannot_send(tmp_path: Path) -> None:
+    source = tmp_path / "old"
+    writer = DeadLetterWriter(source)
+    for i in range(3):
+        writer.write("retry_window_expired", Position("f.avro", -1, i), event=event(i), event_type="t")
+    for i in range(3, 5):
+        writer.write("invalid_field:time", Position("f.avro", -1, i), event=event(i, time="later"))
+    writer.write("undecodable", Position("topic", 0, 9), raw=b"\x01junk")
+    writer.write("unreadable_input", Position("g.avro", -1, 4), detail="truncated")
+    writer.close()
+    damaged = next(source.iterdir())
+    damaged.write_bytes(damaged.read_bytes() + b"{half a line\n")  # a crash mid-write
+
+    async with simulator() as sim:
+        s = settings(sim, tmp_path)
+        sink = AmplitudeSink(s.amplitude)
+        metrics = Metrics(CollectorRegistry())
+        chosen = await redrive([str(source)], s, sink, metrics, ("retry_*",))
+        assert sorted(insert_ids(sim.events)) == ["ev-000000", "ev-000001", "ev-000002"]
+        assert chosen.skipped == Counter({"reason_not_selected": 4})
+        assert len(chosen.unreadable) == 1, "a damaged line is reported whatever reasons are chosen"
+        assert "not a JSON object" in chosen.unreadable[0]
+
+        everything = await redrive([str(source)], s, sink, metrics)
+        await sink.close()
+        assert everything.skipped == Counter({"no_event": 2})  # raw input and unreadable files
+        assert everything.dead_lettered == Counter({"invalid_field:time": 2})
+        assert sim.stats.events_duplicate == 3  # the first three again: deduplicated by insert_id
+    # the events that failed again are in the configured directory, in a new file; the input is intact
+    again = dead_letters(s.dead_letter)
+    assert sorted(r["event"]["insert_id"] for r in again) == ["ev-000003", "ev-000004"]
+    assert {r["reason"] for r in again} == {"invalid_field:time"}
+    assert len(dead_letters(source)) == 8

@@ -1,0 +1,206 @@
+"""Tests for consumer.settings: flag > environment > TOML file > default, durations, secrets, errors."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from consumer.settings import OPTIONS, Secret, Settings, SettingsError, add_arguments, load, parse_duration
+
+SECRET = "sk-live-7d1e0c2b9a"
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, ("delivery", "io", "mapping", "obs", "kafka"))
+    return parser.parse_args(list(argv))
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults() -> None:
+    s = load(parse(), {})
+    assert s.amplitude.endpoint == "https://api2.amplitude.com/2/httpapi"
+    assert s.limits.device_rate == 30.0
+    assert s.limits.retry_window == 48 * 3600
+    assert s.limits.throttle_penalty == 30.0
+    assert s.sources["limits.retry_window"] == "default"
+
+
+def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        '[amplitude]\nregion = "eu"\nconcurrency = 3\nbatch_age = "2s"\n'
+        '[limits]\nretry_window = "30m"\nmax_pending = 7\n',
+    )
+    env = {"CURRENTS_CONFIG": config, "CURRENTS_CONCURRENCY": "5", "CURRENTS_RETRY_WINDOW": "90s"}
+    s = load(parse("--retry-window", "48h"), env)
+    assert s.limits.retry_window == 48 * 3600  # flag beats env and file
+    assert s.sources["limits.retry_window"] == "flag"
+    assert s.amplitude.concurrency == 5  # env beats file
+    assert s.sources["amplitude.concurrency"] == "env CURRENTS_CONCURRENCY"
+    assert s.amplitude.region == "eu"  # file beats default
+    assert s.amplitude.batch_age == 2.0
+    assert s.limits.max_pending == 7
+    assert s.sources["amplitude.region"] == f"file {config}"
+    assert s.amplitude.endpoint == "https://api.eu.amplitude.com/2/httpapi"
+    assert s.amplitude.gzip is True and s.sources["amplitude.gzip"] == "default"
+
+
+def test_config_flag_beats_config_env(tmp_path: Path) -> None:
+    a = write(tmp_path, "[limits]\nmax_pending = 1\n")
+    b = tmp_path / "b.toml"
+    b.write_text("[limits]\nmax_pending = 2\n")
+    assert load(parse("--config", str(b)), {"CURRENTS_CONFIG": a}).limits.max_pending == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("30m", 1800),
+        ("48h", 172800),
+        ("2d", 172800),
+        ("500ms", 0.5),
+        ("15", 15),
+        (" 1.5h ", 5400),
+    ],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+    assert load(parse("--retry-window", text), {}).limits.retry_window == seconds
+
+
+@pytest.mark.parametrize("text", ["ten minutes", "-5s", "5 weeks", "", "1h30m"])
+def test_a_bad_duration_names_the_option_and_where_it_came_from(text: str) -> None:
+    with pytest.raises(SettingsError, match=r"--retry-window \(from flag\): not a duration"):
+        load(parse(f"--retry-window={text}"), {})
+    with pytest.raises(SettingsError, match=r"--retry-window \(from env CURRENTS_RETRY_WINDOW\)"):
+        load(parse(), {"CURRENTS_RETRY_WINDOW": text})
+
+
+def test_lists_from_flags_env_and_file(tmp_path: Path) -> None:
+    s = load(parse("--enable-type", "a.*,b", "--enable-type", "c"), {})
+    assert s.mapping.enabled == ("a.*", "b", "c")
+    assert load(parse(), {"CURRENTS_DISABLE_TYPES": "x, y"}).mapping.disabled == ("x", "y")
+    config = write(tmp_path, '[mapping]\nenabled = ["p", "q"]\n')
+    assert load(parse("--config", config), {}).mapping.enabled == ("p", "q")
+
+
+def test_booleans() -> None:
+    assert load(parse("--gzip", "off"), {}).amplitude.gzip is False
+    assert load(parse(), {"CURRENTS_GZIP": "YES"}).amplitude.gzip is True
+    with pytest.raises(SettingsError, match=r"--gzip \(from flag\): not a boolean"):
+        load(parse("--gzip", "maybe"), {})
+
+
+def test_secrets_never_print() -> None:
+    s = load(parse("--sasl-password", "kafka-" + SECRET), {"AMPLITUDE_API_KEY": SECRET})
+    assert s.amplitude.api_key.reveal() == SECRET
+    assert s.kafka.sasl_password.reveal() == "kafka-" + SECRET
+    described = s.describe()
+    assert described["amplitude.api_key"] == {"value": "***", "source": "env AMPLITUDE_API_KEY"}
+    assert described["kafka.sasl_password"]["value"] == "***"
+    for text in (repr(s), str(s), str(described), repr(s.amplitude), f"{s.amplitude.api_key}"):
+        assert SECRET not in text
+    assert load(parse(), {}).describe()["amplitude.api_key"]["value"] == ""
+
+
+def test_a_malformed_secret_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    config = write(tmp_path, "[amplitude]\napi_key = 73331999107\n")
+    with pytest.raises(SettingsError, match=r"--api-key \(from file .*\): expected a string") as info:
+        load(parse("--config", config), {})
+    assert "73331999107" not in str(info.value)
+
+
+def test_secret_type() -> None:
+    assert Secret("a") == Secret("a") and Secret("a") != Secret("b")
+    assert not Secret("") and Secret("x")
+    assert repr(Secret("")) == "Secret('')"
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[limits]\nmax_pending = 1.5\n", r"--max-pending \(from file .*\): expected an integer, got 1.5"),
+        ("[amplitude]\ngzip = 1\n", r"--gzip \(from file .*\): expected true or false"),
+        ("[amplitude]\nconcurrency = true\n", r"--concurrency \(from file .*\): expected an integer"),
+        ("[limits]\ndevice_rate = false\n", r"--device-rate \(from file .*\): expected a number"),
+        ('[amplitude]\nregion = "mars"\n', r"--region \(from file .*\): 'mars' is not one of us, eu"),
+        ("[amplitude]\nregion = 1\n", r"--region \(from file .*\): expected a string"),
+        ("[limits]\nretry_windw = 5\n", r"unknown keys in config file .*: limits.retry_windw"),
+        ("[limits\n", r"cannot read config file"),
+    ],
+)
+def test_file_errors_name_the_option(tmp_path: Path, toml: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load(parse("--config", write(tmp_path, toml)), {})
+
+
+def test_file_numbers_are_converted(tmp_path: Path) -> None:
+    config = write(tmp_path, "[limits]\nretry_window = 120\ndevice_rate = 25\n[amplitude]\ngzip = false\n")
+    s = load(parse("--config", config), {})
+    assert s.limits.retry_window == 120.0 and isinstance(s.limits.retry_window, float)
+    assert s.limits.device_rate == 25.0
+    assert s.amplitude.gzip is False
+
+
+def test_a_missing_config_file_is_named() -> None:
+    with pytest.raises(SettingsError, match=r"cannot read config file /nonexistent\.toml"):
+        load(parse(), {"CURRENTS_CONFIG": "/nonexistent.toml"})
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--concurrency", "0"], {}, r"--concurrency \(from flag\): 0 is out of range"),
+        ([], {"CURRENTS_BATCH_EVENTS": "2001"}, r"--batch-events \(from env CURRENTS_BATCH_EVENTS\): 2001"),
+        (["--api", "batch", "--batch-events", "-1"], {}, r"--batch-events \(from flag\): -1"),
+        (["--max-pending", "0"], {}, r"--max-pending \(from flag\)"),
+        # 0 would deadlock: the engine would never have room again after its first event
+        (["--max-pending-bytes", "0"], {}, r"--max-pending-bytes \(from flag\)"),
+        (["--request-timeout", "0s"], {}, r"--request-timeout \(from flag\)"),
+        # 0 would dead-letter every event as over its daily quota
+        (["--device-daily-limit", "0"], {}, r"--device-daily-limit \(from flag\)"),
+        (["--device-rate", "0"], {}, r"--device-rate \(from flag\)"),
+        (["--retry-window", "0s"], {}, r"--retry-window \(from flag\)"),
+        (["--min-id-length", "-1"], {}, r"--min-id-length \(from flag\)"),
+        (["--metrics-port", "70000"], {}, r"--metrics-port \(from flag\)"),
+        (["--project-rate", "-1"], {}, r"--project-rate \(from flag\)"),
+        (["--max-pending", "many"], {}, r"--max-pending \(from flag\): invalid literal"),
+    ],
+)
+def test_values_out_of_range_name_the_option(argv: list[str], env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load(parse(*argv), env)
+
+
+def test_batch_api_allows_bigger_batches() -> None:
+    s = load(parse("--api", "batch", "--batch-events", "5000"), {})
+    assert s.amplitude.events_cap == 5000
+    assert s.amplitude.endpoint.endswith("/batch")
+    assert s.amplitude.bytes_cap > 10_000_000
+
+
+def test_throttle_penalty_is_a_setting() -> None:
+    assert load(parse("--throttle-penalty", "5s"), {}).limits.throttle_penalty == 5.0
+
+
+def test_every_option_has_a_distinct_flag_and_env() -> None:
+    assert len({o.flag for o in OPTIONS}) == len(OPTIONS)
+    assert len({o.env for o in OPTIONS}) == len(OPTIONS)
+    s = load(parse(), {})
+    assert isinstance(s, Settings)
+    assert set(s.describe()) == {o.key for o in OPTIONS}
+
+
+def test_settings_are_frozen() -> None:
+    s = load(parse(), {})
+    with pytest.raises(AttributeError):
+        s.limits.max_pending = 1  # type: ignore[misc]

@@ -1,0 +1,206 @@
+"""Tests for consumer.throttle: token buckets per key with an injected clock (no network)."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consumer.throttle import ADMIT, DAILY_QUOTA, MIN_WAIT, KeyLimiter, limiter_keys
+
+T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+
+
+def drive(limiter: KeyLimiter, arrivals: list[tuple[float, tuple[str, ...]]]) -> dict[str, list[float]]:
+    """Offer every arrival to the limiter and again after each wait it names, in clock order.
+
+    Returns the admission times per key.
+    """
+    admitted: dict[str, list[float]] = {}
+    waiting = [(t, i, keys) for i, (t, keys) in enumerate(arrivals)]
+    heapq.heapify(waiting)
+    while waiting:
+        t, i, keys = heapq.heappop(waiting)
+        verdict = limiter.take(keys, t)
+        assert verdict != DAILY_QUOTA
+        if verdict == ADMIT:
+            for key in keys:
+                admitted.setdefault(key, []).append(t)
+        else:
+            assert verdict > 0
+            heapq.heappush(waiting, (t + verdict, i, keys))
+    return admitted
+
+
+def max_in_window(times: list[float], width: float) -> int:
+    """The most ``times`` that fall in any half-open window ``[t, t + width)``."""
+    times = sorted(times)
+    best, j = 0, 0
+    for i, start in enumerate(times):
+        while j < len(times) and times[j] < start + width:
+            j += 1
+        best = max(best, j - i)
+    return best
+
+
+def test_a_fresh_key_has_a_burst_of_exactly_one() -> None:
+    limiter = KeyLimiter(rate=4, daily_limit=1000)
+    assert limiter.take(("d:a",), 100.0) == ADMIT
+    assert limiter.take(("d:a",), 100.0) == 0.25
+    assert limiter.take(("d:a",), 100.125) == 0.125
+    assert limiter.take(("d:a",), 100.25) == ADMIT
+
+
+@given(start=st.floats(min_value=T0, max_value=T0 * 1.1), rate=st.floats(min_value=0.5, max_value=2000))
+def test_a_named_wait_always_moves_the_clock(start: float, rate: float) -> None:
+    """At UNIX-time magnitudes ``now + wait`` must be a later instant, and at most one more short wait
+    follows: otherwise a caller that re-arms a timer at ``now + wait`` spins at the same instant forever."""
+    limiter = KeyLimiter(rate=rate, daily_limit=10**9)
+    now = start
+    assert limiter.take(("d:a",), now) == ADMIT
+    for _ in range(50):
+        wait = limiter.take(("d:a",), now)
+        assert wait > 0
+        assert now + wait > now
+        now += wait
+        extra = limiter.take(("d:a",), now)
+        if extra != ADMIT:  # a hair short of the token after rounding
+            assert extra == MIN_WAIT
+            now += extra
+            assert limiter.take(("d:a",), now) == ADMIT
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rate=st.sampled_from([1.0, 5.0, 30.0, 1000.0]),
+    gaps=st.lists(st.floats(min_value=0.0, max_value=0.2), min_size=1, max_size=200),
+    keys=st.lists(st.sampled_from(["d:a", "d:b", "u:x"]), min_size=1, max_size=200),
+)
+def test_no_window_ever_sees_more_than_the_rate(rate: float, gaps: list[float], keys: list[str]) -> None:
+    """Whatever the arrivals, every key's admissions are 1/rate apart: no window of any width holds more
+    than rate x width (rounded up) of them, and Amplitude's 1 s and 30 s windows hold at most the rate."""
+    limiter = KeyLimiter(rate=rate, daily_limit=10**9)
+    t = T0
+    arrivals: list[tuple[float, tuple[str, ...]]] = []
+    for gap, key in zip(gaps, keys * (len(gaps) // len(keys) + 1), strict=False):
+        t += gap
+        # device events also carry the shared user "u:x", as Amplitude counts both
+        arrivals.append((t, (key, "u:y") if key != "u:x" else (key,)))
+    admitted = drive(limiter, arrivals)
+    assert sum(len(v) for k, v in admitted.items() if k != "u:y") == len(arrivals)
+    for times in admitted.values():
+        times.sort()
+        assert all(b - a >= (1 / rate) * (1 - 1e-9) for a, b in itertools.pairwise(times))
+        for width in (0.1, 1.0, 2.5, 30.0):
+            assert max_in_window(times, width) <= max(1, math.ceil(rate * width - 1e-9))
+
+
+def test_both_keys_of_an_event_must_have_a_token() -> None:
+    """A user on two devices is limited as a user: the second device waits for the user's token."""
+    limiter = KeyLimiter(rate=10, daily_limit=1000)
+    assert limiter.take(("d:a", "u:x"), T0) == ADMIT
+    assert limiter.take(("d:b", "u:x"), T0) == pytest.approx(0.1)
+    assert limiter.take(("d:b",), T0) == ADMIT  # the device alone has room
+    assert limiter.take(("d:c", "u:y"), T0) == ADMIT  # other identities are untouched
+
+
+def test_a_refused_event_consumes_nothing() -> None:
+    limiter = KeyLimiter(rate=10, daily_limit=1000)
+    assert limiter.take(("d:a", "u:x"), T0) == ADMIT
+    # d:b has a token but u:x has not: nothing is taken from d:b
+    assert limiter.take(("d:b", "u:x"), T0) > 0
+    assert limiter.take(("d:b",), T0) == ADMIT
+
+
+def test_check_answers_like_take_without_consuming() -> None:
+    limiter = KeyLimiter(rate=10, daily_limit=1000)
+    for _ in range(3):
+        assert limiter.check(("d:a",), T0) == ADMIT
+    assert limiter.take(("d:a",), T0) == ADMIT
+    assert limiter.check(("d:a",), T0) == pytest.approx(0.1)
+
+
+def test_daily_quota_then_a_new_utc_day() -> None:
+    limiter = KeyLimiter(rate=1000, daily_limit=3)
+    day_end = (T0 // 86400 + 1) * 86400
+    t = day_end - 10
+    for _ in range(3):
+        assert limiter.take(("d:a", "u:x"), t) == ADMIT
+        t += 1
+    assert limiter.take(("d:a",), t) == DAILY_QUOTA
+    assert limiter.take(("d:b", "u:x"), t) == DAILY_QUOTA  # the user is over too
+    assert limiter.take(("d:b",), t) == ADMIT
+    assert limiter.check(("d:a",), day_end) == ADMIT  # counts start again at 00:00 UTC
+    assert limiter.take(("d:a",), day_end) == ADMIT
+
+
+def test_daily_quota_wins_over_a_rate_wait() -> None:
+    limiter = KeyLimiter(rate=1, daily_limit=1)
+    assert limiter.take(("d:a",), T0) == ADMIT
+    assert limiter.take(("d:a",), T0) == DAILY_QUOTA
+
+
+def test_penalize_holds_one_key_back_then_its_rate_resumes() -> None:
+    limiter = KeyLimiter(rate=30, daily_limit=1000)
+    assert limiter.take(("d:hot",), T0) == ADMIT
+    limiter.penalize("d:hot", 30.0, T0)
+    assert limiter.blocked_keys(T0) == 1
+    assert limiter.take(("d:hot", "u:x"), T0 + 1) == pytest.approx(29.0)
+    assert limiter.take(("d:cold", "u:x"), T0 + 1) == ADMIT  # nobody else is slowed
+    # When the penalty ends the bucket starts empty: the first event waits one interval, no burst.
+    wait = limiter.take(("d:hot",), T0 + 30)
+    assert wait == pytest.approx(1 / 30, abs=1e-6)
+    assert limiter.take(("d:hot",), T0 + 30 + wait + MIN_WAIT) == ADMIT
+    assert limiter.blocked_keys(T0 + 31) == 0
+
+
+def test_a_shorter_penalty_never_shortens_a_longer_one() -> None:
+    limiter = KeyLimiter(rate=30, daily_limit=1000)
+    limiter.penalize("d:hot", 30.0, T0)
+    limiter.penalize("d:hot", 1.0, T0 + 1)
+    assert limiter.take(("d:hot",), T0 + 5) == pytest.approx(25.0)
+
+
+def test_idle_buckets_and_ended_penalties_are_swept() -> None:
+    """Memory follows the keys active in the last moment, not every key ever seen."""
+    limiter = KeyLimiter(rate=30, daily_limit=10**9)
+    t = T0
+    for i in range(20_000):  # 20 000 distinct devices over 200 s
+        t += 0.01
+        assert limiter.take((f"d:{i}",), t) == ADMIT
+        assert limiter.active_keys() <= 200
+    for i in range(1000):
+        limiter.penalize(f"d:p{i}", 2.0, t)
+    assert limiter.active_keys() >= 1000
+    limiter.take(("d:late",), t + 10)
+    assert limiter.active_keys() <= 2
+
+
+def test_sweeping_never_lets_a_key_through_early() -> None:
+    limiter = KeyLimiter(rate=2, daily_limit=1000)
+    assert limiter.take(("d:a",), T0) == ADMIT
+    # a sweep runs here (a second later) while d:a's bucket is not yet full again
+    assert limiter.take(("d:b",), T0 + 0.4) == ADMIT
+    assert limiter.take(("d:a",), T0 + 0.45) == pytest.approx(0.05, abs=1e-6)
+
+
+def test_rate_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="rate"):
+        KeyLimiter(rate=0, daily_limit=1)
+
+
+@pytest.mark.parametrize(
+    ("event", "keys"),
+    [
+        ({"device_id": "D", "user_id": "U"}, ("d:D", "u:U")),
+        ({"device_id": "D"}, ("d:D",)),
+        ({"user_id": "U"}, ("u:U",)),
+        ({"device_id": "", "user_id": "U"}, ("u:U",)),
+    ],
+)
+def test_limiter_keys(event: dict[str, object], keys: tuple[str, ...]) -> None:
+    assert limiter_keys(event) == keys
