@@ -43,10 +43,18 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> int:
         sink = make_sink(settings)
-        replay = Replay(args.paths, settings, sink, metrics)
+        try:
+            replay = Replay(args.paths, settings, sink, metrics)
+        except ValueError as exc:  # an unreadable resume state: say so, change nothing
+            await sink.close()
+            print(f"currents-consumer: {exc}", file=sys.stderr)
+            return 2
         install_signals(replay.stop)
         try:
-            async with ops_server(settings, metrics, ready=lambda: True, on_scrape=replay.update_gauges):
+            async with ops_server(
+                settings, metrics, ready=lambda: True, on_scrape=replay.update_gauges
+            ) as health:
+                replay.health = health
                 result = await replay.run(grace=args.grace)
         finally:
             await sink.close()

@@ -23,6 +23,7 @@ from consumer.decode import DecodeError
 from consumer.delivery import Sink
 from consumer.events import Position
 from consumer.files import list_files, read_file
+from consumer.health import Health
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
 from consumer.resume import ResumeState, file_identity
@@ -74,6 +75,8 @@ class Replay:
         self.progress_interval = progress_interval
         self.checkpoint_interval = checkpoint_interval
         self._stopping = False
+        self._stop_event = asyncio.Event()
+        self.health: Health | None = None
 
     @property
     def stopped(self) -> bool:
@@ -92,6 +95,7 @@ class Replay:
     def stop(self) -> None:
         """Stop reading (a signal): what was read is still delivered within the grace time, then saved."""
         self._stopping = True
+        self._stop_event.set()
 
     def _ack(self, position: Position) -> None:
         stream = position.stream
@@ -155,7 +159,7 @@ class Replay:
                 if self._stopping:
                     break
                 await self._read(path)
-            await self.pipeline.engine.drain(grace if self._stopping else None)
+            await self._drain(grace)
         finally:
             reporter.cancel()
             saver.cancel()
@@ -165,6 +169,21 @@ class Replay:
             self.dead.close()
         self.result.unfinished = sorted(self.files)
         return self.result
+
+    async def _drain(self, grace: float) -> None:
+        """Wait for every event to finish; a stop during the wait bounds what is left to ``grace``."""
+        engine = self.pipeline.engine
+        if self._stopping:
+            await engine.drain(grace)
+            return
+        drained = asyncio.create_task(engine.drain())
+        stopped = asyncio.create_task(self._stop_event.wait())
+        await asyncio.wait({drained, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not drained.done():
+            drained.cancel()
+            await asyncio.gather(drained, return_exceptions=True)
+            await engine.drain(grace)
 
     async def _checkpoints(self) -> None:
         # Also while the last events drain (a hot device's backlog can take minutes): a file finished
@@ -179,6 +198,8 @@ class Replay:
         interval = 0.5 if tty else self.progress_interval
         while True:
             await asyncio.sleep(interval)
+            if self.health is not None:
+                self.health.beat()  # /livez: the replay's loop is turning
             s = self.result.summary
             read, done = sum(s.read.values()), sum(s.done.values())
             rate = read / max(1e-9, time.monotonic() - started)

@@ -165,6 +165,33 @@ async def test_progress_is_saved_while_a_backlog_drains(tmp_path: Path) -> None:
     assert len(on_disk()["done"]) == 2 and on_disk()["next_record"] == {}
 
 
+async def test_a_stop_while_the_last_events_drain_is_bounded_by_the_grace_time(tmp_path: Path) -> None:
+    """Everything is read, Amplitude is down, the drain would wait for the whole retry window: a stop
+    (SIGTERM) then ends the run within the grace time, and nothing undelivered is recorded as done."""
+    synth = Synth(13, devices=20)
+    folder = tmp_path / "in" / f"event_type={CUSTOM}"
+    path = write_container(
+        folder / "a.avro", CUSTOM, [custom_record(synth, f"d-{i}", f"u-{i}") for i in range(50)]
+    )
+    async with simulator() as sim:
+        sim.faults.down("503")
+        s = settings(sim, tmp_path, CURRENTS_RETRY_WINDOW="1h")
+        sink = AmplitudeSink(s.amplitude)
+        replay = Replay([str(tmp_path / "in")], s, sink, Metrics(CollectorRegistry()))
+        task = asyncio.create_task(replay.run(grace=0.5))
+        await eventually(
+            lambda: sum(replay.result.summary.read.values()) == 50, within=20, message="all read"
+        )
+        await eventually(lambda: sim.stats.requests_by_status.get(503, 0) > 0, within=20, message="failing")
+        replay.stop()
+        result = await asyncio.wait_for(task, 10)
+        await sink.close()
+    assert sum(result.summary.done.values()) == 0
+    assert result.files_done == 0
+    state = orjson.loads(next((tmp_path / "state").glob("*.json")).read_bytes())
+    assert not any(ident.startswith(f"{path}|") for ident in state["done"])
+
+
 # -- the command line, in a subprocess ----------------------------------------------------------------
 
 
