@@ -283,6 +283,56 @@ OPTIONS: tuple[Option, ...] = (
         "prefix of every Amplitude event name",
         group="mapping",
     ),
+    _opt(
+        "mapping.custom_event_prefix",
+        "--custom-event-prefix",
+        "CURRENTS_CUSTOM_EVENT_PREFIX",
+        "[Custom Event] ",
+        "prefix of custom event names, after --event-prefix",
+        group="mapping",
+    ),
+    _opt(
+        "mapping.custom_property_prefix",
+        "--custom-property-prefix",
+        "CURRENTS_CUSTOM_PROPERTY_PREFIX",
+        "[Custom event property] ",
+        "prefix of each custom event property",
+        group="mapping",
+    ),
+    _opt(
+        "mapping.purchase_property_prefix",
+        "--purchase-property-prefix",
+        "CURRENTS_PURCHASE_PROPERTY_PREFIX",
+        "[Purchase property] ",
+        "prefix of each purchase property",
+        group="mapping",
+    ),
+    _opt(
+        "mapping.braze_id_property",
+        "--braze-id-property",
+        "CURRENTS_BRAZE_ID_PROPERTY",
+        "braze_id",
+        "event property holding Braze's internal user id (empty: not sent)",
+        group="mapping",
+    ),
+    _opt(
+        "mapping.device_fields_top_level",
+        "--device-fields-top-level",
+        "CURRENTS_DEVICE_FIELDS_TOP_LEVEL",
+        True,
+        "also send platform/os_version/device_model as Amplitude's top-level fields",
+        parse=_bool,
+        group="mapping",
+    ),
+    _opt(
+        "mapping.ad_ids_top_level",
+        "--ad-ids-top-level",
+        "CURRENTS_AD_IDS_TOP_LEVEL",
+        True,
+        "send ad_id as Amplitude's idfa/adid (by ad_id_type)",
+        parse=_bool,
+        group="mapping",
+    ),
     # Kafka (the `run` daemon)
     _opt(
         "kafka.bootstrap_servers",
@@ -578,6 +628,10 @@ class Settings:
             elif isinstance(value, tuple):
                 value = list(value)
             out[opt.key] = {"value": value, "source": self.sources.get(opt.key, "default")}
+        out["mapping.names"] = {
+            "value": dict(self.mapping.names),
+            "source": "file" if self.mapping.names else "default",
+        }
         return out
 
 
@@ -689,11 +743,29 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _names(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``[mapping.names]``: event type -> Amplitude name. An unquoted dotted TOML key
+    (``users.messages.email.Open = "..."``) arrives as nested tables; it means the same as quoted."""
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_names(value, f"{prefix}{key}."))
+        elif isinstance(value, str):
+            out[f"{prefix}{key}"] = value
+        else:
+            raise SettingsError(f"[mapping.names] {prefix}{key}: expected a string, got {value!r}")
+    return out
+
+
 def _build(values: dict[str, Any], sources: dict[str, str], names: dict[str, Any]) -> Settings:
     def section(prefix: str) -> dict[str, Any]:
         return {k[len(prefix) + 1 :]: v for k, v in values.items() if k.startswith(prefix + ".")}
 
     amplitude = AmplitudeSettings(**section("amplitude"))
+    if amplitude.api == "batch" and sources.get("limits.device_rate") == "default":
+        # The Batch API allows 1000 events/s per device and per user (HTTP V2: 30).
+        values["limits.device_rate"] = 1000.0
+        sources["limits.device_rate"] = "default (batch API)"
     limits = LimitSettings(**section("limits"))
     for key, check, rule in (
         ("amplitude.concurrency", amplitude.concurrency >= 1, "at least 1"),
@@ -723,7 +795,7 @@ def _build(values: dict[str, Any], sources: dict[str, str], names: dict[str, Any
             )
     kafka = KafkaSettings(**section("kafka"))
     kafka.event_type_for_topic()
-    mapping = MappingConfig(**section("mapping"), names={str(k): str(v) for k, v in names.items()})
+    mapping = MappingConfig(**section("mapping"), names=_names(names))
     return Settings(
         amplitude=amplitude,
         limits=limits,

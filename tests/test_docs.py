@@ -67,7 +67,7 @@ def test_example_config_is_accepted(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     described = json.loads(proc.stdout)
-    assert described.keys() == {o.key for o in OPTIONS}
+    assert described.keys() == {o.key for o in OPTIONS} | {"mapping.names"}
     assert described["kafka.topics"] == {"value": ["braze-currents"], "source": f"file {EXAMPLE}"}
 
 

@@ -197,10 +197,51 @@ def test_every_option_has_a_distinct_flag_and_env() -> None:
     assert len({o.env for o in OPTIONS}) == len(OPTIONS)
     s = load(parse(), {})
     assert isinstance(s, Settings)
-    assert set(s.describe()) == {o.key for o in OPTIONS}
+    assert set(s.describe()) == {o.key for o in OPTIONS} | {"mapping.names"}
 
 
 def test_settings_are_frozen() -> None:
     s = load(parse(), {})
     with pytest.raises(AttributeError):
         s.limits.max_pending = 1  # type: ignore[misc]
+
+
+def test_mapping_names_accept_quoted_and_unquoted_dotted_keys(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[mapping.names]\nusers.messages.email.Open = "Opened"\n"users.messages.email.Click" = "Clicked"\n'
+    )
+    s = load(None, {"CURRENTS_CONFIG": str(cfg)})
+    assert s.mapping.names == {"users.messages.email.Open": "Opened", "users.messages.email.Click": "Clicked"}
+    assert s.mapping.name_for("users.messages.email.Open") == "[Appboy] Opened"
+    cfg.write_text('[mapping.names]\n"users.messages.email.Open" = 3\n')
+    with pytest.raises(SettingsError, match="expected a string"):
+        load(None, {"CURRENTS_CONFIG": str(cfg)})
+
+
+def test_batch_api_defaults_to_its_own_per_device_rate() -> None:
+    assert load(None, {"AMPLITUDE_API": "batch"}).limits.device_rate == 1000.0
+    assert load(None, {"AMPLITUDE_API": "batch", "CURRENTS_DEVICE_RATE": "50"}).limits.device_rate == 50.0
+    assert load(None, {}).limits.device_rate == 30.0
+
+
+def test_every_mapping_knob_is_configurable() -> None:
+    s = load(
+        None,
+        {
+            "CURRENTS_CUSTOM_EVENT_PREFIX": "",
+            "CURRENTS_BRAZE_ID_PROPERTY": "",
+            "CURRENTS_DEVICE_FIELDS_TOP_LEVEL": "false",
+            "CURRENTS_AD_IDS_TOP_LEVEL": "no",
+            "CURRENTS_PURCHASE_PROPERTY_PREFIX": "p.",
+            "CURRENTS_CUSTOM_PROPERTY_PREFIX": "c.",
+        },
+    )
+    m = s.mapping
+    assert (m.custom_event_prefix, m.braze_id_property, m.device_fields_top_level, m.ad_ids_top_level) == (
+        "",
+        "",
+        False,
+        False,
+    )
+    assert (m.purchase_property_prefix, m.custom_property_prefix) == ("p.", "c.")
