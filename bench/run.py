@@ -196,6 +196,7 @@ def ratios(cells: dict[str, dict[str, Any]]) -> dict[str, float | None]:
         "convert_over_fastavro": ("convert", "fastavro"),
         "replay_over_convert": ("replay", "convert"),
         "replay_over_sdk": ("replay", "sdk"),
+        "kafka_over_replay": ("kafka", "replay"),
     }
     out = {key: ratio(a, b) for key, (a, b) in pairs.items()}
     out |= {f"{key}_cpu": ratio(a, b, cpu_rate) for key, (a, b) in pairs.items()}
@@ -206,7 +207,7 @@ def consistency(cells: dict[str, dict[str, Any]]) -> list[str]:
     """Cross-row checks: every delivering row must deliver what ``convert`` converts."""
     problems = []
     expected = cells.get("convert", {}).get("events_out")
-    for name in ("replay", "sdk"):
+    for name in ("replay", "sdk", "kafka"):
         got = cells.get(name, {}).get("events_out")
         if expected is not None and got is not None and got != expected:
             problems.append(f"{name} delivered {got} events, convert converted {expected}")
@@ -220,6 +221,7 @@ _LABELS = {
     "replay": "replay -> simulator (HTTP)",
     "sdk": "fastavro + Amplitude SDK",
     "kafka": "Kafka daemon -> simulator",
+    "kafka-outage": "Kafka daemon, 60 s outage",
 }
 
 
@@ -369,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         f"wall-time rate ratios: replay/fastavro {r['replay_over_fastavro']}  "
         f"convert/fastavro {r['convert_over_fastavro']}  replay/SDK {r['replay_over_sdk']}\n"
         f"CPU-time rate ratios:  replay/fastavro {r['replay_over_fastavro_cpu']}  "
-        f"convert/fastavro {r['convert_over_fastavro_cpu']}  replay/SDK {r['replay_over_sdk_cpu']}"
+        f"convert/fastavro {r['convert_over_fastavro_cpu']}  replay/SDK {r['replay_over_sdk_cpu']}\n"
+        f"Kafka daemon/replay: {r['kafka_over_replay']} (wall)  {r['kafka_over_replay_cpu']} (CPU)"
     )
     if fit:
         print(

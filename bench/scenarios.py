@@ -17,10 +17,15 @@ Rows (``SCENARIOS`` order is the table order):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,19 +221,123 @@ def sdk(ctx: Context, ds: Dataset, tag: str) -> Row:
     return row
 
 
-def kafka_daemon(ctx: Context, ds: Dataset, tag: str) -> Row | None:
-    """(e) Hook for the Kafka daemon (benchmark issue, point 5), to be filled in by the lead.
+KAFKA_TOPIC = "braze-currents"
+KAFKA_PARTITIONS = 4
 
-    Expected shape, so the row lines up with the others: start an ``EmbeddedBroker``
-    (``consumer.broker``) and a :class:`~simserver.SimulatorProcess`; produce ``ds``'s records to
-    the Currents topics as Confluent-framed values (``consumer.synth.confluent_frame`` /
-    ``avro_body``) *before* measuring; then measure the daemon as a child with :func:`_child`
-    from start until ``sim.stats()["events_ingested"]`` reaches the count ``convert`` delivers
-    (poll, then SIGTERM it: the daemon never exits by itself), and fill a :class:`Row` exactly as
-    :func:`replay` does. Returning ``None`` leaves the row out of the table and results.json
-    (listed under ``not_measured``).
+
+def _kafka_env(ctx: Context, ds: Dataset, tag: str) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Start bench/kafka_env.py (broker + registry, topic loaded with ``ds``); returns it and its info."""
+    env_proc = subprocess.Popen(
+        [ctx.python, str(BENCH / "kafka_env.py"), str(ds.root), KAFKA_TOPIC, str(KAFKA_PARTITIONS)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=ctx.log(tag, "kafka-env").open("wb"),
+    )  # fmt: skip
+    assert env_proc.stdout is not None
+    line = env_proc.stdout.readline()
+    if not line:
+        env_proc.kill()
+        raise RuntimeError(f"kafka_env.py failed: {tail(ctx.log(tag, 'kafka-env'), 5)}")
+    return env_proc, json.loads(line)
+
+
+def _daemon_argv(ctx: Context, info: dict[str, Any], sim: SimulatorProcess, scratch: Path) -> list[str]:
+    return [
+        *ctx.cli, "run",
+        "--api-key", API_KEY,
+        "--amplitude-url", sim.http_v2_url,
+        "--bootstrap-servers", info["bootstrap"],
+        "--topic", KAFKA_TOPIC,
+        "--group-id", "bench",
+        "--schema-registry-url", info["registry"],
+        "--session-timeout", "2s",
+        "--dead-letter", str(scratch / "dead-letter"),
+        "--device-rate", "1000000",
+        "--log-format", "json",
+        *ctx.replay_flags,
+    ]  # fmt: skip
+
+
+def _measure_until(
+    ctx: Context, tag: str, argv: list[str], done: Callable[[], bool], deadline_s: float
+) -> ChildRun:
+    """Run the daemon as a measured child; SIGTERM it (the process itself, not GNU time) once
+    ``done()`` holds or ``deadline_s`` passes, and return what it cost."""
+    result: list[ChildRun] = []
+    worker = threading.Thread(target=lambda: result.append(_child(ctx, tag, argv, keep_stdout=False)))
+    worker.start()
+    started = time.monotonic()
+    while worker.is_alive() and not done() and time.monotonic() - started < deadline_s:
+        time.sleep(0.2)  # polling the simulator's counters from outside the measured process
+    for pid in _daemon_pids(argv):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    worker.join(ctx.timeout)
+    return result[0]
+
+
+def _daemon_pids(argv: list[str]) -> list[int]:
+    """Pids of running processes whose command line is ``argv`` (the daemon under GNU time)."""
+    want = "\0".join(argv).encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "cmdline").read_bytes().rstrip(b"\0") == want:
+                    pids.append(int(entry.name))
+    return pids
+
+
+def kafka_daemon(ctx: Context, ds: Dataset, tag: str) -> Row | None:
+    """(e) ``currents-consumer run``: from a loaded topic to the simulator, until all is ingested.
+
+    The topic is loaded before measuring (broker and registry live in bench/kafka_env.py); the
+    measured time includes the daemon's start and its consumer-group join (about a second on Tansu).
     """
-    return None
+    scratch = ctx.scratch(tag)
+    env_proc, info = _kafka_env(ctx, ds, tag)
+    try:
+        with SimulatorProcess(ctx.log(tag, "simulator")) as sim:
+            expected = int(info["expected"])
+
+            def ingested() -> bool:
+                return int(_stats(sim).get("events_ingested", 0)) >= expected
+
+            run = _measure_until(ctx, tag, _daemon_argv(ctx, info, sim, scratch), ingested, ctx.timeout)
+            stats = _stats(sim)
+    finally:
+        env_proc.stdin.close()  # type: ignore[union-attr]
+        env_proc.wait(30)
+    row = Row("kafka", ds.events, run)
+    _check_exit(row, run, ctx.log(tag, "stderr"))
+    row.events_out = stats.get("events_ingested")
+    row.extra |= {"simulator": stats, "simulator_cost": sim.cost.as_dict() if sim.cost else None,
+                  "messages": info["messages"], "expected": expected}  # fmt: skip
+    if row.ok and row.events_out != expected:
+        row.fail(f"simulator ingested {row.events_out}, expected {expected}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    return row
+
+
+def kafka_outage(ctx: Context, ds: Dataset, tag: str, seconds: float = 60.0) -> Row | None:
+    """(f) The daemon's memory during a total Amplitude outage (every request 503) for ``seconds``
+    with ``ds`` waiting on the topic: peak RSS must stay bounded by --max-pending, not by the lag."""
+    scratch = ctx.scratch(tag)
+    env_proc, info = _kafka_env(ctx, ds, tag)
+    try:
+        with SimulatorProcess(ctx.log(tag, "simulator")) as sim:
+            sim.faults({"down": "503"})
+            run = _measure_until(ctx, tag, _daemon_argv(ctx, info, sim, scratch), lambda: False, seconds)
+            stats = _stats(sim)
+    finally:
+        env_proc.stdin.close()  # type: ignore[union-attr]
+        env_proc.wait(30)
+    row = Row("kafka-outage", ds.events, run)
+    _check_exit(row, run, ctx.log(tag, "stderr"))
+    row.events_out = stats.get("events_ingested")
+    row.extra |= {"simulator": stats, "outage_s": seconds}
+    if row.ok and row.events_out:
+        row.fail(f"the simulator was down but ingested {row.events_out}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    return row
 
 
 def _stats(sim: SimulatorProcess) -> dict[str, Any]:
@@ -246,5 +355,6 @@ SCENARIOS: dict[str, Scenario] = {
     "replay": replay,
     "sdk": sdk,
     "kafka": kafka_daemon,
+    "kafka-outage": kafka_outage,
 }
 """Every row, in table order. ``run.py --only`` picks among these names."""

@@ -99,6 +99,17 @@ class SimulatorProcess:
         stats: dict[str, Any] = body["stats"]
         return stats
 
+    def faults(self, spec: dict[str, Any]) -> None:
+        """``POST /_sim/faults`` with ``spec`` (e.g. ``{"down": "503"}``)."""
+        import urllib.request
+
+        request = urllib.request.Request(
+            self.url + "/_sim/faults", data=json.dumps(spec).encode(), method="POST",
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            resp.read()
+
     def stop(self) -> ChildRun | None:
         """SIGTERM the child, reap it with wait4, keep its cost in :attr:`cost`."""
         proc = self._proc
