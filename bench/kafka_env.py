@@ -37,7 +37,9 @@ async def load(files: list[Path], bootstrap: str, topic: str) -> tuple[int, int]
         for path in files:
             with open(path, "rb") as fh:  # noqa: ASYNC230 - a benchmark loader, nothing else runs
                 reader = fastavro.reader(fh)
-                event_type = event_type_of(str(dict(reader.writer_schema)["name"]))
+                schema = reader.writer_schema
+                assert isinstance(schema, dict), "a Currents file holds records"
+                event_type = event_type_of(str(schema["name"]))
                 for raw in reader:
                     record: dict[str, Any] = raw  # type: ignore[assignment]  # Currents records are records
                     value = confluent_frame(local_schema_id(event_type), avro_body(event_type, record))
