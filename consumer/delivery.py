@@ -394,7 +394,7 @@ class DeliveryEngine:
             named = _named_keys(item, outcome)
             if named or i in outcome.events:
                 for key in named or item.keys:  # only listed by index: every key may be the hot one
-                    self.limiter.penalize(key, penalty, now)
+                    self.limiter.penalize(key, penalty, now, outcome.eps_threshold)
                 held.setdefault(item.keys[0], []).append(item)
             else:
                 resend.append(item)

@@ -54,6 +54,8 @@ class Throttled:
     quota_users: frozenset[str] = frozenset()
     after: float | None = None
     """The server's ``Retry-After`` (seconds), if it sent one: how long to hold the throttled back."""
+    eps_threshold: float | None = None
+    """The per-device/user rate Amplitude enforces (``eps_threshold`` in the body), when given."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +173,11 @@ def classify(status: int, body: Any, headers: httpx.Headers, batch: Sequence[Pen
             # Project-wide throttling: Amplitude asks to wait (60 s by its documentation).
             after = _retry_after(headers)
             return RetryLater("project_throttled", 60.0 if after is None else after)
-        return dataclasses.replace(throttled, after=_retry_after(headers))
+        eps = data.get("eps_threshold")
+        threshold = (
+            float(eps) if isinstance(eps, int | float) and not isinstance(eps, bool) and eps > 0 else None
+        )
+        return dataclasses.replace(throttled, after=_retry_after(headers), eps_threshold=threshold)
     if status == 403:
         return RetryLater("forbidden", _retry_after(headers), credentials=True)
     if status >= 500 or status == 408:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 ADMIT = 0.0
 DAILY_QUOTA = -1.0
+SLOW_FOR = 3600.0
+"""How long a key Amplitude throttled keeps its slower rate."""
 MIN_WAIT = 0.001
 """The shortest wait :meth:`KeyLimiter.take` names. Rounding at UNIX-time magnitudes can leave a key a
 hair short of a token; a wait smaller than the clock's resolution would have its caller ask again at
@@ -45,15 +47,24 @@ class KeyLimiter:
         self.daily_limit = daily_limit
         self._buckets: dict[str, list[float]] = {}  # key -> [tokens, updated_at]
         self._blocked_until: dict[str, float] = {}
+        self._slow: dict[str, tuple[float, float]] = {}  # key -> (rate, until): throttled by Amplitude
         self._daily: dict[str, int] = {}
         self._day = -1
         self._next_sweep = 0.0
+
+    def rate_of(self, key: str, now: float) -> float:
+        """The rate ``key`` is held to: the configured one, or a slower one after Amplitude throttled it."""
+        if self._slow:
+            slow = self._slow.get(key)
+            if slow is not None and slow[1] > now:
+                return slow[0]
+        return self.rate
 
     def _tokens(self, key: str, now: float) -> float:
         bucket = self._buckets.get(key)
         if bucket is None:
             return self.burst
-        return min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+        return min(self.burst, bucket[0] + (now - bucket[1]) * self.rate_of(key, now))
 
     def check(self, keys: tuple[str, ...], now: float) -> float:
         """What :meth:`take` would answer at ``now``, without consuming anything."""
@@ -75,7 +86,7 @@ class KeyLimiter:
                 del self._blocked_until[key]
             tokens = self._tokens(key, now)
             if tokens < 1.0:
-                wait = max(wait, (1.0 - tokens) / self.rate)
+                wait = max(wait, (1.0 - tokens) / self.rate_of(key, now))
         return max(wait, MIN_WAIT) if wait > 0.0 else ADMIT
 
     def take(self, keys: tuple[str, ...], now: float) -> float:
@@ -94,10 +105,15 @@ class KeyLimiter:
             self._daily[key] = self._daily.get(key, 0) + 1
         return ADMIT
 
-    def penalize(self, key: str, seconds: float, now: float) -> None:
-        """Amplitude throttled ``key``: send nothing for it for ``seconds`` and empty its bucket."""
+    def penalize(self, key: str, seconds: float, now: float, threshold: float | None = None) -> None:
+        """Amplitude throttled ``key``: send nothing for it for ``seconds``, empty its bucket, and for
+        :data:`SLOW_FOR` seconds hold it to 90 % of Amplitude's ``threshold`` (or half its current
+        rate when the 429 gave none), whichever is lower than what it had."""
         self._blocked_until[key] = max(self._blocked_until.get(key, 0.0), now + seconds)
         self._buckets[key] = [0.0, now + seconds]
+        current = self.rate_of(key, now)
+        slower = 0.9 * threshold if threshold else current / 2
+        self._slow[key] = (max(min(current, slower), 0.01), now + seconds + SLOW_FOR)
 
     def blocked_keys(self, now: float) -> int:
         """How many keys are currently held back by a penalty (a gauge)."""
@@ -111,7 +127,9 @@ class KeyLimiter:
         # A bucket idle for longer than it takes to refill is full: forgetting it changes nothing.
         # A penalty that has run out changes nothing either (its bucket refills from its end).
         horizon = self.burst / self.rate
-        stale = [k for k, (_, at) in self._buckets.items() if now - at > horizon]
+        for key in [k for k, (_, until) in self._slow.items() if until <= now]:
+            del self._slow[key]
+        stale = [k for k, (_, at) in self._buckets.items() if now - at > horizon and k not in self._slow]
         for key in stale:
             del self._buckets[key]
         ended = [k for k, until in self._blocked_until.items() if until <= now]

@@ -130,6 +130,7 @@ def test_429_names_devices_users_events_and_daily_quota() -> None:
         events=frozenset({1, 4, 7}),
         quota_devices=frozenset({"device-2"}),
         quota_users=frozenset({"user@example.com"}),
+        eps_threshold=30.0,
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.throttle import ADMIT, DAILY_QUOTA, MIN_WAIT, KeyLimiter, limiter_keys
+from consumer.throttle import ADMIT, DAILY_QUOTA, MIN_WAIT, SLOW_FOR, KeyLimiter, limiter_keys
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
@@ -144,16 +144,17 @@ def test_daily_quota_wins_over_a_rate_wait() -> None:
     assert limiter.take(("d:a",), T0) == DAILY_QUOTA
 
 
-def test_penalize_holds_one_key_back_then_its_rate_resumes() -> None:
+def test_penalize_holds_one_key_back_then_it_resumes_slower() -> None:
     limiter = KeyLimiter(rate=30, daily_limit=1000)
     assert limiter.take(("d:hot",), T0) == ADMIT
     limiter.penalize("d:hot", 30.0, T0)
     assert limiter.blocked_keys(T0) == 1
     assert limiter.take(("d:hot", "u:x"), T0 + 1) == pytest.approx(29.0)
     assert limiter.take(("d:cold", "u:x"), T0 + 1) == ADMIT  # nobody else is slowed
-    # When the penalty ends the bucket starts empty: the first event waits one interval, no burst.
+    # When the penalty ends the bucket starts empty: the first event waits one interval, no burst,
+    # at the slowed rate (half of 30/s, the 429 named no threshold).
     wait = limiter.take(("d:hot",), T0 + 30)
-    assert wait == pytest.approx(1 / 30, abs=1e-6)
+    assert wait == pytest.approx(1 / 15, abs=1e-6)
     assert limiter.take(("d:hot",), T0 + 30 + wait + MIN_WAIT) == ADMIT
     assert limiter.blocked_keys(T0 + 31) == 0
 
@@ -176,7 +177,7 @@ def test_idle_buckets_and_ended_penalties_are_swept() -> None:
     for i in range(1000):
         limiter.penalize(f"d:p{i}", 2.0, t)
     assert limiter.active_keys() >= 1000
-    limiter.take(("d:late",), t + 10)
+    limiter.take(("d:late",), t + 10 + SLOW_FOR)  # penalties and their slowdowns both over
     assert limiter.active_keys() <= 2
 
 
@@ -204,3 +205,25 @@ def test_rate_must_be_positive() -> None:
 )
 def test_limiter_keys(event: dict[str, object], keys: tuple[str, ...]) -> None:
     assert limiter_keys(event) == keys
+
+
+def test_a_key_amplitude_throttled_is_slowed_below_its_threshold_for_a_while() -> None:
+    limiter = KeyLimiter(rate=100.0, daily_limit=10**9)
+    now = 1_700_000_000.0
+    limiter.penalize("d:hot", 30.0, now, threshold=30.0)
+    assert limiter.rate_of("d:hot", now) == pytest.approx(27.0)
+    assert limiter.rate_of("d:cold", now) == 100.0
+    # After the penalty, admissions of the hot key are paced at 27/s: 28 events need just over a second.
+    t = now + 30.0
+    admitted = []
+    while len(admitted) < 28:
+        wait = limiter.take(("d:hot",), t)
+        if wait == 0.0:
+            admitted.append(t)
+        else:
+            t += wait
+    assert admitted[-1] - admitted[0] >= 27 / 27.0 - 1e-6
+    # Without a threshold the rate halves; the slowdown ends after SLOW_FOR.
+    limiter.penalize("u:other", 1.0, now)
+    assert limiter.rate_of("u:other", now) == 50.0
+    assert limiter.rate_of("u:other", now + 1.0 + SLOW_FOR + 1) == 100.0
