@@ -128,10 +128,18 @@ class DeliveryEngine:
     # -- input -----------------------------------------------------------------------------------
     async def submit(self, item: Pending) -> None:
         """Take one event; waits while the engine is full (back-pressure)."""
+        while not self.offer(item):
+            await self._room.wait()
+
+    def offer(self, item: Pending) -> bool:
+        """Take one event if there is room (``True``), else take nothing (``False``); never waits.
+
+        The synchronous form of :meth:`submit` for the per-event hot path (no coroutine per event).
+        """
+        if not self._room.is_set():
+            return False
         if self._pump is None:
             self._pump = asyncio.create_task(self._run(), name="delivery-pump")
-        while not self._room.is_set():
-            await self._room.wait()
         if not item.keys:
             item.keys = limiter_keys(item.event)
         self._live[id(item)] = item
@@ -141,6 +149,7 @@ class DeliveryEngine:
             self._room.clear()
         self._admit(item, self.clock())
         self._wake.set()
+        return True
 
     @property
     def has_room(self) -> bool:

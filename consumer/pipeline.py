@@ -87,17 +87,11 @@ class Pipeline:
             except TypeError as exc:  # cannot happen with Avro/JSON input; never lose the event silently
                 self.dead_letter_input(record.position, "unencodable", str(exc), event_type=record.event_type)
                 return
-            await self.engine.submit(
-                Pending(
-                    result,
-                    record.event_type,
-                    record.position,
-                    encoded,
-                    self._clock(),
-                    0,
-                    limiter_keys(result),
-                )
+            item = Pending(
+                result, record.event_type, record.position, encoded, self._clock(), 0, limiter_keys(result)
             )
+            if not self.engine.offer(item):
+                await self.engine.submit(item)
         self._since_yield += 1
         if self._since_yield >= 256:
             # Let requests in flight make progress while a fast source keeps reading.

@@ -12,6 +12,7 @@ an exception message raised from here.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 import zlib
@@ -185,6 +186,11 @@ def classify(status: int, body: Any, headers: httpx.Headers, batch: Sequence[Pen
     return Fatal(f"http_{status}", str(data.get("error", ""))[:200])
 
 
+def _gzip(body: bytes) -> bytes:
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+    return compressor.compress(body) + compressor.flush()
+
+
 class AmplitudeSink:
     """Posts batches to one Amplitude endpoint over a shared keep-alive connection pool."""
 
@@ -210,8 +216,8 @@ class AmplitudeSink:
         headers = {"Content-Type": "application/json"}
         payload = body
         if self.settings.gzip:
-            compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
-            payload = compressor.compress(body) + compressor.flush()
+            # zlib releases the GIL: compressing in a worker thread puts it on the other core.
+            payload = await asyncio.to_thread(_gzip, body)
             headers["Content-Encoding"] = "gzip"
         started = time.perf_counter()
         try:
