@@ -50,7 +50,7 @@ from consumer.holdback import HoldBack
 from consumer.metrics import Metrics
 from consumer.settings import AmplitudeSettings, LimitSettings
 from consumer.sink import Delivered, Fatal, Rejected, RetryLater, SendResult, Throttled, TooLarge, build_body
-from consumer.throttle import ADMIT, DAILY_QUOTA, KeyLimiter, ProjectLimiter, limiter_keys
+from consumer.throttle import ADMIT, DAILY_QUOTA, MIN_WAIT, KeyLimiter, ProjectLimiter, limiter_keys
 
 log = logging.getLogger("currents.delivery")
 
@@ -203,7 +203,7 @@ class DeliveryEngine:
             if self._fits(item):
                 self._hot.append(item)
                 if queue:
-                    self._held.arm(key, now + 1.0 / self.limiter.rate)
+                    self._held.arm(key, now + max(MIN_WAIT, self.limiter.check(item.keys, now)))
                 break
         self._held.forget_if_empty(key)
 

@@ -1,19 +1,21 @@
 """Per-device and per-user rate limiting in front of Amplitude (pure, injected clock).
 
 Amplitude throttles at 30 events/s per device and per user (HTTP V2) and caps each at 500,000 events
-per day. :class:`KeyLimiter` keeps one token bucket per key (``d:<device_id>``, ``u:<user_id>``) and a
+per day. :class:`KeyLimiter` keeps a one-second sliding window per key (``d:<device>``, ``u:<user>``) and a
 per-UTC-day count, so the pipeline can send each event only when all its keys have room, and hold
 back only the events of keys that are over — never everyone else's.
 
-The delivery engine takes a token when a request *leaves* (see :mod:`consumer.delivery`), so the
-spacing the buckets enforce is the spacing Amplitude sees, whatever batching and retries do before.
+The delivery engine records a send when a request *leaves* (see :mod:`consumer.delivery`), so the
+windows count what Amplitude sees, whatever batching and retries do before.
 
-Memory: one small entry per key seen in the last moment (buckets of idle keys and penalties that
+Memory: the send times of each key in its last window (keys idle for a window and penalties that
 have run out are swept) and one counter per key seen in the current UTC day (cleared when the day
 changes).
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 ADMIT = 0.0
 DAILY_QUOTA = -1.0
@@ -26,26 +28,27 @@ the very same instant, forever."""
 
 
 class KeyLimiter:
-    """Token buckets (``rate`` per second) and daily counts per key.
+    """Per-key sliding windows (at most ``rate`` events in any window of ``window`` seconds) and daily
+    counts per key.
 
-    The default burst is one event: a bucket with burst ``b`` lets ``b + rate * W`` events through in
-    any closed window of ``W`` seconds, so only a burst of 1 keeps every half-open window of ``W``
-    seconds, Amplitude's 30-second average and a strict 1-second one alike, at or under ``rate * W``
-    (consecutive events of a key are at least ``1 / rate`` seconds apart).
+    The window is one second (longer for rates under 1/s, so that a window always holds at least one
+    event): every one-second span then holds at most ``rate`` events of a key, which keeps both
+    Amplitude's 30-second average and a strict per-second count at or under the limit, while a key may
+    still send up to ``rate`` events in one request (a session start, a few custom events and a
+    purchase of one device travel together instead of one request each).
 
-    :meth:`take` either admits an event (consuming one token and one daily unit on every key) and
-    returns :data:`ADMIT`, returns :data:`DAILY_QUOTA` when any key is over its daily limit, or
-    returns the number of seconds until every key will have a token (at least :data:`MIN_WAIT`).
-    :meth:`check` answers the same without consuming anything.
+    :meth:`take` either admits an event (recording it on every key and one daily unit) and returns
+    :data:`ADMIT`, returns :data:`DAILY_QUOTA` when any key is over its daily limit, or returns the
+    number of seconds until every key has room (at least :data:`MIN_WAIT`). :meth:`check` answers the
+    same without recording anything.
     """
 
-    def __init__(self, rate: float, daily_limit: int, burst: float | None = None) -> None:
+    def __init__(self, rate: float, daily_limit: int) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
-        self.burst = max(1.0, burst if burst is not None else 1.0)
         self.daily_limit = daily_limit
-        self._buckets: dict[str, list[float]] = {}  # key -> [tokens, updated_at]
+        self._sent: dict[str, deque[float]] = {}  # key -> send times inside its window, oldest first
         self._blocked_until: dict[str, float] = {}
         self._slow: dict[str, tuple[float, float]] = {}  # key -> (rate, until): throttled by Amplitude
         self._daily: dict[str, int] = {}
@@ -60,14 +63,26 @@ class KeyLimiter:
                 return slow[0]
         return self.rate
 
-    def _tokens(self, key: str, now: float) -> float:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            return self.burst
-        return min(self.burst, bucket[0] + (now - bucket[1]) * self.rate_of(key, now))
+    @staticmethod
+    def _shape(rate: float) -> tuple[float, int]:
+        """(window seconds, events allowed in it) for ``rate``."""
+        window = 1.0 if rate >= 1.0 else 1.0 / rate
+        return window, max(1, int(rate * window + 1e-9))
+
+    def _room(self, key: str, now: float) -> float:
+        """0 when ``key`` may send now, else seconds until it may."""
+        sent = self._sent.get(key)
+        if not sent:
+            return 0.0
+        window, allowed = self._shape(self.rate_of(key, now))
+        while sent and sent[0] <= now - window:
+            sent.popleft()
+        if len(sent) < allowed:
+            return 0.0
+        return sent[len(sent) - allowed] + window - now
 
     def check(self, keys: tuple[str, ...], now: float) -> float:
-        """What :meth:`take` would answer at ``now``, without consuming anything."""
+        """What :meth:`take` would answer at ``now``, without recording anything."""
         day = int(now // 86400)
         if day != self._day:
             self._day = day
@@ -84,9 +99,7 @@ class KeyLimiter:
                     wait = max(wait, blocked - now)
                     continue
                 del self._blocked_until[key]
-            tokens = self._tokens(key, now)
-            if tokens < 1.0:
-                wait = max(wait, (1.0 - tokens) / self.rate_of(key, now))
+            wait = max(wait, self._room(key, now))
         return max(wait, MIN_WAIT) if wait > 0.0 else ADMIT
 
     def take(self, keys: tuple[str, ...], now: float) -> float:
@@ -95,22 +108,18 @@ class KeyLimiter:
         if verdict != ADMIT:
             return verdict
         for key in keys:
-            tokens = self._tokens(key, now)
-            bucket = self._buckets.get(key)
-            if bucket is None:
-                self._buckets[key] = [tokens - 1.0, now]
-            else:
-                bucket[0] = tokens - 1.0
-                bucket[1] = now
+            sent = self._sent.get(key)
+            if sent is None:
+                sent = self._sent[key] = deque()
+            sent.append(now)
             self._daily[key] = self._daily.get(key, 0) + 1
         return ADMIT
 
     def penalize(self, key: str, seconds: float, now: float, threshold: float | None = None) -> None:
-        """Amplitude throttled ``key``: send nothing for it for ``seconds``, empty its bucket, and for
-        :data:`SLOW_FOR` seconds hold it to 90 % of Amplitude's ``threshold`` (or half its current
-        rate when the 429 gave none), whichever is lower than what it had."""
+        """Amplitude throttled ``key``: send nothing for it for ``seconds``, then for :data:`SLOW_FOR`
+        seconds hold it to 90 % of Amplitude's ``threshold`` (or half its current rate when the 429
+        gave none), whichever is lower than what it had."""
         self._blocked_until[key] = max(self._blocked_until.get(key, 0.0), now + seconds)
-        self._buckets[key] = [0.0, now + seconds]
         current = self.rate_of(key, now)
         slower = 0.9 * threshold if threshold else current / 2
         self._slow[key] = (max(min(current, slower), 0.01), now + seconds + SLOW_FOR)
@@ -120,22 +129,19 @@ class KeyLimiter:
         return sum(1 for until in self._blocked_until.values() if until > now)
 
     def active_keys(self) -> int:
-        """Keys with a bucket or a penalty in memory (idle ones are swept; daily counts not included)."""
-        return len(self._buckets.keys() | self._blocked_until.keys())
+        """Keys with recent sends or a penalty in memory (idle ones are swept; daily counts not included)."""
+        return len(self._sent.keys() | self._blocked_until.keys())
 
     def _sweep(self, now: float) -> None:
-        # A bucket idle for longer than it takes to refill is full: forgetting it changes nothing.
-        # A penalty that has run out changes nothing either (its bucket refills from its end).
-        horizon = self.burst / self.rate
+        # A key whose last send left its window has nothing to remember; nor has a finished penalty.
         for key in [k for k, (_, until) in self._slow.items() if until <= now]:
             del self._slow[key]
-        stale = [k for k, (_, at) in self._buckets.items() if now - at > horizon and k not in self._slow]
-        for key in stale:
-            del self._buckets[key]
-        ended = [k for k, until in self._blocked_until.items() if until <= now]
-        for key in ended:
+        longest = max(1.0, 1.0 / min(self.rate, min((r for r, _ in self._slow.values()), default=self.rate)))
+        for key in [k for k, sent in self._sent.items() if not sent or sent[-1] <= now - longest]:
+            del self._sent[key]
+        for key in [k for k, until in self._blocked_until.items() if until <= now]:
             del self._blocked_until[key]
-        self._next_sweep = now + max(1.0, horizon)
+        self._next_sweep = now + 1.0
 
 
 class ProjectLimiter:
