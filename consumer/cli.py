@@ -13,19 +13,41 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from consumer import __version__
 from consumer.logs import register_secret
 from consumer.settings import Settings, SettingsError, add_arguments, load
 from consumer.summary import Summary
 
+if TYPE_CHECKING:
+    from consumer.selection import Selection
+
 Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _selection(settings: Settings) -> Selection:
+    from consumer.selection import Selection
+
+    s = settings.input
+    return Selection.of(s.event_types, s.since, s.until, s.event_time)
 
 
 def _cmd_convert(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.convert import convert
+    from consumer.objectstore import StoreError
 
-    summary = convert(args.paths, settings.mapping, sys.stdout.buffer)
+    try:
+        summary = convert(
+            args.paths,
+            settings.mapping,
+            sys.stdout.buffer,
+            selection=_selection(settings),
+            files_in_flight=settings.input.files_in_flight,
+        )
+    except StoreError as exc:
+        print(f"currents-consumer: {exc}", file=sys.stderr)
+        return 2
     _print_summary(summary, args.summary_json)
     return 1 if summary.unreadable else 0
 
@@ -35,10 +57,28 @@ def _print_summary(summary: Summary, as_json: bool) -> None:
     print(json.dumps(summary.as_dict()) if as_json else summary.render(), file=sys.stderr)
 
 
+def _cmd_replay_dry_run(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.objectstore import StoreError
+    from consumer.replay_plan import dry_run
+    from consumer.resume import ResumeState
+
+    selection = _selection(settings)
+    try:
+        state = ResumeState.load(settings.state_dir, args.paths, selection.key())
+        dry_run(args.paths, selection, state, sys.stdout, sys.stderr, args.summary_json)
+    except (ValueError, StoreError) as exc:
+        print(f"currents-consumer: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.objectstore import StoreError
     from consumer.replay import Replay
     from consumer.runtime import install_signals, make_sink, ops_server, prepare
 
+    if args.dry_run:
+        return _cmd_replay_dry_run(args, settings)
     metrics = prepare(settings)
 
     async def run() -> int:
@@ -56,11 +96,16 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             ) as health:
                 replay.health = health
                 result = await replay.run(grace=args.grace)
+        except StoreError as exc:  # a root that cannot be listed at all: nothing was read
+            print(f"currents-consumer: {exc}", file=sys.stderr)
+            return 2
         finally:
             await sink.close()
         _print_summary(result.summary, args.summary_json)
         if result.files_resumed:
             print(f"  files already finished by an earlier run: {result.files_resumed}", file=sys.stderr)
+        if result.filtered:
+            print(f"  records left out by the selection: {result.filtered}", file=sys.stderr)
         if replay.stopped:
             print("  interrupted: run the same command again to resume", file=sys.stderr)
             return 130
@@ -154,19 +199,25 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands: dict[str, Command] = {}
 
+    roots = "Currents Avro files or directories (recursive), or s3://, gs://, az:// bucket prefixes"
     p = sub.add_parser("convert", help="print the Amplitude events for Currents Avro files (dry run)")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="Currents Avro files or directories (recursive)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=roots)
     p.add_argument("--summary-json", action="store_true", help="print the summary as JSON on stderr")
-    add_arguments(p, ("mapping",))
+    add_arguments(p, ("mapping", "input"))
     commands["convert"] = _cmd_convert
 
     p = sub.add_parser("replay", help="deliver Currents Avro files to Amplitude (backfill, resumable)")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="Currents Avro files or directories (recursive)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=roots)
     p.add_argument("--summary-json", action="store_true", help="print the final summary as JSON")
     p.add_argument(
         "--grace", type=float, default=30.0, help="seconds to finish in-flight events on SIGINT/SIGTERM"
     )
-    add_arguments(p, ("delivery", "io", "mapping", "obs"))
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the objects a replay would read (state, bytes, URL) and totals; read and send nothing",
+    )
+    add_arguments(p, ("delivery", "io", "mapping", "obs", "input"))
     commands["replay"] = _cmd_replay
 
     p = sub.add_parser("run", help="the Kafka daemon: consume Currents events and deliver them to Amplitude")
@@ -207,7 +258,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     commands["sample"] = _cmd_sample
 
     p = sub.add_parser("config", help="print the effective configuration (secrets masked)")
-    add_arguments(p, ("delivery", "io", "mapping", "obs", "kafka"))
+    add_arguments(p, ("delivery", "io", "mapping", "obs", "kafka", "input"))
     commands["config"] = _cmd_config
     return parser, commands
 

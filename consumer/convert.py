@@ -1,43 +1,72 @@
 """``currents-consumer convert``: Currents Avro files -> Amplitude events as JSON lines (a dry run).
 
-Reads every file under the given paths, prints each Amplitude event exactly as it would be uploaded
-(one JSON object per line) to ``out``, and a summary (read, converted, skipped by reason, per event
-type, unreadable files) to ``err``. An unreadable or corrupt file is named with the reason and the
-run goes on with the next file.
+Reads every selected file under the given roots (local paths or ``s3://``, ``gs://``, ``az://`` URLs;
+``files_in_flight`` of them fetched and decoded ahead, output still file after file in listing
+order), prints each Amplitude event exactly as it would be uploaded (one JSON object per line) to
+``out``, and a summary (read, converted, skipped by reason, per event type, unreadable files) to
+``err``. An unreadable or corrupt file is named with the reason and the run goes on with the next file.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sys
 from typing import BinaryIO, TextIO
 
 import orjson
 
 from consumer.decode import DecodeError
-from consumer.files import list_files, read_file
+from consumer.files import ReadError, list_objects
 from consumer.mapping import MappingConfig
+from consumer.objectstore import Stores
+from consumer.readahead import ReadAhead
+from consumer.selection import Selection
 from consumer.summary import Summary
 from consumer.transform import Skip, Transformer
 
 
-def convert(paths: list[str], mapping: MappingConfig, out: BinaryIO, err: TextIO = sys.stderr) -> Summary:
-    """Convert every file under ``paths``; return the run's summary."""
+def convert(
+    paths: list[str],
+    mapping: MappingConfig,
+    out: BinaryIO,
+    err: TextIO = sys.stderr,
+    *,
+    selection: Selection | None = None,
+    files_in_flight: int = 1,
+) -> Summary:
+    """Convert every selected file under ``paths``; return the run's summary."""
+    return asyncio.run(_convert(paths, mapping, out, err, selection or Selection(), files_in_flight))
+
+
+async def _convert(
+    paths: list[str], mapping: MappingConfig, out: BinaryIO, err: TextIO, selection: Selection, in_flight: int
+) -> Summary:
     transformer = Transformer(mapping)
     summary = Summary(done_label="converted")
     dumps = orjson.dumps
     write = out.write
-    for path in list_files(paths):
-        try:
-            for rec in read_file(path):
-                summary.read[rec.event_type] += 1
-                result = transformer.transform(rec.event_type, rec.record)
-                if isinstance(result, Skip):
-                    summary.skipped[result.reason] += 1
-                    continue
-                write(dumps(result) + b"\n")
-                summary.done[rec.event_type] += 1
-        except DecodeError as exc:
-            summary.unreadable.append(f"{path}: {exc.reason} (record {exc.position.offset})")
-            print(f"unreadable: {exc}", file=err)
+    stores = Stores()
+    ahead = ReadAhead(
+        list_objects(paths, selection, stores), stores, in_flight=in_flight, keep=selection.record_filter()
+    )
+    async with contextlib.aclosing(ahead.readers()) as readers:
+        async for reader in readers:
+            try:
+                async for chunk in reader:
+                    for rec in chunk:
+                        summary.read[rec.event_type] += 1
+                        result = transformer.transform(rec.event_type, rec.record)
+                        if isinstance(result, Skip):
+                            summary.skipped[result.reason] += 1
+                            continue
+                        write(dumps(result) + b"\n")
+                        summary.done[rec.event_type] += 1
+            except DecodeError as exc:
+                summary.unreadable.append(f"{reader.obj.url}: {exc.reason} (record {exc.position.offset})")
+                print(f"unreadable: {exc}", file=err)
+            except ReadError as exc:
+                summary.unreadable.append(f"{reader.obj.url}: {exc.reason} (record {exc.record})")
+                print(f"unreadable: {exc}", file=err)
     out.flush()
     return summary

@@ -1,16 +1,22 @@
 """``currents-consumer replay``: deliver Currents Avro files to Amplitude (backfills).
 
-Files are read one after the other in listing order; records flow through the shared
-:class:`~consumer.pipeline.Pipeline`. Each file is a stream in an
+Files — local, or objects in S3, GCS or Azure Blob storage — are taken in listing order, those the
+:class:`~consumer.selection.Selection` picks; the next ``--files-in-flight`` are fetched and decoded
+ahead (:class:`~consumer.readahead.ReadAhead`) while records flow, file after file and each in order,
+through the shared :class:`~consumer.pipeline.Pipeline`. Each file is a stream in an
 :class:`~consumer.commits.OffsetTracker`: its contiguous done prefix is saved in the resume state
 every few seconds, and a file whose every record is done is marked finished, so an interrupted replay
-continues where it stopped. An unreadable or corrupt file is named, dead-lettered (reason
-``unreadable_input``, with the record index where reading stopped) and the replay goes on.
+continues where it stopped and never fetches a finished object again. A corrupt file is named,
+dead-lettered (reason ``unreadable_input``, with the record index where reading stopped) and the
+replay goes on; an object whose bytes could not be fetched is named and left unfinished for the next
+run. Records the selection leaves out (another type, outside an ``--event-time`` window) are not
+read into the pipeline; they are counted apart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -22,11 +28,14 @@ from consumer.deadletter import DeadLetterWriter
 from consumer.decode import DecodeError
 from consumer.delivery import Sink
 from consumer.events import Position
-from consumer.files import list_files, read_file
+from consumer.files import ReadError, list_objects
 from consumer.health import Health
 from consumer.metrics import Metrics
+from consumer.objectstore import StoredObject, StoreError, Stores
 from consumer.pipeline import Pipeline
-from consumer.resume import ResumeState, file_identity
+from consumer.readahead import ObjectReader, ReadAhead
+from consumer.resume import ResumeState, object_identity
+from consumer.selection import Selection
 from consumer.settings import Settings
 from consumer.summary import Summary
 
@@ -48,10 +57,12 @@ class ReplayResult:
     files_resumed: int = 0
     files_done: int = 0
     unfinished: list[str] = field(default_factory=list)
+    filtered: int = 0
+    """Records the selection left out (another event type, outside the ``--event-time`` window)."""
 
 
 class Replay:
-    """One replay job over local files; :meth:`run` returns its :class:`ReplayResult`."""
+    """One replay job over files or objects; :meth:`run` returns its :class:`ReplayResult`."""
 
     def __init__(
         self,
@@ -66,11 +77,15 @@ class Replay:
     ) -> None:
         self.paths = paths
         self.settings = settings
+        self.selection = Selection.of(
+            settings.input.event_types, settings.input.since, settings.input.until, settings.input.event_time
+        )
         self.tracker = OffsetTracker()
+        self.state = ResumeState.load(settings.state_dir, paths, self.selection.key())
         self.dead = DeadLetterWriter(settings.dead_letter)
-        self.state = ResumeState.load(settings.state_dir, paths)
         self.pipeline = Pipeline(settings, sink, self.dead, metrics, self._ack, clock=clock)
         self.files: dict[str, _FileState] = {}
+        self.stores = Stores()
         self.result = ReplayResult(self.pipeline.summary)
         self.progress_interval = progress_interval
         self.checkpoint_interval = checkpoint_interval
@@ -120,21 +135,26 @@ class Replay:
                 self.state.next_record[fs.ident] = nxt
         self.state.save()
 
-    async def _read(self, path: str) -> None:
-        ident = file_identity(path)
+    def _admit(self, obj: StoredObject) -> int | None:
+        """Records to skip in ``obj``, or ``None`` when an earlier run finished it (not fetched again)."""
+        ident = object_identity(obj)
         if self.state.is_done(ident):
             self.result.files_resumed += 1
-            return
-        skip = self.state.next_record.get(ident, 0)
-        fs = self.files[path] = _FileState(ident, records=skip)
+            return None
+        return self.state.next_record.get(ident, 0)
+
+    async def _read(self, reader: ObjectReader) -> None:
+        path = reader.obj.url
+        fs = self.files[path] = _FileState(object_identity(reader.obj), records=reader.skip)
         stream = (path, -1)
         try:
-            for rec in read_file(path, skip=skip):
-                if self._stopping:
-                    return
-                self.tracker.track(stream, rec.position.offset)
-                fs.records = rec.position.offset + 1
-                await self.pipeline.ingest(rec)
+            async for chunk in reader:
+                for rec in chunk:
+                    if self._stopping:
+                        return
+                    self.tracker.track(stream, rec.position.offset)
+                    fs.records = rec.position.offset + 1
+                    await self.pipeline.ingest(rec)
         except DecodeError as exc:
             self.result.summary.unreadable.append(f"{path}: {exc.reason} (record {exc.position.offset})")
             log.error("unreadable input %s", exc)
@@ -143,22 +163,52 @@ class Replay:
             self.tracker.track(stream, exc.position.offset)
             self.pipeline.dead_letter_input(exc.position, "unreadable_input", exc.reason)
             return
+        except ReadError as exc:
+            # Nothing is wrong with the object: it stays unfinished, the next run reads it from the
+            # first record not done (nothing is dead-lettered, so nothing is skipped).
+            self.result.summary.unreadable.append(f"{path}: {exc.reason} (record {exc.record})")
+            log.error("cannot read %s", exc)
+            return
+        finally:
+            self.result.filtered += reader.progress.filtered
+        fs.records = max(fs.records, reader.progress.records)
         fs.fully_read = True
         self._maybe_finish(path)
 
+    async def _read_all(self) -> None:
+        """Read every selected object, ``--files-in-flight`` at a time, until done or stopped."""
+        ahead = ReadAhead(
+            list_objects(self.paths, self.selection, self.stores),
+            self.stores,
+            in_flight=self.settings.input.files_in_flight,
+            admit=self._admit,
+            keep=self.selection.record_filter(),
+        )
+        try:
+            async with contextlib.aclosing(ahead.readers()) as readers:
+                async for reader in readers:
+                    if self._stopping:
+                        break
+                    await self._read(reader)
+        except StoreError as exc:
+            if not ahead.listed:
+                raise  # nothing could be listed: a usage or access problem, reported by the command
+            # Listing broke off midway: deliver and save what was read; the next run goes on from there.
+            self.result.summary.unreadable.append(str(exc))
+            log.error("listing failed, stopping: %s", exc)
+
     async def run(self, grace: float = 30.0) -> ReplayResult:
-        """Replay every file, wait for every event to finish, save the state, return the result.
+        """Replay every selected file, wait for every event to finish, save the state, return the result.
 
         After :meth:`stop`, events already read get ``grace`` seconds to finish; the rest are left for
         the next run (the resume state records only what is done).
         """
+        if not self.selection.empty:
+            log.info("replaying %s", self.selection.describe())
         reporter = asyncio.create_task(self._report())
         saver = asyncio.create_task(self._checkpoints())
         try:
-            for path in list_files(self.paths):
-                if self._stopping:
-                    break
-                await self._read(path)
+            await self._read_all()
             await self._drain(grace)
         finally:
             reporter.cancel()
@@ -205,8 +255,9 @@ class Replay:
             rate = read / max(1e-9, time.monotonic() - started)
             engine = self.pipeline.engine
             line = (
-                f"read {read} delivered {done} skipped {sum(s.skipped.values())} "
-                f"dead-lettered {sum(s.dead_lettered.values())} pending {engine.pending} "
+                f"files done {self.result.files_done} read {read} delivered {done} "
+                f"skipped {sum(s.skipped.values())} dead-lettered {sum(s.dead_lettered.values())} "
+                f"pending {engine.pending} "
                 f"held-devices {engine.throttled_keys()} ({rate:,.0f} ev/s)"
             )
             if tty:

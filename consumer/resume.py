@@ -1,10 +1,15 @@
 """Replay resume state: which input files are finished, and how far unfinished ones got.
 
-A file is identified by its path, size and modification time (an object store would use key + ETag),
-so a changed file is replayed again. ``next_record[file]`` is the index of the first record not yet
-done (the contiguous done prefix), so an interrupted replay resumes mid-file. The state is written
-atomically (temporary file + rename) and only after the dead-letter output is synced, so it never
-claims more than is safely done.
+A local file is identified by its path, size and modification time, an object in a store by its URL
+and version (S3 and Azure ETag, GCS generation), so a changed file is replayed again and an unchanged
+one is never fetched twice. ``next_record[file]`` is the index of the first record not yet done (the
+contiguous done prefix), so an interrupted replay resumes mid-file. The state is written atomically
+(temporary file + rename) and only after the dead-letter output is synced, so it never claims more
+than is safely done.
+
+One state file per job: the sorted input roots (absolute paths, URLs as given without a trailing
+``/``) and, when there is one, the selection (event types, time window): a run that selects
+differently must not take another's finished files for its own.
 """
 
 from __future__ import annotations
@@ -16,11 +21,22 @@ from typing import Any
 
 import orjson
 
+from consumer.objectstore import StoredObject, is_url
+
 
 def file_identity(path: str) -> str:
     """``path|size|mtime_ns`` of a local file."""
     st = os.stat(path)
     return f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def object_identity(obj: StoredObject) -> str:
+    """``url|version`` of an object in a store; ``path|size|mtime_ns`` of a local file."""
+    return f"{obj.url if obj.remote else os.path.abspath(obj.url)}|{obj.version}"
+
+
+def _root(path: str) -> str:
+    return path.rstrip("/") if is_url(path) else os.path.abspath(path)
 
 
 class ResumeState:
@@ -33,11 +49,15 @@ class ResumeState:
         self.next_record: dict[str, int] = dict(data.get("next_record", {}))
 
     @classmethod
-    def load(cls, state_dir: str | None, inputs: list[str]) -> ResumeState:
-        """The state of the replay of ``inputs`` under ``state_dir`` (``None`` = do not keep state)."""
+    def load(cls, state_dir: str | None, inputs: list[str], selection: str = "") -> ResumeState:
+        """The state of the replay of ``inputs`` (selected by ``selection``, a
+        :meth:`~consumer.selection.Selection.key`) under ``state_dir`` (``None`` = do not keep state)."""
         if not state_dir:
             return cls(None)
-        job = hashlib.sha256("\0".join(sorted(os.path.abspath(p) for p in inputs)).encode()).hexdigest()[:16]
+        material = "\0".join(sorted(_root(p) for p in inputs))
+        if selection:
+            material += "\0selection:" + selection
+        job = hashlib.sha256(material.encode()).hexdigest()[:16]
         path = Path(state_dir) / f"replay-{job}.json"
         try:
             data = orjson.loads(path.read_bytes())

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from consumer.mapping import MappingConfig
+from consumer.selection import canonical_instant
 
 
 class Secret:
@@ -89,6 +90,7 @@ class Option:
     choices: tuple[str, ...] = ()
     repeatable: bool = False
     group: str = "delivery"
+    switch: bool = False  # a flag without a value (``--event-time``); environment and file say true/false
 
 
 def _opt(key: str, flag: str, env: str, default: Any, help: str, **kw: Any) -> Option:
@@ -244,6 +246,54 @@ OPTIONS: tuple[Option, ...] = (
         ".currents-state",
         "replay resume state directory",
         group="io",
+    ),
+    # Which input replay and convert take (local paths or s3://, gs://, az:// URLs)
+    _opt(
+        "input.event_types",
+        "--event-type",
+        "CURRENTS_EVENT_TYPES",
+        (),
+        "only these event types (glob on the event_type= partition and on each file's type, repeatable)",
+        parse=_list,
+        repeatable=True,
+        group="input",
+    ),
+    _opt(
+        "input.since",
+        "--since",
+        "CURRENTS_SINCE",
+        "",
+        "only events queued from this UTC time on (date= partitions; 2024-05-01-13, 2024-05-01, ISO 8601)",
+        parse=canonical_instant,
+        group="input",
+    ),
+    _opt(
+        "input.until",
+        "--until",
+        "CURRENTS_UNTIL",
+        "",
+        "only events queued before this UTC time (exclusive; same forms as --since)",
+        parse=canonical_instant,
+        group="input",
+    ),
+    _opt(
+        "input.event_time",
+        "--event-time",
+        "CURRENTS_EVENT_TIME",
+        False,
+        "apply --since/--until to each event's time field instead of the hour it was queued (a switch)",
+        parse=_bool,
+        switch=True,
+        group="input",
+    ),
+    _opt(
+        "input.files_in_flight",
+        "--files-in-flight",
+        "CURRENTS_FILES_IN_FLIGHT",
+        4,
+        "files (objects) fetched and decoded at once, ahead of the one being delivered",
+        parse=int,
+        group="input",
     ),
     # Mapping
     _opt(
@@ -604,6 +654,17 @@ class KafkaSettings:
 
 
 @dataclass(frozen=True)
+class InputSettings:
+    """What replay and convert read: event types, a time window, how many files at once."""
+
+    event_types: tuple[str, ...] = ()
+    since: str = ""
+    until: str = ""
+    event_time: bool = False
+    files_in_flight: int = 4
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a command needs, resolved once. ``sources`` says where each value came from."""
 
@@ -617,6 +678,7 @@ class Settings:
     log_format: str
     log_level: str
     sources: Mapping[str, str]
+    input: InputSettings = InputSettings()
 
     def describe(self) -> dict[str, Any]:
         """Effective configuration with secrets masked, for ``currents-consumer config``."""
@@ -654,6 +716,8 @@ def add_arguments(parser: argparse.ArgumentParser, groups: tuple[str, ...]) -> N
             kwargs["choices"] = opt.choices
         if opt.repeatable:
             kwargs["action"] = "append"
+        if opt.switch:
+            kwargs.update(action="store_const", const="true")
         parser.add_argument(opt.flag, **kwargs)
 
 
@@ -806,5 +870,21 @@ def _build(values: dict[str, Any], sources: dict[str, str], names: dict[str, Any
         metrics_port=values["metrics_port"],
         log_format=values["log_format"],
         log_level=values["log_level"],
+        input=_input(values, sources, section("input")),
         sources=sources,
     )
+
+
+def _input(values: dict[str, Any], sources: dict[str, str], section: dict[str, Any]) -> InputSettings:
+    settings = InputSettings(**section)
+    problem = ""
+    if settings.files_in_flight < 1:
+        key, problem = "input.files_in_flight", "at least 1"
+    elif settings.since and settings.until and settings.since >= settings.until:
+        key, problem = "input.until", "after --since"
+    if problem:
+        opt = OPTION_BY_KEY[key]
+        raise SettingsError(
+            f"{opt.flag} (from {sources.get(key, 'default')}): {values[key]!r} is out of range ({problem})"
+        )
+    return settings
