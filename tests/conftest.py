@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from objectstore_harness import S3, aws_env, new_bucket, s3_server
 
 from consumer.broker import EmbeddedBroker
 from consumer.registry import LocalRegistry
@@ -39,3 +40,18 @@ async def registry_url() -> AsyncIterator[str]:
         yield url
     finally:
         await registry.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible server (moto's server mode) on loopback, one per test module."""
+    with s3_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> S3:
+    """A fresh bucket on that server, with the AWS environment pointing at it."""
+    for name, value in aws_env(s3_endpoint).items():
+        monkeypatch.setenv(name, value)
+    return new_bucket(s3_endpoint)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +179,20 @@ def in_process_settings(env: dict[str, str], **extra: str) -> Settings:
     return load(None, env={**env, **extra})
 
 
+@contextlib.asynccontextmanager
+async def running_daemon(settings: Settings) -> AsyncIterator[Daemon]:
+    """A daemon running in this event loop; on exit it is stopped and must exit 0."""
+    sink = AmplitudeSink(settings.amplitude)
+    daemon = Daemon(settings, sink, Metrics(CollectorRegistry()))
+    task = asyncio.create_task(daemon.run())
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        assert await asyncio.wait_for(task, 60) == 0
+        await sink.close()
+
+
 async def test_nothing_committed_while_amplitude_is_down_then_everything_arrives(
     broker: EmbeddedBroker, sim: AmplitudeSimulator, registry_url: str, tmp_path: Path
 ) -> None:
@@ -189,10 +205,7 @@ async def test_nothing_committed_while_amplitude_is_down_then_everything_arrives
         env, CURRENTS_MAX_PENDING="300", CURRENTS_RETRY_WINDOW="1h", CURRENTS_MAX_BACKOFF="0.5s"
     )
     sim.faults.down("503")
-    sink = AmplitudeSink(settings.amplitude)
-    daemon = Daemon(settings, sink, Metrics(CollectorRegistry()))
-    task = asyncio.create_task(daemon.run())
-    try:
+    async with running_daemon(settings) as daemon:
         await eventually(
             lambda: sim.stats.requests_by_status.get(503, 0) >= 5,
             within=30,
@@ -217,10 +230,6 @@ async def test_nothing_committed_while_amplitude_is_down_then_everything_arrives
             within=30,
             message="offsets committed to the end",
         )
-    finally:
-        daemon.stop()
-        assert await asyncio.wait_for(task, 60) == 0
-        await sink.close()
     assert delivered_ids(sim) == expected
 
 
@@ -238,10 +247,7 @@ async def test_garbage_is_dead_lettered_and_the_partition_keeps_flowing(
     bad_offsets = {metas[i].offset for i in range(100, 105)}
     env = daemon_env(broker, sim, registry_url, tmp_path)
     settings = in_process_settings(env)
-    sink = AmplitudeSink(settings.amplitude)
-    daemon = Daemon(settings, sink, Metrics(CollectorRegistry()))
-    task = asyncio.create_task(daemon.run())
-    try:
+    async with running_daemon(settings):
         await eventually(
             lambda: delivered_ids(sim) >= expected, within=60, message="events after the garbage"
         )
@@ -250,10 +256,6 @@ async def test_garbage_is_dead_lettered_and_the_partition_keeps_flowing(
             within=30,
             message="offsets committed past the garbage",
         )
-    finally:
-        daemon.stop()
-        assert await asyncio.wait_for(task, 60) == 0
-        await sink.close()
     records: list[dict[str, Any]] = []
     for path in (tmp_path / "dead-letter").glob("*.jsonl"):
         records += [orjson.loads(line) for line in path.read_bytes().splitlines()]

@@ -15,7 +15,7 @@ from typing import IO, Any
 
 import pytest
 from amplitude_harness import eventually
-from objectstore_harness import S3, aws_env, new_bucket, s3_server
+from objectstore_harness import S3
 
 from consumer.decode import DecodeError
 from consumer.events import CurrentsRecord, Position
@@ -111,19 +111,6 @@ def test_the_selection_key_changes_with_what_it_selects() -> None:
 
 
 # -- one contract, two stores --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with s3_server() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> S3:
-    for name, value in aws_env(s3_endpoint).items():
-        monkeypatch.setenv(name, value)
-    return new_bucket(s3_endpoint)
 
 
 def currents_tree(root: Path) -> list[Path]:

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from amplitude_harness import KEY, dead_letters, eventually, insert_ids, settings, simulator
-from objectstore_harness import S3, aws_env, new_bucket, s3_server
+from objectstore_harness import S3, aws_env, new_bucket
 from test_replay import last_json, running, start
 
 from consumer.decode import DecodeError
@@ -27,19 +26,6 @@ from consumer.transform import Skip, Transformer
 
 PREFIX = "currents"
 TYPES = ("users.messages.email.*", "users.behaviors.CustomEvent")
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with s3_server() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> S3:
-    for name, value in aws_env(s3_endpoint).items():
-        monkeypatch.setenv(name, value)
-    return new_bucket(s3_endpoint)
 
 
 @pytest.fixture(scope="module")
