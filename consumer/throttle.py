@@ -19,6 +19,8 @@ from collections import deque
 
 ADMIT = 0.0
 DAILY_QUOTA = -1.0
+WINDOW_GUARD = 0.1
+"""Seconds added to each key's window to absorb differences in request latency."""
 SLOW_FOR = 3600.0
 """How long a key Amplitude throttled keeps its slower rate."""
 MIN_WAIT = 0.001
@@ -65,9 +67,14 @@ class KeyLimiter:
 
     @staticmethod
     def _shape(rate: float) -> tuple[float, int]:
-        """(window seconds, events allowed in it) for ``rate``."""
-        window = 1.0 if rate >= 1.0 else 1.0 / rate
-        return window, max(1, int(rate * window + 1e-9))
+        """(window seconds, events allowed in it) for ``rate``.
+
+        The window is :data:`WINDOW_GUARD` longer than the span it stands for: sends are recorded as
+        requests leave, and requests take different times to arrive, so two requests a window apart
+        could land in one of Amplitude's seconds without that margin.
+        """
+        span = 1.0 if rate >= 1.0 else 1.0 / rate
+        return span + WINDOW_GUARD, max(1, int(rate * span + 1e-9))
 
     def _room(self, key: str, now: float) -> float:
         """0 when ``key`` may send now, else seconds until it may."""
@@ -136,7 +143,8 @@ class KeyLimiter:
         # A key whose last send left its window has nothing to remember; nor has a finished penalty.
         for key in [k for k, (_, until) in self._slow.items() if until <= now]:
             del self._slow[key]
-        longest = max(1.0, 1.0 / min(self.rate, min((r for r, _ in self._slow.values()), default=self.rate)))
+        slowest = min(self.rate, min((r for r, _ in self._slow.values()), default=self.rate))
+        longest = max(1.0, 1.0 / slowest) + WINDOW_GUARD
         for key in [k for k, sent in self._sent.items() if not sent or sent[-1] <= now - longest]:
             del self._sent[key]
         for key in [k for k, until in self._blocked_until.items() if until <= now]:

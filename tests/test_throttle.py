@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.throttle import ADMIT, DAILY_QUOTA, MIN_WAIT, SLOW_FOR, KeyLimiter, limiter_keys
+from consumer.throttle import ADMIT, DAILY_QUOTA, MIN_WAIT, SLOW_FOR, WINDOW_GUARD, KeyLimiter, limiter_keys
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
@@ -50,16 +50,16 @@ def test_a_key_may_send_its_rate_at_once_then_waits_for_the_window() -> None:
     limiter = KeyLimiter(rate=4, daily_limit=1000)
     for _ in range(4):
         assert limiter.take(("d:a",), 100.0) == ADMIT  # a device's events can share one request
-    assert limiter.take(("d:a",), 100.0) == 1.0
-    assert limiter.take(("d:a",), 100.5) == 0.5
-    assert limiter.take(("d:a",), 101.0) == ADMIT  # the first send has left the window
+    assert limiter.take(("d:a",), 100.0) == pytest.approx(1.0 + WINDOW_GUARD)
+    assert limiter.take(("d:a",), 100.5) == pytest.approx(0.5 + WINDOW_GUARD)
+    assert limiter.take(("d:a",), 101.0 + WINDOW_GUARD) == ADMIT  # the first send has left the window
 
 
 def test_rates_under_one_per_second_space_single_events() -> None:
     limiter = KeyLimiter(rate=0.5, daily_limit=1000)
     assert limiter.take(("d:a",), 100.0) == ADMIT
-    assert limiter.take(("d:a",), 101.0) == 1.0
-    assert limiter.take(("d:a",), 102.0) == ADMIT
+    assert limiter.take(("d:a",), 101.0) == pytest.approx(1.0 + WINDOW_GUARD)
+    assert limiter.take(("d:a",), 102.0 + WINDOW_GUARD) == ADMIT
 
 
 @settings(max_examples=40, deadline=None)
@@ -114,7 +114,7 @@ def test_both_keys_of_an_event_must_have_a_token() -> None:
     """A user on two devices is limited as a user: the second device waits for the user's token."""
     limiter = KeyLimiter(rate=1, daily_limit=1000)
     assert limiter.take(("d:a", "u:x"), T0) == ADMIT
-    assert limiter.take(("d:b", "u:x"), T0) == pytest.approx(1.0)
+    assert limiter.take(("d:b", "u:x"), T0) == pytest.approx(1.0 + WINDOW_GUARD)
     assert limiter.take(("d:b",), T0) == ADMIT  # the device alone has room
     assert limiter.take(("d:c", "u:y"), T0) == ADMIT  # other identities are untouched
 
@@ -132,7 +132,7 @@ def test_check_answers_like_take_without_consuming() -> None:
     for _ in range(3):
         assert limiter.check(("d:a",), T0) == ADMIT
     assert limiter.take(("d:a",), T0) == ADMIT
-    assert limiter.check(("d:a",), T0 + 0.25) == pytest.approx(0.75)
+    assert limiter.check(("d:a",), T0 + 0.25) == pytest.approx(0.75 + WINDOW_GUARD)
 
 
 def test_daily_quota_then_a_new_utc_day() -> None:
@@ -197,7 +197,7 @@ def test_sweeping_never_lets_a_key_through_early() -> None:
     assert limiter.take(("d:a",), T0) == ADMIT
     # a sweep runs here (more than a second later) while d:a's window is still open
     assert limiter.take(("d:b",), T0 + 1.5) == ADMIT
-    assert limiter.take(("d:a",), T0 + 1.5) == pytest.approx(0.5, abs=1e-6)
+    assert limiter.take(("d:a",), T0 + 1.5) == pytest.approx(0.5 + WINDOW_GUARD, abs=1e-6)
 
 
 def test_rate_must_be_positive() -> None:
