@@ -287,6 +287,8 @@ class DeliveryEngine:
     async def _run(self) -> None:
         while True:
             now = self.clock()
+            for key in self._held.unarmed():
+                self._held.arm(key, now)  # never leave a waiting device without a timer
             for key in self._held.due(now):
                 self._release(key, now)
             while self._retries and self._retries[0][0] <= now:
@@ -311,6 +313,7 @@ class DeliveryEngine:
                 self._retries[0][0] if self._retries else float("inf"),
                 self._batch_started + self.amp.batch_age if self._batch else float("inf"),
                 now + project_wait if project_wait > 0 else float("inf"),
+                now + 0.05 if self._hot and len(self._inflight) < self.amp.concurrency else float("inf"),
             )
             self._wake.clear()
             timeout = None if deadline == float("inf") else max(0.0, deadline - self.clock())

@@ -75,6 +75,10 @@ class HoldBack:
                 del self._armed[key]
                 yield key
 
+    def unarmed(self) -> list[str]:
+        """Keys with waiting events but no timer (a safety net: such a key would never be looked at)."""
+        return [key for key, queue in self._queues.items() if queue and key not in self._armed]
+
     def next_due(self) -> float:
         """When the earliest timer comes (``inf`` when none is set)."""
         return self._timers[0][0] if self._timers else float("inf")
