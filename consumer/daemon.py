@@ -26,7 +26,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -35,7 +35,7 @@ from aiokafka.errors import KafkaError
 from consumer.commits import OffsetTracker
 from consumer.deadletter import DeadLetterWriter
 from consumer.decode import DecodeError
-from consumer.delivery import Sink
+from consumer.destinations import Destination
 from consumer.events import Position
 from consumer.health import Health
 from consumer.kafka_source import MessageDecoder, build_consumer, subscribe
@@ -64,7 +64,7 @@ class Daemon:
     def __init__(
         self,
         settings: Settings,
-        sink: Sink,
+        destinations: Sequence[Destination],
         metrics: Metrics,
         *,
         consumer_factory: Callable[[KafkaSettings], AIOKafkaConsumer] = build_consumer,
@@ -74,7 +74,7 @@ class Daemon:
         self.metrics = metrics
         self.tracker = OffsetTracker()
         self.dead = DeadLetterWriter(settings.dead_letter)
-        self.pipeline = Pipeline(settings, sink, self.dead, metrics, self._ack)
+        self.pipeline = Pipeline(destinations, self.dead, metrics, self._ack)
         k = settings.kafka
         self.registry = (
             RegistryClient(
@@ -132,7 +132,7 @@ class Daemon:
         )
         streams = [(tp.topic, tp.partition) for tp in partitions]
         deadline = time.monotonic() + self.kafka.revoke_timeout
-        self.pipeline.engine.flush()
+        self.pipeline.flush()
         while any(self.tracker.outstanding(s) for s in streams) and time.monotonic() < deadline:
             self._acked.clear()
             with contextlib.suppress(TimeoutError):
@@ -157,11 +157,7 @@ class Daemon:
 
     def update_gauges(self) -> None:
         """Refresh point-in-time gauges (before a scrape and with each progress line)."""
-        engine = self.pipeline.engine
-        self.metrics.pending.set(engine.pending + len(self.backlog))
-        self.metrics.oldest_pending_age.set(engine.oldest_pending_age())
-        self.metrics.throttled_devices.set(engine.throttled_keys())
-        self.metrics.last_progress.set(engine.last_progress)
+        self.pipeline.update_gauges(len(self.backlog))
         for tp in list(self.owned):
             high = self.consumer.highwater(tp)
             if high is not None:
@@ -199,7 +195,7 @@ class Daemon:
 
     # -- the loop --------------------------------------------------------------------------------
     async def _feed(self) -> None:
-        engine = self.pipeline.engine
+        engine = self.pipeline
         while self.backlog and engine.has_room:
             msg = self.backlog[0]
             tp = TopicPartition(msg.topic, msg.partition)
@@ -224,7 +220,7 @@ class Daemon:
             await self.pipeline.ingest(record)
 
     def _flow_control(self) -> None:
-        full = bool(self.backlog) and not self.pipeline.engine.has_room
+        full = bool(self.backlog) and not self.pipeline.has_room
         if full and not self._paused and self.owned:
             self.consumer.pause(*self.owned)
             self._paused = True
@@ -237,7 +233,7 @@ class Daemon:
     async def run(self) -> int:
         """Consume until :meth:`stop`; returns the exit code (0 after a clean shutdown)."""
         if not await self._start_consumer():
-            await self.pipeline.engine.close()
+            await self.pipeline.close()
             self.dead.close()
             return 0
         reporter = asyncio.create_task(self._report())
@@ -258,14 +254,14 @@ class Daemon:
             log.info("stopping: finishing events in flight (up to %.0fs)", self.kafka.shutdown_grace)
             self.consumer.pause(*self.owned)
             self.backlog.clear()
-            drained = await self.pipeline.engine.drain(self.kafka.shutdown_grace)
+            drained = await self.pipeline.drain(self.kafka.shutdown_grace)
             if not drained:
-                log.warning("%d events not finished; they will be read again", self.pipeline.engine.pending)
+                log.warning("%d events not finished; they will be read again", self.pipeline.pending)
             await self.commit()
         finally:
             reporter.cancel()
             await asyncio.gather(reporter, return_exceptions=True)
-            await self.pipeline.engine.close()
+            await self.pipeline.close()
             await self.consumer.stop()
             self.dead.close()
             if self.registry is not None:
@@ -310,6 +306,6 @@ class Daemon:
                 sum(s.done.values()),
                 sum(s.skipped.values()),
                 sum(s.dead_lettered.values()),
-                self.pipeline.engine.pending,
-                self.pipeline.engine.throttled_keys(),
+                self.pipeline.pending,
+                self.pipeline.throttled_keys(),
             )

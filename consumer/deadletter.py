@@ -3,8 +3,10 @@
 JSON lines under one directory, one file per writer per UTC hour
 (``dead-letter-<YYYYMMDDTHH>-<host>-<pid>.jsonl``), so replicas sharing a volume never interleave.
 Each line has ``reason``, ``time`` (ISO 8601 UTC), ``position`` (topic/partition/offset or
-file/record), and either ``event`` (the Amplitude event as it would have been sent, with its
-``insert_id``) or ``raw`` (undecodable input, base64) — plus ``event_type`` and ``detail`` when known.
+file/record), and either ``event`` (the payload as the ``destination`` would have received it: an
+Amplitude event with its ``insert_id``, a Movable Ink event, Remerge's query parameters without the
+key) with ``destination``, or ``raw`` (undecodable input, base64) — plus ``event_type`` and ``detail``
+when known. Records without ``destination`` (written before fan-out existed) are Amplitude's.
 :meth:`DeadLetterWriter.sync` makes everything written so far durable; sources call it before they
 commit positions, so a dead-lettered event is never committed before it is on disk.
 """
@@ -52,6 +54,7 @@ class DeadLetterWriter:
         reason: str,
         position: Position,
         *,
+        destination: str | None = None,
         event: AmplitudeEvent | None = None,
         event_type: str | None = None,
         raw: bytes | None = None,
@@ -65,6 +68,8 @@ class DeadLetterWriter:
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
             "position": position.as_dict(),
         }
+        if destination:
+            record["destination"] = destination
         if event_type:
             record["event_type"] = event_type
         if detail:

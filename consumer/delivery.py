@@ -28,6 +28,11 @@ dead-letter ``payload_too_large``); 429 -> daily-quota identities dead-lettered,
 held back ``throttle_penalty`` seconds (or the server's ``Retry-After``), the rest resent at once;
 retry-later -> the same batch again after capped exponential backoff with jitter (or the server's
 ``Retry-After``); fatal -> dead-letter.
+
+A failing destination is probed, not hammered: after a retry-later answer no request starts until that
+backoff has passed, then one at a time, with the backoff growing per failed probe; the first answer
+about events (delivered, rejected, throttled, too large) reopens full concurrency. A destination that
+is down therefore gets about one request per backoff interval, however many events wait.
 """
 
 from __future__ import annotations
@@ -48,9 +53,17 @@ from consumer.deadletter import DeadLetterWriter
 from consumer.events import Pending
 from consumer.holdback import HoldBack
 from consumer.metrics import Metrics
-from consumer.settings import AmplitudeSettings, LimitSettings
-from consumer.sink import Delivered, Fatal, Rejected, RetryLater, SendResult, Throttled, TooLarge, build_body
-from consumer.throttle import ADMIT, DAILY_QUOTA, MIN_WAIT, KeyLimiter, ProjectLimiter, limiter_keys
+from consumer.settings import LimitSettings
+from consumer.sink import Delivered, Fatal, Rejected, RetryLater, SendResult, Throttled, TooLarge
+from consumer.throttle import (
+    ADMIT,
+    DAILY_QUOTA,
+    MIN_WAIT,
+    KeyLimiter,
+    NoKeyLimit,
+    ProjectLimiter,
+    limiter_keys,
+)
 
 log = logging.getLogger("currents.delivery")
 
@@ -58,7 +71,20 @@ DoneCallback = Callable[[Pending, str, str], None]
 
 
 class Sink(Protocol):
-    """What the engine needs from a destination: one attempt per call, never raising for HTTP trouble."""
+    """What the engine needs from a destination: one attempt per call, never raising for HTTP trouble.
+
+    ``overhead`` is what a request adds around its events (bytes), so that the byte cap bounds a whole
+    request; ``close`` releases connections.
+    """
+
+    @property
+    def overhead(self) -> int:
+        """Bytes a request adds around its events."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; no send follows."""
+        ...
 
     async def send(self, batch: Sequence[Pending]) -> SendResult:
         """Send ``batch`` once and classify the answer."""
@@ -72,22 +98,53 @@ def _attempt(n: int) -> RetryCallState:
     return state
 
 
+class RequestCaps(Protocol):
+    """What one request may carry and how many go at once (``AmplitudeSettings`` is one)."""
+
+    @property
+    def events_cap(self) -> int:
+        """Events per request."""
+        ...
+
+    @property
+    def bytes_cap(self) -> int:
+        """Bytes per request body, overhead included."""
+        ...
+
+    @property
+    def batch_age(self) -> float:
+        """Seconds a partial batch waits for more events."""
+        ...
+
+    @property
+    def concurrency(self) -> int:
+        """Requests in flight at once."""
+        ...
+
+
 class DeliveryEngine:
-    """Batch, throttle, send and retry; see the module docstring for the contract."""
+    """Batch, throttle, send and retry; see the module docstring for the contract.
+
+    ``name`` is the destination's name: the ``destination`` label of the request metrics, and the
+    ``destination`` field of dead-letter records. A ``limits.device_rate`` of infinity means the
+    destination has no per-key limits (no per-key state is kept).
+    """
 
     def __init__(
         self,
-        amplitude: AmplitudeSettings,
+        caps: RequestCaps,
         limits: LimitSettings,
         sink: Sink,
         dead_letter: DeadLetterWriter,
         on_done: DoneCallback,
         metrics: Metrics,
         *,
+        name: str = "amplitude",
         throttle_penalty: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.amp = amplitude
+        self.amp = caps
+        self.name = name
         self.limits = limits
         self.sink = sink
         self.dead = dead_letter
@@ -95,10 +152,14 @@ class DeliveryEngine:
         self.metrics = metrics
         self.penalty = limits.throttle_penalty if throttle_penalty is None else throttle_penalty
         self.clock = clock
-        self.limiter = KeyLimiter(limits.device_rate, limits.device_daily_limit)
+        self.limiter: KeyLimiter | NoKeyLimit = (
+            NoKeyLimit()
+            if limits.device_rate == float("inf")
+            else KeyLimiter(limits.device_rate, limits.device_daily_limit)
+        )
         self._backoff = wait_exponential_jitter(initial=0.5, max=limits.max_backoff, jitter=1.0)
         # What a request body adds around its events, so that ``bytes_cap`` bounds the whole body.
-        self._overhead = len(build_body(amplitude.api_key.reveal(), [], amplitude.min_id_length))
+        self._overhead = sink.overhead
         self._seq = itertools.count()
         self._held = HoldBack()
         self._retries: list[tuple[float, int, list[Pending], int]] = []
@@ -120,10 +181,16 @@ class DeliveryEngine:
         self._idle = asyncio.Event()
         self._idle.set()
         self._flush_now = False
+        # While requests keep failing (5xx, timeouts, credentials, project-wide 429): no request starts
+        # before ``_gate``, and one at a time (a probe), so a destination that is down gets one request
+        # per backoff interval instead of one per waiting batch; any answer about events reopens it.
+        self._failures = 0
+        self._gate = 0.0
         self._pump: asyncio.Task[None] | None = None
         self.project = ProjectLimiter(limits.project_rate)
         self.last_progress = clock()
         self.credentials_failing = False
+        metrics.credentials_failing.labels(name).set(0)  # the series exists before anything fails
 
     # -- input -----------------------------------------------------------------------------------
     async def submit(self, item: Pending) -> None:
@@ -299,7 +366,8 @@ class DeliveryEngine:
             if self._batch and (self._flush_now or now - self._batch_started >= self.amp.batch_age):
                 self._seal()
             project_wait = 0.0
-            while len(self._inflight) < self.amp.concurrency and (nxt := self._next()) is not None:
+            slots = 0 if now < self._gate else 1 if self._failures else self.amp.concurrency
+            while len(self._inflight) < slots and (nxt := self._next()) is not None:
                 batch, attempt, admitted = nxt
                 project_wait = self.project.take(len(batch), now)
                 if project_wait > 0:
@@ -313,7 +381,8 @@ class DeliveryEngine:
                 self._retries[0][0] if self._retries else float("inf"),
                 self._batch_started + self.amp.batch_age if self._batch else float("inf"),
                 now + project_wait if project_wait > 0 else float("inf"),
-                now + 0.05 if self._hot and len(self._inflight) < self.amp.concurrency else float("inf"),
+                now + 0.05 if self._hot and len(self._inflight) < slots else float("inf"),
+                self._gate if self._gate > now and (self._ready or self._hot) else float("inf"),
             )
             self._wake.clear()
             timeout = None if deadline == float("inf") else max(0.0, deadline - self.clock())
@@ -344,9 +413,9 @@ class DeliveryEngine:
         except Exception as exc:  # a bug below must not lose the batch: retry it like a 5xx
             log.exception("sink raised; the batch will be retried")
             result = SendResult(RetryLater(f"sink_error:{type(exc).__name__}"), 0, 0.0)
-        self.metrics.requests.labels(str(result.status)).inc()
-        self.metrics.request_seconds.observe(result.seconds)
-        self.metrics.request_bytes.inc(result.body_bytes)
+        self.metrics.requests.labels(self.name, str(result.status)).inc()
+        self.metrics.request_seconds.labels(self.name).observe(result.seconds)
+        self.metrics.request_bytes.labels(self.name).inc(result.body_bytes)
         self._handle(batch, attempt, result)
         self._wake.set()
 
@@ -356,6 +425,9 @@ class DeliveryEngine:
         if isinstance(outcome, Delivered | Rejected | Throttled):
             # Only an answer about the events proves the key was accepted; a 5xx or a 413 does not.
             self._set_credentials(False)
+        if not isinstance(outcome, RetryLater):
+            self._failures = 0
+            self._gate = 0.0
         if isinstance(outcome, Delivered):
             for item in batch:
                 self._finish(item, "delivered", "")
@@ -379,12 +451,17 @@ class DeliveryEngine:
         elif isinstance(outcome, RetryLater):
             if outcome.credentials:
                 self._set_credentials(True)
-            delay = outcome.after if outcome.after is not None else self._backoff(_attempt(attempt + 1))
+            if now >= self._gate:  # a probe (or the first failure); requests already in flight do not count
+                self._failures += 1
+            tries = max(attempt + 1, self._failures)
+            delay = outcome.after if outcome.after is not None else self._backoff(_attempt(tries))
             delay = min(delay, self.limits.max_backoff) if outcome.after is None else delay
             due = min(now + delay, min(p.first_attempt for p in batch) + self.limits.retry_window)
+            self._gate = max(self._gate, due)
             heapq.heappush(self._retries, (due, next(self._seq), batch, attempt + 1))
             log.warning(
-                "amplitude request failed (%s); %d events retry in %.1fs",
+                "%s request failed (%s); %d events retry in %.1fs",
+                self.name,
                 outcome.reason,
                 len(batch),
                 due - now,
@@ -418,17 +495,20 @@ class DeliveryEngine:
     def _set_credentials(self, failing: bool) -> None:
         if failing != self.credentials_failing:
             self.credentials_failing = failing
-            self.metrics.credentials_failing.set(1 if failing else 0)
+            self.metrics.credentials_failing.labels(self.name).set(1 if failing else 0)
             if failing:
-                log.error("Amplitude refuses the API key; events are kept and retried within the window")
+                log.error(
+                    "%s refuses our credentials; events are kept and retried within the window", self.name
+                )
             else:
-                log.info("Amplitude accepts the API key again")
+                log.info("%s accepts our credentials again", self.name)
 
     # -- endings ---------------------------------------------------------------------------------
     def _dead(self, item: Pending, reason: str, detail: str = "") -> None:
         self.dead.write(
             reason,
             item.position,
+            destination=self.name,
             event=item.event,
             event_type=item.event_type,
             detail=detail,

@@ -1,9 +1,17 @@
-"""The stages every source shares: count, transform, skip or hand to the delivery engine, acknowledge.
+"""The stages every source shares: count, map per destination, skip or hand to delivery, acknowledge.
 
 A source (file replay, Kafka) reads :class:`~consumer.events.CurrentsRecord` values in position order
-and calls :meth:`Pipeline.ingest` for each, after tracking its position. Skipped and undecodable inputs
-are acknowledged at once; delivered and dead-lettered events are acknowledged when the engine finishes
-them. The pipeline owns the run summary and the event-level metrics, so both sources report the same way.
+and calls :meth:`Pipeline.ingest` for each, after tracking its position. The record goes to every
+enabled :class:`~consumer.destinations.Destination` (fan-out): each maps it to zero or more payloads
+(or skips it) and its own delivery engine takes them. The record's position is acknowledged once,
+when every destination has finished every payload of it (delivered or dead-lettered; a skip finishes
+at once), so a commit never passes an event some destination still owes. Undecodable inputs are
+dead-lettered and acknowledged at once.
+
+Back-pressure: :meth:`ingest` waits while any destination's engine is full, so one destination that
+is down pauses the input once its ``--max-pending`` fills (the others keep flowing until then).
+
+The pipeline owns the run summary and the event-level metrics, so both sources report the same way.
 """
 
 from __future__ import annotations
@@ -11,87 +19,147 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-
-import orjson
+from collections.abc import Callable, Sequence
 
 from consumer.deadletter import DeadLetterWriter
 from consumer.decode import DecodeError
-from consumer.delivery import DeliveryEngine, Sink
+from consumer.delivery import DeliveryEngine
+from consumer.destinations import Destination
 from consumer.events import CurrentsRecord, Pending, Position
 from consumer.metrics import Metrics
-from consumer.settings import Settings
 from consumer.summary import Summary
-from consumer.throttle import limiter_keys
-from consumer.transform import Skip, Transformer
+from consumer.transform import Skip
 
 log = logging.getLogger("currents.pipeline")
 
 AckCallback = Callable[[Position], None]
 
+INPUT = "input"
+"""The ``destination`` label of dead-letters for input that never became an event."""
+
 
 class Pipeline:
-    """Transform and deliver records; call ``on_ack(position)`` once per record when it is done."""
+    """Map and deliver records to every destination; call ``on_ack(position)`` once per record when done."""
 
     def __init__(
         self,
-        settings: Settings,
-        sink: Sink,
+        destinations: Sequence[Destination],
         dead_letter: DeadLetterWriter,
         metrics: Metrics,
         on_ack: AckCallback,
         *,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        self.settings = settings
-        self.transformer = Transformer(settings.mapping)
+        if not destinations:
+            raise ValueError("a pipeline needs at least one destination")
+        self.destinations = list(destinations)
         self.dead = dead_letter
         self.metrics = metrics
         self.on_ack = on_ack
-        self.summary = Summary()
-        self.engine = DeliveryEngine(
-            settings.amplitude,
-            settings.limits,
-            sink,
-            dead_letter,
-            self._done,
-            metrics,
-            clock=clock or time.time,
-        )
-        self._clock = self.engine.clock
+        self.summary = Summary(primary=self.destinations[0].name)
+        self.engines = [
+            DeliveryEngine(
+                d.shape,
+                d.limits,
+                d.sink,
+                dead_letter,
+                self._done_by(d),
+                metrics,
+                name=d.name,
+                clock=clock or time.time,
+            )
+            for d in self.destinations
+        ]
+        self._clock = self.engines[0].clock
+        # Payloads still owed per position (registered when two or more are owed).
+        self._owed: dict[Position, int] = {}
         self._since_yield = 0
 
-    def _done(self, item: Pending, outcome: str, reason: str) -> None:
-        if outcome == "delivered":
-            self.summary.done[item.event_type] += 1
-            self.metrics.count(self.metrics.delivered, item.event_type)
-        else:
-            self.summary.dead_lettered[reason] += 1
-            self.metrics.count(self.metrics.dead_lettered, reason)
-        self.on_ack(item.position)
+    @property
+    def engine(self) -> DeliveryEngine:
+        """The first destination's engine (the only one in a single-destination run)."""
+        return self.engines[0]
 
+    # -- acknowledgement -------------------------------------------------------------------------
+    def _done_by(self, destination: Destination) -> Callable[[Pending, str, str], None]:
+        name = destination.name
+
+        def done(item: Pending, outcome: str, reason: str) -> None:
+            if outcome == "delivered":
+                self.summary.delivered(name, item.event_type)
+                self.metrics.count(self.metrics.delivered, item.event_type, destination=name)
+            else:
+                self.summary.dead_lettered[destination.tag(reason)] += 1
+                self.metrics.count(self.metrics.dead_lettered, reason, destination=name)
+            self._settle(item.position)
+
+        return done
+
+    def _settle(self, position: Position) -> None:
+        # Only positions owing two or more payloads are registered (the one-payload case, a single
+        # destination's usual one, costs no bookkeeping); the last payload finds none and acknowledges.
+        left = self._owed.get(position)
+        if left is None:
+            self.on_ack(position)
+        elif left > 2:
+            self._owed[position] = left - 1
+        else:
+            del self._owed[position]
+
+    # -- input -----------------------------------------------------------------------------------
     async def ingest(self, record: CurrentsRecord) -> None:
-        """Transform one record and either acknowledge it (skipped) or submit it for delivery."""
+        """Map one record for every destination and submit its payloads (acknowledged when all finish)."""
         self.summary.read[record.event_type] += 1
         self.metrics.count(self.metrics.read, record.event_type)
-        result = self.transformer.transform(record.event_type, record.record)
-        if isinstance(result, Skip):
-            self.summary.skipped[result.reason] += 1
-            self.metrics.count(self.metrics.skipped, result.reason)
+        batches: list[tuple[int, list[Pending]]] = []
+        owed = 0
+        now = self._clock()
+        for i, dest in enumerate(self.destinations):
+            result = dest.mapper.map(record.event_type, record.record)
+            if isinstance(result, Skip):
+                self.summary.skipped[dest.tag(result.reason)] += 1
+                self.metrics.count(self.metrics.skipped, result.reason, destination=dest.name)
+                continue
+            items: list[Pending] = []
+            for payload in result:
+                try:
+                    encoded = dest.mapper.encode(payload)
+                except TypeError as exc:  # cannot happen with Avro/JSON input; never lose it silently
+                    self.dead.write(
+                        "unencodable",
+                        record.position,
+                        destination=dest.name,
+                        event_type=record.event_type,
+                        detail=str(exc),
+                    )
+                    self.summary.dead_lettered[dest.tag("unencodable")] += 1
+                    self.metrics.count(self.metrics.dead_lettered, "unencodable", destination=dest.name)
+                    continue
+                items.append(
+                    Pending(
+                        payload,
+                        record.event_type,
+                        record.position,
+                        encoded,
+                        now,
+                        0,
+                        dest.mapper.keys(payload),
+                    )
+                )
+            if items:
+                batches.append((i, items))
+                owed += len(items)
+        if not owed:
             self.on_ack(record.position)
         else:
-            try:
-                # Copied to its exact size: orjson's own buffer keeps ~4 KiB per event alive, which
-                # would make every waiting event cost 8x what --max-pending-bytes counts.
-                encoded = bytes(memoryview(orjson.dumps(result)))
-            except TypeError as exc:  # cannot happen with Avro/JSON input; never lose the event silently
-                self.dead_letter_input(record.position, "unencodable", str(exc), event_type=record.event_type)
-                return
-            item = Pending(
-                result, record.event_type, record.position, encoded, self._clock(), 0, limiter_keys(result)
-            )
-            if not self.engine.offer(item):
-                await self.engine.submit(item)
+            if owed > 1:
+                # Registered before any engine sees a payload: a payload can finish inside ``offer``.
+                self._owed[record.position] = owed
+            for i, items in batches:
+                engine = self.engines[i]
+                for item in items:
+                    if not engine.offer(item):
+                        await engine.submit(item)
         self._since_yield += 1
         if self._since_yield >= 256:
             # Let requests in flight make progress while a fast source keeps reading.
@@ -110,10 +178,55 @@ class Pipeline:
         """Record input that never became an event (undecodable bytes, unreadable file) and acknowledge it."""
         self.dead.write(reason, position, raw=raw, detail=detail, event_type=event_type)
         self.summary.dead_lettered[reason] += 1
-        self.metrics.count(self.metrics.dead_lettered, reason)
+        self.metrics.count(self.metrics.dead_lettered, reason, destination=INPUT)
         self.on_ack(position)
 
     def undecodable(self, error: DecodeError) -> None:
         """Dead-letter one undecodable input (with its raw bytes when it has them) and acknowledge it."""
         log.warning("undecodable input %s", error)
         self.dead_letter_input(error.position, "undecodable", error.reason, raw=error.raw)
+
+    # -- the engines as one ----------------------------------------------------------------------
+    @property
+    def has_room(self) -> bool:
+        """Whether every destination takes more events without waiting."""
+        return all(e.has_room for e in self.engines)
+
+    @property
+    def pending(self) -> int:
+        """Payloads taken and not yet done, over all destinations."""
+        return sum(e.pending for e in self.engines)
+
+    def throttled_keys(self) -> int:
+        """Devices/users with events waiting aside, over all destinations."""
+        return sum(e.throttled_keys() for e in self.engines)
+
+    @property
+    def last_progress(self) -> float:
+        """When a destination last accepted something."""
+        return max(e.last_progress for e in self.engines)
+
+    def flush(self) -> None:
+        """Send every partial batch now."""
+        for e in self.engines:
+            e.flush()
+
+    async def drain(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """Send everything now and wait until no destination has anything pending; ``False`` on timeout."""
+        results = await asyncio.gather(*(e.drain(timeout) for e in self.engines))
+        return all(results)
+
+    async def close(self) -> None:
+        """Stop every engine; pending events are abandoned (never acknowledged). Sinks stay open: whoever
+        built the destinations closes them (:func:`~consumer.destinations.close_all`)."""
+        for e in self.engines:
+            await e.close()
+
+    def update_gauges(self, backlog: int = 0) -> None:
+        """Refresh the per-destination gauges (``backlog``: records read but not yet ingested)."""
+        m = self.metrics
+        for d, e in zip(self.destinations, self.engines, strict=True):
+            m.pending.labels(d.name).set(e.pending + backlog)
+            m.oldest_pending_age.labels(d.name).set(e.oldest_pending_age())
+            m.throttled_devices.labels(d.name).set(e.throttled_keys())
+        m.last_progress.set(self.last_progress)

@@ -20,13 +20,13 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from consumer.commits import OffsetTracker
 from consumer.deadletter import DeadLetterWriter
 from consumer.decode import DecodeError
-from consumer.delivery import Sink
+from consumer.destinations import Destination
 from consumer.events import Position
 from consumer.files import ReadError, list_objects
 from consumer.health import Health
@@ -68,7 +68,7 @@ class Replay:
         self,
         paths: list[str],
         settings: Settings,
-        sink: Sink,
+        destinations: Sequence[Destination],
         metrics: Metrics,
         *,
         progress_interval: float = 10.0,
@@ -81,9 +81,11 @@ class Replay:
             settings.input.event_types, settings.input.since, settings.input.until, settings.input.event_time
         )
         self.tracker = OffsetTracker()
-        self.state = ResumeState.load(settings.state_dir, paths, self.selection.key())
+        self.state = ResumeState.load(
+            settings.state_dir, paths, self.selection.key(), tuple(d.name for d in destinations)
+        )
         self.dead = DeadLetterWriter(settings.dead_letter)
-        self.pipeline = Pipeline(settings, sink, self.dead, metrics, self._ack, clock=clock)
+        self.pipeline = Pipeline(destinations, self.dead, metrics, self._ack, clock=clock)
         self.files: dict[str, _FileState] = {}
         self.stores = Stores()
         self.result = ReplayResult(self.pipeline.summary)
@@ -100,12 +102,7 @@ class Replay:
 
     def update_gauges(self) -> None:
         """Refresh the point-in-time gauges (called before each scrape)."""
-        engine = self.pipeline.engine
-        m = self.pipeline.metrics
-        m.pending.set(engine.pending)
-        m.oldest_pending_age.set(engine.oldest_pending_age())
-        m.throttled_devices.set(engine.throttled_keys())
-        m.last_progress.set(engine.last_progress)
+        self.pipeline.update_gauges()
 
     def stop(self) -> None:
         """Stop reading (a signal): what was read is still delivered within the grace time, then saved."""
@@ -214,7 +211,7 @@ class Replay:
             reporter.cancel()
             saver.cancel()
             await asyncio.gather(reporter, saver, return_exceptions=True)
-            await self.pipeline.engine.close()
+            await self.pipeline.close()
             self.checkpoint()
             self.dead.close()
         self.result.unfinished = sorted(self.files)
@@ -222,7 +219,7 @@ class Replay:
 
     async def _drain(self, grace: float) -> None:
         """Wait for every event to finish; a stop during the wait bounds what is left to ``grace``."""
-        engine = self.pipeline.engine
+        engine = self.pipeline
         if self._stopping:
             await engine.drain(grace)
             return
@@ -253,7 +250,7 @@ class Replay:
             s = self.result.summary
             read, done = sum(s.read.values()), sum(s.done.values())
             rate = read / max(1e-9, time.monotonic() - started)
-            engine = self.pipeline.engine
+            engine = self.pipeline
             line = (
                 f"files done {self.result.files_done} read {read} delivered {done} "
                 f"skipped {sum(s.skipped.values())} dead-lettered {sum(s.dead_lettered.values())} "

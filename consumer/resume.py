@@ -8,8 +8,9 @@ contiguous done prefix), so an interrupted replay resumes mid-file. The state is
 than is safely done.
 
 One state file per job: the sorted input roots (absolute paths, URLs as given without a trailing
-``/``) and, when there is one, the selection (event types, time window): a run that selects
-differently must not take another's finished files for its own.
+``/``), when there is one the selection (event types, time window), and the destinations when they
+are not Amplitude alone: a run that selects differently, or delivers to other destinations, must not
+take another's finished files for its own.
 """
 
 from __future__ import annotations
@@ -49,14 +50,23 @@ class ResumeState:
         self.next_record: dict[str, int] = dict(data.get("next_record", {}))
 
     @classmethod
-    def load(cls, state_dir: str | None, inputs: list[str], selection: str = "") -> ResumeState:
+    def load(
+        cls,
+        state_dir: str | None,
+        inputs: list[str],
+        selection: str = "",
+        destinations: tuple[str, ...] = ("amplitude",),
+    ) -> ResumeState:
         """The state of the replay of ``inputs`` (selected by ``selection``, a
-        :meth:`~consumer.selection.Selection.key`) under ``state_dir`` (``None`` = do not keep state)."""
+        :meth:`~consumer.selection.Selection.key`, delivered to ``destinations``) under ``state_dir``
+        (``None`` = do not keep state)."""
         if not state_dir:
             return cls(None)
         material = "\0".join(sorted(_root(p) for p in inputs))
         if selection:
             material += "\0selection:" + selection
+        if tuple(destinations) != ("amplitude",):  # Amplitude alone keeps the key it always had
+            material += "\0destinations:" + ",".join(sorted(destinations))
         job = hashlib.sha256(material.encode()).hexdigest()[:16]
         path = Path(state_dir) / f"replay-{job}.json"
         try:

@@ -1,5 +1,5 @@
 """What every long-running command sets up the same way: logging, secrets masking, metrics and probes,
-the Amplitude sink, and signal handling (first signal: drain and stop; second: exit at once)."""
+the destinations, and signal handling (first signal: drain and stop; second: exit at once)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable
 
+from consumer.destinations import Destination, build_destinations
 from consumer.health import Health
 from consumer.logs import register_secret, setup
 from consumer.metrics import Metrics, default_metrics
-from consumer.settings import Settings
-from consumer.sink import AmplitudeSink
+from consumer.settings import Settings, SettingsError
 
 log = logging.getLogger("currents")
 
@@ -22,15 +22,23 @@ log = logging.getLogger("currents")
 def prepare(settings: Settings) -> Metrics:
     """Configure logging once and register every secret for masking; returns the process metrics."""
     setup(settings.log_format, settings.log_level)
-    register_secret(settings.amplitude.api_key.reveal())
+    for secret in (
+        settings.amplitude.api_key,
+        settings.movableink.key,
+        settings.movableink.username,
+        settings.movableink.password,
+        settings.remerge.key,
+    ):
+        register_secret(secret.reveal())
     return default_metrics()
 
 
-def make_sink(settings: Settings) -> AmplitudeSink:
-    """The Amplitude sink for the configured endpoint; refuses to start without an API key."""
-    if not settings.amplitude.api_key:
-        raise SystemExit("currents-consumer: no Amplitude API key (--api-key or AMPLITUDE_API_KEY)")
-    return AmplitudeSink(settings.amplitude)
+def make_destinations(settings: Settings) -> list[Destination]:
+    """The enabled destinations with their sinks; refuses to start one that lacks its credentials."""
+    try:
+        return build_destinations(settings)
+    except SettingsError as exc:
+        raise SystemExit(f"currents-consumer: {exc}") from None
 
 
 @contextlib.asynccontextmanager

@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from consumer.mapping import MappingConfig
@@ -165,6 +165,256 @@ OPTIONS: tuple[Option, ...] = (
         parse=parse_duration,
     ),
     _opt("amplitude.gzip", "--gzip", "CURRENTS_GZIP", True, "gzip request bodies", parse=_bool),
+    # Destinations (fan-out): which ones, and the Movable Ink and Remerge ones' own settings
+    _opt(
+        "destinations",
+        "--destination",
+        "CURRENTS_DESTINATIONS",
+        ("amplitude",),
+        "destinations every event goes to (repeatable; amplitude, movableink, remerge)",
+        parse=_list,
+        repeatable=True,
+    ),
+    _opt(
+        "movableink.endpoint",
+        "--movableink-endpoint",
+        "MOVABLEINK_ENDPOINT",
+        "",
+        "Movable Ink Customer Data API endpoint (events go to <endpoint>/behavioral/<key>)",
+        group="movableink",
+    ),
+    _opt(
+        "movableink.key",
+        "--movableink-key",
+        "MOVABLEINK_KEY",
+        "",
+        "the <key> path segment Movable Ink gave you",
+        secret=True,
+        group="movableink",
+    ),
+    _opt(
+        "movableink.username",
+        "--movableink-username",
+        "MOVABLEINK_USERNAME",
+        "",
+        "HTTP Basic user name",
+        secret=True,
+        group="movableink",
+    ),
+    _opt(
+        "movableink.password",
+        "--movableink-password",
+        "MOVABLEINK_PASSWORD",
+        "",
+        "HTTP Basic password",
+        secret=True,
+        group="movableink",
+    ),
+    _opt(
+        "movableink.event_types",
+        "--movableink-event-type",
+        "MOVABLEINK_EVENT_TYPES",
+        ("users.behaviors.CustomEvent", "users.behaviors.Purchase"),
+        "Currents event types sent to Movable Ink (glob, repeatable)",
+        parse=_list,
+        repeatable=True,
+        group="movableink",
+    ),
+    _opt(
+        "movableink.event_names",
+        "--movableink-event-names",
+        "MOVABLEINK_EVENT_NAMES",
+        "snake_case",
+        "custom event names as sent: snake_case (Product Viewed -> product_viewed) or verbatim",
+        choices=("snake_case", "verbatim"),
+        group="movableink",
+    ),
+    _opt(
+        "movableink.purchase_event",
+        "--movableink-purchase-event",
+        "MOVABLEINK_PURCHASE_EVENT",
+        "purchase",
+        "event name of a Currents purchase",
+        group="movableink",
+    ),
+    _opt(
+        "movableink.anonymous_id",
+        "--movableink-anonymous-id",
+        "MOVABLEINK_ANONYMOUS_ID",
+        "device_id",
+        "anonymous_id of users without an external id: the device id, the md5 of the email address, "
+        "or Braze's user id",
+        choices=("device_id", "email_md5", "braze_id"),
+        group="movableink",
+    ),
+    _opt(
+        "movableink.identify",
+        "--movableink-identify",
+        "MOVABLEINK_IDENTIFY",
+        True,
+        "send an identify event linking anonymous_id and user_id the first time both are seen",
+        parse=_bool,
+        group="movableink",
+    ),
+    _opt(
+        "movableink.concurrency",
+        "--movableink-concurrency",
+        "MOVABLEINK_CONCURRENCY",
+        8,
+        "Movable Ink requests in flight at once (one event per request)",
+        parse=int,
+        group="movableink",
+    ),
+    _opt(
+        "movableink.rate",
+        "--movableink-rate",
+        "MOVABLEINK_RATE",
+        0.0,
+        "events per second to Movable Ink (0 = unlimited)",
+        parse=float,
+        group="movableink",
+    ),
+    _opt(
+        "movableink.timeout",
+        "--movableink-timeout",
+        "MOVABLEINK_TIMEOUT",
+        30.0,
+        "timeout of one Movable Ink request",
+        parse=parse_duration,
+        group="movableink",
+    ),
+    _opt(
+        "movableink.retry_window",
+        "--movableink-retry-window",
+        "MOVABLEINK_RETRY_WINDOW",
+        48 * 3600.0,
+        "how long a Movable Ink event may keep failing before it is dead-lettered",
+        parse=parse_duration,
+        group="movableink",
+    ),
+    _opt(
+        "remerge.endpoint",
+        "--remerge-endpoint",
+        "REMERGE_ENDPOINT",
+        "https://refusion.events/event",
+        "Remerge event tracking endpoint",
+        group="remerge",
+    ),
+    _opt(
+        "remerge.key",
+        "--remerge-key",
+        "REMERGE_KEY",
+        "",
+        "the key Remerge gave you",
+        secret=True,
+        group="remerge",
+    ),
+    _opt(
+        "remerge.partner",
+        "--remerge-partner",
+        "REMERGE_PARTNER",
+        "braze",
+        "partner parameter",
+        group="remerge",
+    ),
+    _opt(
+        "remerge.app_ids",
+        "--remerge-app-id",
+        "REMERGE_APP_IDS",
+        (),
+        "BRAZE_APP_ID=STORE_APP_ID pairs (repeatable): the store app id sent for a Braze app",
+        parse=_list,
+        repeatable=True,
+        group="remerge",
+    ),
+    _opt(
+        "remerge.ios_app_id",
+        "--remerge-ios-app-id",
+        "REMERGE_IOS_APP_ID",
+        "",
+        "store app id of iOS events whose Braze app is not in --remerge-app-id (e.g. 012345678)",
+        group="remerge",
+    ),
+    _opt(
+        "remerge.android_app_id",
+        "--remerge-android-app-id",
+        "REMERGE_ANDROID_APP_ID",
+        "",
+        "store app id of Android events whose Braze app is not in --remerge-app-id (e.g. com.example)",
+        group="remerge",
+    ),
+    _opt(
+        "remerge.event_types",
+        "--remerge-event-type",
+        "REMERGE_EVENT_TYPES",
+        ("users.behaviors.CustomEvent", "users.behaviors.Purchase"),
+        "Currents event types sent to Remerge (glob, repeatable)",
+        parse=_list,
+        repeatable=True,
+        group="remerge",
+    ),
+    _opt(
+        "remerge.event_names",
+        "--remerge-event-names",
+        "REMERGE_EVENT_NAMES",
+        "verbatim",
+        "custom event names as sent: verbatim or snake_case",
+        choices=("snake_case", "verbatim"),
+        group="remerge",
+    ),
+    _opt(
+        "remerge.purchase_event",
+        "--remerge-purchase-event",
+        "REMERGE_PURCHASE_EVENT",
+        "purchase",
+        "event name of a Currents purchase",
+        group="remerge",
+    ),
+    _opt(
+        "remerge.non_app_event",
+        "--remerge-non-app-event",
+        "REMERGE_NON_APP_EVENT",
+        True,
+        "non_app_event parameter (true: the event did not come from Remerge's SDK)",
+        parse=_bool,
+        group="remerge",
+    ),
+    _opt(
+        "remerge.concurrency",
+        "--remerge-concurrency",
+        "REMERGE_CONCURRENCY",
+        8,
+        "Remerge requests in flight at once (one event per request)",
+        parse=int,
+        group="remerge",
+    ),
+    _opt(
+        "remerge.rate",
+        "--remerge-rate",
+        "REMERGE_RATE",
+        0.0,
+        "events per second to Remerge (0 = unlimited)",
+        parse=float,
+        group="remerge",
+    ),
+    _opt(
+        "remerge.timeout",
+        "--remerge-timeout",
+        "REMERGE_TIMEOUT",
+        30.0,
+        "timeout of one Remerge request",
+        parse=parse_duration,
+        group="remerge",
+    ),
+    _opt(
+        "remerge.retry_window",
+        "--remerge-retry-window",
+        "REMERGE_RETRY_WINDOW",
+        48 * 3600.0,
+        "how long a Remerge event may keep failing before it is dead-lettered",
+        parse=parse_duration,
+        group="remerge",
+    ),
     # Limits and retries
     _opt(
         "limits.device_rate",
@@ -602,6 +852,57 @@ class AmplitudeSettings:
         return 20_000_000 - 4096 if self.api == "batch" else 1_000_000 - 4096
 
 
+DESTINATIONS = ("amplitude", "movableink", "remerge")
+
+
+@dataclass(frozen=True)
+class MovableInkSettings:
+    """The Movable Ink Customer Data API destination (one event per request)."""
+
+    endpoint: str
+    key: Secret
+    username: Secret
+    password: Secret
+    event_types: tuple[str, ...]
+    event_names: str
+    purchase_event: str
+    anonymous_id: str
+    identify: bool
+    concurrency: int
+    rate: float
+    timeout: float
+    retry_window: float
+
+    @property
+    def url(self) -> str:
+        """Where events are posted (the key is part of the path: never log it)."""
+        return f"{self.endpoint.rstrip('/')}/behavioral/{self.key.reveal()}"
+
+
+@dataclass(frozen=True)
+class RemergeSettings:
+    """The Remerge event tracking destination (one GET per event)."""
+
+    endpoint: str
+    key: Secret
+    partner: str
+    app_ids: tuple[str, ...]
+    ios_app_id: str
+    android_app_id: str
+    event_types: tuple[str, ...]
+    event_names: str
+    purchase_event: str
+    non_app_event: bool
+    concurrency: int
+    rate: float
+    timeout: float
+    retry_window: float
+
+    def store_app_ids(self) -> dict[str, str]:
+        """``BRAZE_APP_ID=STORE_APP_ID`` pairs as a dict; raises ``SettingsError`` on a malformed pair."""
+        return _pairs(self.app_ids, "--remerge-app-id", "BRAZE_APP_ID=STORE_APP_ID")
+
+
 @dataclass(frozen=True)
 class LimitSettings:
     """Throttling, retry window and memory bounds."""
@@ -644,13 +945,17 @@ class KafkaSettings:
 
     def event_type_for_topic(self) -> dict[str, str]:
         """``TOPIC=EVENT_TYPE`` pairs as a dict; raises ``SettingsError`` on a malformed pair."""
-        out: dict[str, str] = {}
-        for pair in self.topic_event_types:
-            topic, sep, event_type = pair.partition("=")
-            if not sep or not topic or not event_type:
-                raise SettingsError(f"--topic-event-type: expected TOPIC=EVENT_TYPE, got {pair!r}")
-            out[topic.strip()] = event_type.strip()
-        return out
+        return _pairs(self.topic_event_types, "--topic-event-type", "TOPIC=EVENT_TYPE")
+
+
+def _pairs(items: tuple[str, ...], flag: str, shape: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in items:
+        left, sep, right = pair.partition("=")
+        if not sep or not left.strip() or not right.strip():
+            raise SettingsError(f"{flag}: expected {shape}, got {pair!r}")
+        out[left.strip()] = right.strip()
+    return out
 
 
 @dataclass(frozen=True)
@@ -679,6 +984,11 @@ class Settings:
     log_level: str
     sources: Mapping[str, str]
     input: InputSettings = InputSettings()
+    destinations: tuple[str, ...] = ("amplitude",)
+    movableink: MovableInkSettings = field(
+        default_factory=lambda: _defaults(MovableInkSettings, "movableink")
+    )
+    remerge: RemergeSettings = field(default_factory=lambda: _defaults(RemergeSettings, "remerge"))
 
     def describe(self) -> dict[str, Any]:
         """Effective configuration with secrets masked, for ``currents-consumer config``."""
@@ -707,6 +1017,8 @@ def _get(settings: Settings, key: str) -> Any:
 def add_arguments(parser: argparse.ArgumentParser, groups: tuple[str, ...]) -> None:
     """Add the flags of the option ``groups`` to a subcommand parser (all default to unset)."""
     parser.add_argument("--config", default=None, help="TOML config file (env CURRENTS_CONFIG)")
+    if "destinations" in groups:
+        groups = (*groups, "movableink", "remerge")
     for opt in OPTIONS:
         if opt.group not in groups:
             continue
@@ -851,6 +1163,14 @@ def _build(values: dict[str, Any], sources: dict[str, str], names: dict[str, Any
         ("limits.max_pending", limits.max_pending >= 1, "at least 1"),
         ("limits.max_pending_bytes", limits.max_pending_bytes >= 1, "at least 1"),
         ("metrics_port", 0 <= values["metrics_port"] <= 65535, "0 to 65535"),
+        ("movableink.concurrency", values["movableink.concurrency"] >= 1, "at least 1"),
+        ("movableink.rate", values["movableink.rate"] >= 0, "0 (unlimited) or more"),
+        ("movableink.timeout", values["movableink.timeout"] > 0, "more than 0"),
+        ("movableink.retry_window", values["movableink.retry_window"] > 0, "more than 0"),
+        ("remerge.concurrency", values["remerge.concurrency"] >= 1, "at least 1"),
+        ("remerge.rate", values["remerge.rate"] >= 0, "0 (unlimited) or more"),
+        ("remerge.timeout", values["remerge.timeout"] > 0, "more than 0"),
+        ("remerge.retry_window", values["remerge.retry_window"] > 0, "more than 0"),
     ):
         if not check:
             opt = OPTION_BY_KEY[key]
@@ -859,6 +1179,9 @@ def _build(values: dict[str, Any], sources: dict[str, str], names: dict[str, Any
             )
     kafka = KafkaSettings(**section("kafka"))
     kafka.event_type_for_topic()
+    movableink = MovableInkSettings(**section("movableink"))
+    remerge = RemergeSettings(**section("remerge"))
+    remerge.store_app_ids()
     mapping = MappingConfig(**section("mapping"), names=_names(names))
     return Settings(
         amplitude=amplitude,
@@ -872,7 +1195,27 @@ def _build(values: dict[str, Any], sources: dict[str, str], names: dict[str, Any
         log_level=values["log_level"],
         input=_input(values, sources, section("input")),
         sources=sources,
+        destinations=_destinations(values, sources),
+        movableink=movableink,
+        remerge=remerge,
     )
+
+
+def _defaults(cls: Any, prefix: str) -> Any:
+    """A destination's settings with every option at its default (for Settings built in code)."""
+    kw = {o.key[len(prefix) + 1 :]: o.default for o in OPTIONS if o.key.startswith(prefix + ".")}
+    return cls(**{k: Secret(v) if OPTION_BY_KEY[f"{prefix}.{k}"].secret else v for k, v in kw.items()})
+
+
+def _destinations(values: dict[str, Any], sources: dict[str, str]) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(values["destinations"]))  # in order, once each
+    unknown = [d for d in chosen if d not in DESTINATIONS]
+    if unknown or not chosen:
+        raise SettingsError(
+            f"--destination (from {sources.get('destinations', 'default')}): "
+            f"{', '.join(unknown) or 'none given'}; choose among {', '.join(DESTINATIONS)}"
+        )
+    return chosen
 
 
 def _input(values: dict[str, Any], sources: dict[str, str], section: dict[str, Any]) -> InputSettings:

@@ -108,7 +108,8 @@ def build_body(api_key: str, encoded: Sequence[bytes], min_id_length: int) -> by
     )
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
+def retry_after(headers: httpx.Headers) -> float | None:
+    """The ``Retry-After`` header in seconds (``None`` when absent or not a number of seconds)."""
     value = headers.get("retry-after")
     if value is None:
         return None
@@ -136,7 +137,7 @@ def classify(status: int, body: Any, headers: httpx.Headers, batch: Sequence[Pen
     if status == 400:
         error = str(data.get("error", ""))
         if "api key" in error.lower() or data.get("missing_field") == "api_key":
-            return RetryLater("invalid_api_key", _retry_after(headers), credentials=True)
+            return RetryLater("invalid_api_key", retry_after(headers), credentials=True)
         reasons: dict[int, str] = {}
         size = len(batch)
         _indices(data.get("events_with_invalid_fields"), "invalid_field", reasons, size)
@@ -172,17 +173,17 @@ def classify(status: int, body: Any, headers: httpx.Headers, batch: Sequence[Pen
         )
         if throttled == Throttled():
             # Project-wide throttling: Amplitude asks to wait (60 s by its documentation).
-            after = _retry_after(headers)
+            after = retry_after(headers)
             return RetryLater("project_throttled", 60.0 if after is None else after)
         eps = data.get("eps_threshold")
         threshold = (
             float(eps) if isinstance(eps, int | float) and not isinstance(eps, bool) and eps > 0 else None
         )
-        return dataclasses.replace(throttled, after=_retry_after(headers), eps_threshold=threshold)
+        return dataclasses.replace(throttled, after=retry_after(headers), eps_threshold=threshold)
     if status == 403:
-        return RetryLater("forbidden", _retry_after(headers), credentials=True)
+        return RetryLater("forbidden", retry_after(headers), credentials=True)
     if status >= 500 or status == 408:
-        return RetryLater(f"http_{status}", _retry_after(headers))
+        return RetryLater(f"http_{status}", retry_after(headers))
     return Fatal(f"http_{status}", str(data.get("error", ""))[:200])
 
 
@@ -205,6 +206,11 @@ class AmplitudeSink:
             ),
             headers={"User-Agent": "currents-consumer", "Accept": "application/json"},
         )
+
+    @property
+    def overhead(self) -> int:
+        """Bytes of a request body around its events (key, options)."""
+        return len(build_body(self._key, [], self.settings.min_id_length))
 
     def set_api_key(self, key: str) -> None:
         """Replace the API key (a rotated Secret); the next request uses it."""

@@ -13,8 +13,15 @@ from typing import Any
 
 @dataclass
 class Summary:
-    """Counters of one run. Plain counters: the pipeline updates them from one thread."""
+    """Counters of one run. Plain counters: the pipeline updates them from one thread.
 
+    ``done`` counts, per event type, what the primary destination (the first one; Amplitude by
+    default) delivered; ``by_destination`` counts deliveries per destination. Skip and dead-letter
+    reasons of destinations other than Amplitude carry their name (``movableink:no_identity``).
+    """
+
+    primary: str = "amplitude"
+    by_destination: Counter[str] = field(default_factory=Counter)
     read: Counter[str] = field(default_factory=Counter)
     done: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
@@ -22,12 +29,19 @@ class Summary:
     unreadable: list[str] = field(default_factory=list)
     done_label: str = "delivered"
 
+    def delivered(self, destination: str, event_type: str) -> None:
+        """Count one delivery by ``destination`` of an event of ``event_type``."""
+        self.by_destination[destination] += 1
+        if destination == self.primary:
+            self.done[event_type] += 1
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready totals and per-type breakdown."""
         types = sorted(set(self.read) | set(self.done))
         return {
             "read": sum(self.read.values()),
             self.done_label: sum(self.done.values()),
+            f"{self.done_label}_by_destination": dict(sorted(self.by_destination.items())),
             "skipped": dict(sorted(self.skipped.items())),
             "dead_lettered": dict(sorted(self.dead_lettered.items())),
             "unreadable": list(self.unreadable),
@@ -41,6 +55,11 @@ class Summary:
             f"read {d['read']}, {self.done_label} {d[self.done_label]}, "
             f"skipped {sum(self.skipped.values())}, dead-lettered {sum(self.dead_lettered.values())}"
         ]
+        if len(self.by_destination) > 1:
+            lines.append(
+                f"  {self.done_label} by destination: "
+                + ", ".join(f"{name} {n}" for name, n in sorted(self.by_destination.items()))
+            )
         for reason, n in d["skipped"].items():
             lines.append(f"  skipped  {reason:<28} {n:>10}")
         for reason, n in d["dead_lettered"].items():

@@ -184,6 +184,21 @@ class ProjectLimiter:
             self._tokens = min(self.rate, self._tokens + n)
 
 
+class NoKeyLimit:
+    """The :class:`KeyLimiter` interface for a destination without per-key limits: always admits."""
+
+    def check(self, keys: tuple[str, ...], now: float) -> float:
+        """Always room."""
+        return ADMIT
+
+    def take(self, keys: tuple[str, ...], now: float) -> float:
+        """Always admitted; nothing is recorded (memory stays flat)."""
+        return ADMIT
+
+    def penalize(self, key: str, seconds: float, now: float, threshold: float | None = None) -> None:
+        """Nothing to slow down."""
+
+
 def limiter_keys(event: dict[str, object]) -> tuple[str, ...]:
     """The throttling keys of an Amplitude event: its device and its user, as Amplitude counts them."""
     device = event.get("device_id")

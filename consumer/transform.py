@@ -186,9 +186,9 @@ class Transformer:
             props[cfg.braze_id_property] = braze_id
 
         if plan.kind == "custom":
-            _merge_json_properties(props, record.get("properties"), cfg.custom_property_prefix)
+            merge_json_properties(props, record.get("properties"), cfg.custom_property_prefix)
         elif plan.kind == "purchase":
-            custom = _merge_json_properties(props, record.get("properties"), cfg.purchase_property_prefix)
+            custom = merge_json_properties(props, record.get("properties"), cfg.purchase_property_prefix)
             if record.get("product_id") is not None:
                 event["productId"] = record["product_id"]
             if record.get("price") is not None:
@@ -223,7 +223,7 @@ def _quantity(value: Any) -> int:
     return 1
 
 
-def _merge_json_properties(props: dict[str, Any], raw: Any, prefix: str) -> dict[str, Any]:
+def merge_json_properties(props: dict[str, Any], raw: Any, prefix: str) -> dict[str, Any]:
     """Decode a Currents ``properties`` JSON string into prefixed event properties.
 
     Nested objects and arrays stay JSON values. A string that is not a JSON object is kept whole under

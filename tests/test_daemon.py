@@ -23,12 +23,12 @@ from prometheus_client import CollectorRegistry
 
 from consumer.broker import EmbeddedBroker
 from consumer.daemon import Daemon
+from consumer.destinations import build_destinations, close_all
 from consumer.mapping import BRAZE_TYPES
 from consumer.metrics import Metrics
 from consumer.registry import local_schema_id
 from consumer.settings import Settings, load
 from consumer.simulator import AmplitudeSimulator
-from consumer.sink import AmplitudeSink
 from consumer.synth import Synth, avro_body, confluent_frame
 from consumer.transform import Skip, Transformer
 
@@ -182,15 +182,15 @@ def in_process_settings(env: dict[str, str], **extra: str) -> Settings:
 @contextlib.asynccontextmanager
 async def running_daemon(settings: Settings) -> AsyncIterator[Daemon]:
     """A daemon running in this event loop; on exit it is stopped and must exit 0."""
-    sink = AmplitudeSink(settings.amplitude)
-    daemon = Daemon(settings, sink, Metrics(CollectorRegistry()))
+    destinations = build_destinations(settings)
+    daemon = Daemon(settings, destinations, Metrics(CollectorRegistry()))
     task = asyncio.create_task(daemon.run())
     try:
         yield daemon
     finally:
         daemon.stop()
         assert await asyncio.wait_for(task, 60) == 0
-        await sink.close()
+        await close_all(destinations)
 
 
 async def test_nothing_committed_while_amplitude_is_down_then_everything_arrives(

@@ -55,7 +55,9 @@ async def test_every_event_arrives_exactly_as_sent(tmp_path: Path) -> None:
         assert_arrived_exactly(sim, events)
         assert_all_ended_once(e, events)
         assert e.delivered() == {ev["insert_id"] for ev in events}
-        assert e.metrics.registry.get_sample_value("currents_amplitude_requests_total", {"status": "200"})
+        assert e.metrics.registry.get_sample_value(
+            "currents_requests_total", {"destination": "amplitude", "status": "200"}
+        )
         assert e.records() == []
 
 
@@ -70,6 +72,28 @@ async def test_a_5xx_storm_loses_nothing_and_duplicates_nothing(tmp_path: Path) 
         assert sim.stats.events_duplicate == 0
         assert_all_ended_once(e, events)
         assert e.records() == []
+
+
+async def test_a_destination_that_is_down_is_probed_once_per_backoff_not_hammered(tmp_path: Path) -> None:
+    """50 one-event requests wait while every answer is 503: one probe per backoff (0.2 s here), then
+    full concurrency again as soon as a probe gets through."""
+    events = [event(i) for i in range(50)]
+    env = {"CURRENTS_BATCH_EVENTS": "1", "CURRENTS_MAX_BACKOFF": "200ms"}
+    async with simulator() as sim, engine(settings(sim, tmp_path, **env)) as e:
+        sim.faults.down()
+        await e.submit_all(events)
+        # The first failures can come together (up to --concurrency requests were already in flight).
+        await eventually(lambda: sim.stats.requests_by_status.get(503, 0) >= 9, within=10, message="probes")
+        started = asyncio.get_running_loop().time()
+        await eventually(lambda: sim.stats.requests_by_status.get(503, 0) >= 15, within=20, message="probes")
+        # Six more failed probes, each at least one backoff after the one before (without the gate
+        # the 50 waiting requests would have produced them within milliseconds).
+        assert asyncio.get_running_loop().time() - started >= 6 * 0.2 * 0.9
+        assert e.engine.pending == 50
+        sim.faults.up()
+        await deliver(e, [])
+        assert_arrived_exactly(sim, events)
+        assert_all_ended_once(e, events)
 
 
 async def test_a_500_after_storing_is_deduplicated_by_insert_id(tmp_path: Path) -> None:
@@ -89,7 +113,12 @@ async def test_dropped_connections_are_retried(tmp_path: Path) -> None:
         sim.faults.close_next(4)
         await deliver(e, events)
         assert_arrived_exactly(sim, events)
-        assert e.metrics.registry.get_sample_value("currents_amplitude_requests_total", {"status": "0"}) == 4
+        assert (
+            e.metrics.registry.get_sample_value(
+                "currents_requests_total", {"destination": "amplitude", "status": "0"}
+            )
+            == 4
+        )
 
 
 async def test_a_project_wide_429_waits_as_asked_then_delivers(tmp_path: Path) -> None:
@@ -216,20 +245,25 @@ async def test_partial_400_dead_letters_exactly_the_invalid_events(tmp_path: Pat
 async def test_an_invalid_key_keeps_every_event_until_the_key_is_accepted(tmp_path: Path) -> None:
     events = [event(i) for i in range(50)]
     async with simulator(api_keys=frozenset({"some-other-key"})) as sim, engine(settings(sim, tmp_path)) as e:
-        failing = "currents_amplitude_credentials_failing"
-        assert e.gauge(failing) == 0
+
+        def failing_gauge() -> float | None:
+            return e.metrics.registry.get_sample_value(
+                "currents_credentials_failing", {"destination": "amplitude"}
+            )
+
+        assert failing_gauge() == 0
         await e.submit_all(events)
-        await eventually(lambda: e.gauge(failing) == 1, within=10, message="credentials alert")
+        await eventually(lambda: failing_gauge() == 1, within=10, message="credentials alert")
         # A 503 says nothing about the key: the alert stays up.
         sim.faults.fail_next(2, 503)
         await eventually(lambda: sim.stats.requests_by_status.get(503) == 2, within=10, message="503s")
         await eventually(lambda: sim.stats.requests_by_status.get(400, 0) >= 3, within=10, message="retries")
-        assert e.gauge(failing) == 1
+        assert failing_gauge() == 1
         assert e.engine.pending == 50
         assert not e.outcomes
         sim.accept_api_key(KEY)
         assert await e.engine.drain(20)
-        assert e.gauge(failing) == 0
+        assert failing_gauge() == 0
         assert_arrived_exactly(sim, events)
         assert e.records() == []
 

@@ -15,6 +15,7 @@ from test_daemon import TOPIC, daemon_env, delivered_ids, in_process_settings, m
 
 from consumer.broker import EmbeddedBroker
 from consumer.daemon import Daemon
+from consumer.destinations import amplitude_destination
 from consumer.metrics import Metrics
 from consumer.replay import Replay
 from consumer.runtime import ops_server
@@ -65,7 +66,7 @@ async def test_daemon_metrics_and_probes_move_with_the_stream(
     )
     metrics = Metrics(CollectorRegistry())
     sink = AmplitudeSink(settings.amplitude)
-    daemon = Daemon(settings, sink, metrics)
+    daemon = Daemon(settings, [amplitude_destination(settings, sink)], metrics)
     async with ops_server(settings, metrics, ready=daemon.ready, on_scrape=daemon.update_gauges) as health:
         daemon.health = health
         assert await probe(port, "/readyz") == 503  # not assigned yet
@@ -87,13 +88,13 @@ async def test_daemon_metrics_and_probes_move_with_the_stream(
     assert total(samples, "currents_events_read_total") == len(messages)
     assert total(samples, "currents_events_delivered_total") == len(expected)
     assert total(samples, "currents_events_skipped_total") == len(messages) - len(expected)
-    assert total(samples, "currents_amplitude_requests_total", status="200") >= 1
-    assert total(samples, "currents_amplitude_request_seconds_count") >= 1
+    assert total(samples, "currents_requests_total", status="200") >= 1
+    assert total(samples, "currents_request_seconds_count") >= 1
     for tp, end in ends.items():
         assert total(samples, "currents_committed_offset", topic=tp.topic, partition=str(tp.partition)) == end
         assert total(samples, "currents_kafka_consumer_lag", topic=tp.topic, partition=str(tp.partition)) == 0
     assert total(samples, "currents_pending_events") == 0
-    assert total(samples, "currents_amplitude_credentials_failing") == 0
+    assert total(samples, "currents_credentials_failing") == 0
     assert total(samples, "currents_last_progress_timestamp_seconds") > 0
 
 
@@ -114,7 +115,7 @@ async def test_replay_metrics_move_while_it_runs(sim: AmplitudeSimulator, tmp_pa
     metrics = Metrics(CollectorRegistry())
     sim.faults.delay_s = 0.05  # slow Amplitude a little so the run can be observed mid-way
     sink = AmplitudeSink(settings.amplitude)
-    replay = Replay([str(tmp_path / "in")], settings, sink, metrics)
+    replay = Replay([str(tmp_path / "in")], settings, [amplitude_destination(settings, sink)], metrics)
     async with ops_server(settings, metrics, ready=lambda: True, on_scrape=replay.update_gauges):
         task = asyncio.create_task(replay.run())
         mid: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
@@ -134,6 +135,4 @@ async def test_replay_metrics_move_while_it_runs(sim: AmplitudeSimulator, tmp_pa
     assert total(end, "currents_events_delivered_total") == sum(result.summary.done.values())
     assert total(end, "currents_events_delivered_total") > total(mid, "currents_events_delivered_total")
     assert total(end, "currents_events_skipped_total") == sum(result.summary.skipped.values())
-    assert total(end, "currents_amplitude_request_seconds_count") == total(
-        end, "currents_amplitude_requests_total"
-    )
+    assert total(end, "currents_request_seconds_count") == total(end, "currents_requests_total")

@@ -21,6 +21,7 @@ from amplitude_harness import KEY, dead_letters, eventually, insert_ids, setting
 from prometheus_client import CollectorRegistry
 
 from consumer.decode import DecodeError
+from consumer.destinations import amplitude_destination
 from consumer.files import list_files, read_file
 from consumer.metrics import Metrics
 from consumer.replay import Replay
@@ -65,7 +66,9 @@ async def test_a_replay_delivers_every_event_as_converted_and_accounts_for_every
         s = settings(sim, tmp_path)
         expected = expected_events(tmp_path / "in", s)
         sink = AmplitudeSink(s.amplitude)
-        result = await Replay([str(tmp_path / "in")], s, sink, Metrics(CollectorRegistry())).run()
+        result = await Replay(
+            [str(tmp_path / "in")], s, [amplitude_destination(s, sink)], Metrics(CollectorRegistry())
+        ).run()
         await sink.close()
         summary = result.summary
         read, delivered = sum(summary.read.values()), sum(summary.done.values())
@@ -108,7 +111,9 @@ async def test_cold_devices_never_wait_behind_hot_ones(tmp_path: Path) -> None:
     async with simulator() as sim:
         s = settings(sim, tmp_path)
         sink = AmplitudeSink(s.amplitude)
-        result = await Replay([str(tmp_path / "in")], s, sink, Metrics(CollectorRegistry())).run()
+        result = await Replay(
+            [str(tmp_path / "in")], s, [amplitude_destination(s, sink)], Metrics(CollectorRegistry())
+        ).run()
         await sink.close()
     assert sum(result.summary.done.values()) == 6000
     events = sim.events
@@ -140,7 +145,11 @@ async def test_progress_is_saved_while_a_backlog_drains(tmp_path: Path) -> None:
         s = settings(sim, tmp_path)
         sink = AmplitudeSink(s.amplitude)
         replay = Replay(
-            [str(tmp_path / "in")], s, sink, Metrics(CollectorRegistry()), checkpoint_interval=0.1
+            [str(tmp_path / "in")],
+            s,
+            [amplitude_destination(s, sink)],
+            Metrics(CollectorRegistry()),
+            checkpoint_interval=0.1,
         )
         task = asyncio.create_task(replay.run())
 
@@ -177,7 +186,9 @@ async def test_a_stop_while_the_last_events_drain_is_bounded_by_the_grace_time(t
         sim.faults.down("503")
         s = settings(sim, tmp_path, CURRENTS_RETRY_WINDOW="1h")
         sink = AmplitudeSink(s.amplitude)
-        replay = Replay([str(tmp_path / "in")], s, sink, Metrics(CollectorRegistry()))
+        replay = Replay(
+            [str(tmp_path / "in")], s, [amplitude_destination(s, sink)], Metrics(CollectorRegistry())
+        )
         task = asyncio.create_task(replay.run(grace=0.5))
         await eventually(
             lambda: sum(replay.result.summary.read.values()) == 50, within=20, message="all read"
@@ -350,7 +361,7 @@ async def test_the_api_key_never_leaks(tmp_path: Path) -> None:
                 nonlocal scraped
                 with contextlib.suppress(httpx.HTTPError):
                     scraped = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-                return "currents_amplitude_credentials_failing 1.0" in scraped
+                return 'currents_credentials_failing{destination="amplitude"} 1.0' in scraped
 
             await eventually(alert_raised, within=30, message="credentials alert on /metrics")
             assert sim.stats.events_ingested == 0
@@ -358,7 +369,7 @@ async def test_the_api_key_never_leaks(tmp_path: Path) -> None:
             code, stdout, stderr = await command.finish()
     assert code == 1
     assert sim.stats.events_ingested > 0
-    assert "Amplitude refuses the API key" in stderr
+    assert "amplitude refuses our credentials" in stderr
     outputs = {"stdout": stdout, "stderr": stderr, "/metrics": scraped}
     for root in (tmp_path / "dead-letter", tmp_path / "state"):
         for path in root.rglob("*"):
@@ -377,7 +388,7 @@ async def test_replay_counts_in_metrics(tmp_path: Path) -> None:
     async with simulator() as sim:
         s = settings(sim, tmp_path)
         sink = AmplitudeSink(s.amplitude)
-        replay = Replay([str(tmp_path / "in")], s, sink, metrics)
+        replay = Replay([str(tmp_path / "in")], s, [amplitude_destination(s, sink)], metrics)
         result = await replay.run()
         replay.update_gauges()
         await sink.close()

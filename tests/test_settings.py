@@ -245,3 +245,68 @@ def test_every_mapping_knob_is_configurable() -> None:
         False,
     )
     assert (m.purchase_property_prefix, m.custom_property_prefix) == ("p.", "c.")
+
+
+def test_destinations_are_chosen_in_order_once_each_and_checked() -> None:
+    s = load(None, {"CURRENTS_DESTINATIONS": "remerge, amplitude,remerge"})
+    assert s.destinations == ("remerge", "amplitude")
+    assert load(parse("--destination", "movableink"), {}).destinations == ("movableink",)
+    assert load(None, {}).destinations == ("amplitude",)
+    with pytest.raises(SettingsError, match=r"--destination \(from env CURRENTS_DESTINATIONS\): braze"):
+        load(None, {"CURRENTS_DESTINATIONS": "amplitude,braze"})
+
+
+def test_destination_settings_from_file_env_and_their_secrets_never_print(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        '[movableink]\nendpoint = "https://mi.example"\nevent_names = "verbatim"\nrate = 5\n'
+        '[remerge]\napp_ids = ["braze-ios=012345678", "braze-android=com.example"]\n',
+    )
+    env = {
+        "MOVABLEINK_KEY": "mi-" + SECRET,
+        "MOVABLEINK_USERNAME": "user-" + SECRET,
+        "MOVABLEINK_PASSWORD": "pw-" + SECRET,
+        "REMERGE_KEY": "rm-" + SECRET,
+        "MOVABLEINK_IDENTIFY": "false",
+    }
+    s = load(parse("--config", config), env)
+    assert s.movableink.endpoint == "https://mi.example"
+    assert s.movableink.event_names == "verbatim"
+    assert s.movableink.rate == 5.0
+    assert s.movableink.identify is False
+    assert s.movableink.url == f"https://mi.example/behavioral/mi-{SECRET}"
+    assert s.remerge.store_app_ids() == {"braze-ios": "012345678", "braze-android": "com.example"}
+    described = s.describe()
+    for key in ("movableink.key", "movableink.username", "movableink.password", "remerge.key"):
+        assert described[key]["value"] == "***"
+    for text in (repr(s), str(described), repr(s.movableink), repr(s.remerge)):
+        assert SECRET not in text
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"REMERGE_APP_IDS": "no-equals-sign"}, r"--remerge-app-id: expected BRAZE_APP_ID=STORE_APP_ID"),
+        ({"MOVABLEINK_CONCURRENCY": "0"}, r"--movableink-concurrency \(from env MOVABLEINK_CONCURRENCY\)"),
+        ({"REMERGE_RATE": "-1"}, r"--remerge-rate \(from env REMERGE_RATE\)"),
+        ({"MOVABLEINK_ANONYMOUS_ID": "phone"}, r"--movableink-anonymous-id .*'phone' is not one of"),
+        ({"REMERGE_RETRY_WINDOW": "0s"}, r"--remerge-retry-window \(from env REMERGE_RETRY_WINDOW\)"),
+    ],
+)
+def test_bad_destination_settings_name_the_option(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load(None, env)
+
+
+def test_a_destination_without_its_credentials_refuses_to_start() -> None:
+    from consumer.destinations import build_destinations
+
+    cases = [
+        ({"CURRENTS_DESTINATIONS": "amplitude"}, "no Amplitude API key"),
+        ({"CURRENTS_DESTINATIONS": "movableink", "MOVABLEINK_KEY": "k"}, "--movableink-endpoint"),
+        ({"CURRENTS_DESTINATIONS": "remerge"}, "--remerge-key"),
+        ({"CURRENTS_DESTINATIONS": "remerge", "REMERGE_KEY": "k"}, "store app ids"),
+    ]
+    for env, message in cases:
+        with pytest.raises(SettingsError, match=message):
+            build_destinations(load(None, env))

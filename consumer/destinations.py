@@ -1,0 +1,164 @@
+"""Destinations: what one Currents stream is delivered to, each with its own mapping, requests and limits.
+
+A :class:`Destination` bundles everything the delivery engine and the pipeline need for one partner:
+
+* a :class:`Mapper`: Currents record -> zero or more payloads (its own JSON or query shape), or a
+  :class:`~consumer.transform.Skip` with a reason; the limiter keys of a payload; the bytes of a payload;
+* a :class:`~consumer.delivery.Sink`: one attempt per call, classified into an outcome;
+* a :class:`RequestShape`: events and bytes per request, batch age, requests in flight;
+* its own :class:`~consumer.settings.LimitSettings`: per-key rate and daily limit (Amplitude's per-device
+  limits; none for the others), project rate, retry window, memory bounds.
+
+Every destination gets its own :class:`~consumer.delivery.DeliveryEngine`. The pipeline acknowledges a
+record's position only when every enabled destination has finished it (delivered, skipped or
+dead-lettered), so commits stay at-least-once for all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from consumer.delivery import Sink
+from consumer.events import AmplitudeEvent
+from consumer.settings import LimitSettings, Settings, SettingsError
+from consumer.throttle import limiter_keys
+from consumer.transform import Skip, Transformer
+
+Payload = dict[str, Any]
+"""One request item for a destination, ready for encoding (an Amplitude event, a Movable Ink event, ...)."""
+
+UNLIMITED = float("inf")
+"""A per-key rate meaning "no per-key limit" (destinations without per-device limits)."""
+
+
+class Mapper(Protocol):
+    """How a destination turns Currents records into its payloads."""
+
+    def map(self, event_type: str, record: dict[str, Any]) -> Skip | list[Payload]:
+        """The payloads for one record (in send order), or why it is not sent."""
+        ...
+
+    def keys(self, payload: Payload) -> tuple[str, ...]:
+        """The limiter/ordering keys of a payload (at least one: its events are kept in order per key)."""
+        ...
+
+    def encode(self, payload: Payload) -> bytes:
+        """The bytes of a payload as it travels in a request (also what the byte caps count)."""
+        ...
+
+
+@dataclass(frozen=True)
+class RequestShape:
+    """What one request carries and how many go at once."""
+
+    events_cap: int
+    bytes_cap: int
+    batch_age: float
+    concurrency: int
+
+
+@dataclass
+class Destination:
+    """One delivery target: name (metric label, dead-letter tag), mapping, sink, request shape, limits."""
+
+    name: str
+    mapper: Mapper
+    sink: Sink
+    shape: RequestShape
+    limits: LimitSettings
+
+    def tag(self, reason: str) -> str:
+        """The dead-letter/skip reason as recorded: Amplitude's own, the others' prefixed by their name."""
+        return reason if self.name == "amplitude" else f"{self.name}:{reason}"
+
+
+class AmplitudeMapper:
+    """Braze's Amplitude export (:class:`~consumer.transform.Transformer`) as a :class:`Mapper`."""
+
+    def __init__(self, transformer: Transformer) -> None:
+        self.transformer = transformer
+
+    def map(self, event_type: str, record: dict[str, Any]) -> Skip | list[Payload]:
+        result = self.transformer.transform(event_type, record)
+        return result if isinstance(result, Skip) else [result]
+
+    def keys(self, payload: AmplitudeEvent) -> tuple[str, ...]:
+        return limiter_keys(payload)
+
+    def encode(self, payload: Payload) -> bytes:
+        # Copied to its exact size: orjson's own buffer keeps ~4 KiB per event alive, which would make
+        # every waiting event cost 8x what --max-pending-bytes counts.
+        return bytes(memoryview(orjson.dumps(payload)))
+
+
+def one_per_request(
+    limits: LimitSettings, rate: float, retry_window: float, concurrency: int
+) -> tuple[RequestShape, LimitSettings]:
+    """The shape and limits of a destination that takes one event per request and has no per-key limit."""
+    shape = RequestShape(events_cap=1, bytes_cap=1 << 20, batch_age=0.0, concurrency=concurrency)
+    own = dataclasses.replace(
+        limits,
+        device_rate=UNLIMITED,
+        device_daily_limit=1 << 62,
+        project_rate=rate,
+        retry_window=retry_window,
+    )
+    return shape, own
+
+
+def amplitude_destination(settings: Settings, sink: Sink) -> Destination:
+    """The Amplitude destination over ``sink``."""
+    amp = settings.amplitude
+    shape = RequestShape(amp.events_cap, amp.bytes_cap, amp.batch_age, amp.concurrency)
+    return Destination(
+        "amplitude", AmplitudeMapper(Transformer(settings.mapping)), sink, shape, settings.limits
+    )
+
+
+def build_destinations(settings: Settings) -> list[Destination]:
+    """Every destination ``settings.destinations`` enables, in that order, each with its own sink."""
+    from consumer.movableink import MovableInkMapper
+    from consumer.remerge import RemergeMapper
+    from consumer.sink import AmplitudeSink
+    from consumer.webhook import MovableInkSink, RemergeSink
+
+    check_destination_settings(settings)
+    out: list[Destination] = []
+    for name in settings.destinations:
+        if name == "amplitude":
+            out.append(amplitude_destination(settings, AmplitudeSink(settings.amplitude)))
+        elif name == "movableink":
+            mi = settings.movableink
+            shape, limits = one_per_request(settings.limits, mi.rate, mi.retry_window, mi.concurrency)
+            out.append(Destination(name, MovableInkMapper(mi), MovableInkSink(mi), shape, limits))
+        elif name == "remerge":
+            rm = settings.remerge
+            shape, limits = one_per_request(settings.limits, rm.rate, rm.retry_window, rm.concurrency)
+            out.append(Destination(name, RemergeMapper(rm), RemergeSink(rm), shape, limits))
+    return out
+
+
+async def close_all(destinations: list[Destination]) -> None:
+    """Close every destination's sink (idempotent: closing twice is harmless)."""
+    for d in destinations:
+        await d.sink.close()
+
+
+def check_destination_settings(settings: Settings) -> None:
+    """Refuse to start a destination that lacks what it cannot work without (names the option)."""
+    if "amplitude" in settings.destinations and not settings.amplitude.api_key:
+        raise SettingsError("no Amplitude API key (--api-key or AMPLITUDE_API_KEY)")
+    if "movableink" in settings.destinations:
+        mi = settings.movableink
+        if not mi.endpoint or not mi.key:
+            raise SettingsError("movableink needs --movableink-endpoint and --movableink-key")
+    if "remerge" in settings.destinations:
+        rm = settings.remerge
+        if not rm.key:
+            raise SettingsError("remerge needs --remerge-key")
+        if not (rm.app_ids or rm.ios_app_id or rm.android_app_id):
+            raise SettingsError("remerge needs store app ids (--remerge-app-id, --remerge-ios-app-id, ...)")
