@@ -64,7 +64,7 @@ def _cmd_replay_dry_run(args: argparse.Namespace, settings: Settings) -> int:
 
     selection = _selection(settings)
     try:
-        state = ResumeState.load(settings.state_dir, args.paths, selection.key())
+        state = ResumeState.load(settings.state_dir, args.paths, selection.key(), settings.destinations)
         dry_run(args.paths, selection, state, sys.stdout, sys.stderr, args.summary_json)
     except (ValueError, StoreError) as exc:
         print(f"currents-consumer: {exc}", file=sys.stderr)
@@ -73,20 +73,21 @@ def _cmd_replay_dry_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.destinations import close_all
     from consumer.objectstore import StoreError
     from consumer.replay import Replay
-    from consumer.runtime import install_signals, make_sink, ops_server, prepare
+    from consumer.runtime import install_signals, make_destinations, ops_server, prepare
 
     if args.dry_run:
         return _cmd_replay_dry_run(args, settings)
     metrics = prepare(settings)
 
     async def run() -> int:
-        sink = make_sink(settings)
+        destinations = make_destinations(settings)
         try:
-            replay = Replay(args.paths, settings, sink, metrics)
+            replay = Replay(args.paths, settings, destinations, metrics)
         except ValueError as exc:  # an unreadable resume state: say so, change nothing
-            await sink.close()
+            await close_all(destinations)
             print(f"currents-consumer: {exc}", file=sys.stderr)
             return 2
         install_signals(replay.stop)
@@ -100,7 +101,7 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             print(f"currents-consumer: {exc}", file=sys.stderr)
             return 2
         finally:
-            await sink.close()
+            await close_all(destinations)
         _print_summary(result.summary, args.summary_json)
         if result.files_resumed:
             print(f"  files already finished by an earlier run: {result.files_resumed}", file=sys.stderr)
@@ -116,7 +117,8 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.daemon import Daemon
-    from consumer.runtime import install_signals, make_sink, ops_server, prepare
+    from consumer.destinations import close_all
+    from consumer.runtime import install_signals, make_destinations, ops_server, prepare
 
     if not settings.kafka.topics and not settings.kafka.topic_pattern:
         raise SettingsError("no topics: give --topic (or KAFKA_TOPICS) or --topic-pattern")
@@ -125,8 +127,8 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     register_secret(settings.kafka.schema_registry_password.reveal())
 
     async def run() -> int:
-        sink = make_sink(settings)
-        daemon = Daemon(settings, sink, metrics)
+        destinations = make_destinations(settings)
+        daemon = Daemon(settings, destinations, metrics)
         install_signals(daemon.stop)
         try:
             async with ops_server(
@@ -135,7 +137,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 daemon.health = health
                 return await daemon.run()
         finally:
-            await sink.close()
+            await close_all(destinations)
             _print_summary(daemon.pipeline.summary, True)
 
     return asyncio.run(run())
@@ -150,17 +152,18 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.destinations import close_all
     from consumer.redrive import redrive
-    from consumer.runtime import make_sink, prepare
+    from consumer.runtime import make_destinations, prepare
 
     metrics = prepare(settings)
 
     async def run() -> int:
-        sink = make_sink(settings)
+        destinations = make_destinations(settings)
         try:
-            summary = await redrive(args.paths, settings, sink, metrics, tuple(args.reason or ()))
+            summary = await redrive(args.paths, destinations, settings, metrics, tuple(args.reason or ()))
         finally:
-            await sink.close()
+            await close_all(destinations)
         _print_summary(summary, args.summary_json)
         return 1 if summary.unreadable else 0
 
@@ -169,10 +172,24 @@ def _cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.logs import setup
+    from consumer.simpartners import parse_credentials
     from consumer.simulator import run_simulator
 
     setup(settings.log_format, settings.log_level)
-    run_simulator(args.host, args.port, tuple(args.accept_key or ()), rate_window_s=args.rate_window)
+    try:
+        credentials = parse_credentials(args.movableink_credentials or ())
+    except ValueError as exc:
+        raise SettingsError(f"--movableink-credentials: {exc}") from None
+    run_simulator(
+        args.host,
+        args.port,
+        tuple(args.accept_key or ()),
+        rate_window_s=args.rate_window,
+        movableink_credentials=credentials,
+        movableink_keys=frozenset(args.movableink_key or ()),
+        movableink_max_bytes=args.movableink_max_bytes,
+        remerge_keys=frozenset(args.remerge_key or ()),
+    )
     return 0
 
 
@@ -217,27 +234,29 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
         action="store_true",
         help="list the objects a replay would read (state, bytes, URL) and totals; read and send nothing",
     )
-    add_arguments(p, ("delivery", "io", "mapping", "obs", "input"))
+    add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs", "input"))
     commands["replay"] = _cmd_replay
 
     p = sub.add_parser("run", help="the Kafka daemon: consume Currents events and deliver them to Amplitude")
-    add_arguments(p, ("delivery", "io", "mapping", "obs", "kafka"))
+    add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs", "kafka"))
     commands["run"] = _cmd_run
 
     p = sub.add_parser("demo", help="run everything on an embedded broker and Amplitude simulator (no setup)")
     p.add_argument("--events", type=int, default=20_000, help="Currents events to produce")
     p.add_argument("--partitions", type=int, default=4)
-    add_arguments(p, ("delivery", "mapping", "obs"))
+    add_arguments(p, ("delivery", "destinations", "mapping", "obs"))
     commands["demo"] = _cmd_demo
 
     p = sub.add_parser("redrive", help="re-send dead-lettered events (same insert_id: no double counting)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="dead-letter files or directories")
     p.add_argument("--reason", action="append", help="only records whose reason matches (glob, repeatable)")
     p.add_argument("--summary-json", action="store_true", help="print the final summary as JSON")
-    add_arguments(p, ("delivery", "io", "mapping", "obs"))
+    add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs"))
     commands["redrive"] = _cmd_redrive
 
-    p = sub.add_parser("simulate", help="run a local Amplitude-compatible server (demos and tests)")
+    p = sub.add_parser(
+        "simulate", help="run a local Amplitude, Movable Ink and Remerge simulator (demos, tests)"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9000)
     p.add_argument("--accept-key", action="append", help="API keys to accept (repeatable; none = any key)")
@@ -246,6 +265,27 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
         type=float,
         default=30.0,
         help="seconds over which per-device rates are averaged (Amplitude: 30)",
+    )
+    p.add_argument(
+        "--movableink-credentials",
+        action="append",
+        metavar="USER:PASSWORD",
+        help="Movable Ink Basic-auth credentials to accept (repeatable; none = any)",
+    )
+    p.add_argument(
+        "--movableink-key",
+        action="append",
+        metavar="KEY",
+        help="Movable Ink /behavioral/<key> keys to accept (repeatable; none = any)",
+    )
+    p.add_argument(
+        "--movableink-max-bytes", type=int, default=32768, help="largest Movable Ink body (larger: 413)"
+    )
+    p.add_argument(
+        "--remerge-key",
+        action="append",
+        metavar="KEY",
+        help="Remerge keys to accept (repeatable)",
     )
     add_arguments(p, ("obs",))
     commands["simulate"] = _cmd_simulate
@@ -258,7 +298,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     commands["sample"] = _cmd_sample
 
     p = sub.add_parser("config", help="print the effective configuration (secrets masked)")
-    add_arguments(p, ("delivery", "io", "mapping", "obs", "kafka", "input"))
+    add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs", "kafka", "input"))
     commands["config"] = _cmd_config
     return parser, commands
 

@@ -3,11 +3,12 @@
 Events are stored as the JSON bytes received (or re-encoded once when some were dropped), one row per
 request, and decoded only on access: bytes are compact and invisible to the cyclic GC, which parsed
 dicts kept by the million would make crawl. Duplicates are kept apart from ingested events.
+:class:`SimulatorStats` holds the Amplitude endpoints' counters, which stay bounded whatever the traffic.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -74,3 +75,40 @@ class EventStore:
 
 def _expand(rows: list[_Row]) -> list[IngestedEvent]:
     return [IngestedEvent(ev, t, path) for t, path, blob, _ in rows for ev in orjson.loads(blob)["events"]]
+
+
+@dataclass(slots=True)
+class SimulatorStats:
+    """Counters only: they do not grow with traffic. Status ``0`` counts dropped connections.
+
+    ``events_rejected`` counts events of refused requests whose body parsed as JSON (a body refused for
+    its byte size is not parsed); ``events_ingested`` excludes duplicates.
+    """
+
+    requests_by_status: dict[int, int] = field(default_factory=dict)
+    requests_by_path: dict[str, int] = field(default_factory=dict)
+    events_ingested: int = 0
+    events_duplicate: int = 0
+    events_rejected: int = 0
+    bytes_received: int = 0
+
+    @property
+    def requests_total(self) -> int:
+        """Data requests answered (or dropped), faults included."""
+        return sum(self.requests_by_status.values())
+
+    def count(self, status: int) -> None:
+        """Count one answered (status 0: dropped) data request."""
+        self.requests_by_status[status] = self.requests_by_status.get(status, 0) + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form (status keys as strings)."""
+        return {
+            "requests_total": self.requests_total,
+            "requests_by_status": {str(k): v for k, v in sorted(self.requests_by_status.items())},
+            "requests_by_path": dict(self.requests_by_path),
+            "events_ingested": self.events_ingested,
+            "events_duplicate": self.events_duplicate,
+            "events_rejected": self.events_rejected,
+            "bytes_received": self.bytes_received,
+        }

@@ -1,4 +1,4 @@
-"""An Amplitude-compatible ingestion server (HTTP V2 and Batch APIs) for tests, demos and benchmarks.
+"""An Amplitude-, Movable Ink- and Remerge-compatible server for tests, demos and benchmarks.
 
 Implements ``shared/reference/amplitude-api.md``: ``POST /2/httpapi`` and ``POST /batch`` take
 ``{"api_key", "events", "options": {"min_id_length"}}`` and answer exactly the documented bodies, each
@@ -8,6 +8,8 @@ and holds the state; each stage of a data request has its own module: :mod:`cons
 :mod:`consumer.simlimits` (429: per-device and per-user rates and daily quota; deduplication) and
 :mod:`consumer.simstore` (the events kept). All settings are in :class:`SimulatorConfig`. Duplicates
 are answered 200 but not ingested; they are counted apart.
+The same port serves Movable Ink (``POST /behavioral/<key>``) and Remerge (``GET /event``), checked
+and kept by :mod:`consumer.simpartners`; faults target all destinations or one (``destination``).
 
 Memory: ingested events are kept only with ``keep_events`` (default on), as the JSON bytes received
 (decoded on access, invisible to the cyclic GC); counters always. The clock is
@@ -15,7 +17,8 @@ injected (``clock``) so rate and quota behaviour is deterministic in tests, and 
 (``sleep``). Faults are scripted from Python through :attr:`AmplitudeSimulator.faults`
 (:class:`FaultController`) or over HTTP: ``POST /_sim/faults`` (body: see :meth:`FaultController.apply`,
 plus ``add_api_keys`` / ``remove_api_keys``), ``GET /_sim/stats``, ``GET /_sim/events?offset=&limit=``,
-``POST /_sim/reset``. The ``/_sim/`` endpoints are never faulted.
+``GET /_sim/movableink/events``, ``GET /_sim/remerge/events``, ``POST /_sim/reset``. The ``/_sim/``
+endpoints are never faulted.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -34,7 +38,8 @@ import orjson
 from consumer.httpserver import DropConnection, HttpServer, Request, Response
 from consumer.simfaults import Fault, FaultController
 from consumer.simlimits import DailyQuota, Dedup, RateWindow, throttled_body
-from consumer.simstore import EventStore, IngestedEvent
+from consumer.simpartners import MOVABLEINK_MAX_BYTES, MovableInkApi, PartnerApi, RemergeApi
+from consumer.simstore import EventStore, IngestedEvent, SimulatorStats
 from consumer.simvalidation import PLACEHOLDER_IDS, Checked, check_payload, parse_body
 
 __all__ = [
@@ -59,7 +64,8 @@ BATCH_PATH = "/batch"
 
 @dataclass(frozen=True, slots=True)
 class SimulatorConfig:
-    """Everything the simulator enforces; an empty ``api_keys`` accepts any non-empty key, always."""
+    """Everything the simulator enforces; an empty ``api_keys`` accepts any non-empty key, always (so
+    do empty ``movableink_credentials`` (user, password pairs), ``movableink_keys`` and ``remerge_keys``)."""
 
     host: str = "127.0.0.1"
     port: int = 0
@@ -79,42 +85,16 @@ class SimulatorConfig:
     dedup_capacity: int = 1_000_000
     """Dedup keys remembered (at least half of them the most recent); 0 disables deduplication."""
     log_interval_s: float = 10.0
+    movableink_credentials: frozenset[tuple[str, str]] = frozenset()
+    movableink_keys: frozenset[str] = frozenset()
+    movableink_max_bytes: int = MOVABLEINK_MAX_BYTES
+    remerge_keys: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "api_keys", frozenset(self.api_keys))
-
-
-@dataclass(slots=True)
-class SimulatorStats:
-    """Counters only: they do not grow with traffic. Status ``0`` counts dropped connections.
-
-    ``events_rejected`` counts events of refused requests whose body parsed as JSON (a body refused for
-    its byte size is not parsed); ``events_ingested`` excludes duplicates.
-    """
-
-    requests_by_status: dict[int, int] = field(default_factory=dict)
-    requests_by_path: dict[str, int] = field(default_factory=dict)
-    events_ingested: int = 0
-    events_duplicate: int = 0
-    events_rejected: int = 0
-    bytes_received: int = 0
-
-    @property
-    def requests_total(self) -> int:
-        """Data requests answered (or dropped), faults included."""
-        return sum(self.requests_by_status.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON form (status keys as strings)."""
-        return {
-            "requests_total": self.requests_total,
-            "requests_by_status": {str(k): v for k, v in sorted(self.requests_by_status.items())},
-            "requests_by_path": dict(self.requests_by_path),
-            "events_ingested": self.events_ingested,
-            "events_duplicate": self.events_duplicate,
-            "events_rejected": self.events_rejected,
-            "bytes_received": self.bytes_received,
-        }
+        for name in ("api_keys", "movableink_keys", "remerge_keys"):
+            object.__setattr__(self, name, frozenset(getattr(self, name)))
+        pairs = frozenset((str(user), str(password)) for user, password in self.movableink_credentials)
+        object.__setattr__(self, "movableink_credentials", pairs)
 
 
 @dataclass(slots=True)
@@ -143,7 +123,7 @@ class AmplitudeSimulator:
         self._sleep = sleep
         self.faults = FaultController()
         """Scripted failures for the data endpoints (never for ``/_sim/``)."""
-        max_body = max(cfg.http_v2_max_bytes, cfg.batch_max_bytes)
+        max_body = max(cfg.http_v2_max_bytes, cfg.batch_max_bytes, cfg.movableink_max_bytes)
         self._server = HttpServer(self._handle, max_body_bytes=max_body)
         self._log_task: asyncio.Task[None] | None = None
         self._host = "127.0.0.1"
@@ -166,6 +146,11 @@ class AmplitudeSimulator:
         self._quota = DailyQuota(cfg.daily_quota)
         self._dedup = Dedup(cfg.dedup_capacity) if cfg.dedup_capacity > 0 else None
         self._store = EventStore()
+        mi_auth = (cfg.movableink_credentials, cfg.movableink_keys)
+        self.movableink = MovableInkApi(*mi_auth, cfg.movableink_max_bytes, cfg.keep_events)
+        """Movable Ink mode (its ``credentials`` and ``keys`` sets may be changed at runtime)."""
+        self.remerge = RemergeApi(cfg.remerge_keys, cfg.keep_events)
+        self._partners: tuple[PartnerApi, ...] = (self.movableink, self.remerge)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Listen on ``host:port`` (0 = a free port); return the port."""
@@ -228,6 +213,14 @@ class AmplitudeSimulator:
         """Events answered 200 but dropped as duplicates (empty unless ``keep_events``)."""
         return self._store.duplicates()
 
+    def movableink_events(self) -> list[dict[str, Any]]:
+        """Accepted Movable Ink events in arrival order: ``{"received_at", "key", "event": body}``."""
+        return self.movableink.log.events()
+
+    def remerge_events(self) -> list[dict[str, Any]]:
+        """Accepted Remerge events in arrival order: ``{"received_at", "key_id", "event": parsed params}``."""
+        return self.remerge.log.events()
+
     def counts_per_second(self, id_field: str = "device_id") -> dict[str, dict[int, int]]:
         """Ingested events per id and whole clock second: ``{id: {second: count}}`` (needs kept events)."""
         return self._store.counts_per_second(id_field)
@@ -240,12 +233,20 @@ class AmplitudeSimulator:
             "faults": self.faults.describe(),
             "events_kept": self._store.kept,
             "api_keys_configured": len(self.api_keys),
+            "movableink": self.movableink.describe(),
+            "remerge": self.remerge.describe(),
         }
 
     async def _handle(self, request: Request) -> Response:
         """Route: control endpoints, else a data request through faults, processing and the delay."""
         if request.path.startswith("/_sim/"):
             return self._control(request)
+        partner = next((p for p in self._partners if p.matches(request.path)), None)
+        if partner is not None:
+            if request.method != partner.method:
+                return partner.error(405, "Method not allowed")
+            process = partial(partner.handle, request)
+            return await self._answer(partner.name, lambda: process(self._clock()), partner.log.count)
         api = self._apis.get(request.path)
         if api is None:
             return Response.json(404, {"code": 404, "error": "Not found"})
@@ -254,17 +255,26 @@ class AmplitudeSimulator:
         stats = self.stats
         stats.requests_by_path[api.path] = stats.requests_by_path.get(api.path, 0) + 1
         stats.bytes_received += request.wire_size
-        fault = self.faults.take()
+        ingest = partial(self._ingest, api, request)
+        return await self._answer("amplitude", lambda: Response.json(*ingest()), stats.count)
+
+    async def _answer(
+        self, destination: str, process: Callable[[], Response], count: Callable[[int], None]
+    ) -> Response:
+        """Answer one data request: its fault (processing it first if the fault ingests) or ``process``;
+        count the status (0: dropped), then hold the answer back by the destination's delay."""
+        fault = self.faults.take(destination)
         if fault is None:
-            response = Response.json(*self._ingest(api, request))
+            response = process()
         else:
             if fault.ingest:
-                self._ingest(api, request)
-            response = fault.response()
+                process()
+            response = fault.response(destination)
         code = 0 if fault is not None and fault.close else response.status
-        stats.requests_by_status[code] = stats.requests_by_status.get(code, 0) + 1
-        if self.faults.delay_s > 0:
-            await self._sleep(self.faults.delay_s)
+        count(code)
+        delay = self.faults.delay_for(destination)
+        if delay > 0:
+            await self._sleep(delay)
         if code == 0:
             raise DropConnection
         return response
@@ -320,16 +330,23 @@ class AmplitudeSimulator:
             self._store.keep(now, api.path, fresh, dups, body)
 
     def _control(self, request: Request) -> Response:
-        """``/_sim/stats``, ``/_sim/events``, ``/_sim/reset`` and ``/_sim/faults``; a bad input is a 400."""
+        """``/_sim/stats``, ``/_sim/events``, ``/_sim/{movableink,remerge}/events``, ``/_sim/reset`` and
+        ``/_sim/faults``; a bad input is a 400."""
         action = (request.method, request.path[len("/_sim/") :])
         try:
             if action == ("GET", "stats"):
                 return Response.json(200, self.describe())
-            if action == ("GET", "events"):
+            stores = {f"{p.name}/events": p.log for p in self._partners}
+            if action[0] == "GET" and (action[1] == "events" or action[1] in stores):
                 offset = int(request.query.get("offset", "0"))
                 limit = int(request.query.get("limit", "1000"))
-                chosen = self.events[offset : offset + limit]
-                rows = [{"received_at": e.received_at, "path": e.path, "event": e.event} for e in chosen]
+                if offset < 0 or limit < 0:
+                    raise ValueError("offset and limit must not be negative")
+                if action[1] in stores:
+                    rows = stores[action[1]].events(offset, limit)
+                else:
+                    chosen = self.events[offset : offset + limit]
+                    rows = [{"received_at": e.received_at, "path": e.path, "event": e.event} for e in chosen]
                 return Response.json(200, {"code": 200, "events": rows})
             if action == ("POST", "reset"):
                 self.reset()
@@ -347,31 +364,33 @@ class AmplitudeSimulator:
         return Response.json(404, {"code": 404, "error": "Not found"})
 
     async def _log_summaries(self, interval_s: float) -> None:
-        """One INFO line per interval with activity: requests by status, events and rate."""
+        """One INFO line per interval with activity: requests by status, events and rate; partners."""
         last_requests, last_events = 0, 0
         while True:
             await asyncio.sleep(interval_s)
             stats = self.stats
-            if stats.requests_total == last_requests:
+            requests = stats.requests_total + sum(p.log.requests_total for p in self._partners)
+            if requests == last_requests:
                 continue
             statuses = ", ".join(f"{k}: {v}" for k, v in sorted(stats.requests_by_status.items()))
             log.info(
-                "simulator: %d requests (%s), %d events ingested (%.0f ev/s), %d duplicates, %d rejected",
+                "simulator: %d requests (%s), %d events ingested (%.0f ev/s), %d duplicates, %d rejected; %s",
                 stats.requests_total,
                 statuses,
                 stats.events_ingested,
                 (stats.events_ingested - last_events) / interval_s,
                 stats.events_duplicate,
                 stats.events_rejected,
+                "; ".join(p.summary() for p in self._partners),
             )
-            last_requests, last_events = stats.requests_total, stats.events_ingested
+            last_requests, last_events = requests, stats.events_ingested
 
 
 async def serve_forever(config: SimulatorConfig) -> None:
     """Run a simulator on ``config.host:config.port`` until cancelled or SIGINT/SIGTERM."""
     sim = AmplitudeSimulator(config)
     await sim.start(config.host, config.port)
-    log.info("Amplitude simulator on %s (HTTP V2 %s, Batch %s)", sim.url, HTTP_V2_PATH, BATCH_PATH)
+    log.info("simulator on %s (HTTP V2, Batch, Movable Ink /behavioral/<key>, Remerge /event)", sim.url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -385,7 +404,8 @@ async def serve_forever(config: SimulatorConfig) -> None:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)
         await sim.stop()
-        log.info("Amplitude simulator stopped: %s", sim.stats.as_dict())
+        partners = (sim.movableink.summary(), sim.remerge.summary())
+        log.info("simulator stopped: %s; %s; %s", sim.stats.as_dict(), *partners)
 
 
 def run_simulator(

@@ -1,4 +1,7 @@
-"""Helpers for tests of the delivery engine, the sink and replay against a real simulator over HTTP.
+"""Helpers for tests of the delivery engine, the sinks and replay against a real simulator over HTTP.
+
+The simulator also serves Movable Ink and Remerge: :func:`partner_simulator` accepts only the test
+credentials and keys below, :func:`movableink_bodies` / :func:`remerge_params` read what it kept.
 
 Waiting is always by polling a condition against a deadline (:func:`eventually`), never by sleeping a
 fixed time. Settings are built through :func:`consumer.settings.load`, like the commands build them,
@@ -30,19 +33,33 @@ from consumer.throttle import limiter_keys
 
 __all__ = [
     "KEY",
+    "MOVABLEINK_KEY",
+    "MOVABLEINK_PASSWORD",
+    "MOVABLEINK_USER",
+    "REMERGE_KEY",
     "Engine",
     "dead_letters",
     "engine",
     "event",
     "eventually",
     "insert_ids",
+    "movableink_bodies",
+    "partner_simulator",
     "pending",
+    "remerge_params",
     "settings",
     "simulator",
 ]
 
 KEY = "ampl-test-key-5f2c9a"
 """The API key tests send (distinctive, so a leak is easy to find)."""
+MOVABLEINK_USER = "mi-test-user"
+MOVABLEINK_PASSWORD = "mi-test-secret-7d1e4a"
+"""The Movable Ink Basic-auth credentials :func:`partner_simulator` accepts (a distinctive password)."""
+MOVABLEINK_KEY = "mi-test-key-3b8f"
+"""The one ``/behavioral/<key>`` :func:`partner_simulator` accepts."""
+REMERGE_KEY = "remerge-test-key-9a4c61"
+"""The one Remerge ``key`` :func:`partner_simulator` accepts (distinctive, so a leak is easy to find)."""
 
 FAST: dict[str, str] = {
     "CURRENTS_BATCH_AGE": "20ms",
@@ -77,6 +94,27 @@ async def simulator(**config: Any) -> AsyncIterator[AmplitudeSimulator]:
         yield sim
     finally:
         await sim.stop()
+
+
+@contextlib.asynccontextmanager
+async def partner_simulator(**config: Any) -> AsyncIterator[AmplitudeSimulator]:
+    """:func:`simulator` accepting only :data:`MOVABLEINK_USER`/:data:`MOVABLEINK_PASSWORD`,
+    :data:`MOVABLEINK_KEY` and :data:`REMERGE_KEY` (Amplitude keys as configured: any by default)."""
+    config.setdefault("movableink_credentials", frozenset({(MOVABLEINK_USER, MOVABLEINK_PASSWORD)}))
+    config.setdefault("movableink_keys", frozenset({MOVABLEINK_KEY}))
+    config.setdefault("remerge_keys", frozenset({REMERGE_KEY}))
+    async with simulator(**config) as sim:
+        yield sim
+
+
+def movableink_bodies(sim: AmplitudeSimulator, key: str | None = None) -> list[dict[str, Any]]:
+    """The JSON bodies of the Movable Ink events ``sim`` accepted (only those for ``key`` if given)."""
+    return [row["event"] for row in sim.movableink_events() if key is None or row["key"] == key]
+
+
+def remerge_params(sim: AmplitudeSimulator) -> list[dict[str, Any]]:
+    """The parsed query parameters of the Remerge events ``sim`` accepted (``key`` never included)."""
+    return [row["event"] for row in sim.remerge_events()]
 
 
 def event(i: int, device: str | None = None, user: str | None = None, **fields: Any) -> dict[str, Any]:

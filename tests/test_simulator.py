@@ -127,7 +127,10 @@ async def test_accepted_request_shape_and_ingested_events(
     assert [e.path for e in got] == ["/2/httpapi", "/2/httpapi", "/batch"]
     assert sim.stats.events_ingested == 3
     assert sim.stats.requests_by_status == {200: 2}
-    assert sim.counts_per_second() == {"device-0001": {int(T0): 1, int(T0 + 2.5): 1}, "device-0002": {int(T0): 1}}
+    assert sim.counts_per_second() == {
+        "device-0001": {int(T0): 1, int(T0 + 2.5): 1},
+        "device-0002": {int(T0): 1},
+    }
 
 
 async def test_gzip_body_accepted_and_sized_after_decoding(
@@ -225,7 +228,9 @@ async def test_only_id_length_problems_have_their_own_message(
     }
 
 
-async def test_min_id_length_option_lowers_the_bound(sim: AmplitudeSimulator, client: httpx.AsyncClient) -> None:
+async def test_min_id_length_option_lowers_the_bound(
+    sim: AmplitudeSimulator, client: httpx.AsyncClient
+) -> None:
     r = await post(client, sim.http_v2_url, [ev(0, device=None, user="u1")], options={"min_id_length": 1})
     assert r.status_code == 200
     assert sim.events[0].event["user_id"] == "u1"
@@ -273,7 +278,9 @@ async def test_too_many_events_is_413(make: Make, client: httpx.AsyncClient) -> 
     r = await post(client, sim.http_v2_url, [ev(i, device=f"device-{i:04}") for i in range(11)])
     assert r.status_code == 413
     assert r.json() == {"code": 413, "error": "Payload too large"}
-    assert (await post(client, sim.http_v2_url, [ev(i, device=f"device-{i:04}") for i in range(10)])).status_code == 200
+    assert (
+        await post(client, sim.http_v2_url, [ev(i, device=f"device-{i:04}") for i in range(10)])
+    ).status_code == 200
     assert sim.stats.requests_by_status == {413: 1, 200: 1}
 
 
@@ -298,7 +305,9 @@ async def test_byte_cap_per_endpoint_and_after_decompression(make: Make, client:
 async def test_device_rate_limit_throttles_only_that_device(
     sim: AmplitudeSimulator, client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
-    assert (await post(client, sim.http_v2_url, [ev(i, device="hot-device") for i in range(30)])).status_code == 200
+    assert (
+        await post(client, sim.http_v2_url, [ev(i, device="hot-device") for i in range(30)])
+    ).status_code == 200
     clock.advance(0.5)
     mixed = [ev(100, device="cold-device"), ev(101, device="hot-device"), ev(102, device="cold-device")]
     r = await post(client, sim.http_v2_url, mixed)
@@ -363,7 +372,9 @@ async def test_rate_window_is_configurable(make: Make, client: httpx.AsyncClient
 async def test_daily_quota(make: Make, client: httpx.AsyncClient, clock: FakeClock) -> None:
     clock.now = 86400 * 20000 + 100.0
     sim = await make(daily_quota=50, http_v2_eps=0)
-    assert (await post(client, sim.http_v2_url, [ev(i, user="user-0001") for i in range(50)])).status_code == 200
+    assert (
+        await post(client, sim.http_v2_url, [ev(i, user="user-0001") for i in range(50)])
+    ).status_code == 200
     clock.advance(3600)
     r = await post(client, sim.http_v2_url, [ev(50, device="other-device"), ev(51, user="user-0001")])
     assert r.status_code == 429
@@ -451,8 +462,14 @@ async def test_fail_next_n(sim: AmplitudeSimulator, client: httpx.AsyncClient, s
 
 
 async def test_forbidden_body_and_custom_429_body(sim: AmplitudeSimulator, client: httpx.AsyncClient) -> None:
-    custom = {"code": 429, "error": "Too many requests for some devices and users", "eps_threshold": 30,
-              "throttled_devices": {"device-0001": 99}, "throttled_users": {}, "throttled_events": [0]}
+    custom = {
+        "code": 429,
+        "error": "Too many requests for some devices and users",
+        "eps_threshold": 30,
+        "throttled_devices": {"device-0001": 99},
+        "throttled_users": {},
+        "throttled_events": [0],
+    }
     sim.faults.fail_next(1, 403)
     sim.faults.fail_next(1, 429, body=custom, retry_after=0.5)
     r = await post(client, sim.http_v2_url, [ev(0)])
@@ -470,7 +487,9 @@ async def test_invalid_api_key_fault(sim: AmplitudeSimulator, client: httpx.Asyn
     assert (await post(client, sim.http_v2_url, [ev(0)])).status_code == 200
 
 
-async def test_fault_with_ingest_stores_then_fails(sim: AmplitudeSimulator, client: httpx.AsyncClient) -> None:
+async def test_fault_with_ingest_stores_then_fails(
+    sim: AmplitudeSimulator, client: httpx.AsyncClient
+) -> None:
     sim.faults.fail_next(1, 502, ingest=True)
     assert (await post(client, sim.http_v2_url, [ev(0)])).status_code == 502
     assert (await post(client, sim.http_v2_url, [ev(0)])).status_code == 200  # the client's retry
