@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from objectstore_harness import S3, aws_env, new_bucket, s3_server
+from sim_harness import FakeClock, FakeSleep
 
 from consumer.broker import EmbeddedBroker
 from consumer.registry import LocalRegistry
@@ -55,3 +57,22 @@ def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> S3:
     for name, value in aws_env(s3_endpoint).items():
         monkeypatch.setenv(name, value)
     return new_bucket(s3_endpoint)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A settable clock (the simulator tests)."""
+    return FakeClock()
+
+
+@pytest.fixture
+def sleep() -> FakeSleep:
+    """A sleep that records instead of waiting (the simulator tests)."""
+    return FakeSleep()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for one test (the simulator tests)."""
+    async with httpx.AsyncClient(timeout=5) as c:
+        yield c

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from sim_harness import T0, FakeClock, FakeSleep, Make, simulators
 
 from consumer.simulator import (
     PLACEHOLDER_IDS,
@@ -18,30 +19,6 @@ from consumer.simulator import (
 )
 
 KEY = "test-api-key-1"
-T0 = 1_700_000_000.0
-
-
-class FakeClock:
-    """A settable clock for the simulator."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class FakeSleep:
-    """Records requested delays instead of waiting."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
 
 
 def ev(i: int, device: str | None = "device-0001", user: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -54,45 +31,15 @@ def ev(i: int, device: str | None = "device-0001", user: str | None = None, **ex
     return event
 
 
-Make = Callable[..., Awaitable[AmplitudeSimulator]]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def sleep() -> FakeSleep:
-    return FakeSleep()
-
-
 @pytest.fixture
 async def make(clock: FakeClock, sleep: FakeSleep) -> AsyncIterator[Make]:
-    started: list[AmplitudeSimulator] = []
-
-    async def factory(**settings: Any) -> AmplitudeSimulator:
-        settings.setdefault("api_keys", frozenset({KEY}))
-        settings.setdefault("log_interval_s", 0)
-        sim = AmplitudeSimulator(SimulatorConfig(**settings), clock=clock, sleep=sleep)
-        await sim.start()
-        started.append(sim)
-        return sim
-
-    yield factory
-    for sim in started:
-        await sim.stop()
+    async for factory in simulators(clock, sleep, api_keys=frozenset({KEY})):
+        yield factory
 
 
 @pytest.fixture
 async def sim(make: Make) -> AmplitudeSimulator:
     return await make()
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as c:
-        yield c
 
 
 async def post(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -18,6 +18,7 @@ from amplitude_harness import (
     partner_simulator,
     remerge_params,
 )
+from sim_harness import T0, FakeClock, FakeSleep, Make, simulators
 
 from consumer.simfaults import FaultController
 from consumer.simpartners import (
@@ -28,63 +29,22 @@ from consumer.simpartners import (
     key_id,
     parse_credentials,
 )
-from consumer.simulator import AmplitudeSimulator, SimulatorConfig
+from consumer.simulator import AmplitudeSimulator
 
-T0 = 1_700_000_000.0
 TS_MS = 1_700_000_000_123
 AUTH = (MOVABLEINK_USER, MOVABLEINK_PASSWORD)
 
 
-class FakeClock:
-    """A settable clock for the simulator."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeSleep:
-    """Records requested delays instead of waiting."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
-
-
-Make = Callable[..., Awaitable[AmplitudeSimulator]]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def sleep() -> FakeSleep:
-    return FakeSleep()
-
-
 @pytest.fixture
 async def make(clock: FakeClock, sleep: FakeSleep) -> AsyncIterator[Make]:
-    started: list[AmplitudeSimulator] = []
-
-    async def factory(**settings: Any) -> AmplitudeSimulator:
-        settings.setdefault("movableink_credentials", frozenset({AUTH}))
-        settings.setdefault("movableink_keys", frozenset({MOVABLEINK_KEY}))
-        settings.setdefault("remerge_keys", frozenset({REMERGE_KEY}))
-        settings.setdefault("log_interval_s", 0)
-        sim = AmplitudeSimulator(SimulatorConfig(**settings), clock=clock, sleep=sleep)
-        await sim.start()
-        started.append(sim)
-        return sim
-
-    yield factory
-    for sim in started:
-        await sim.stop()
+    async for factory in simulators(
+        clock,
+        sleep,
+        movableink_credentials=frozenset({AUTH}),
+        movableink_keys=frozenset({MOVABLEINK_KEY}),
+        remerge_keys=frozenset({REMERGE_KEY}),
+    ):
+        yield factory
 
 
 @pytest.fixture
@@ -92,52 +52,30 @@ async def sim(make: Make) -> AmplitudeSimulator:
     return await make()
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as c:
-        yield c
+def overridden(base: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``fields`` applied (a None value removes the field)."""
+    merged = {**base, **fields}
+    return {k: v for k, v in merged.items() if v is not None}
 
 
 def track(**fields: Any) -> dict[str, Any]:
     """A valid Movable Ink track body; ``fields`` override (None removes a field)."""
-    body: dict[str, Any] = {
-        "type": "track",
-        "timestamp": TS_MS,
-        "user_id": "user-1",
-        "event": "Purchase",
-        "properties": {"sku": "A-1", "price": 9.5},
-    }
-    body.update(fields)
-    return {k: v for k, v in body.items() if v is not None}
+    base = {"type": "track", "timestamp": TS_MS, "user_id": "user-1", "event": "Purchase"}
+    return overridden({**base, "properties": {"sku": "A-1", "price": 9.5}}, fields)
 
 
 def identify(**fields: Any) -> dict[str, Any]:
     """A valid Movable Ink identify body; ``fields`` override (None removes a field)."""
-    body: dict[str, Any] = {
-        "type": "identify",
-        "timestamp": TS_MS,
-        "user_id": "user-1",
-        "anonymous_id": "anon-1",
-        "timezone": "Europe/Berlin",
-    }
-    body.update(fields)
-    return {k: v for k, v in body.items() if v is not None}
+    base = {"type": "identify", "timestamp": TS_MS, "user_id": "user-1", "anonymous_id": "anon-1"}
+    return overridden({**base, "timezone": "Europe/Berlin"}, fields)
 
 
 def remerge_query(**params: str | None) -> dict[str, str]:
     """Valid Remerge query parameters; ``params`` override (None removes a parameter)."""
-    query: dict[str, str | None] = {
-        "partner": "braze",
-        "app_id": "com.example.app",
-        "key": REMERGE_KEY,
-        "ts": "1700000000",
-        "idfa": "6D92078A-8246-4BA4-AE5B-76104861E7DC",
-        "event": "purchase",
-        "non_app_event": "false",
-        "data": '{"revenue": 9.5, "currency": "EUR"}',
-    }
-    query.update(params)
-    return {k: v for k, v in query.items() if v is not None}
+    base = {"partner": "braze", "app_id": "com.example.app", "key": REMERGE_KEY, "ts": "1700000000"}
+    idfa = "6D92078A-8246-4BA4-AE5B-76104861E7DC"
+    rest = {"idfa": idfa, "event": "purchase", "non_app_event": "false"}
+    return overridden({**base, **rest, "data": '{"revenue": 9.5, "currency": "EUR"}'}, params)
 
 
 async def mi_post(
