@@ -353,41 +353,50 @@ class DeliveryEngine:
     # -- the pump --------------------------------------------------------------------------------
     async def _run(self) -> None:
         while True:
-            now = self.clock()
-            for key in self._held.unarmed():
-                self._held.arm(key, now)  # never leave a waiting device without a timer
-            for key in self._held.due(now):
-                self._release(key, now)
-            while self._retries and self._retries[0][0] <= now:
-                _, _, batch, attempt = heapq.heappop(self._retries)
-                live = [p for p in batch if not self._expired_dead(p, now)]
-                if live:
-                    self._ready.append((live, attempt, False))
-            if self._batch and (self._flush_now or now - self._batch_started >= self.amp.batch_age):
-                self._seal()
-            project_wait = 0.0
-            slots = 0 if now < self._gate else 1 if self._failures else self.amp.concurrency
-            while len(self._inflight) < slots and (nxt := self._next()) is not None:
-                batch, attempt, admitted = nxt
-                project_wait = self.project.take(len(batch), now)
-                if project_wait > 0:
-                    break
-                self._pop(batch)
-                task = asyncio.create_task(self._send(batch, attempt, admitted))
-                self._inflight.add(task)
-                task.add_done_callback(self._sent)
-            deadline = min(
-                self._held.next_due(),
-                self._retries[0][0] if self._retries else float("inf"),
-                self._batch_started + self.amp.batch_age if self._batch else float("inf"),
-                now + project_wait if project_wait > 0 else float("inf"),
-                now + 0.05 if self._hot and len(self._inflight) < slots else float("inf"),
-                self._gate if self._gate > now and (self._ready or self._hot) else float("inf"),
-            )
-            self._wake.clear()
-            timeout = None if deadline == float("inf") else max(0.0, deadline - self.clock())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            try:
+                await self._turn()
+            except Exception:  # a bug in one turn (or in a callback) must not stop delivery for good
+                log.exception("%s delivery pump: a turn failed; going on", self.name)
+                await asyncio.sleep(0.1)  # back off: a turn that keeps failing must not spin
+
+    async def _turn(self) -> None:
+        """One turn of the pump: release due keys and retries, start requests, wait for a reason to look
+        again (a wake-up or the earliest deadline)."""
+        now = self.clock()
+        for key in self._held.unarmed():
+            self._held.arm(key, now)  # never leave a waiting device without a timer
+        for key in self._held.due(now):
+            self._release(key, now)
+        while self._retries and self._retries[0][0] <= now:
+            _, _, batch, attempt = heapq.heappop(self._retries)
+            live = [p for p in batch if not self._expired_dead(p, now)]
+            if live:
+                self._ready.append((live, attempt, False))
+        if self._batch and (self._flush_now or now - self._batch_started >= self.amp.batch_age):
+            self._seal()
+        project_wait = 0.0
+        slots = 0 if now < self._gate else 1 if self._failures else self.amp.concurrency
+        while len(self._inflight) < slots and (nxt := self._next()) is not None:
+            batch, attempt, admitted = nxt
+            project_wait = self.project.take(len(batch), now)
+            if project_wait > 0:
+                break
+            self._pop(batch)
+            task = asyncio.create_task(self._send(batch, attempt, admitted))
+            self._inflight.add(task)
+            task.add_done_callback(self._sent)
+        deadline = min(
+            self._held.next_due(),
+            self._retries[0][0] if self._retries else float("inf"),
+            self._batch_started + self.amp.batch_age if self._batch else float("inf"),
+            now + project_wait if project_wait > 0 else float("inf"),
+            now + 0.05 if self._hot and len(self._inflight) < slots else float("inf"),
+            self._gate if self._gate > now and (self._ready or self._hot) else float("inf"),
+        )
+        self._wake.clear()
+        timeout = None if deadline == float("inf") else max(0.0, deadline - self.clock())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         # The pump must look again once a send slot is really free: a wake-up sent from inside the
@@ -524,7 +533,10 @@ class DeliveryEngine:
             self._room.set()
         if not self._live:
             self._idle.set()
-        self.on_done(item, outcome, reason)
+        try:
+            self.on_done(item, outcome, reason)
+        except Exception:  # the event has ended either way; a failing callback must not strand others
+            log.exception("%s: the callback for an ended event failed", self.name)
 
     def flush(self) -> None:
         """Send the partial batch now instead of waiting for its age."""

@@ -378,3 +378,41 @@ async def test_events_without_limiter_keys_get_them(tmp_path: Path) -> None:
         assert await e.engine.drain(10)
         assert item.keys == ("d:dev-000000", "u:someone")
         assert_arrived_exactly(sim, [ev])
+
+
+async def test_a_failing_callback_or_pump_turn_strands_no_event(tmp_path: Path) -> None:
+    """A bug below the engine's contract (an acknowledgement callback that raises, a turn of the pump
+    that raises) is logged; every other event still ends, and the engine goes on delivering."""
+    events = [event(i) for i in range(20)]
+    async with simulator() as sim, engine(settings(sim, tmp_path, CURRENTS_RETRY_WINDOW="1s")) as e:
+        sim.faults.down()
+        original = e.engine.on_done
+        raised: list[str] = []
+
+        def flaky_callback(item: Any, outcome: str, reason: str) -> None:
+            if not raised:
+                raised.append(item.event["insert_id"])
+                raise RuntimeError("a bug in an acknowledgement callback")
+            original(item, outcome, reason)
+
+        e.engine.on_done = flaky_callback
+        await e.submit_all(events)
+        assert await e.engine.drain(20), "events stranded after a callback raised"
+        assert len(raised) == 1
+        assert set(e.dead_lettered()) == {ev["insert_id"] for ev in events} - set(raised)
+
+        sim.faults.up()
+        take = e.engine.project.take
+        failed: list[int] = []
+
+        def flaky_take(n: int, now: float) -> float:
+            if not failed:
+                failed.append(n)
+                raise RuntimeError("a bug in one turn of the pump")
+            return take(n, now)
+
+        e.engine.project.take = flaky_take  # type: ignore[method-assign]
+        more = [event(i) for i in range(100, 110)]
+        await deliver(e, more)
+        assert failed
+        assert_arrived_exactly(sim, more)
