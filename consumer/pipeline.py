@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from consumer.deadletter import DeadLetterWriter
 from consumer.decode import DecodeError
 from consumer.delivery import DeliveryEngine
-from consumer.destinations import Destination
+from consumer.destinations import Destination, Payload
 from consumer.events import CurrentsRecord, Pending, Position
 from consumer.metrics import Metrics
 from consumer.summary import Summary
@@ -70,6 +70,7 @@ class Pipeline:
             )
             for d in self.destinations
         ]
+        self._pairs = list(zip(self.destinations, self.engines, strict=True))
         self._clock = self.engines[0].clock
         # Payloads still owed per position (registered when two or more are owed).
         self._owed: dict[Position, int] = {}
@@ -98,73 +99,67 @@ class Pipeline:
     def _settle(self, position: Position) -> None:
         # Only positions owing two or more payloads are registered (the one-payload case, a single
         # destination's usual one, costs no bookkeeping); the last payload finds none and acknowledges.
-        left = self._owed.get(position)
+        owed = self._owed
+        left = owed.get(position) if owed else None
         if left is None:
             self.on_ack(position)
         elif left > 2:
-            self._owed[position] = left - 1
+            owed[position] = left - 1
         else:
-            del self._owed[position]
+            del owed[position]
 
     # -- input -----------------------------------------------------------------------------------
     async def ingest(self, record: CurrentsRecord) -> None:
         """Map one record for every destination and submit its payloads (acknowledged when all finish)."""
-        self.summary.read[record.event_type] += 1
-        self.metrics.count(self.metrics.read, record.event_type)
-        batches: list[tuple[int, list[Pending]]] = []
-        owed = 0
+        event_type = record.event_type
+        self.summary.read[event_type] += 1
+        self.metrics.count(self.metrics.read, event_type)
         now = self._clock()
-        for i, dest in enumerate(self.destinations):
-            result = dest.mapper.map(record.event_type, record.record)
+        taken: list[tuple[DeliveryEngine, Pending]] = []
+        for dest, engine in self._pairs:
+            result = dest.mapper.map(event_type, record.record)
             if isinstance(result, Skip):
                 self.summary.skipped[dest.tag(result.reason)] += 1
                 self.metrics.count(self.metrics.skipped, result.reason, destination=dest.name)
                 continue
-            items: list[Pending] = []
             for payload in result:
-                try:
-                    encoded = dest.mapper.encode(payload)
-                except TypeError as exc:  # cannot happen with Avro/JSON input; never lose it silently
-                    self.dead.write(
-                        "unencodable",
-                        record.position,
-                        destination=dest.name,
-                        event_type=record.event_type,
-                        detail=str(exc),
-                    )
-                    self.summary.dead_lettered[dest.tag("unencodable")] += 1
-                    self.metrics.count(self.metrics.dead_lettered, "unencodable", destination=dest.name)
-                    continue
-                items.append(
-                    Pending(
-                        payload,
-                        record.event_type,
-                        record.position,
-                        encoded,
-                        now,
-                        0,
-                        dest.mapper.keys(payload),
-                    )
-                )
-            if items:
-                batches.append((i, items))
-                owed += len(items)
-        if not owed:
+                item = self._pending(dest, payload, record, now)
+                if item is not None:
+                    taken.append((engine, item))
+        if not taken:
             self.on_ack(record.position)
         else:
-            if owed > 1:
+            if len(taken) > 1:
                 # Registered before any engine sees a payload: a payload can finish inside ``offer``.
-                self._owed[record.position] = owed
-            for i, items in batches:
-                engine = self.engines[i]
-                for item in items:
-                    if not engine.offer(item):
-                        await engine.submit(item)
+                self._owed[record.position] = len(taken)
+            for engine, item in taken:
+                if not engine.offer(item):
+                    await engine.submit(item)
         self._since_yield += 1
         if self._since_yield >= 256:
             # Let requests in flight make progress while a fast source keeps reading.
             self._since_yield = 0
             await asyncio.sleep(0)
+
+    def _pending(
+        self, dest: Destination, payload: Payload, record: CurrentsRecord, now: float
+    ) -> Pending | None:
+        """``payload`` on its way to ``dest``; ``None`` (dead-lettered) if it cannot be encoded."""
+        mapper = dest.mapper
+        try:
+            encoded = mapper.encode(payload)
+        except TypeError as exc:  # cannot happen with Avro/JSON input; never lose it silently
+            self.dead.write(
+                "unencodable",
+                record.position,
+                destination=dest.name,
+                event_type=record.event_type,
+                detail=str(exc),
+            )
+            self.summary.dead_lettered[dest.tag("unencodable")] += 1
+            self.metrics.count(self.metrics.dead_lettered, "unencodable", destination=dest.name)
+            return None
+        return Pending(payload, record.event_type, record.position, encoded, now, 0, mapper.keys(payload))
 
     def dead_letter_input(
         self,
