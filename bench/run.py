@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=BENCH / "out", help="data cache, logs and results.json")
     p.add_argument("--seed", type=int, default=1, help="synth seed (the data cache key is seed + events)")
     p.add_argument("--repeat", type=int, default=3, help="rounds of every row; the table shows medians")
-    p.add_argument("--only", default="", help="comma-separated rows (fastavro,convert,replay,sdk,kafka)")
+    p.add_argument("--only", default="", help="comma-separated rows (see SCENARIOS in bench/scenarios.py)")
     p.add_argument("--scaling", action="store_true", help="also replay at --scales (linear time, flat RSS)")
     p.add_argument("--scales", default=",".join(str(n) for n in DEFAULT_SCALES), help="event counts")
     p.add_argument("--profile", action="store_true", help="py-spy profiles of convert and replay")
@@ -219,6 +219,7 @@ _LABELS = {
     "fastavro": "fastavro decode only (floor)",
     "convert": "convert -> /dev/null",
     "replay": "replay -> simulator (HTTP)",
+    "fanout": "replay fan-out: Amp+MI+Remerge",
     "sdk": "fastavro + Amplitude SDK",
     "kafka": "Kafka daemon -> simulator",
     "kafka-outage": "Kafka daemon, 60 s outage",

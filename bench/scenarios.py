@@ -167,6 +167,33 @@ def convert(ctx: Context, ds: Dataset, tag: str) -> Row:
 
 def replay(ctx: Context, ds: Dataset, tag: str) -> Row:
     """(c) ``currents-consumer replay`` into a fresh simulator, per-device limits off on both sides."""
+    return _replay(ctx, ds, tag, "replay", lambda sim: [])
+
+
+def fanout(ctx: Context, ds: Dataset, tag: str) -> Row:
+    """(c') the same replay fanned out to Amplitude, Movable Ink and Remerge (one simulator serves all)."""
+    return _replay(
+        ctx,
+        ds,
+        tag,
+        "fanout",
+        _fanout_flags,
+    )
+
+
+def _fanout_flags(sim: SimulatorProcess) -> list[str]:
+    return [
+        "--destination", "amplitude", "--destination", "movableink", "--destination", "remerge",
+        "--movableink-endpoint", sim.url, "--movableink-key", "bench-key",
+        "--movableink-username", "bench", "--movableink-password", "bench-password",
+        "--remerge-endpoint", sim.url + "/event", "--remerge-key", "bench-key",
+        "--remerge-ios-app-id", "012345678", "--remerge-android-app-id", "com.example",
+    ]  # fmt: skip
+
+
+def _replay(
+    ctx: Context, ds: Dataset, tag: str, name: str, extra: Callable[[SimulatorProcess], list[str]]
+) -> Row:
     scratch = ctx.scratch(tag)
     with SimulatorProcess(ctx.log(tag, "simulator")) as sim:
         argv = [
@@ -178,16 +205,18 @@ def replay(ctx: Context, ds: Dataset, tag: str) -> Row:
             "--device-rate", "1000000",
             "--log-format", "json",
             "--summary-json",
+            *extra(sim),
             *ctx.replay_flags,
         ]  # fmt: skip
         run = _child(ctx, tag, argv, keep_stdout=False)
         stats = _stats(sim)
-    row = Row("replay", ds.events, run)
+    row = Row(name, ds.events, run)
     _check_exit(row, run, ctx.log(tag, "stderr"))
     summary = _last_json(ctx.log(tag, "stderr")) or {}
     row.events_out = summary.get("delivered")
     row.extra |= {"simulator": stats, "simulator_cost": sim.cost.as_dict() if sim.cost else None}
     row.extra |= {"dead_lettered": summary.get("dead_lettered"), "skipped": summary.get("skipped")}
+    row.extra["delivered_by_destination"] = summary.get("delivered_by_destination")
     if row.ok:
         if summary.get("dead_lettered"):
             row.fail(f"dead-lettered {summary['dead_lettered']}")
@@ -353,6 +382,7 @@ SCENARIOS: dict[str, Scenario] = {
     "fastavro": fastavro_floor,
     "convert": convert,
     "replay": replay,
+    "fanout": fanout,
     "sdk": sdk,
     "kafka": kafka_daemon,
     "kafka-outage": kafka_outage,
