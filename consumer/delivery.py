@@ -55,15 +55,7 @@ from consumer.holdback import HoldBack
 from consumer.metrics import Metrics
 from consumer.settings import LimitSettings
 from consumer.sink import Delivered, Fatal, Rejected, RetryLater, SendResult, Throttled, TooLarge
-from consumer.throttle import (
-    ADMIT,
-    DAILY_QUOTA,
-    MIN_WAIT,
-    KeyLimiter,
-    NoKeyLimit,
-    ProjectLimiter,
-    limiter_keys,
-)
+from consumer.throttle import ADMIT, DAILY_QUOTA, MIN_WAIT, ProjectLimiter, key_limiter, limiter_keys
 
 log = logging.getLogger("currents.delivery")
 
@@ -126,8 +118,8 @@ class DeliveryEngine:
     """Batch, throttle, send and retry; see the module docstring for the contract.
 
     ``name`` is the destination's name: the ``destination`` label of the request metrics, and the
-    ``destination`` field of dead-letter records. A ``limits.device_rate`` of infinity means the
-    destination has no per-key limits (no per-key state is kept).
+    ``destination`` field of dead-letter records. A ``limits.device_rate`` of
+    :data:`~consumer.throttle.UNLIMITED` means the destination has no per-key limits (no per-key state).
     """
 
     def __init__(
@@ -143,7 +135,7 @@ class DeliveryEngine:
         throttle_penalty: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.amp = caps
+        self.caps = caps
         self.name = name
         self.limits = limits
         self.sink = sink
@@ -152,11 +144,7 @@ class DeliveryEngine:
         self.metrics = metrics
         self.penalty = limits.throttle_penalty if throttle_penalty is None else throttle_penalty
         self.clock = clock
-        self.limiter: KeyLimiter | NoKeyLimit = (
-            NoKeyLimit()
-            if limits.device_rate == float("inf")
-            else KeyLimiter(limits.device_rate, limits.device_daily_limit)
-        )
+        self.limiter = key_limiter(limits.device_rate, limits.device_daily_limit)
         self._backoff = wait_exponential_jitter(initial=0.5, max=limits.max_backoff, jitter=1.0)
         # What a request body adds around its events, so that ``bytes_cap`` bounds the whole body.
         self._overhead = sink.overhead
@@ -280,7 +268,7 @@ class DeliveryEngine:
     # -- batching --------------------------------------------------------------------------------
     def _fits(self, item: Pending) -> bool:
         """Whether ``item`` fits a request at all; if not it is dead-lettered."""
-        if item.size + self._overhead > self.amp.bytes_cap:
+        if item.size + self._overhead > self.caps.bytes_cap:
             self._dead(item, "payload_too_large", f"{item.size} bytes")
             return False
         return True
@@ -290,8 +278,8 @@ class DeliveryEngine:
         if not self._fits(item):
             return
         if self._batch and (
-            len(self._batch) >= self.amp.events_cap
-            or self._overhead + self._batch_bytes + item.size > self.amp.bytes_cap
+            len(self._batch) >= self.caps.events_cap
+            or self._overhead + self._batch_bytes + item.size > self.caps.bytes_cap
         ):
             self._seal()
         if not self._batch:
@@ -313,7 +301,7 @@ class DeliveryEngine:
         batch: list[Pending] = []
         size = self._overhead
         for item in hot:
-            if len(batch) >= self.amp.events_cap or size + item.size > self.amp.bytes_cap:
+            if len(batch) >= self.caps.events_cap or size + item.size > self.caps.bytes_cap:
                 break
             batch.append(item)
             size += item.size
@@ -372,10 +360,10 @@ class DeliveryEngine:
             live = [p for p in batch if not self._expired_dead(p, now)]
             if live:
                 self._ready.append((live, attempt, False))
-        if self._batch and (self._flush_now or now - self._batch_started >= self.amp.batch_age):
+        if self._batch and (self._flush_now or now - self._batch_started >= self.caps.batch_age):
             self._seal()
         project_wait = 0.0
-        slots = 0 if now < self._gate else 1 if self._failures else self.amp.concurrency
+        slots = 0 if now < self._gate else 1 if self._failures else self.caps.concurrency
         while len(self._inflight) < slots and (nxt := self._next()) is not None:
             batch, attempt, admitted = nxt
             project_wait = self.project.take(len(batch), now)
@@ -388,7 +376,7 @@ class DeliveryEngine:
         deadline = min(
             self._held.next_due(),
             self._retries[0][0] if self._retries else float("inf"),
-            self._batch_started + self.amp.batch_age if self._batch else float("inf"),
+            self._batch_started + self.caps.batch_age if self._batch else float("inf"),
             now + project_wait if project_wait > 0 else float("inf"),
             now + 0.05 if self._hot and len(self._inflight) < slots else float("inf"),
             self._gate if self._gate > now and (self._ready or self._hot) else float("inf"),

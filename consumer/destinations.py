@@ -5,7 +5,8 @@ A :class:`Destination` bundles everything the delivery engine and the pipeline n
 * a :class:`Mapper`: Currents record -> zero or more payloads (its own JSON or query shape), or a
   :class:`~consumer.transform.Skip` with a reason; the limiter keys of a payload; the bytes of a payload;
 * a :class:`~consumer.delivery.Sink`: one attempt per call, classified into an outcome;
-* a :class:`RequestShape`: events and bytes per request, batch age, requests in flight;
+* its request caps (:class:`~consumer.delivery.RequestCaps`): events and bytes per request, batch age,
+  requests in flight (Amplitude's settings, or a :class:`RequestShape`);
 * its own :class:`~consumer.settings.LimitSettings`: per-key rate and daily limit (Amplitude's per-device
   limits; none for the others), project rate, retry window, memory bounds.
 
@@ -22,17 +23,14 @@ from typing import Any, Protocol
 
 import orjson
 
-from consumer.delivery import Sink
-from consumer.events import AmplitudeEvent
+from consumer.delivery import RequestCaps, Sink
+from consumer.events import AmplitudeEvent, Pending, Position
 from consumer.settings import LimitSettings, Settings, SettingsError
-from consumer.throttle import limiter_keys
+from consumer.throttle import UNLIMITED, limiter_keys
 from consumer.transform import Skip, Transformer
 
 Payload = dict[str, Any]
 """One request item for a destination, ready for encoding (an Amplitude event, a Movable Ink event, ...)."""
-
-UNLIMITED = float("inf")
-"""A per-key rate meaning "no per-key limit" (destinations without per-device limits)."""
 
 
 class Mapper(Protocol):
@@ -68,12 +66,18 @@ class Destination:
     name: str
     mapper: Mapper
     sink: Sink
-    shape: RequestShape
+    shape: RequestCaps
     limits: LimitSettings
 
     def tag(self, reason: str) -> str:
         """The dead-letter/skip reason as recorded: Amplitude's own, the others' prefixed by their name."""
         return reason if self.name == "amplitude" else f"{self.name}:{reason}"
+
+    def pending(self, payload: Payload, event_type: str, position: Position, now: float) -> Pending:
+        """``payload`` on its way here: encoded once, with its limiter keys; its retry window starts at
+        ``now``. Raises ``TypeError`` if the payload cannot be encoded."""
+        mapper = self.mapper
+        return Pending(payload, event_type, position, mapper.encode(payload), now, 0, mapper.keys(payload))
 
 
 class AmplitudeMapper:
@@ -112,11 +116,8 @@ def one_per_request(
 
 def amplitude_destination(settings: Settings, sink: Sink) -> Destination:
     """The Amplitude destination over ``sink``."""
-    amp = settings.amplitude
-    shape = RequestShape(amp.events_cap, amp.bytes_cap, amp.batch_age, amp.concurrency)
-    return Destination(
-        "amplitude", AmplitudeMapper(Transformer(settings.mapping)), sink, shape, settings.limits
-    )
+    mapper = AmplitudeMapper(Transformer(settings.mapping))
+    return Destination("amplitude", mapper, sink, settings.amplitude, settings.limits)
 
 
 def build_destinations(settings: Settings) -> list[Destination]:

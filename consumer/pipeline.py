@@ -145,9 +145,8 @@ class Pipeline:
         self, dest: Destination, payload: Payload, record: CurrentsRecord, now: float
     ) -> Pending | None:
         """``payload`` on its way to ``dest``; ``None`` (dead-lettered) if it cannot be encoded."""
-        mapper = dest.mapper
         try:
-            encoded = mapper.encode(payload)
+            return dest.pending(payload, record.event_type, record.position, now)
         except TypeError as exc:  # cannot happen with Avro/JSON input; never lose it silently
             self.dead.write(
                 "unencodable",
@@ -159,7 +158,6 @@ class Pipeline:
             self.summary.dead_lettered[dest.tag("unencodable")] += 1
             self.metrics.count(self.metrics.dead_lettered, "unencodable", destination=dest.name)
             return None
-        return Pending(payload, record.event_type, record.position, encoded, now, 0, mapper.keys(payload))
 
     def dead_letter_input(
         self,

@@ -18,7 +18,7 @@ from typing import Any
 
 from consumer.deadletter import DeadLetterWriter, read_dead_letters
 from consumer.destinations import Destination
-from consumer.events import Pending, Position
+from consumer.events import Position
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
 from consumer.settings import Settings
@@ -64,17 +64,7 @@ async def redrive(
             dest, engine = by_name[name]
             event_type = str(record.get("event_type") or event.get("event_type") or "")
             summary.read[event_type] += 1
-            await engine.submit(
-                Pending(
-                    event,
-                    event_type,
-                    Position(file, -1, line),
-                    dest.mapper.encode(event),
-                    time.time(),
-                    0,
-                    dest.mapper.keys(event),
-                )
-            )
+            await engine.submit(dest.pending(event, event_type, Position(file, -1, line), time.time()))
         await pipeline.drain()
     finally:
         await pipeline.close()

@@ -184,6 +184,15 @@ class ProjectLimiter:
             self._tokens = min(self.rate, self._tokens + n)
 
 
+UNLIMITED = float("inf")
+"""A per-key rate meaning "no per-key limit" (destinations without per-device limits)."""
+
+
+def key_limiter(rate: float, daily_limit: int) -> KeyLimiter | NoKeyLimit:
+    """The per-key limiter for ``rate`` events/s and ``daily_limit`` per day; none for :data:`UNLIMITED`."""
+    return NoKeyLimit() if rate == UNLIMITED else KeyLimiter(rate, daily_limit)
+
+
 class NoKeyLimit:
     """The :class:`KeyLimiter` interface for a destination without per-key limits: always admits."""
 
