@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -315,6 +315,17 @@ def _daemon_pids(argv: list[str]) -> list[int]:
     return pids
 
 
+@contextlib.contextmanager
+def _loaded_topic(ctx: Context, ds: Dataset, tag: str) -> Iterator[dict[str, Any]]:
+    """The Kafka environment of bench/kafka_env.py with ``ds`` loaded on a topic; stopped on exit."""
+    env_proc, info = _kafka_env(ctx, ds, tag)
+    try:
+        yield info
+    finally:
+        env_proc.stdin.close()  # type: ignore[union-attr]
+        env_proc.wait(30)
+
+
 def kafka_daemon(ctx: Context, ds: Dataset, tag: str) -> Row | None:
     """(e) ``currents-consumer run``: from a loaded topic to the simulator, until all is ingested.
 
@@ -322,19 +333,14 @@ def kafka_daemon(ctx: Context, ds: Dataset, tag: str) -> Row | None:
     measured time includes the daemon's start and its consumer-group join (about a second on Tansu).
     """
     scratch = ctx.scratch(tag)
-    env_proc, info = _kafka_env(ctx, ds, tag)
-    try:
-        with SimulatorProcess(ctx.log(tag, "simulator")) as sim:
-            expected = int(info["expected"])
+    with _loaded_topic(ctx, ds, tag) as info, SimulatorProcess(ctx.log(tag, "simulator")) as sim:
+        expected = int(info["expected"])
 
-            def ingested() -> bool:
-                return int(_stats(sim).get("events_ingested", 0)) >= expected
+        def ingested() -> bool:
+            return int(_stats(sim).get("events_ingested", 0)) >= expected
 
-            run = _measure_until(ctx, tag, _daemon_argv(ctx, info, sim, scratch), ingested, ctx.timeout)
-            stats = _stats(sim)
-    finally:
-        env_proc.stdin.close()  # type: ignore[union-attr]
-        env_proc.wait(30)
+        run = _measure_until(ctx, tag, _daemon_argv(ctx, info, sim, scratch), ingested, ctx.timeout)
+        stats = _stats(sim)
     row = Row("kafka", ds.events, run)
     _check_exit(row, run, ctx.log(tag, "stderr"))
     row.events_out = stats.get("events_ingested")
@@ -350,15 +356,10 @@ def kafka_outage(ctx: Context, ds: Dataset, tag: str, seconds: float = 60.0) -> 
     """(f) The daemon's memory during a total Amplitude outage (every request 503) for ``seconds``
     with ``ds`` waiting on the topic: peak RSS must stay bounded by --max-pending, not by the lag."""
     scratch = ctx.scratch(tag)
-    env_proc, info = _kafka_env(ctx, ds, tag)
-    try:
-        with SimulatorProcess(ctx.log(tag, "simulator")) as sim:
-            sim.faults({"down": "503"})
-            run = _measure_until(ctx, tag, _daemon_argv(ctx, info, sim, scratch), lambda: False, seconds)
-            stats = _stats(sim)
-    finally:
-        env_proc.stdin.close()  # type: ignore[union-attr]
-        env_proc.wait(30)
+    with _loaded_topic(ctx, ds, tag) as info, SimulatorProcess(ctx.log(tag, "simulator")) as sim:
+        sim.faults({"down": "503"})
+        run = _measure_until(ctx, tag, _daemon_argv(ctx, info, sim, scratch), lambda: False, seconds)
+        stats = _stats(sim)
     row = Row("kafka-outage", ds.events, run)
     _check_exit(row, run, ctx.log(tag, "stderr"))
     row.events_out = stats.get("events_ingested")
