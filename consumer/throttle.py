@@ -8,14 +8,15 @@ back only the events of keys that are over — never everyone else's.
 The delivery engine records a send when a request *leaves* (see :mod:`consumer.delivery`), so the
 windows count what Amplitude sees, whatever batching and retries do before.
 
-Memory: the send times of each key in its last window (keys idle for a window and penalties that
-have run out are swept) and one counter per key seen in the current UTC day (cleared when the day
-changes).
+Memory: the send times of each key in its last window (a key idle for one to two windows is swept, and
+so are penalties that have run out) and one counter per key seen in the current UTC day (cleared when
+the day changes).
 """
 
 from __future__ import annotations
 
-from collections import deque
+import math
+from operator import itemgetter
 
 ADMIT = 0.0
 DAILY_QUOTA = -1.0
@@ -43,6 +44,16 @@ class KeyLimiter:
     :data:`ADMIT`, returns :data:`DAILY_QUOTA` when any key is over its daily limit, or returns the
     number of seconds until every key has room (at least :data:`MIN_WAIT`). :meth:`check` answers the
     same without recording anything.
+
+    Cost (:meth:`take` runs for every event): a key that sent lately has one list, ``[daily count,
+    send times, oldest first]``, so one dict look-up per key serves its daily limit, its window and
+    the record of a send. The shape of the configured rate is computed once (only keys Amplitude
+    slowed down pay for :meth:`_shape`); the day change and the sweep are one comparison against the
+    next of the two instants. The lists live in two generations: a key that sends goes to (or stays
+    in) the young one. A sweep, once per longest window, copies the old generation's daily counts out
+    in one call and drops it (none of its keys sent since the previous sweep, a window ago), and the
+    young generation becomes the old one; a sweep so costs what it drops, in C, never a walk over
+    every key. A key idle for one to two windows is forgotten but for its daily count.
     """
 
     def __init__(self, rate: float, daily_limit: int) -> None:
@@ -50,12 +61,20 @@ class KeyLimiter:
             raise ValueError("rate must be positive")
         self.rate = rate
         self.daily_limit = daily_limit
-        self._sent: dict[str, deque[float]] = {}  # key -> send times inside its window, oldest first
+        self._window, self._allowed = self._shape(rate)
+        self._trim_at = min(self._allowed, 64)  # a key's list is trimmed when it holds more sends
+        # key -> [daily count, send times inside its window, oldest first] for the keys that sent since
+        # the last sweep (young) and in the generation before (old): each key is in one of them at most.
+        self._young: dict[str, list[float]] = {}
+        self._old: dict[str, list[float]] = {}
+        self._daily: dict[str, float] = {}  # key -> count this UTC day; a key's list, if any, is newer
         self._blocked_until: dict[str, float] = {}
         self._slow: dict[str, tuple[float, float]] = {}  # key -> (rate, until): throttled by Amplitude
-        self._daily: dict[str, int] = {}
-        self._day = -1
-        self._next_sweep = 0.0
+        self._day_start = 0.0  # the current UTC day is [_day_start, _day_end)
+        self._day_end = 0.0
+        self._swept = -math.inf  # when the young generation started
+        self._next_sweep = 0.0  # every send so far was before it (sends happen before the next tick)
+        self._next_tick = 0.0  # min(_next_sweep, _day_end): before it there is nothing to do
 
     def rate_of(self, key: str, now: float) -> float:
         """The rate ``key`` is held to: the configured one, or a slower one after Amplitude throttled it."""
@@ -76,50 +95,89 @@ class KeyLimiter:
         span = 1.0 if rate >= 1.0 else 1.0 / rate
         return span + WINDOW_GUARD, max(1, int(rate * span + 1e-9))
 
-    def _room(self, key: str, now: float) -> float:
-        """0 when ``key`` may send now, else seconds until it may."""
-        sent = self._sent.get(key)
-        if not sent:
-            return 0.0
-        window, allowed = self._shape(self.rate_of(key, now))
-        while sent and sent[0] <= now - window:
-            sent.popleft()
-        if len(sent) < allowed:
-            return 0.0
-        return sent[len(sent) - allowed] + window - now
+    def _tick(self, now: float) -> None:
+        """A new UTC day clears the daily counts; idle keys are swept once per longest window."""
+        if not self._day_start <= now < self._day_end:
+            day = now // 86400
+            self._day_start, self._day_end = day * 86400, (day + 1) * 86400
+            self._daily.clear()
+            for generation in (self._young, self._old):
+                for state in generation.values():
+                    state[0] = 0
+        if now >= self._next_sweep:
+            self._sweep(now)
+        self._next_tick = min(self._next_sweep, self._day_end)
 
     def check(self, keys: tuple[str, ...], now: float) -> float:
         """What :meth:`take` would answer at ``now``, without recording anything."""
-        day = int(now // 86400)
-        if day != self._day:
-            self._day = day
-            self._daily.clear()
-        if now >= self._next_sweep:
-            self._sweep(now)
+        return self.take(keys, now, record=False)
+
+    def take(self, keys: tuple[str, ...], now: float, *, record: bool = True) -> float:
+        """Admit one event for ``keys`` at ``now`` (seconds), or say how long to wait.
+
+        With ``record=False`` nothing is recorded: that is :meth:`check` (one body for both, as this
+        runs for every event).
+        """
+        if now >= self._next_tick or now < self._day_start:
+            self._tick(now)
+        young = self._young
+        old = self._old
+        limit = self.daily_limit
+        blocked = self._blocked_until
+        slow = self._slow
+        window = self._window
+        allowed = self._allowed
         wait = 0.0
         for key in keys:
-            if self._daily.get(key, 0) >= self.daily_limit:
+            state = young.get(key)
+            if state is None:
+                state = old.get(key)
+            if state is None:
+                if self._daily.get(key, 0) >= limit:
+                    return DAILY_QUOTA
+            elif state[0] >= limit:
                 return DAILY_QUOTA
-            blocked = self._blocked_until.get(key)
-            if blocked is not None:
-                if blocked > now:
-                    wait = max(wait, blocked - now)
-                    continue
-                del self._blocked_until[key]
-            wait = max(wait, self._room(key, now))
-        return max(wait, MIN_WAIT) if wait > 0.0 else ADMIT
-
-    def take(self, keys: tuple[str, ...], now: float) -> float:
-        """Admit one event for ``keys`` at ``now`` (seconds), or say how long to wait."""
-        verdict = self.check(keys, now)
-        if verdict != ADMIT:
-            return verdict
+            if blocked:
+                until = blocked.get(key)
+                if until is not None:
+                    if until > now:
+                        if until - now > wait:
+                            wait = until - now
+                        continue
+                    del blocked[key]
+            if state is None:
+                continue
+            if slow:  # Amplitude throttled some keys: this one may have a slower rate
+                slowed = slow.get(key)
+                if slowed is not None and slowed[1] > now:
+                    window, allowed = self._shape(slowed[0])
+                else:
+                    window, allowed = self._window, self._allowed
+            if len(state) > allowed:  # ``allowed`` sends recorded: are they all still in the window?
+                _trim(state, now - window)
+                if len(state) > allowed:  # yes: room once the oldest of the last ``allowed`` leaves
+                    room = state[len(state) - allowed] + window - now
+                    if room > wait:
+                        wait = room
+        if wait > 0.0:
+            return max(wait, MIN_WAIT)
+        if not record:
+            return ADMIT
+        trim_at = self._trim_at
+        window_default = self._window
         for key in keys:
-            sent = self._sent.get(key)
-            if sent is None:
-                sent = self._sent[key] = deque()
-            sent.append(now)
-            self._daily[key] = self._daily.get(key, 0) + 1
+            state = young.get(key)
+            if state is None:
+                state = old.pop(key, None)
+                if state is None:
+                    state = [self._daily.get(key, 0)]
+                young[key] = state
+            elif len(state) > trim_at:  # forget the sends that left the window (memory only)
+                # The configured window serves a slowed key too: a longer window means a rate under
+                # 1/s, one send per window, and this one was admitted, so its others have all left.
+                _trim(state, now - window_default)
+            state[0] += 1
+            state.append(now)
         return ADMIT
 
     def penalize(self, key: str, seconds: float, now: float, threshold: float | None = None) -> None:
@@ -137,19 +195,51 @@ class KeyLimiter:
 
     def active_keys(self) -> int:
         """Keys with recent sends or a penalty in memory (idle ones are swept; daily counts not included)."""
-        return len(self._sent.keys() | self._blocked_until.keys())
+        sending = len(self._young) + len(self._old)
+        if not self._blocked_until:
+            return sending
+        return sending + sum(1 for k in self._blocked_until if k not in self._young and k not in self._old)
+
+    def _longest(self) -> float:
+        """The longest window of any key now."""
+        slowest = min(self.rate, min((r for r, _ in self._slow.values()), default=self.rate))
+        return max(1.0, 1.0 / slowest) + WINDOW_GUARD
 
     def _sweep(self, now: float) -> None:
-        # A key whose last send left its window has nothing to remember; nor has a finished penalty.
-        for key in [k for k, (_, until) in self._slow.items() if until <= now]:
-            del self._slow[key]
-        slowest = min(self.rate, min((r for r, _ in self._slow.values()), default=self.rate))
-        longest = max(1.0, 1.0 / slowest) + WINDOW_GUARD
-        for key in [k for k, sent in self._sent.items() if not sent or sent[-1] <= now - longest]:
-            del self._sent[key]
-        for key in [k for k, until in self._blocked_until.items() if until <= now]:
-            del self._blocked_until[key]
-        self._next_sweep = now + 1.0
+        # A key whose last send left its window has nothing to remember but its daily count; nor has a
+        # finished penalty.
+        if self._slow:
+            for key in [k for k, (_, until) in self._slow.items() if until <= now]:
+                del self._slow[key]
+        longest = self._longest()
+        if now - longest >= self._swept:
+            # Every key of the old generation last sent before the young one started, a window ago.
+            self._forget(self._old)
+            if now - longest >= self._next_sweep:  # and the young one before the tick now due: long idle
+                self._forget(self._young)
+                self._old = {}
+            else:
+                self._old = self._young
+            self._young = {}
+            self._swept = now
+        if self._blocked_until:
+            for key in [k for k, until in self._blocked_until.items() if until <= now]:
+                del self._blocked_until[key]
+        self._next_sweep = self._swept + longest
+
+    def _forget(self, generation: dict[str, list[float]]) -> None:
+        """Keep only the daily counts of ``generation``'s keys."""
+        if generation:
+            self._daily.update(zip(generation.keys(), map(itemgetter(0), generation.values()), strict=True))
+
+
+def _trim(state: list[float], cut: float) -> None:
+    """Drop the send times of a key's ``state`` that are at or before ``cut``."""
+    end = 1
+    while end < len(state) and state[end] <= cut:
+        end += 1
+    if end > 1:
+        del state[1:end]
 
 
 class ProjectLimiter:
@@ -217,3 +307,14 @@ def limiter_keys(event: dict[str, object]) -> tuple[str, ...]:
     if device:
         return (f"d:{device}",)
     return (f"u:{user}",)
+
+
+def key_ids(keys: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """The (device id, user id) that :func:`limiter_keys` made ``keys`` of (``None`` for one it has not)."""
+    device = user = None
+    for key in keys:
+        if key.startswith("d:"):
+            device = key[2:]
+        elif key.startswith("u:"):
+            user = key[2:]
+    return device, user

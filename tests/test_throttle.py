@@ -238,3 +238,196 @@ def test_a_key_amplitude_throttled_is_slowed_below_its_threshold_for_a_while() -
     limiter.penalize("u:other", 1.0, now)
     assert limiter.rate_of("u:other", now) == 50.0
     assert limiter.rate_of("u:other", now + 1.0 + SLOW_FOR + 1) == 100.0
+
+
+class Model:
+    """The limiter's rules with nothing forgotten: every send kept, no sweeps, no trimming."""
+
+    def __init__(self, rate: float, daily_limit: int) -> None:
+        self.rate, self.daily_limit = rate, daily_limit
+        self.sends: dict[str, list[float]] = {}
+        self.daily: dict[str, int] = {}
+        self.day = -1.0
+        self.blocked: dict[str, float] = {}
+        self.slow: dict[str, tuple[float, float]] = {}
+
+    def rate_of(self, key: str, now: float) -> float:
+        slow = self.slow.get(key)
+        return slow[0] if slow is not None and slow[1] > now else self.rate
+
+    def check(self, keys: tuple[str, ...], now: float) -> float:
+        if now // 86400 != self.day:
+            self.day, self.daily = now // 86400, {}
+        wait = 0.0
+        for key in keys:
+            if self.daily.get(key, 0) >= self.daily_limit:
+                return DAILY_QUOTA
+            until = self.blocked.get(key, -math.inf)
+            if until > now:
+                wait = max(wait, until - now)
+                continue
+            window, allowed = KeyLimiter._shape(self.rate_of(key, now))
+            recent = [t for t in self.sends.get(key, []) if t > now - window]
+            if len(recent) >= allowed:
+                wait = max(wait, recent[len(recent) - allowed] + window - now)
+        return max(wait, MIN_WAIT) if wait > 0.0 else ADMIT
+
+    def take(self, keys: tuple[str, ...], now: float) -> float:
+        verdict = self.check(keys, now)
+        if verdict == ADMIT:
+            for key in keys:
+                self.sends.setdefault(key, []).append(now)
+                self.daily[key] = self.daily.get(key, 0) + 1
+        return verdict
+
+    def penalize(self, key: str, seconds: float, now: float, threshold: float | None = None) -> None:
+        self.blocked[key] = max(self.blocked.get(key, 0.0), now + seconds)
+        current = self.rate_of(key, now)
+        slower = 0.9 * threshold if threshold else current / 2
+        self.slow[key] = (max(min(current, slower), 0.01), now + seconds + SLOW_FOR)
+
+    def blocked_keys(self, now: float) -> int:
+        return sum(1 for until in self.blocked.values() if until > now)
+
+
+KEY_SETS = [("d:a", "u:x"), ("d:b", "u:x"), ("d:c", "u:y"), ("d:a",), ("u:y",), ("d:d",)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rate=st.sampled_from([0.5, 1.0, 3.0, 30.0]),
+    daily_limit=st.sampled_from([3, 8, 10**9]),
+    steps=st.lists(
+        st.tuples(
+            st.one_of(
+                st.just(0.0),
+                st.floats(min_value=0.0, max_value=1.5),
+                st.sampled_from([1.1, 2.1, 2.2, 4.5, 30.0]),
+            ),
+            st.sampled_from(["take", "take", "take", "check", "penalize"]),
+            st.sampled_from(KEY_SETS),
+            st.sampled_from([0.5, 10.0, 40.0]),  # 429 thresholds: a slowed key never goes under 0.45/s
+            st.floats(min_value=2.5, max_value=40.0),  # penalties outlast the longest window then
+        ),
+        min_size=1,
+        max_size=250,
+    ),
+)
+def test_the_limiter_answers_like_a_model_that_forgets_nothing(
+    rate: float, daily_limit: int, steps: list[tuple[float, str, tuple[str, ...], float, float]]
+) -> None:
+    """Sweeps, generations, trimming and the cached shape only save memory and time: on a clock that
+    only moves forward (across a UTC midnight here) every answer is the one of a model that keeps every
+    send. (Penalties last longer than the slowest window, as Amplitude's do, so what the limiter forgot
+    before a key slowed down cannot matter.)"""
+    limiter = KeyLimiter(rate=rate, daily_limit=daily_limit)
+    model = Model(rate, daily_limit)
+    now = (T0 // 86400 + 1) * 86400 - 20.0  # 20 s before midnight
+    for gap, op, keys, threshold, seconds in steps:
+        now += gap
+        if op == "penalize":
+            limiter.penalize(keys[0], seconds, now, threshold)
+            model.penalize(keys[0], seconds, now, threshold)
+        else:
+            assert getattr(limiter, op)(keys, now) == getattr(model, op)(keys, now), (op, keys, now)
+        assert limiter.blocked_keys(now) == model.blocked_keys(now)
+        for key in keys:
+            assert limiter.rate_of(key, now) == model.rate_of(key, now)
+
+
+def test_a_key_swept_while_idle_keeps_its_daily_count() -> None:
+    limiter = KeyLimiter(rate=30, daily_limit=3)
+    assert limiter.take(("d:a", "u:x"), T0) == ADMIT
+    assert limiter.take(("d:a",), T0) == ADMIT
+    t = T0
+    for i in range(1000):  # ten seconds of other keys: d:a and u:x are swept out of memory
+        t += 0.01
+        assert limiter.take((f"d:{i}",), t) == ADMIT
+    assert limiter.active_keys() <= 250
+    assert limiter.check(("d:a",), t) == ADMIT
+    assert limiter.take(("d:a", "u:x"), t) == ADMIT  # d:a's third, u:x's second
+    assert limiter.take(("d:a",), t + 5) == DAILY_QUOTA
+    assert limiter.take(("u:x",), t + 5) == ADMIT
+    assert limiter.take(("u:x",), t + 10) == DAILY_QUOTA
+
+
+def test_a_key_still_counts_after_a_sweep_that_keeps_it() -> None:
+    """A key whose sends are still in its window stays limited across the sweeps in between."""
+    limiter = KeyLimiter(rate=1, daily_limit=1000)
+    assert limiter.take(("d:x",), T0) == ADMIT
+    assert limiter.take(("d:a",), T0 + 1.0) == ADMIT
+    assert limiter.take(("d:b",), T0 + 1.2) == ADMIT  # a sweep runs: a window since the first one
+    assert limiter.take(("d:a",), T0 + 1.5) == pytest.approx(0.6)
+    assert limiter.take(("d:c",), T0 + 1.9) == ADMIT
+    assert limiter.take(("d:a",), T0 + 2.0) == pytest.approx(0.1)
+    assert limiter.take(("d:a",), T0 + 2.1 + 1e-6) == ADMIT
+
+
+def test_sweeping_waits_for_the_window_of_a_slowed_key() -> None:
+    """A key Amplitude slowed under 1/s has a window longer than a second: sweeps keep it that long."""
+    limiter = KeyLimiter(rate=30, daily_limit=1000)
+    limiter.penalize("d:a", 3.0, T0, threshold=0.5)  # 0.45/s: one event per 2.32 s
+    window = 1 / 0.45 + WINDOW_GUARD
+    assert limiter.take(("d:a",), T0 + 3.0) == ADMIT
+    t = T0 + 3.0
+    i = 0
+    while t + 0.02 < T0 + 3.0 + window:  # other keys keep sweeps coming
+        t += 0.02
+        i += 1
+        assert limiter.take((f"d:other{i}",), t) == ADMIT
+        assert limiter.check(("d:a",), t) == pytest.approx(T0 + 3.0 + window - t)
+    assert limiter.take(("d:a",), T0 + 3.0 + window) == ADMIT
+
+
+def test_memory_follows_the_keys_of_the_last_two_windows() -> None:
+    """Busy keys stay while they send; keys idle for two windows are gone; a long pause empties all."""
+    limiter = KeyLimiter(rate=1000, daily_limit=10**9)
+    t = T0
+    for i in range(1000):  # 10 s: ten busy keys, and 100 new keys a second
+        t = T0 + i * 0.01
+        assert limiter.take((f"d:busy{i % 10}", f"d:{i}"), t) == ADMIT
+        assert limiter.active_keys() <= 10 + 100 * 2 * (1.0 + WINDOW_GUARD) + 2
+    assert limiter.active_keys() >= 10 + 100
+    assert limiter.take(("d:late",), t + 2 * (1.0 + WINDOW_GUARD) + 0.01) == ADMIT
+    assert limiter.active_keys() == 1
+
+
+def test_new_utc_day_resets_counts_held_in_memory_and_swept() -> None:
+    limiter = KeyLimiter(rate=1000, daily_limit=2)
+    day_end = (T0 // 86400 + 1) * 86400
+    for key, at in (("d:swept", day_end - 10), ("d:old", day_end - 1.5), ("d:young", day_end - 0.3)):
+        assert limiter.take((key,), at) == ADMIT
+        assert limiter.take((key,), at) == ADMIT
+        assert limiter.take((key,), at) == DAILY_QUOTA
+    for key in ("d:swept", "d:old", "d:young"):
+        assert limiter.take((key,), day_end) == ADMIT
+        assert limiter.take((key,), day_end) == ADMIT
+        assert limiter.take((key,), day_end) == DAILY_QUOTA
+
+
+def test_a_clock_that_steps_back_never_lets_a_key_through_early() -> None:
+    limiter = KeyLimiter(rate=1, daily_limit=1000)
+    assert limiter.take(("d:a",), T0) == ADMIT
+    assert limiter.take(("d:a",), T0 - 0.5) == pytest.approx(1.6)
+    assert limiter.take(("d:a",), T0 + 1.0) == pytest.approx(0.1)
+
+
+def test_a_clock_stepping_back_over_midnight_starts_that_day_afresh() -> None:
+    """The day is the one of the clock's latest reading, whichever way it moved (counts are not kept
+    per day)."""
+    limiter = KeyLimiter(rate=1000, daily_limit=1)
+    day_end = (T0 // 86400 + 1) * 86400
+    assert limiter.take(("d:a",), day_end + 1) == ADMIT
+    assert limiter.take(("d:a",), day_end - 1) == ADMIT
+    assert limiter.take(("d:a",), day_end - 1) == DAILY_QUOTA
+
+
+def test_a_key_slowed_after_it_sent_is_remembered_for_its_longer_window() -> None:
+    """A 429 slows a key down after its sends: the sweep due next waits for the longer window."""
+    limiter = KeyLimiter(rate=30, daily_limit=1000)
+    assert limiter.take(("d:x",), T0) == ADMIT
+    assert limiter.take(("d:a",), T0 + 1.0) == ADMIT
+    assert limiter.take(("d:y",), T0 + 1.1) == ADMIT  # a sweep
+    limiter.penalize("d:a", 0.1, T0 + 1.2, threshold=0.5)  # 0.45/s from T0 + 1.3: a 2.32 s window
+    assert limiter.take(("d:z",), T0 + 2.2) == ADMIT  # a sweep is due: d:a's window is still open
+    assert limiter.take(("d:a",), T0 + 2.5) == pytest.approx(1.0 + 1 / 0.45 + WINDOW_GUARD - 2.5)
