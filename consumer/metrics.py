@@ -7,17 +7,34 @@ use the process-wide default one that ``/metrics`` serves.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 
 
 class Metrics:
-    """The metric families; create one per process (or per test, with its own registry)."""
+    """The metric families; create one per process (or per test, with its own registry).
+
+    :meth:`count` (several times per event) only adds to a plain dict; the amounts reach the
+    Prometheus counters when the registry is collected (``/metrics``, ``get_sample_value``, any
+    ``registry.collect()``), or on :meth:`flush`. A collector registered before the families flushes
+    them, and the registry collects its collectors in the order they were registered, so every reader
+    of the registry sees every count made before it read. (A ``registry.restricted_registry(...)`` only
+    visits the collectors of the names it was given: call :meth:`flush` before reading one.)
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = registry if registry is not None else REGISTRY
         self.registry = r
+        # (family, destination, label) -> everything counted, and what of it the family already has
+        self._pending: dict[tuple[Counter, str | None, str], float] = {}
+        self._flushed: dict[tuple[Counter, str | None, str], float] = {}
+        self._children: dict[tuple[Counter, str | None, str], Any] = {}
+        self._flush_lock = threading.Lock()
+        r.register(_FlushFirst(self))  # first: collected before the families it brings up to date
         self.read = Counter("currents_events_read_total", "Currents events read", ["event_type"], registry=r)
         self.delivered = Counter(
             "currents_events_delivered_total",
@@ -90,20 +107,50 @@ class Metrics:
             "currents_committed_offset", "Last committed offset", ["topic", "partition"], registry=r
         )
 
-        self._children: dict[tuple[int, str, str], Any] = {}
-
     def count(self, family: Counter, label: str, amount: float = 1, destination: str | None = None) -> None:
-        """``family.labels([destination,] label).inc(amount)`` with the child cached: per-event hot path."""
-        key = (id(family), destination or "", label)
-        child = self._children.get(key)
-        if child is None:
-            labels = (label,) if destination is None else (destination, label)
-            child = self._children[key] = family.labels(*labels)
-        child.inc(amount)
+        """``family.labels([destination,] label).inc(amount)``, deferred to the next collection or
+        :meth:`flush` (per-event hot path: a dict update, no lock)."""
+        if amount < 0:
+            raise ValueError("Counters can only be incremented by non-negative amounts.")
+        key = (family, destination, label)
+        pending = self._pending
+        total = pending.get(key)
+        if total is None:  # a new series: it exists (and its _created time starts) from its first count
+            self._children[key] = family.labels(*((label,) if destination is None else (destination, label)))
+            total = 0
+        pending[key] = total + amount
+
+    def flush(self) -> None:
+        """Bring the counters up to date with :meth:`count`.
+
+        :meth:`count` keeps running totals and a flush adds to each counter only what it lacks, so a
+        collection from another thread while the event loop counts loses nothing (a count that lands
+        during a flush is applied by the next one); the lock keeps two flushes from adding the same
+        amount twice.
+        """
+        with self._flush_lock:
+            flushed = self._flushed
+            children = self._children
+            for key, total in self._pending.copy().items():
+                done = flushed.get(key, 0)
+                if total != done:
+                    children[key].inc(total - done)
+                    flushed[key] = total
 
     def exposition(self) -> bytes:
         """The text exposition format of this registry (what ``/metrics`` serves)."""
         return generate_latest(self.registry)
+
+
+class _FlushFirst:
+    """A collector that yields no metric: collecting it flushes the counts of :class:`Metrics`."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        self._metrics.flush()
+        return iter(())
 
 
 _default: Metrics | None = None

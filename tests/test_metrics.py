@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+import threading
 from pathlib import Path
 
 import httpx
+import pytest
 from kafka_harness import eventually
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from test_daemon import TOPIC, daemon_env, delivered_ids, in_process_settings, make_events, produce_bulk
 
@@ -136,3 +138,73 @@ async def test_replay_metrics_move_while_it_runs(sim: AmplitudeSimulator, tmp_pa
     assert total(end, "currents_events_delivered_total") > total(mid, "currents_events_delivered_total")
     assert total(end, "currents_events_skipped_total") == sum(result.summary.skipped.values())
     assert total(end, "currents_request_seconds_count") == total(end, "currents_requests_total")
+
+
+def test_counts_reach_every_reader_of_the_registry_at_once() -> None:
+    """:meth:`Metrics.count` only notes the amounts; whoever reads the registry sees them all."""
+    metrics = Metrics(CollectorRegistry())
+    read = metrics.registry.get_sample_value
+    metrics.count(metrics.read, "purchase")
+    metrics.count(metrics.read, "purchase", 2)
+    metrics.count(metrics.delivered, "purchase", destination="amplitude")
+    assert read("currents_events_read_total", {"event_type": "purchase"}) == 3
+    assert (
+        read("currents_events_delivered_total", {"destination": "amplitude", "event_type": "purchase"}) == 1
+    )
+    metrics.count(metrics.read, "purchase")
+    metrics.count(metrics.skipped, "no_user", 5, destination="remerge")
+    text = metrics.exposition().decode()
+    assert 'currents_events_read_total{event_type="purchase"} 4.0' in text
+    assert 'currents_events_skipped_total{destination="remerge",reason="no_user"} 5.0' in text
+    assert read("currents_events_read_total", {"event_type": "purchase"}) == 4  # applied once, not per read
+    # what is incremented directly adds up with what is counted
+    metrics.requests.labels("amplitude", "200").inc()
+    metrics.count(metrics.requests, "200", destination="amplitude")
+    assert read("currents_requests_total", {"destination": "amplitude", "status": "200"}) == 2
+
+
+def test_flush_serves_the_readers_that_skip_the_flushing_collector() -> None:
+    metrics = Metrics(CollectorRegistry(auto_describe=True))  # as the default registry is made
+    metrics.count(metrics.read, "purchase", 3)
+    restricted = metrics.registry.restricted_registry(["currents_events_read_total"])
+    metrics.flush()
+    assert b'currents_events_read_total{event_type="purchase"} 3.0' in generate_latest(restricted)
+    assert metrics.registry.get_sample_value("currents_events_read_total", {"event_type": "purchase"}) == 3
+
+
+def test_a_negative_count_fails_where_it_is_made() -> None:
+    metrics = Metrics(CollectorRegistry())
+    with pytest.raises(ValueError, match="non-negative"):
+        metrics.count(metrics.read, "purchase", -1)
+    assert metrics.exposition()  # nothing broken left for the next scrape
+
+
+def test_collections_from_another_thread_lose_no_count() -> None:
+    metrics = Metrics(CollectorRegistry())
+    done = threading.Event()
+    seen: list[float] = []
+
+    def scrape() -> None:
+        while not done.is_set():
+            seen.append(
+                metrics.registry.get_sample_value("currents_events_read_total", {"event_type": "t"}) or 0
+            )
+
+    scraper = threading.Thread(target=scrape)
+    scraper.start()
+    try:
+        for i in range(100_000):
+            metrics.count(metrics.read, "t")
+            metrics.count(metrics.delivered, "t", destination=f"d{i % 3}")
+    finally:
+        done.set()
+        scraper.join()
+    assert seen == sorted(seen)  # never more than was counted, never going back
+    assert metrics.registry.get_sample_value("currents_events_read_total", {"event_type": "t"}) == 100_000
+    delivered = [
+        metrics.registry.get_sample_value(
+            "currents_events_delivered_total", {"destination": f"d{d}", "event_type": "t"}
+        )
+        for d in range(3)
+    ]
+    assert delivered == [33_334, 33_333, 33_333]
