@@ -26,6 +26,9 @@ import fastavro
 from consumer.events import CurrentsRecord, Position
 from consumer.schemas import event_type_of, parsed_schema
 
+Message = tuple[str, int, int, "bytes | None"]
+"""One Kafka message as decoding needs it: (topic, partition, offset, value)."""
+
 CONFLUENT_MAGIC = 0
 _PATH_EVENT_TYPE = re.compile(r"event_type=([A-Za-z0-9_.]+)")
 # Bad bytes surface from fastavro (and its codecs) as almost any exception type: ValueError, EOFError,
@@ -163,3 +166,25 @@ def decode_plain(value: bytes | None, event_type: str, position: Position) -> Cu
     except KeyError:
         raise DecodeError(position, f"no shipped schema for event type {event_type!r}", value) from None
     return CurrentsRecord(event_type, decode_body(value, schema, position), position)
+
+
+def decode_message(
+    message: Message,
+    topic_types: dict[str, str],
+    schemas: SchemaResolver | None,
+    unusable: dict[int, str],
+) -> CurrentsRecord:
+    """Decode one message whose schema is loaded (``schemas``) or known unusable; :class:`DecodeError`
+    for bad input. ``schemas`` is ``None`` when there is no registry."""
+    topic, partition, offset, value = message
+    position = Position(topic, partition, offset)
+    event_type = topic_types.get(topic)
+    if event_type is not None:
+        return decode_plain(value, event_type, position)
+    schema_id, _ = split_confluent(value, position)
+    if schemas is None:
+        raise DecodeError(position, "Confluent-framed value but no --schema-registry-url", value)
+    reason = unusable.get(schema_id)
+    if reason is not None:
+        raise DecodeError(position, reason, value)
+    return decode_confluent(value, schemas, position)

@@ -45,17 +45,17 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
-from tenacity import RetryCallState, wait_exponential_jitter
+from tenacity import RetryCallState, wait_exponential, wait_random
 
 from consumer.deadletter import DeadLetterWriter
-from consumer.events import Pending
+from consumer.events import Pending, json_payload
 from consumer.holdback import HoldBack
 from consumer.metrics import Metrics
 from consumer.settings import LimitSettings
 from consumer.sink import Delivered, Fatal, Rejected, RetryLater, SendResult, Throttled, TooLarge
-from consumer.throttle import ADMIT, DAILY_QUOTA, MIN_WAIT, ProjectLimiter, key_limiter, limiter_keys
+from consumer.throttle import ADMIT, DAILY_QUOTA, MIN_WAIT, ProjectLimiter, key_ids, key_limiter
 
 log = logging.getLogger("currents.delivery")
 
@@ -132,11 +132,13 @@ class DeliveryEngine:
         metrics: Metrics,
         *,
         name: str = "amplitude",
+        decode: Callable[[bytes], dict[str, Any]] = json_payload,
         throttle_penalty: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.caps = caps
         self.name = name
+        self.decode = decode
         self.limits = limits
         self.sink = sink
         self.dead = dead_letter
@@ -145,7 +147,8 @@ class DeliveryEngine:
         self.penalty = limits.throttle_penalty if throttle_penalty is None else throttle_penalty
         self.clock = clock
         self.limiter = key_limiter(limits.device_rate, limits.device_daily_limit)
-        self._backoff = wait_exponential_jitter(initial=0.5, max=limits.max_backoff, jitter=1.0)
+        # 0.5 s doubling per attempt up to --max-backoff, plus up to 1 s of jitter (capped again where used)
+        self._backoff = wait_exponential(multiplier=0.5, max=limits.max_backoff) + wait_random(0, 1.0)
         # What a request body adds around its events, so that ``bytes_cap`` bounds the whole body.
         self._overhead = sink.overhead
         self._seq = itertools.count()
@@ -195,8 +198,6 @@ class DeliveryEngine:
             return False
         if self._pump is None:
             self._pump = asyncio.create_task(self._run(), name="delivery-pump")
-        if not item.keys:
-            item.keys = limiter_keys(item.event)
         self._live[id(item)] = item
         self._bytes += item.size
         self._idle.clear()
@@ -331,11 +332,13 @@ class DeliveryEngine:
                 denied[item.keys[0]] = (items, max(wait, verdict))
         for key, (items, wait) in denied.items():
             self._held.hold(key, items, now + wait)
-        # A key whose released event just left (or ended) gets its next timer now.
-        for key in {item.keys[0] for item in batch}:
-            queue = self._held.queue(key)
-            if queue and not self._held.armed(key):
-                self._held.arm(key, now + max(0.0, self.limiter.check(queue[0].keys, now)))
+        # A key whose released event just left (or ended) gets its next timer now (no key waits aside
+        # in the usual case: then there is nothing to look at).
+        if self._held:
+            for key in {item.keys[0] for item in batch}:
+                queue = self._held.queue(key)
+                if queue and not self._held.armed(key):
+                    self._held.arm(key, now + max(0.0, self.limiter.check(queue[0].keys, now)))
         return send
 
     # -- the pump --------------------------------------------------------------------------------
@@ -472,8 +475,7 @@ class DeliveryEngine:
         resend: list[Pending] = []
         held: dict[str, list[Pending]] = {}
         for i, item in enumerate(batch):
-            device = item.event.get("device_id")
-            user = item.event.get("user_id")
+            device, user = key_ids(item.keys)
             if device in outcome.quota_devices or user in outcome.quota_users:
                 self._dead(item, "daily_quota")
                 continue
@@ -486,6 +488,14 @@ class DeliveryEngine:
                 resend.append(item)
         for key, items in held.items():
             self._held.hold(key, items, now + penalty)
+        if held:
+            log.info(
+                "%s throttled %d device(s)/user(s): their %d events wait %.1fs, then go slower",
+                self.name,
+                len(held),
+                sum(len(items) for items in held.values()),
+                penalty,
+            )
         if resend:
             self._ready.appendleft((resend, 0, True))
 
@@ -506,7 +516,7 @@ class DeliveryEngine:
             reason,
             item.position,
             destination=self.name,
-            event=item.event,
+            event=self.decode(item.encoded),
             event_type=item.event_type,
             detail=detail,
             first_attempt=item.first_attempt,
@@ -557,8 +567,7 @@ class DeliveryEngine:
 
 def _named_keys(item: Pending, outcome: Throttled) -> list[str]:
     """The keys of ``item`` that a 429 names as throttled (its device, its user, or both)."""
-    device = item.event.get("device_id")
-    user = item.event.get("user_id")
+    device, user = key_ids(item.keys)
     named = set()
     if device and device in outcome.devices:
         named.add(f"d:{device}")

@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from consumer.delivery import RequestCaps, Sink
-from consumer.events import AmplitudeEvent, Pending, Position
+from consumer.events import AmplitudeEvent, Pending, Position, json_payload
 from consumer.settings import LimitSettings, Settings, SettingsError
 from consumer.throttle import UNLIMITED, limiter_keys
 from consumer.transform import Skip, Transformer
+
+if TYPE_CHECKING:  # the delivery side is not needed where only mappers run (worker processes)
+    from consumer.delivery import RequestCaps, Sink
 
 Payload = dict[str, Any]
 """One request item for a destination, ready for encoding (an Amplitude event, a Movable Ink event, ...)."""
@@ -46,6 +48,10 @@ class Mapper(Protocol):
 
     def encode(self, payload: Payload) -> bytes:
         """The bytes of a payload as it travels in a request (also what the byte caps count)."""
+        ...
+
+    def decode(self, encoded: bytes) -> Payload:
+        """The payload back from its bytes (for a dead-letter record: waiting events keep only bytes)."""
         ...
 
 
@@ -77,7 +83,7 @@ class Destination:
         """``payload`` on its way here: encoded once, with its limiter keys; its retry window starts at
         ``now``. Raises ``TypeError`` if the payload cannot be encoded."""
         mapper = self.mapper
-        return Pending(payload, event_type, position, mapper.encode(payload), now, 0, mapper.keys(payload))
+        return Pending(event_type, position, mapper.encode(payload), now, mapper.keys(payload))
 
 
 class AmplitudeMapper:
@@ -97,6 +103,9 @@ class AmplitudeMapper:
         # Copied to its exact size: orjson's own buffer keeps ~4 KiB per event alive, which would make
         # every waiting event cost 8x what --max-pending-bytes counts.
         return bytes(memoryview(orjson.dumps(payload)))
+
+    def decode(self, encoded: bytes) -> Payload:
+        return json_payload(encoded)
 
 
 def one_per_request(

@@ -7,11 +7,19 @@ index); it travels with the event through every stage so that whatever happens t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 AmplitudeEvent = dict[str, Any]
 """An event in Amplitude's HTTP API shape, ready for JSON encoding."""
+
+
+def json_payload(encoded: bytes) -> dict[str, Any]:
+    """A JSON-encoded payload back as a dict."""
+    payload: dict[str, Any] = orjson.loads(encoded)
+    return payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,23 +56,29 @@ class CurrentsRecord:
     position: Position
 
 
-@dataclass(slots=True)
 class Pending:
-    """An Amplitude event on its way to Amplitude.
+    """One payload on its way to a destination (an Amplitude event, a partner's event).
 
-    ``encoded`` is the event's JSON, built once and reused for every (re)send; ``first_attempt`` is the
-    wall-clock time (seconds) the pipeline first took the event, which starts its retry window.
+    ``encoded`` is the payload as it travels, built once and reused for every (re)send; the payload
+    itself is not kept (the destination's mapper decodes ``encoded`` for the rare dead-letter record),
+    so a waiting event costs its bytes and little else. ``first_attempt`` is the wall-clock time
+    (seconds) the pipeline first took the event, which starts its retry window; ``keys`` are its
+    limiter keys (the first orders its events); ``size`` is what it adds to a request body (its bytes
+    plus a separating comma).
     """
 
-    event: AmplitudeEvent
-    event_type: str
-    position: Position
-    encoded: bytes
-    first_attempt: float
-    attempts: int = 0
-    keys: tuple[str, ...] = field(default=())
+    __slots__ = ("encoded", "event_type", "first_attempt", "keys", "position", "size")
 
-    @property
-    def size(self) -> int:
-        """Bytes this event adds to a request body (its JSON plus a separating comma)."""
-        return len(self.encoded) + 1
+    def __init__(
+        self, event_type: str, position: Position, encoded: bytes, first_attempt: float, keys: tuple[str, ...]
+    ) -> None:
+        self.event_type = event_type
+        self.position = position
+        self.encoded = encoded
+        self.first_attempt = first_attempt
+        self.keys = keys
+        self.size = len(encoded) + 1
+
+    def __repr__(self) -> str:
+        size = len(self.encoded)
+        return f"Pending({self.event_type!r}, {self.position!r}, {size} bytes, keys={self.keys!r})"

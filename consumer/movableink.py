@@ -28,15 +28,14 @@ import functools
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
+from consumer.destinations import Payload
+from consumer.events import json_payload
 from consumer.settings import MovableInkSettings
 from consumer.transform import NO_IDENTITY, Skip, f32, is_valid_id, merge_json_properties
-
-if TYPE_CHECKING:
-    from consumer.destinations import Payload
 
 CUSTOM_EVENT = "users.behaviors.CustomEvent"
 PURCHASE = "users.behaviors.Purchase"
@@ -174,6 +173,10 @@ class MovableInkMapper:
     def encode(self, payload: Payload) -> bytes:
         """The JSON request body (an exact-size copy, as ``AmplitudeMapper.encode`` explains)."""
         return bytes(memoryview(orjson.dumps(payload)))
+
+    def decode(self, encoded: bytes) -> Payload:
+        """The JSON body back as a dict."""
+        return json_payload(encoded)
 
     def _anonymous_id(self, record: dict[str, Any]) -> str | None:
         source = self.settings.anonymous_id

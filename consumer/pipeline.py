@@ -24,9 +24,10 @@ from collections.abc import Callable, Sequence
 from consumer.deadletter import DeadLetterWriter
 from consumer.decode import DecodeError
 from consumer.delivery import DeliveryEngine
-from consumer.destinations import Destination, Payload
+from consumer.destinations import Destination
 from consumer.events import CurrentsRecord, Pending, Position
 from consumer.metrics import Metrics
+from consumer.prepare import Output, Preparer
 from consumer.summary import Summary
 from consumer.transform import Skip
 
@@ -66,11 +67,13 @@ class Pipeline:
                 self._done_by(d),
                 metrics,
                 name=d.name,
+                decode=d.mapper.decode,
                 clock=clock or time.time,
             )
             for d in self.destinations
         ]
         self._pairs = list(zip(self.destinations, self.engines, strict=True))
+        self.preparer = Preparer([d.mapper for d in self.destinations])
         self._clock = self.engines[0].clock
         # Payloads still owed per position (registered when two or more are owed).
         self._owed: dict[Position, int] = {}
@@ -112,26 +115,29 @@ class Pipeline:
     async def ingest(self, record: CurrentsRecord) -> None:
         """Map one record for every destination and submit its payloads (acknowledged when all finish)."""
         event_type = record.event_type
+        await self.take(record.position, event_type, self.preparer.outputs(event_type, record.record))
+
+    async def take(self, position: Position, event_type: str, outputs: tuple[Output, ...]) -> None:
+        """Submit one prepared record (one :data:`~consumer.prepare.Output` per destination, in order)."""
         self.summary.read[event_type] += 1
         self.metrics.count(self.metrics.read, event_type)
         now = self._clock()
         taken: list[tuple[DeliveryEngine, Pending]] = []
-        for dest, engine in self._pairs:
-            result = dest.mapper.map(event_type, record.record)
-            if isinstance(result, Skip):
-                self.summary.skipped[dest.tag(result.reason)] += 1
-                self.metrics.count(self.metrics.skipped, result.reason, destination=dest.name)
-                continue
-            for payload in result:
-                item = self._pending(dest, payload, record, now)
-                if item is not None:
-                    taken.append((engine, item))
+        for (dest, engine), out in zip(self._pairs, outputs, strict=True):
+            if isinstance(out, list):
+                for encoded, keys in out:
+                    taken.append((engine, Pending(event_type, position, encoded, now, keys)))
+            elif isinstance(out, Skip):
+                self.summary.skipped[dest.tag(out.reason)] += 1
+                self.metrics.count(self.metrics.skipped, out.reason, destination=dest.name)
+            else:
+                self._unencodable(dest, position, event_type, out.detail)
         if not taken:
-            self.on_ack(record.position)
+            self.on_ack(position)
         else:
             if len(taken) > 1:
                 # Registered before any engine sees a payload: a payload can finish inside ``offer``.
-                self._owed[record.position] = len(taken)
+                self._owed[position] = len(taken)
             for engine, item in taken:
                 if not engine.offer(item):
                     await engine.submit(item)
@@ -141,23 +147,10 @@ class Pipeline:
             self._since_yield = 0
             await asyncio.sleep(0)
 
-    def _pending(
-        self, dest: Destination, payload: Payload, record: CurrentsRecord, now: float
-    ) -> Pending | None:
-        """``payload`` on its way to ``dest``; ``None`` (dead-lettered) if it cannot be encoded."""
-        try:
-            return dest.pending(payload, record.event_type, record.position, now)
-        except TypeError as exc:  # cannot happen with Avro/JSON input; never lose it silently
-            self.dead.write(
-                "unencodable",
-                record.position,
-                destination=dest.name,
-                event_type=record.event_type,
-                detail=str(exc),
-            )
-            self.summary.dead_lettered[dest.tag("unencodable")] += 1
-            self.metrics.count(self.metrics.dead_lettered, "unencodable", destination=dest.name)
-            return None
+    def _unencodable(self, dest: Destination, position: Position, event_type: str, detail: str) -> None:
+        self.dead.write("unencodable", position, destination=dest.name, event_type=event_type, detail=detail)
+        self.summary.dead_lettered[dest.tag("unencodable")] += 1
+        self.metrics.count(self.metrics.dead_lettered, "unencodable", destination=dest.name)
 
     def dead_letter_input(
         self,

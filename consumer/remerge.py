@@ -21,7 +21,7 @@ Pure and synchronous. Guarantees of :class:`RemergeMapper`:
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
@@ -88,6 +88,10 @@ class RemergeMapper:
     def encode(self, payload: Payload) -> bytes:
         """The query string (UTF-8, percent-encoded) the sink appends the key to."""
         return urlencode(payload).encode()
+
+    def decode(self, encoded: bytes) -> Payload:
+        """The query parameters back as a dict (values as strings)."""
+        return dict(parse_qsl(encoded.decode(), keep_blank_values=True))
 
     def _app_id(self, record: dict[str, Any], param: str) -> str:
         mapped = self._store_ids.get(record.get("app_id") or "")

@@ -25,6 +25,7 @@ import orjson
 
 from consumer.events import Pending
 from consumer.settings import AmplitudeSettings
+from consumer.throttle import key_ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +150,7 @@ def classify(status: int, body: Any, headers: httpx.Headers, batch: Sequence[Pen
         silenced = {d for d in data.get("silenced_devices") or [] if isinstance(d, str)}
         if silenced:
             for i, item in enumerate(batch):
-                if item.event.get("device_id") in silenced:
+                if key_ids(item.keys)[0] in silenced:
                     reasons.setdefault(i, "silenced")
         if reasons:
             return Rejected(reasons)

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer.deadletter import DeadLetterWriter, read_dead_letters
 from consumer.delivery import DeliveryEngine
-from consumer.events import Pending, Position
+from consumer.events import Pending, Position, json_payload
 from consumer.metrics import Metrics
 from consumer.settings import Settings, load
 from consumer.simulator import AmplitudeSimulator, SimulatorConfig
@@ -134,12 +134,10 @@ def event(i: int, device: str | None = None, user: str | None = None, **fields: 
 def pending(ev: dict[str, Any], index: int, source: str = "test.avro", first_attempt: float = 0.0) -> Pending:
     """``ev`` on its way, from record ``index`` of ``source``."""
     return Pending(
-        ev,
         "users.behaviors.CustomEvent",
         Position(source, -1, index),
         orjson.dumps(ev),
         first_attempt or time.time(),
-        0,
         limiter_keys(ev),
     )
 
@@ -156,8 +154,9 @@ class Engine:
     ends: Counter[str] = field(default_factory=Counter)
 
     def on_done(self, item: Pending, outcome: str, reason: str) -> None:
-        self.ends[item.event["insert_id"]] += 1
-        self.outcomes[item.event["insert_id"]] = (outcome, reason)
+        insert_id = json_payload(item.encoded)["insert_id"]
+        self.ends[insert_id] += 1
+        self.outcomes[insert_id] = (outcome, reason)
 
     def delivered(self) -> set[str]:
         return {i for i, (o, _) in self.outcomes.items() if o == "delivered"}

@@ -25,6 +25,7 @@ from amplitude_harness import (
     simulator,
 )
 
+from consumer.events import json_payload
 from consumer.simulator import AmplitudeSimulator
 
 
@@ -369,17 +370,6 @@ async def test_a_429_naming_a_device_does_not_slow_its_user_on_other_devices(tmp
         assert arrived[elsewhere["insert_id"]] < arrived[on_hot["insert_id"]]
 
 
-async def test_events_without_limiter_keys_get_them(tmp_path: Path) -> None:
-    ev = event(0, user="someone")
-    item = pending(ev, 0)
-    item.keys = ()
-    async with simulator() as sim, engine(settings(sim, tmp_path)) as e:
-        await e.engine.submit(item)
-        assert await e.engine.drain(10)
-        assert item.keys == ("d:dev-000000", "u:someone")
-        assert_arrived_exactly(sim, [ev])
-
-
 async def test_a_failing_callback_or_pump_turn_strands_no_event(tmp_path: Path) -> None:
     """A bug below the engine's contract (an acknowledgement callback that raises, a turn of the pump
     that raises) is logged; every other event still ends, and the engine goes on delivering."""
@@ -391,7 +381,7 @@ async def test_a_failing_callback_or_pump_turn_strands_no_event(tmp_path: Path) 
 
         def flaky_callback(item: Any, outcome: str, reason: str) -> None:
             if not raised:
-                raised.append(item.event["insert_id"])
+                raised.append(json_payload(item.encoded)["insert_id"])
                 raise RuntimeError("a bug in an acknowledgement callback")
             original(item, outcome, reason)
 

@@ -69,12 +69,12 @@ MI_EVENT = {"type": "track", "event": "product_viewed", "properties": {"id": "1"
 RM_PARAMS = {"partner": "braze", "app_id": "012345678", "ts": 1257894000, "idfa": "ABC", "event": "Café"}
 
 
-def item(payload: dict[str, object], encoded: bytes) -> Pending:
-    return Pending(payload, "users.behaviors.CustomEvent", Position("t", 0, 1), encoded, 0.0)
+def item(encoded: bytes) -> Pending:
+    return Pending("users.behaviors.CustomEvent", Position("t", 0, 1), encoded, 0.0, ("k",))
 
 
-MI_ITEM = item(MI_EVENT, orjson.dumps(MI_EVENT))
-RM_ITEM = item(RM_PARAMS, urlencode(RM_PARAMS).encode())
+MI_ITEM = item(orjson.dumps(MI_EVENT))
+RM_ITEM = item(urlencode(RM_PARAMS).encode())
 
 
 def free_port() -> int:
