@@ -24,9 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import pickle
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -34,17 +36,38 @@ from aiokafka.errors import KafkaError
 
 from consumer.commits import OffsetTracker
 from consumer.deadletter import DeadLetterWriter
-from consumer.decode import DecodeError
+from consumer.decode import DecodeError, Message
 from consumer.destinations import Destination
 from consumer.events import Position
 from consumer.health import Health
 from consumer.kafka_source import MessageDecoder, build_consumer, subscribe
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
+from consumer.prepare import MessageResult, prepare_messages
 from consumer.registry import RegistryClient, RegistryUnavailable
 from consumer.settings import KafkaSettings, Settings
+from consumer.workers import MessageWorker, WorkerDied
 
 log = logging.getLogger("currents.daemon")
+
+
+BATCH = 256
+"""Messages prepared together (by the worker process or here)."""
+AHEAD = 3
+"""Batches with the worker process at once."""
+
+
+@dataclass
+class _Batch:
+    """Messages taken from the backlog, their results to come, and partitions revoked meanwhile."""
+
+    messages: list[Message]
+    results: asyncio.Future[bytes] | None
+    """The worker's pickled answer (``None`` when prepared here)."""
+    dropped: set[TopicPartition] = field(default_factory=set)
+    ready: list[MessageResult] | None = None
+    next: int = 0
+    """The first message not taken yet (the engine filled up midway)."""
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
@@ -84,6 +107,14 @@ class Daemon:
             else None
         )
         self.decoder = MessageDecoder(self.registry, k.event_type_for_topic())
+        # Batches read from the backlog and being prepared (by the worker process, or already here).
+        self.inflight: deque[_Batch] = deque()
+        workers = settings.input.workers
+        self.worker = (
+            MessageWorker(self.pipeline.preparer.mappers, self.decoder.topic_types, self.registry is not None)
+            if workers
+            else None
+        )
         self._factory = consumer_factory
         self.consumer = consumer_factory(k)
         self.owned: set[TopicPartition] = set()
@@ -130,6 +161,8 @@ class Daemon:
         self.backlog = deque(
             m for m in self.backlog if TopicPartition(m.topic, m.partition) not in partitions
         )
+        for batch in self.inflight:  # being prepared: their records of these partitions are not taken
+            batch.dropped |= partitions
         streams = [(tp.topic, tp.partition) for tp in partitions]
         deadline = time.monotonic() + self.kafka.revoke_timeout
         self.pipeline.flush()
@@ -157,7 +190,7 @@ class Daemon:
 
     def update_gauges(self) -> None:
         """Refresh point-in-time gauges (before a scrape and with each progress line)."""
-        self.pipeline.update_gauges(len(self.backlog))
+        self.pipeline.update_gauges(len(self.backlog) + sum(len(b.messages) for b in self.inflight))
         for tp in list(self.owned):
             high = self.consumer.highwater(tp)
             if high is not None:
@@ -195,29 +228,84 @@ class Daemon:
 
     # -- the loop --------------------------------------------------------------------------------
     async def _feed(self) -> None:
-        engine = self.pipeline
-        while self.backlog and engine.has_room:
-            msg = self.backlog[0]
-            tp = TopicPartition(msg.topic, msg.partition)
-            if tp not in self.owned:
-                self.backlog.popleft()
-                continue
-            try:
-                record = await self.decoder.decode(msg.topic, msg.partition, msg.offset, msg.value)
-            except RegistryUnavailable as exc:
-                log.warning("%s; retrying in %.0fs", exc, self._registry_wait)
-                await asyncio.sleep(self._registry_wait)
-                self._registry_wait = min(30.0, self._registry_wait * 2)
+        """Take backlog messages into the pipeline while it has room, a batch at a time.
+
+        With a worker process, up to :data:`AHEAD` batches are with it at once, so it decodes and maps
+        the next batch while this process delivers the current one.
+        """
+        ahead = AHEAD if self.worker is not None else 1
+        while (self.backlog or self.inflight) and self.pipeline.has_room:
+            while self.backlog and len(self.inflight) < ahead:
+                if not await self._send_batch():
+                    break
+            if not self.inflight:
                 return
-            except DecodeError as exc:
-                self.backlog.popleft()
-                self.tracker.track((msg.topic, msg.partition), msg.offset)
-                self.pipeline.undecodable(exc)
+            if await self._take(self.inflight[0]):
+                self.inflight.popleft()
+
+    async def _send_batch(self) -> bool:
+        """Move the next owned messages of the backlog to a batch being prepared; ``False`` to stop
+        (the registry cannot be asked: the messages stay in the backlog and are tried again later)."""
+        messages: list[Any] = []
+        while self.backlog and len(messages) < BATCH:
+            msg = self.backlog.popleft()
+            if TopicPartition(msg.topic, msg.partition) in self.owned:
+                messages.append(msg)
+        try:
+            for msg in messages:
+                await self.decoder.ensure(msg.topic, msg.value)
+        except RegistryUnavailable as exc:
+            self.backlog.extendleft(reversed(messages))
+            log.warning("%s; retrying in %.0fs", exc, self._registry_wait)
+            await asyncio.sleep(self._registry_wait)
+            self._registry_wait = min(30.0, self._registry_wait * 2)
+            return False
+        self._registry_wait = 1.0
+        if not messages:
+            return True
+        batch = [(m.topic, m.partition, m.offset, m.value) for m in messages]
+        if self.worker is not None:
+            registry = self.registry
+            known = registry.schemas() if registry is not None else {}
+            self.inflight.append(_Batch(batch, self.worker.prepare(batch, known, self.decoder.unusable)))
+        else:
+            self.inflight.append(_Batch(batch, None, ready=self._prepare_here(batch)))
+        return True
+
+    def _prepare_here(self, batch: list[Message]) -> list[MessageResult]:
+        d = self.decoder
+        return prepare_messages(batch, d.topic_types, d.registry, d.unusable, self.pipeline.preparer)
+
+    async def _take(self, batch: _Batch) -> bool:
+        """Track and ingest ``batch``'s records in order while the pipeline has room (undecodable
+        messages are dead-lettered); ``True`` once the whole batch is taken."""
+        if batch.ready is None:
+            assert batch.results is not None
+            try:
+                # unpickled here, on the event loop, which frees what it allocates (see consumer.workers)
+                batch.ready = pickle.loads(await batch.results)
+            except WorkerDied as exc:
+                assert self.worker is not None
+                if self.worker.restart(exc.pid):
+                    log.error("%s; its batches are prepared here, another worker starts", exc)
+                batch.ready = self._prepare_here(batch.messages)
+        pipeline, track, ready, messages = self.pipeline, self.tracker.track, batch.ready, batch.messages
+        while batch.next < len(messages):
+            if not pipeline.has_room:
+                return False
+            i = batch.next
+            batch.next += 1
+            topic, partition, offset, value = messages[i]
+            if batch.dropped and TopicPartition(topic, partition) in batch.dropped:
                 continue
-            self._registry_wait = 1.0
-            self.backlog.popleft()
-            self.tracker.track((msg.topic, msg.partition), msg.offset)
-            await self.pipeline.ingest(record)
+            track((topic, partition), offset)
+            position = Position(topic, partition, offset)
+            result = ready[i]
+            if isinstance(result, str):
+                pipeline.undecodable(DecodeError(position, result, value))
+            else:
+                await pipeline.take(position, result[0], result[1])
+        return True
 
     def _flow_control(self) -> None:
         full = bool(self.backlog) and not self.pipeline.has_room
@@ -236,6 +324,8 @@ class Daemon:
             await self.pipeline.close()
             self.dead.close()
             return 0
+        if self.worker is not None:
+            self.worker.start()
         reporter = asyncio.create_task(self._report())
         try:
             while not self._stopping.is_set():
@@ -254,6 +344,7 @@ class Daemon:
             log.info("stopping: finishing events in flight (up to %.0fs)", self.kafka.shutdown_grace)
             self.consumer.pause(*self.owned)
             self.backlog.clear()
+            self.inflight.clear()
             drained = await self.pipeline.drain(self.kafka.shutdown_grace)
             if not drained:
                 log.warning("%d events not finished; they will be read again", self.pipeline.pending)
@@ -262,6 +353,8 @@ class Daemon:
             reporter.cancel()
             await asyncio.gather(reporter, return_exceptions=True)
             await self.pipeline.close()
+            if self.worker is not None:
+                self.worker.close()
             await self.consumer.stop()
             self.dead.close()
             if self.registry is not None:

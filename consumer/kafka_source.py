@@ -15,8 +15,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.helpers import create_ssl_context
 
-from consumer.decode import DecodeError, decode_confluent, decode_plain, split_confluent
-from consumer.events import CurrentsRecord, Position
+from consumer.decode import DecodeError, split_confluent
+from consumer.events import Position
 from consumer.registry import RegistryClient, UnknownSchema
 from consumer.settings import KafkaSettings
 
@@ -62,24 +62,30 @@ def subscribe(
 
 
 class MessageDecoder:
-    """Decodes Kafka values: plain Avro for topics mapped to an event type, Confluent framing otherwise."""
+    """Decodes Kafka values: plain Avro for topics mapped to an event type, Confluent framing otherwise.
+
+    Decoding itself is synchronous (:func:`decode_message`, also what a worker process runs); the
+    asynchronous part is :meth:`ensure`, which asks the registry about a value's schema id before its
+    message is decoded. An id the registry does not know (or cannot give as an Avro record) is
+    remembered as unusable with the reason, so its messages are dead-lettered without asking again.
+    """
 
     def __init__(self, registry: RegistryClient | None, topic_types: dict[str, str]) -> None:
         self.registry = registry
         self.topic_types = topic_types
+        self.unusable: dict[int, str] = {}
 
-    async def decode(self, topic: str, partition: int, offset: int, value: bytes | None) -> CurrentsRecord:
-        """One message to one record; :class:`DecodeError` for bad input."""
-        position = Position(topic, partition, offset)
-        event_type = self.topic_types.get(topic)
-        if event_type is not None:
-            return decode_plain(value, event_type, position)
-        schema_id, _ = split_confluent(value, position)
-        if self.registry is None:
-            raise DecodeError(position, "Confluent-framed value but no --schema-registry-url", value)
-        if self.registry.schema_for_id(schema_id) is None:
+    async def ensure(self, topic: str, value: bytes | None) -> None:
+        """Make sure the schema of ``value`` is loaded (or known unusable); raises
+        :class:`~consumer.registry.RegistryUnavailable` while the registry cannot be asked."""
+        if self.registry is None or topic in self.topic_types:
+            return
+        try:
+            schema_id, _ = split_confluent(value, Position(topic, -1, -1))
+        except DecodeError:
+            return  # decoding reports the bad framing with the message's position
+        if self.registry.schema_for_id(schema_id) is None and schema_id not in self.unusable:
             try:
                 await self.registry.fetch(schema_id)
             except UnknownSchema as exc:
-                raise DecodeError(position, str(exc), value) from None
-        return decode_confluent(value, self.registry, position)
+                self.unusable[schema_id] = str(exc)

@@ -20,18 +20,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import pickle
 import queue
 import threading
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from consumer.decode import DecodeError
 from consumer.events import CurrentsRecord
 from consumer.files import ReadError, ReadProgress, read_object
 from consumer.objectstore import Store, StoredObject, Stores
 from consumer.selection import RecordFilter
+
+if TYPE_CHECKING:
+    from consumer.workers import WorkerPool
+
+
+def loads(data: bytes) -> Any:
+    """A chunk a worker process sent as pickled bytes."""
+    return pickle.loads(data)
 
 CHUNK = 256
 """Records per hand-over from a worker thread to the event loop."""
@@ -94,6 +103,11 @@ class Handoff(Generic[T]):
         """The consumer has gone: the worker's next (or current) :meth:`put` returns ``False``."""
         self._cancelled.set()
 
+    @property
+    def cancelled(self) -> threading.Event:
+        """Set once the consumer has gone."""
+        return self._cancelled
+
 
 def _daemon(target: Callable[[], None], name: str) -> None:
     threading.Thread(target=target, name=name, daemon=True).start()
@@ -102,52 +116,80 @@ def _daemon(target: Callable[[], None], name: str) -> None:
 class ObjectReader:
     """The records of one object, decoded in a worker thread; iterate for chunks of records.
 
+    Without a pool a chunk holds :class:`~consumer.events.CurrentsRecord` values decoded in the thread;
+    with a :class:`~consumer.workers.WorkerPool` it holds :data:`~consumer.prepare.Prepared` records
+    that a worker process decoded and prepared, and the thread only receives them.
+
     Iteration ends normally at the end of the object, or raises :class:`DecodeError` (bad bytes)
     or :class:`~consumer.files.ReadError` (bytes not fetched) after the records before the failure.
     Afterwards ``progress.records`` is the index reading got to and ``progress.filtered`` how many
     records the selection left out.
     """
 
-    def __init__(self, store: Store, obj: StoredObject, skip: int, keep: RecordFilter | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        obj: StoredObject,
+        skip: int,
+        keep: RecordFilter | None,
+        pool: WorkerPool | None = None,
+    ) -> None:
         self.obj = obj
         self.skip = skip
         self.progress = ReadProgress(records=skip)
         self._store = store
         self._keep = keep
-        self._handoff: Handoff[list[CurrentsRecord]] | None = None
+        self._pool = pool
+        self._handoff: Handoff[list[Any]] | None = None
         self._finished = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start reading in a worker thread."""
         self._handoff = Handoff(loop, DEPTH)
-        _daemon(self._produce, f"read {self.obj.url[-60:]}")
+        pool = self._pool
+        if pool is None:
+            _daemon(self._produce, f"read {self.obj.url[-60:]}")
+        else:
+            ticket = pool.ticket()  # taken here, on the event loop: objects get workers in listing order
+            _daemon(lambda: self._receive(pool, ticket), f"receive {self.obj.url[-60:]}")
+
+    def _chunks(self) -> Iterator[list[CurrentsRecord]]:
+        chunk: list[CurrentsRecord] = []
+        records = read_object(self._store, self.obj, skip=self.skip, keep=self._keep, progress=self.progress)
+        for record in records:
+            chunk.append(record)
+            if len(chunk) >= CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
 
     def _produce(self) -> None:
+        self._hand_over(self._chunks())
+
+    def _receive(self, pool: WorkerPool, ticket: int) -> None:
+        assert self._handoff is not None
+        self._hand_over(pool.read(ticket, self.obj, self.skip, self.progress, self._handoff.cancelled))
+
+    def _hand_over(self, chunks: Iterator[Any]) -> None:
         handoff = self._handoff
         assert handoff is not None
-        chunk: list[CurrentsRecord] = []
         end = _End()
-        try:
-            for record in read_object(
-                self._store, self.obj, skip=self.skip, keep=self._keep, progress=self.progress
-            ):
-                chunk.append(record)
-                if len(chunk) >= CHUNK:
+        with contextlib.closing(chunks):  # type: ignore[type-var]  # generators have close()
+            try:
+                for chunk in chunks:
                     if not handoff.put(chunk):
                         return
-                    chunk = []
-        except (DecodeError, ReadError) as exc:
-            end = _End(exc)
-        except Exception as exc:  # a bug below; surface it in the consumer rather than in a thread
-            end = _End(exc)
-        if chunk and not handoff.put(chunk):
-            return
+            except (DecodeError, ReadError) as exc:
+                end = _End(exc)
+            except Exception as exc:  # a bug below; surface it in the consumer rather than in a thread
+                end = _End(exc)
         handoff.put(end)
 
     def __aiter__(self) -> ObjectReader:
         return self
 
-    async def __anext__(self) -> list[CurrentsRecord]:
+    async def __anext__(self) -> list[Any]:
         if self._finished or self._handoff is None:
             raise StopAsyncIteration
         item = await self._handoff.get()
@@ -156,6 +198,9 @@ class ObjectReader:
             if item.error is not None:
                 raise item.error
             raise StopAsyncIteration
+        if isinstance(item, bytes):  # a worker's pickled chunk: unpickled here, on the event loop
+            chunk: list[Any] = loads(item)
+            return chunk
         return item
 
     @property
@@ -184,6 +229,7 @@ class ReadAhead:
         in_flight: int,
         admit: Callable[[StoredObject], int | None] = lambda _: 0,
         keep: RecordFilter | None = None,
+        pool: WorkerPool | None = None,
     ) -> None:
         if in_flight < 1:
             raise ValueError("in_flight must be at least 1")
@@ -192,6 +238,7 @@ class ReadAhead:
         self._in_flight = in_flight
         self._admit = admit
         self._keep = keep
+        self._pool = pool
         self.listed = 0
 
     def _list(self, handoff: Handoff[StoredObject]) -> None:
@@ -228,7 +275,7 @@ class ReadAhead:
                     skip = self._admit(item)
                     if skip is None:
                         continue
-                    reader = ObjectReader(self._stores.get(item.url), item, skip, self._keep)
+                    reader = ObjectReader(self._stores.get(item.url), item, skip, self._keep, self._pool)
                     reader.start(loop)
                     window.append(reader)
                 if not window:

@@ -48,6 +48,10 @@ class RegistryClient:
         """The cached parsed schema, or ``None`` until :meth:`fetch` has loaded it."""
         return self._cache.get(schema_id)
 
+    def schemas(self) -> dict[int, Any]:
+        """Every schema loaded so far, by id (the cache itself: do not change it)."""
+        return self._cache
+
     async def fetch(self, schema_id: int) -> Any:
         """Load (once) and return the parsed schema of ``schema_id``."""
         cached = self._cache.get(schema_id)

@@ -38,6 +38,7 @@ from consumer.resume import ResumeState, object_identity
 from consumer.selection import Selection
 from consumer.settings import Settings
 from consumer.summary import Summary
+from consumer.workers import WorkerPool
 
 log = logging.getLogger("currents.replay")
 
@@ -94,6 +95,7 @@ class Replay:
         self._stopping = False
         self._stop_event = asyncio.Event()
         self.health: Health | None = None
+        self.pool: WorkerPool | None = None
 
     @property
     def stopped(self) -> bool:
@@ -144,14 +146,21 @@ class Replay:
         path = reader.obj.url
         fs = self.files[path] = _FileState(object_identity(reader.obj), records=reader.skip)
         stream = (path, -1)
+        track, pipeline = self.tracker.track, self.pipeline
         try:
             async for chunk in reader:
                 for rec in chunk:
                     if self._stopping:
                         return
-                    self.tracker.track(stream, rec.position.offset)
-                    fs.records = rec.position.offset + 1
-                    await self.pipeline.ingest(rec)
+                    if self.pool is None:  # records decoded in a thread of this process
+                        track(stream, rec.position.offset)
+                        fs.records = rec.position.offset + 1
+                        await pipeline.ingest(rec)
+                    else:  # prepared by a worker process: (offset, event type, outputs)
+                        offset, event_type, outputs = rec
+                        track(stream, offset)
+                        fs.records = offset + 1
+                        await pipeline.take(Position(path, -1, offset), event_type, outputs)
         except DecodeError as exc:
             self.result.summary.unreadable.append(f"{path}: {exc.reason} (record {exc.position.offset})")
             log.error("unreadable input %s", exc)
@@ -180,6 +189,7 @@ class Replay:
             in_flight=self.settings.input.files_in_flight,
             admit=self._admit,
             keep=self.selection.record_filter(),
+            pool=self.pool,
         )
         try:
             async with contextlib.aclosing(ahead.readers()) as readers:
@@ -202,12 +212,18 @@ class Replay:
         """
         if not self.selection.empty:
             log.info("replaying %s", self.selection.describe())
+        workers = self.settings.input.workers
+        if workers:
+            self.pool = WorkerPool(workers, self.pipeline.preparer.mappers, self.selection)
+            self.pool.start()
         reporter = asyncio.create_task(self._report())
         saver = asyncio.create_task(self._checkpoints())
         try:
             await self._read_all()
             await self._drain(grace)
         finally:
+            if self.pool is not None:
+                self.pool.close()
             reporter.cancel()
             saver.cancel()
             await asyncio.gather(reporter, saver, return_exceptions=True)

@@ -545,6 +545,16 @@ OPTIONS: tuple[Option, ...] = (
         parse=int,
         group="input",
     ),
+    _opt(
+        "input.workers",
+        "--workers",
+        "CURRENTS_WORKERS",
+        1,
+        "processes that decode and map records (files for replay, message batches for run) while the main "
+        "process delivers; 0 decodes in the main process",
+        parse=int,
+        group="input",
+    ),
     # Mapping
     _opt(
         "mapping.properties",
@@ -967,6 +977,7 @@ class InputSettings:
     until: str = ""
     event_time: bool = False
     files_in_flight: int = 4
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -1223,6 +1234,8 @@ def _input(values: dict[str, Any], sources: dict[str, str], section: dict[str, A
     problem = ""
     if settings.files_in_flight < 1:
         key, problem = "input.files_in_flight", "at least 1"
+    elif settings.workers < 0:
+        key, problem = "input.workers", "0 or more"
     elif settings.since and settings.until and settings.since >= settings.until:
         key, problem = "input.until", "after --since"
     if problem:

@@ -12,11 +12,12 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka import TopicPartition
 from kafka_harness import committed_offsets, eventually, produce
 from prometheus_client import CollectorRegistry
@@ -87,6 +88,10 @@ def daemon_env(
         "CURRENTS_BATCH_AGE": "0.1s",
         "CURRENTS_REVOKE_TIMEOUT": "5s",
         "CURRENTS_LOG_FORMAT": "json",
+        # A restarted daemon re-sends what the killed one sent moments before; the simulator counts both
+        # in one per-device second and throttles the hot device (a real 429). Amplitude's usual 30 s
+        # penalty would then outlast the test's wait for the final commit.
+        "CURRENTS_THROTTLE_PENALTY": "1s",
     }
 
 
@@ -94,14 +99,30 @@ def delivered_ids(sim: AmplitudeSimulator) -> set[str]:
     return {e.event["insert_id"] for e in sim.events}
 
 
+_started: list[asyncio.subprocess.Process] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_outlives_its_test() -> Iterator[None]:
+    """A test that fails midway must not leave its daemon running (and delivering) behind it."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+
+
 async def start_daemon_process(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
     fh = open(log, "ab")  # noqa: SIM115, ASYNC230 - handed to the child process
     try:
-        return await asyncio.create_subprocess_exec(
+        proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "consumer", "run", env={**os.environ, **env}, stdout=fh, stderr=fh
         )
     finally:
         fh.close()
+    _started.append(proc)
+    return proc
 
 
 async def all_committed(bootstrap: str, group: str, ends: dict[TopicPartition, int]) -> bool:
@@ -233,9 +254,11 @@ async def test_nothing_committed_while_amplitude_is_down_then_everything_arrives
     assert delivered_ids(sim) == expected
 
 
+@pytest.mark.parametrize("workers", ["0", "1"])
 async def test_garbage_is_dead_lettered_and_the_partition_keeps_flowing(
-    broker: EmbeddedBroker, sim: AmplitudeSimulator, registry_url: str, tmp_path: Path
+    broker: EmbeddedBroker, sim: AmplitudeSimulator, registry_url: str, tmp_path: Path, workers: str
 ) -> None:
+    """Decoded in this process or in the worker process: the same dead-letters, the same deliveries."""
     await broker.create_topic(TOPIC, 1)
     messages, expected = make_events(300, seed=14)
     garbage = [b"", b"\x01\x00\x00\x00\x01abc", b"\x00\x00\x00\x03\xe7\x02", b"\x00\x00"]
@@ -246,7 +269,7 @@ async def test_garbage_is_dead_lettered_and_the_partition_keeps_flowing(
     ends = {TopicPartition(TOPIC, 0): max(m.offset for m in metas) + 1}
     bad_offsets = {metas[i].offset for i in range(100, 105)}
     env = daemon_env(broker, sim, registry_url, tmp_path)
-    settings = in_process_settings(env)
+    settings = in_process_settings(env, CURRENTS_WORKERS=workers)
     async with running_daemon(settings):
         await eventually(
             lambda: delivered_ids(sim) >= expected, within=60, message="events after the garbage"
@@ -265,6 +288,32 @@ async def test_garbage_is_dead_lettered_and_the_partition_keeps_flowing(
         assert r["position"]["topic"] == TOPIC and r["position"]["partition"] == 0
         assert base64.b64decode(r["raw"]) == values[r["position"]["offset"] - metas[0].offset]
         assert r["detail"]
+
+
+async def test_a_worker_process_that_dies_is_replaced_and_nothing_is_lost(
+    broker: EmbeddedBroker, sim: AmplitudeSimulator, registry_url: str, tmp_path: Path
+) -> None:
+    await broker.create_topic(TOPIC, PARTITIONS)
+    messages, expected = make_events(2000, seed=15)
+    half = len(messages) // 2
+    ends = await produce_bulk(broker.bootstrap_servers, messages[:half])
+    settings = in_process_settings(daemon_env(broker, sim, registry_url, tmp_path))
+    async with running_daemon(settings) as daemon:
+        assert daemon.worker is not None
+        await eventually(lambda: len(sim.events) >= 300, within=60, message="the daemon delivering")
+        first = daemon.worker.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        # Produced after the kill: only a new worker (or this process) can prepare these.
+        later = await produce_bulk(broker.bootstrap_servers, messages[half:])
+        await eventually(lambda: delivered_ids(sim) >= expected, within=60, message="every event delivered")
+        await eventually(
+            lambda: all_committed(broker.bootstrap_servers, "it-group", later),
+            within=30,
+            message="offsets committed to the end",
+        )
+        assert daemon.worker.pid not in (None, first)
+    assert ends.keys() == later.keys()
 
 
 async def test_kafka_unreachable_at_start_is_retried_not_fatal(

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from amplitude_harness import KEY, dead_letters, eventually, insert_ids, settings, simulator
 from prometheus_client import CollectorRegistry
 
@@ -57,13 +58,15 @@ def damage(root: Path, paths: list[Path]) -> tuple[Path, Path]:
     return truncated, garbage
 
 
+@pytest.mark.parametrize("workers", ["0", "1", "2"])
 async def test_a_replay_delivers_every_event_as_converted_and_accounts_for_every_record(
-    tmp_path: Path,
+    tmp_path: Path, workers: str
 ) -> None:
+    """In threads of this process (``--workers 0``) or in one or two worker processes: the same events."""
     synth = Synth(3, devices=400)
     write_currents_tree(tmp_path / "in", synth, 3000, max_per_file=500)
     async with simulator() as sim:
-        s = settings(sim, tmp_path)
+        s = settings(sim, tmp_path, CURRENTS_WORKERS=workers)
         expected = expected_events(tmp_path / "in", s)
         sink = AmplitudeSink(s.amplitude)
         result = await Replay(
