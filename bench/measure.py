@@ -12,6 +12,11 @@ Guarantees:
   ``getrusage(RUSAGE_CHILDREN)`` is not used: it reports the largest child reaped so far, not this one.
 - Wall time runs from just before ``Popen`` to the child's exit, so it includes interpreter start
   and imports (a fixed ~0.2-0.5 s; the ``--scaling`` fit separates fixed from per-event cost).
+- Peak RSS of the whole process tree (``tree_rss_kib``): the child may start processes of its own
+  (``replay`` and the daemon start a worker process; multiprocessing adds its resource tracker), and
+  ``ru_maxrss`` is the largest *single* process of a tree, not their sum. A sampler thread adds up
+  ``VmRSS`` over the child and its descendants every 50 ms and keeps the largest sum; it can miss a
+  peak shorter than that, never count one that did not happen.
 - A child that outlives ``timeout`` seconds is killed with its process group (its row is marked
   failed, never waited on forever), so a hung SDK flush cannot hang the harness.
 """
@@ -45,6 +50,7 @@ class ChildRun:
     timed_out: bool
     rss_source: str = "wait4"
     harness_hwm_kib: int = 0
+    tree_rss_kib: int = 0
 
     @property
     def cpu_s(self) -> float:
@@ -93,10 +99,62 @@ def run_child(
         proc = subprocess.Popen(
             full, stdout=stdout, stderr=err, stdin=subprocess.DEVNULL, env=env, start_new_session=True
         )
-        run = reap(proc, started, timeout)
+        sampler = TreeRss(proc.pid)
+        sampler.start()
+        try:
+            run = reap(proc, started, timeout)
+        finally:
+            sampler.stop()
     if timer_bin:
         _apply_gnu_time(run, usage_path)
+    run.tree_rss_kib = sampler.peak_kib
     return run
+
+
+class TreeRss(threading.Thread):
+    """The largest sum of ``VmRSS`` over ``root`` and its descendants, sampled every ``interval`` s."""
+
+    def __init__(self, root: int, interval: float = 0.05) -> None:
+        super().__init__(name="tree-rss", daemon=True)
+        self.root = root
+        self.interval = interval
+        self.peak_kib = 0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.interval):
+            self.peak_kib = max(self.peak_kib, tree_rss_kib(self.root))
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def tree_rss_kib(root: int) -> int:
+    """``VmRSS`` (KiB) summed over ``root`` and its descendants (0 where /proc is not available)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        pid, ppid, kib = int(entry.name), -1, 0
+        for line in status.splitlines():
+            if line.startswith("PPid:"):
+                ppid = int(line.split()[1])
+            elif line.startswith("VmRSS:"):
+                kib = int(line.split()[1])
+        children.setdefault(ppid, []).append(pid)
+        rss[pid] = kib
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total
 
 
 def _apply_gnu_time(run: ChildRun, usage_path: Path) -> None:

@@ -133,6 +133,7 @@ def aggregate(rows: list[Any]) -> dict[str, Any]:
     wall = statistics.median(r.run.wall_s for r in good)
     cpu = statistics.median(r.run.cpu_s for r in good)
     rss = statistics.median(r.run.max_rss_kib for r in good)
+    tree = statistics.median(r.run.tree_rss_kib for r in good)
     out |= {
         "events": events,
         "events_out": good[0].events_out,
@@ -145,6 +146,8 @@ def aggregate(rows: list[Any]) -> dict[str, Any]:
         "peak_rss_mib": round(rss / 1024, 1),
         "peak_rss_mib_all": [round(r.run.max_rss_kib / 1024, 1) for r in rows if r.run],
         "peak_rss_measured_by": sorted({r.run.rss_source for r in good}),
+        "peak_tree_rss_mib": round(tree / 1024, 1),
+        "peak_tree_rss_mib_all": [round(r.run.tree_rss_kib / 1024, 1) for r in rows if r.run],
     }
     sim_cpu = [r.extra["simulator_cost"]["cpu_s"] for r in good if r.extra.get("simulator_cost")]
     if sim_cpu:
@@ -228,7 +231,10 @@ _LABELS = {
 
 def table(cells: dict[str, dict[str, Any]], scaling: dict[str, dict[str, Any]]) -> str:
     """The human-readable table."""
-    head = f"{'row':<32} {'events':>8} {'out':>8} {'wall s':>8} {'ev/s':>9} {'ev/cpu-s':>9} {'RSS MiB':>8}"
+    head = (
+        f"{'row':<32} {'events':>8} {'out':>8} {'wall s':>8} {'ev/s':>9} {'ev/cpu-s':>9} {'RSS MiB':>8}"
+        f" {'tree MiB':>8}"
+    )
     lines = [head, "-" * len(head)]
 
     def line(label: str, c: dict[str, Any]) -> str:
@@ -237,6 +243,7 @@ def table(cells: dict[str, dict[str, Any]], scaling: dict[str, dict[str, Any]]) 
         text = (
             f"{label:<32} {c['events']:>8} {c['events_out'] or 0:>8} {c['wall_s']:>8.2f} "
             f"{c['events_per_s']:>9,} {c['events_per_cpu_s'] or 0:>9,} {c['peak_rss_mib']:>8.1f}"
+            f" {c['peak_tree_rss_mib']:>8.1f}"
         )
         if c.get("simulator_cpu_s") is not None:
             text += f"  (simulator {c['simulator_cpu_s']:.1f} cpu-s)"
@@ -336,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
 
     problems = consistency(cells)
     rss = {n: c.get("peak_rss_mib") for n, c in scaling.items()}
+    tree_rss = {n: c.get("peak_tree_rss_mib") for n, c in scaling.items()}
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "duration_s": round(time.time() - started, 1),
@@ -355,7 +363,15 @@ def main(argv: list[str] | None = None) -> int:
         "rows": cells,
         "ratios": ratios(cells),
         "scaling": (
-            {"replay": scaling, "fit": fit, "cpu_fit": cpu_fit, "peak_rss_mib": rss} if scaling else None
+            {
+                "replay": scaling,
+                "fit": fit,
+                "cpu_fit": cpu_fit,
+                "peak_rss_mib": rss,
+                "peak_tree_rss_mib": tree_rss,
+            }
+            if scaling
+            else None
         ),
         "not_measured": not_measured,
         "consistency_problems": problems,
@@ -378,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     if fit:
         print(
             f"replay scaling fit: {fit['fixed_s']} s fixed + {fit['us_per_event']} us/event "
-            f"(r2 {fit['r2']}); peak RSS MiB by size {rss}"
+            f"(r2 {fit['r2']}); peak RSS MiB by size {rss}; whole process tree {tree_rss}"
         )
     if cpu_fit:
         print(

@@ -54,6 +54,7 @@ def summarise(collapsed: Path, top: int = 15) -> dict[str, Any]:
     incl_fn: Counter[str] = Counter()
     self_file: Counter[str] = Counter()
     self_line: Counter[str] = Counter()
+    by_role: Counter[str] = Counter()
     total = 0
     for line in collapsed.read_text(encoding="utf-8", errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -61,7 +62,9 @@ def summarise(collapsed: Path, top: int = 15) -> dict[str, Any]:
             continue
         count = int(count_text)
         total += count
-        frames = [_frame(f) for f in stack.split(";") if f]
+        by_role[_role(stack)] += count
+        # py-spy --subprocesses starts each stack with "process <pid>:<command line>"
+        frames = [_frame(f) for f in stack.split(";") if f and not f.startswith("process ")]
         if not frames:
             continue
         func, file, line_no = frames[-1]
@@ -79,6 +82,7 @@ def summarise(collapsed: Path, top: int = 15) -> dict[str, Any]:
 
     return {
         "samples": total,
+        "by_role": ranked(by_role),
         "self_by_function": ranked(self_fn),
         "inclusive_by_function": ranked(incl_fn),
         "self_by_file": ranked(self_file),
@@ -86,10 +90,20 @@ def summarise(collapsed: Path, top: int = 15) -> dict[str, Any]:
     }
 
 
+def _role(stack: str) -> str:
+    """Which part of the product a stack belongs to."""
+    if "_serve (" in stack:
+        return "worker processes (read, decode, map)"
+    if "run_forever (" in stack:
+        return "main process, event loop"
+    return "main process, other threads (read-ahead, gzip, listing)"
+
+
 def render(name: str, summary: dict[str, Any], top: int = 12) -> str:
     """A plain-text report of one profile's rankings."""
     lines = [f"== profile: {name} ({summary['samples']} busy samples)"]
     for key, title in (
+        ("by_role", "busy samples by process and thread"),
         ("self_by_file", "self time by file"),
         ("self_by_function", "self time by function"),
         ("self_by_line", "self time by line (native calls count on the line that makes them)"),
@@ -111,7 +125,9 @@ def profile(
     out_dir = ctx.out / "profile"
     out_dir.mkdir(parents=True, exist_ok=True)
     collapsed = out_dir / f"{which}-n{ds.events}.collapsed.txt"
-    record = [spy, "record", "--format", "raw", "--rate", str(rate), "--output", str(collapsed)]
+    # --subprocesses: the worker processes of replay are profiled too (their stacks start in _serve)
+    record = [spy, "record", "--format", "raw", "--subprocesses", "--rate", str(rate)]
+    record += ["--output", str(collapsed)]
     if native:
         record.append("--native")
     err = ctx.log(f"profile-{which}", "stderr")
