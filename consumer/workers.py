@@ -31,6 +31,7 @@ import contextlib
 import logging
 import multiprocessing
 import pickle
+import signal
 import threading
 import traceback
 from collections import deque
@@ -71,6 +72,9 @@ def _serve(conn: Connection, cancel: ProcessEvent, mappers: Sequence[Mapper], se
     topic_types, has_registry, schemas, unusable)`` answers one list of :data:`MessageResult` (the
     schemas and unusable ids not sent before come with the batch that first needs them).
     """
+    # Ctrl-C reaches the whole process group: the main process stops its workers itself (close), so a
+    # worker must not die of the signal first (its object would be reported as a failed read).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     preparer = Preparer(mappers)
     keep = selection.record_filter()
     stores = Stores()

@@ -233,6 +233,7 @@ async def start(args: list[str], env: dict[str, str], cwd: Path) -> Command:
         cwd=cwd,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,  # its own process group, as a command started from a shell
     )
     assert proc.stdout is not None and proc.stderr is not None
     return Command(proc, asyncio.create_task(proc.stdout.read()), asyncio.create_task(proc.stderr.read()))
@@ -314,10 +315,11 @@ async def test_an_interrupted_replay_resumes_without_resending_finished_files(tm
         first = replay_args(sim, tmp_path, "--project-rate", "1500", "--max-pending", "100")
         async with running(first, env, tmp_path) as command:
             await eventually(lambda: sim.stats.events_ingested >= 1500, within=30, message="first half")
-            command.proc.send_signal(signal.SIGINT)
+            os.killpg(command.proc.pid, signal.SIGINT)  # Ctrl-C: the worker process gets it too
             code, _, stderr = await command.finish()
         assert code == 130, stderr
         assert "interrupted: run the same command again to resume" in stderr
+        assert "worker" not in stderr and "Traceback" not in stderr, "the worker died of the Ctrl-C"
         after_first = sim.stats.events_ingested
         assert after_first < len(expected), "the replay was not interrupted"
         (state_file,) = (tmp_path / "state").iterdir()
