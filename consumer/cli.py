@@ -234,11 +234,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
         action="store_true",
         help="list the objects a replay would read (state, bytes, URL) and totals; read and send nothing",
     )
-    add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs", "input"))
+    add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs", "input", "workers"))
     commands["replay"] = _cmd_replay
 
     p = sub.add_parser("run", help="the Kafka daemon: consume Currents events and deliver them to Amplitude")
-    add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs", "kafka"))
+    add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs", "kafka", "workers"))
     commands["run"] = _cmd_run
 
     p = sub.add_parser("demo", help="run everything on an embedded broker and Amplitude simulator (no setup)")
@@ -298,7 +298,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     commands["sample"] = _cmd_sample
 
     p = sub.add_parser("config", help="print the effective configuration (secrets masked)")
-    add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs", "kafka", "input"))
+    add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs", "kafka", "input", "workers"))
     commands["config"] = _cmd_config
     return parser, commands
 

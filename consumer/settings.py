@@ -553,7 +553,7 @@ OPTIONS: tuple[Option, ...] = (
         "processes that decode and map records (files for replay, message batches for run) while the main "
         "process delivers; 0 decodes in the main process",
         parse=int,
-        group="input",
+        group="workers",
     ),
     # Mapping
     _opt(
