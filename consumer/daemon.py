@@ -251,9 +251,9 @@ class Daemon:
             msg = self.backlog.popleft()
             if TopicPartition(msg.topic, msg.partition) in self.owned:
                 messages.append(msg)
+        batch = [(m.topic, m.partition, m.offset, m.value) for m in messages]
         try:
-            for msg in messages:
-                await self.decoder.ensure(msg.topic, msg.value)
+            await self.decoder.ensure(batch)
         except RegistryUnavailable as exc:
             self.backlog.extendleft(reversed(messages))
             log.warning("%s; retrying in %.0fs", exc, self._registry_wait)
@@ -261,9 +261,8 @@ class Daemon:
             self._registry_wait = min(30.0, self._registry_wait * 2)
             return False
         self._registry_wait = 1.0
-        if not messages:
+        if not batch:
             return True
-        batch = [(m.topic, m.partition, m.offset, m.value) for m in messages]
         if self.worker is not None:
             registry = self.registry
             known = registry.schemas() if registry is not None else {}

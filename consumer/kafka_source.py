@@ -10,12 +10,13 @@ caller waits instead of dead-lettering good messages.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.helpers import create_ssl_context
 
-from consumer.decode import DecodeError, split_confluent
+from consumer.decode import DecodeError, Message, split_confluent
 from consumer.events import Position
 from consumer.registry import RegistryClient, UnknownSchema
 from consumer.settings import KafkaSettings
@@ -75,17 +76,28 @@ class MessageDecoder:
         self.topic_types = topic_types
         self.unusable: dict[int, str] = {}
 
-    async def ensure(self, topic: str, value: bytes | None) -> None:
-        """Make sure the schema of ``value`` is loaded (or known unusable); raises
-        :class:`~consumer.registry.RegistryUnavailable` while the registry cannot be asked."""
-        if self.registry is None or topic in self.topic_types:
+    async def ensure(self, messages: Iterable[Message]) -> None:
+        """Make sure the schema of every message's value is loaded (or known unusable); raises
+        :class:`~consumer.registry.RegistryUnavailable` while the registry cannot be asked.
+
+        The ids are collected without awaiting (a batch at a time, no coroutine per message); only an id
+        not seen before costs a request.
+        """
+        registry = self.registry
+        if registry is None:
             return
-        try:
-            schema_id, _ = split_confluent(value, Position(topic, -1, -1))
-        except DecodeError:
-            return  # decoding reports the bad framing with the message's position
-        if self.registry.schema_for_id(schema_id) is None and schema_id not in self.unusable:
+        missing: set[int] = set()
+        for topic, partition, offset, value in messages:
+            if topic in self.topic_types:
+                continue
             try:
-                await self.registry.fetch(schema_id)
+                schema_id, _ = split_confluent(value, Position(topic, partition, offset))
+            except DecodeError:
+                continue  # decoding reports the bad framing with the message's position
+            if registry.schema_for_id(schema_id) is None and schema_id not in self.unusable:
+                missing.add(schema_id)
+        for schema_id in sorted(missing):
+            try:
+                await registry.fetch(schema_id)
             except UnknownSchema as exc:
                 self.unusable[schema_id] = str(exc)

@@ -146,21 +146,21 @@ class Replay:
         path = reader.obj.url
         fs = self.files[path] = _FileState(object_identity(reader.obj), records=reader.skip)
         stream = (path, -1)
-        track, pipeline = self.tracker.track, self.pipeline
+        track, pipeline, prepare = self.tracker.track, self.pipeline, self.pipeline.preparer.outputs
         try:
             async for chunk in reader:
                 for rec in chunk:
                     if self._stopping:
                         return
-                    if self.pool is None:  # records decoded in a thread of this process
-                        track(stream, rec.position.offset)
-                        fs.records = rec.position.offset + 1
-                        await pipeline.ingest(rec)
+                    if self.pool is None:  # a record decoded in a thread of this process: prepared here
+                        position, event_type = rec.position, rec.event_type
+                        outputs = prepare(event_type, rec.record)
                     else:  # prepared by a worker process: (offset, event type, outputs)
                         offset, event_type, outputs = rec
-                        track(stream, offset)
-                        fs.records = offset + 1
-                        await pipeline.take(Position(path, -1, offset), event_type, outputs)
+                        position = Position(path, -1, offset)
+                    track(stream, position.offset)
+                    fs.records = position.offset + 1
+                    await pipeline.take(position, event_type, outputs)
         except DecodeError as exc:
             self.result.summary.unreadable.append(f"{path}: {exc.reason} (record {exc.position.offset})")
             log.error("unreadable input %s", exc)

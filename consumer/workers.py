@@ -244,28 +244,23 @@ class WorkerPool:
                     ended = True
                     _raise(end, obj)
                     return
-                yield self._payload(worker, obj, progress)
+                yield self._receive(worker, obj, progress, raw=True)
         finally:
             if ended:
                 self._release(worker)
             else:
                 self._recover(worker, obj, progress)
 
-    def _receive(self, worker: _Worker, obj: StoredObject, progress: ReadProgress) -> tuple[Any, ...]:
+    @staticmethod
+    def _receive(worker: _Worker, obj: StoredObject, progress: ReadProgress, *, raw: bool = False) -> Any:
+        """The worker's next message (a header), or with ``raw`` the bytes of the chunk that follows one;
+        a worker that died is a :class:`ReadError` of ``obj``."""
         while not worker.conn.poll(POLL):
             if not worker.process.is_alive():
                 code = worker.process.exitcode
                 raise ReadError(obj.url, progress.records, f"worker died (exit code {code})")
         try:
-            message: tuple[Any, ...] = worker.conn.recv()
-        except (EOFError, OSError) as exc:
-            raise ReadError(obj.url, progress.records, f"worker died ({type(exc).__name__})") from exc
-        return message
-
-    @staticmethod
-    def _payload(worker: _Worker, obj: StoredObject, progress: ReadProgress) -> bytes:
-        try:
-            return worker.conn.recv_bytes()
+            return worker.conn.recv_bytes() if raw else worker.conn.recv()
         except (EOFError, OSError) as exc:
             raise ReadError(obj.url, progress.records, f"worker died ({type(exc).__name__})") from exc
 
@@ -277,7 +272,7 @@ class WorkerPool:
                 if self._receive(worker, obj, progress)[0] == "end":
                     self._release(worker)
                     return
-                self._payload(worker, obj, progress)
+                self._receive(worker, obj, progress, raw=True)
         except ReadError:
             pass
         with self._cv:
