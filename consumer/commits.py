@@ -9,6 +9,7 @@ succeeded is how Vector's Kafka source loses data on restart; this tracker makes
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 
 class _Stream:
@@ -32,13 +33,22 @@ class OffsetTracker:
 
     def track(self, stream: tuple[str, int], offset: int) -> None:
         """Register ``offset`` as read and not yet done."""
+        self.track_many(stream, (offset,))
+
+    def track_many(self, stream: tuple[str, int], offsets: Sequence[int]) -> None:
+        """Register ``offsets`` (ascending) as read and not yet done."""
+        if not offsets:
+            return
         s = self._streams.get(stream)
         if s is None:
             s = self._streams[stream] = _Stream()
-        if offset <= s.last_tracked:
-            raise ValueError(f"offset {offset} tracked out of order on {stream} (last {s.last_tracked})")
-        s.offsets.append(offset)
-        s.last_tracked = offset
+        last = s.last_tracked
+        for offset in offsets:
+            if offset <= last:
+                raise ValueError(f"offset {offset} tracked out of order on {stream} (last {last})")
+            last = offset
+        s.offsets.extend(offsets)
+        s.last_tracked = last
 
     def ack(self, stream: tuple[str, int], offset: int) -> None:
         """Mark ``offset`` done.

@@ -6,8 +6,9 @@ Contract
   while the engine holds fewer than ``max_pending`` events / ``max_pending_bytes`` bytes, and otherwise
   waits until there is room: that wait *is* the back-pressure (a Kafka source stops fetching and pauses,
   a file replay stops reading). Memory is bounded whatever Amplitude does.
-* Every submitted event ends exactly once, through ``on_done(event, outcome, reason)`` with outcome
-  ``"delivered"`` or ``"dead_lettered"`` (after its dead-letter record is written). Nothing is dropped
+* Every submitted event ends exactly once, through ``on_done(events, outcome, reason)`` with outcome
+  ``"delivered"`` or ``"dead_lettered"`` (after its dead-letter record is written): the events of a
+  delivered request end in one call, a dead-lettered event in a call of its own. Nothing is dropped
   without a dead-letter record.
 * Per-device and per-user rate tokens are taken when a request leaves, not when an event arrives, so
   batching, queueing and retries never bunch one device's events: consecutive requests carrying a
@@ -59,7 +60,7 @@ from consumer.throttle import ADMIT, DAILY_QUOTA, MIN_WAIT, ProjectLimiter, key_
 
 log = logging.getLogger("currents.delivery")
 
-DoneCallback = Callable[[Pending, str, str], None]
+DoneCallback = Callable[[list[Pending], str, str], None]
 
 
 class Sink(Protocol):
@@ -429,8 +430,7 @@ class DeliveryEngine:
             self._failures = 0
             self._gate = 0.0
         if isinstance(outcome, Delivered):
-            for item in batch:
-                self._finish(item, "delivered", "")
+            self._finish(batch, "delivered", "")
             self.last_progress = now
         elif isinstance(outcome, Rejected):
             rest = [p for i, p in enumerate(batch) if i not in outcome.reasons]
@@ -521,20 +521,22 @@ class DeliveryEngine:
             detail=detail,
             first_attempt=item.first_attempt,
         )
-        self._finish(item, "dead_lettered", reason)
+        self._finish([item], "dead_lettered", reason)
 
-    def _finish(self, item: Pending, outcome: str, reason: str) -> None:
-        if self._live.pop(id(item), None) is None:
+    def _finish(self, items: list[Pending], outcome: str, reason: str) -> None:
+        live = self._live
+        ended = [item for item in items if live.pop(id(item), None) is not None]
+        if not ended:
             return
-        self._bytes -= item.size
-        if len(self._live) < self.limits.max_pending and self._bytes < self.limits.max_pending_bytes:
+        self._bytes -= sum([item.size for item in ended])
+        if len(live) < self.limits.max_pending and self._bytes < self.limits.max_pending_bytes:
             self._room.set()
-        if not self._live:
+        if not live:
             self._idle.set()
         try:
-            self.on_done(item, outcome, reason)
-        except Exception:  # the event has ended either way; a failing callback must not strand others
-            log.exception("%s: the callback for an ended event failed", self.name)
+            self.on_done(ended, outcome, reason)
+        except Exception:  # the events have ended either way; a failing callback must not strand others
+            log.exception("%s: the callback for %d ended events failed", self.name, len(ended))
 
     def flush(self) -> None:
         """Send the partial batch now instead of waiting for its age."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from consumer.deadletter import DeadLetterWriter
@@ -27,7 +28,7 @@ from consumer.delivery import DeliveryEngine
 from consumer.destinations import Destination
 from consumer.events import CurrentsRecord, Pending, Position
 from consumer.metrics import Metrics
-from consumer.prepare import Output, Preparer
+from consumer.prepare import Output, Prepared, Preparer
 from consumer.summary import Summary
 from consumer.transform import Skip
 
@@ -85,17 +86,22 @@ class Pipeline:
         return self.engines[0]
 
     # -- acknowledgement -------------------------------------------------------------------------
-    def _done_by(self, destination: Destination) -> Callable[[Pending, str, str], None]:
+    def _done_by(self, destination: Destination) -> Callable[[list[Pending], str, str], None]:
         name = destination.name
+        summary, metrics = self.summary, self.metrics
 
-        def done(item: Pending, outcome: str, reason: str) -> None:
+        def done(items: list[Pending], outcome: str, reason: str) -> None:
             if outcome == "delivered":
-                self.summary.delivered(name, item.event_type)
-                self.metrics.count(self.metrics.delivered, item.event_type, destination=name)
+                types = Counter([item.event_type for item in items])
+                summary.delivered(name, types)
+                for event_type, n in types.items():
+                    metrics.count(metrics.delivered, event_type, n, destination=name)
             else:
-                self.summary.dead_lettered[destination.tag(reason)] += 1
-                self.metrics.count(self.metrics.dead_lettered, reason, destination=name)
-            self._settle(item.position)
+                summary.dead_lettered[destination.tag(reason)] += len(items)
+                metrics.count(metrics.dead_lettered, reason, len(items), destination=name)
+            settle = self._settle
+            for item in items:
+                settle(item.position)
 
         return done
 
@@ -119,33 +125,69 @@ class Pipeline:
 
     async def take(self, position: Position, event_type: str, outputs: tuple[Output, ...]) -> None:
         """Submit one prepared record (one :data:`~consumer.prepare.Output` per destination, in order)."""
-        self.summary.read[event_type] += 1
-        self.metrics.count(self.metrics.read, event_type)
-        now = self._clock()
-        taken: list[tuple[DeliveryEngine, Pending]] = []
-        for (dest, engine), out in zip(self._pairs, outputs, strict=True):
-            if isinstance(out, list):
-                for encoded, keys in out:
-                    taken.append((engine, Pending(event_type, position, encoded, now, keys)))
-            elif isinstance(out, Skip):
-                self.summary.skipped[dest.tag(out.reason)] += 1
-                self.metrics.count(self.metrics.skipped, out.reason, destination=dest.name)
-            else:
-                self._unencodable(dest, position, event_type, out.detail)
-        if not taken:
-            self.on_ack(position)
-        else:
-            if len(taken) > 1:
-                # Registered before any engine sees a payload: a payload can finish inside ``offer``.
-                self._owed[position] = len(taken)
-            for engine, item in taken:
-                if not engine.offer(item):
-                    await engine.submit(item)
+        self._count_read(event_type, 1)
+        refused = self._place(position, event_type, outputs, self._clock())
+        if refused:
+            await self._submit(refused)
         self._since_yield += 1
         if self._since_yield >= 256:
             # Let requests in flight make progress while a fast source keeps reading.
             self._since_yield = 0
             await asyncio.sleep(0)
+
+    async def take_chunk(self, source: str, partition: int, chunk: Sequence[Prepared]) -> None:
+        """Submit the prepared records of one stream, in order: what :meth:`take` does for each, with the
+        per-record bookkeeping (read counts, the clock, yielding to requests in flight) done per chunk."""
+        for event_type, n in Counter([record[1] for record in chunk]).items():
+            self._count_read(event_type, n)
+        now = self._clock()
+        place = self._place
+        for offset, event_type, outputs in chunk:
+            refused = place(Position(source, partition, offset), event_type, outputs, now)
+            if refused:
+                await self._submit(refused)
+                now = self._clock()
+        await asyncio.sleep(0)
+
+    def _count_read(self, event_type: str, n: int) -> None:
+        self.summary.read[event_type] += n
+        self.metrics.count(self.metrics.read, event_type, n)
+
+    def _place(
+        self, position: Position, event_type: str, outputs: tuple[Output, ...], now: float
+    ) -> list[tuple[DeliveryEngine, Pending]] | None:
+        """Offer one record's payloads to their engines without waiting; skips and unencodable payloads
+        end here. Returns the payloads from the first one an engine had no room for (to submit, in
+        order), or ``None`` when every one was taken."""
+        taken: list[tuple[DeliveryEngine, Pending]] | None = None
+        for (dest, engine), out in zip(self._pairs, outputs, strict=True):
+            if isinstance(out, list):
+                for encoded, keys in out:
+                    item = Pending(event_type, position, encoded, now, keys)
+                    if taken is None:
+                        taken = [(engine, item)]
+                    else:
+                        taken.append((engine, item))
+            elif isinstance(out, Skip):
+                self.summary.skipped[dest.tag(out.reason)] += 1
+                self.metrics.count(self.metrics.skipped, out.reason, destination=dest.name)
+            else:
+                self._unencodable(dest, position, event_type, out.detail)
+        if taken is None:
+            self.on_ack(position)
+            return None
+        if len(taken) > 1:
+            # Registered before any engine sees a payload: a payload can finish inside ``offer``.
+            self._owed[position] = len(taken)
+        for i, (engine, item) in enumerate(taken):
+            if not engine.offer(item):
+                return taken[i:]
+        return None
+
+    @staticmethod
+    async def _submit(refused: list[tuple[DeliveryEngine, Pending]]) -> None:
+        for engine, item in refused:
+            await engine.submit(item)
 
     def _unencodable(self, dest: Destination, position: Position, event_type: str, detail: str) -> None:
         self.dead.write("unencodable", position, destination=dest.name, event_type=event_type, detail=detail)

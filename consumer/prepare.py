@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from consumer.decode import DecodeError, Message, SchemaResolver, decode_message
+from consumer.events import CurrentsRecord
 from consumer.transform import Skip
 
 if TYPE_CHECKING:
@@ -60,6 +61,11 @@ class Preparer:
             except TypeError as exc:
                 out.append(Unencodable(str(exc)))
         return tuple(out)
+
+    def prepare(self, record: CurrentsRecord) -> Prepared:
+        """One record of a file as :meth:`~consumer.pipeline.Pipeline.take_chunk` takes it."""
+        event_type = record.event_type
+        return (record.position.offset, event_type, self.outputs(event_type, record.record))
 
 
 def prepare_messages(

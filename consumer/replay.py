@@ -146,21 +146,18 @@ class Replay:
         path = reader.obj.url
         fs = self.files[path] = _FileState(object_identity(reader.obj), records=reader.skip)
         stream = (path, -1)
-        track, pipeline, prepare = self.tracker.track, self.pipeline, self.pipeline.preparer.outputs
+        prepare = self.pipeline.preparer.prepare
         try:
             async for chunk in reader:
-                for rec in chunk:
-                    if self._stopping:
-                        return
-                    if self.pool is None:  # a record decoded in a thread of this process: prepared here
-                        position, event_type = rec.position, rec.event_type
-                        outputs = prepare(event_type, rec.record)
-                    else:  # prepared by a worker process: (offset, event type, outputs)
-                        offset, event_type, outputs = rec
-                        position = Position(path, -1, offset)
-                    track(stream, position.offset)
-                    fs.records = position.offset + 1
-                    await pipeline.take(position, event_type, outputs)
+                if self._stopping:
+                    return
+                if not chunk:
+                    continue
+                if self.pool is None:  # records decoded in a thread of this process: prepared here
+                    chunk = [prepare(record) for record in chunk]
+                self.tracker.track_many(stream, [record[0] for record in chunk])
+                fs.records = chunk[-1][0] + 1
+                await self.pipeline.take_chunk(path, -1, chunk)
         except DecodeError as exc:
             self.result.summary.unreadable.append(f"{path}: {exc.reason} (record {exc.position.offset})")
             log.error("unreadable input %s", exc)

@@ -29,11 +29,11 @@ class Summary:
     unreadable: list[str] = field(default_factory=list)
     done_label: str = "delivered"
 
-    def delivered(self, destination: str, event_type: str) -> None:
-        """Count one delivery by ``destination`` of an event of ``event_type``."""
-        self.by_destination[destination] += 1
+    def delivered(self, destination: str, event_types: Counter[str]) -> None:
+        """Count deliveries by ``destination``: ``event_types`` says how many of each type."""
+        self.by_destination[destination] += event_types.total()
         if destination == self.primary:
-            self.done[event_type] += 1
+            self.done.update(event_types)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready totals and per-type breakdown."""

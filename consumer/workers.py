@@ -123,8 +123,7 @@ def _stream_object(
     chunk: list[Prepared] = []
     try:
         for rec in read_object(stores.get(obj.url), obj, skip=skip, keep=keep, progress=progress):
-            event_type = rec.event_type
-            chunk.append((rec.position.offset, event_type, preparer.outputs(event_type, rec.record)))
+            chunk.append(preparer.prepare(rec))
             if len(chunk) >= CHUNK:
                 _send_chunk(conn, chunk, progress)
                 chunk = []

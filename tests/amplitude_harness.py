@@ -153,10 +153,11 @@ class Engine:
     outcomes: dict[str, tuple[str, str]] = field(default_factory=dict)
     ends: Counter[str] = field(default_factory=Counter)
 
-    def on_done(self, item: Pending, outcome: str, reason: str) -> None:
-        insert_id = json_payload(item.encoded)["insert_id"]
-        self.ends[insert_id] += 1
-        self.outcomes[insert_id] = (outcome, reason)
+    def on_done(self, items: list[Pending], outcome: str, reason: str) -> None:
+        for item in items:
+            insert_id = json_payload(item.encoded)["insert_id"]
+            self.ends[insert_id] += 1
+            self.outcomes[insert_id] = (outcome, reason)
 
     def delivered(self) -> set[str]:
         return {i for i, (o, _) in self.outcomes.items() if o == "delivered"}

@@ -379,11 +379,11 @@ async def test_a_failing_callback_or_pump_turn_strands_no_event(tmp_path: Path) 
         original = e.engine.on_done
         raised: list[str] = []
 
-        def flaky_callback(item: Any, outcome: str, reason: str) -> None:
+        def flaky_callback(items: list[Any], outcome: str, reason: str) -> None:
             if not raised:
-                raised.append(json_payload(item.encoded)["insert_id"])
+                raised.extend(json_payload(item.encoded)["insert_id"] for item in items)
                 raise RuntimeError("a bug in an acknowledgement callback")
-            original(item, outcome, reason)
+            original(items, outcome, reason)
 
         e.engine.on_done = flaky_callback
         await e.submit_all(events)
