@@ -2,7 +2,8 @@
 
 Pure and synchronous: :meth:`Transformer.transform` takes a decoded record and returns either an
 Amplitude event (a JSON-ready dict) or a :class:`Skip` with its reason. Per-type work (name, property
-list) is compiled once per event type and cached, so the per-event cost is a loop over a tuple.
+list) is compiled once per event type and cached, so the per-event cost is a loop over a tuple; the
+verdicts of :func:`is_valid_id` on recent ids are remembered too.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ PLACEHOLDER_IDS = frozenset(
     }
 )
 _AD_ID_FIELD = {"ios_idfa": "idfa", "google_adid": "adid"}
-_TOP_LEVEL_DEVICE = ("platform", "os_version", "device_model")
 
 
 def _float_fields() -> frozenset[str]:
@@ -99,117 +99,176 @@ def is_valid_id(value: str) -> bool:
     return bool(stripped.strip("0-"))
 
 
+# Ids repeat a lot (one user sends many events): :meth:`Transformer.transform` remembers the verdict
+# of :func:`is_valid_id` for up to this many ids, then forgets them all and starts over.
+_ID_MEMO_SIZE = 65536
+
+# Record fields never sent as properties when every field is (``properties="all"``).
+_NOT_PROPERTIES = IDENTITY_FIELDS | {"properties"}
+
+_CUSTOM = "users.behaviors.CustomEvent"
+_PURCHASE = "users.behaviors.Purchase"
+_LOCATION = "users.behaviors.Location"
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    name: str
-    kind: str  # "custom", "purchase", "location" or "regular"
+    name: str  # the Amplitude event_type; for custom events the prefix before the record's name
+    custom: bool
+    purchase: bool
+    location: bool
     properties: tuple[tuple[str, str], ...] | None  # (currents field, property name); None = all fields
+    float32: bool  # whether some of ``properties`` are 32-bit floats
 
 
 class Transformer:
     """Turns Currents records into Amplitude events according to a :class:`MappingConfig`."""
 
     def __init__(self, config: MappingConfig | None = None) -> None:
-        self.config = config or MappingConfig()
+        self.config = cfg = config or MappingConfig()
         self._plans: dict[str, _Plan | None] = {}
+        self._valid_ids: dict[str, bool] = {}
+        # The config is frozen: the settings read for every event are read once.
+        self._braze_id_property = cfg.braze_id_property
+        self._custom_property_prefix = cfg.custom_property_prefix
+        self._purchase_property_prefix = cfg.purchase_property_prefix
+        self._device_fields_top_level = cfg.device_fields_top_level
+        self._ad_ids_top_level = cfg.ad_ids_top_level
 
     def _plan(self, event_type: str) -> _Plan | None:
-        try:
-            return self._plans[event_type]
-        except KeyError:
-            pass
+        """Compile (and cache) the plan for ``event_type``; None when the type is not exported."""
         cfg = self.config
         plan: _Plan | None = None
         if cfg.is_exported(event_type):
             spec = BRAZE_TYPES.get(event_type)
-            kind = {
-                "users.behaviors.CustomEvent": "custom",
-                "users.behaviors.Purchase": "purchase",
-                "users.behaviors.Location": "location",
-            }.get(event_type, "regular")
             props: tuple[tuple[str, str], ...] | None = None
             if spec is not None and cfg.properties == "braze":
                 # The seed names some fields differently from today's schema: read either name.
                 reverse = {v: k for k, v in FIELD_RENAMES.items()}
                 props = tuple((reverse.get(p, p), p) for p in spec.properties)
                 props += tuple((p, p) for p in spec.properties if p in reverse)
-            plan = _Plan(cfg.name_for(event_type), kind, props)
+            custom = event_type == _CUSTOM
+            name = cfg.event_prefix + cfg.custom_event_prefix if custom else cfg.name_for(event_type)
+            float32 = any(source in FLOAT32_FIELDS for source, _ in props or ())
+            plan = _Plan(name, custom, event_type == _PURCHASE, event_type == _LOCATION, props, float32)
         self._plans[event_type] = plan
         return plan
 
+    def _check_id(self, value: str) -> bool:
+        """:func:`is_valid_id`, remembered in ``_valid_ids`` (the caller looks there first)."""
+        valid = is_valid_id(value)
+        if len(self._valid_ids) >= _ID_MEMO_SIZE:
+            self._valid_ids.clear()
+        self._valid_ids[value] = valid
+        return valid
+
     def transform(self, event_type: str, record: dict[str, Any]) -> AmplitudeEvent | Skip:
         """The Amplitude event for one Currents record, or why it is skipped."""
-        plan = self._plan(event_type)
+        try:
+            plan = self._plans[event_type]
+        except KeyError:
+            plan = self._plan(event_type)
         if plan is None:
             return UNMAPPED_TYPE
         event_id = record.get("id")
         if not event_id:
             return MISSING_ID
-        cfg = self.config
         props: dict[str, Any] = {}
 
         external = record.get("external_user_id")
         device = record.get("device_id")
         event: AmplitudeEvent = {}
+        identified = False
+        valid_ids = self._valid_ids
         if external:
-            if is_valid_id(external):
+            valid = valid_ids.get(external)
+            if valid is None:
+                valid = self._check_id(external)
+            if valid:
                 event["user_id"] = external
+                identified = True
             else:
                 props["external_user_id"] = external
         if device:
-            if is_valid_id(device):
+            valid = valid_ids.get(device)
+            if valid is None:
+                valid = self._check_id(device)
+            if valid:
                 event["device_id"] = device
+                identified = True
             else:
                 props["device_id"] = device
-        if "user_id" not in event and "device_id" not in event:
+        if not identified:
             return INVALID_IDENTITY if (external or device) else NO_IDENTITY
 
-        if plan.kind == "custom":
-            event["event_type"] = cfg.event_prefix + cfg.custom_event_prefix + str(record.get("name") or "")
-        else:
-            event["event_type"] = plan.name
+        event["event_type"] = plan.name + str(record.get("name") or "") if plan.custom else plan.name
         time_ms = record.get("time_ms")
-        event["time"] = time_ms if isinstance(time_ms, int) else int(record.get("time") or 0) * 1000
+        if isinstance(time_ms, int):
+            event["time"] = time_ms
+        else:
+            time_s = record.get("time")
+            # int() only when needed: it is the same value for an int, and a costly call.
+            event["time"] = (time_s if type(time_s) is int else int(time_s or 0)) * 1000
         event["insert_id"] = event_id
 
         if plan.properties is None:
             for key, value in record.items():
-                if value is not None and key not in IDENTITY_FIELDS and key != "properties":
+                if value is not None and key not in _NOT_PROPERTIES:
                     props[FIELD_RENAMES.get(key, key)] = f32(value) if key in FLOAT32_FIELDS else value
-        else:
+        elif plan.float32:  # the rare types with 32-bit float properties (purchases, locations)
             for source, target in plan.properties:
                 value = record.get(source)
                 if value is not None:
                     props[target] = f32(value) if source in FLOAT32_FIELDS else value
-        braze_id = record.get("user_id")
-        if cfg.braze_id_property and braze_id:
-            props[cfg.braze_id_property] = braze_id
-
-        if plan.kind == "custom":
-            merge_json_properties(props, record.get("properties"), cfg.custom_property_prefix)
-        elif plan.kind == "purchase":
-            custom = merge_json_properties(props, record.get("properties"), cfg.purchase_property_prefix)
-            if record.get("product_id") is not None:
-                event["productId"] = record["product_id"]
-            if record.get("price") is not None:
-                event["price"] = f32(record["price"])
-                event["quantity"] = _quantity(custom.get("quantity"))
-        elif plan.kind == "location":
-            if record.get("latitude") is not None:
-                event["location_lat"] = f32(record["latitude"])
-            if record.get("longitude") is not None:
-                event["location_lng"] = f32(record["longitude"])
-
-        if cfg.device_fields_top_level:
-            for key in _TOP_LEVEL_DEVICE:
-                value = record.get(key)
+        else:
+            for source, target in plan.properties:
+                value = record.get(source)
                 if value is not None:
-                    event[key] = value
-        if cfg.ad_ids_top_level:
+                    props[target] = value
+        if self._braze_id_property:
+            braze_id = record.get("user_id")
+            if braze_id:
+                props[self._braze_id_property] = braze_id
+
+        if plan.custom:
+            merge_json_properties(props, record.get("properties"), self._custom_property_prefix)
+        elif plan.purchase:
+            custom = merge_json_properties(props, record.get("properties"), self._purchase_property_prefix)
+            product_id = record.get("product_id")
+            if product_id is not None:
+                event["productId"] = product_id
+            price = record.get("price")
+            if price is not None:
+                event["price"] = f32(price)
+                event["quantity"] = _quantity(custom.get("quantity"))
+        elif plan.location:
+            latitude = record.get("latitude")
+            if latitude is not None:
+                event["location_lat"] = f32(latitude)
+            longitude = record.get("longitude")
+            if longitude is not None:
+                event["location_lng"] = f32(longitude)
+
+        if self._device_fields_top_level:  # unrolled: this runs for almost every event
+            value = record.get("platform")
+            if value is not None:
+                event["platform"] = value
+            value = record.get("os_version")
+            if value is not None:
+                event["os_version"] = value
+            value = record.get("device_model")
+            if value is not None:
+                event["device_model"] = value
+        if self._ad_ids_top_level:
             ad_id = record.get("ad_id")
-            ad_field = _AD_ID_FIELD.get(record.get("ad_id_type") or "")
-            if ad_id and ad_field and is_valid_id(ad_id):
-                event[ad_field] = ad_id
+            if ad_id:
+                ad_field = _AD_ID_FIELD.get(record.get("ad_id_type") or "")
+                if ad_field:
+                    valid = valid_ids.get(ad_id)
+                    if valid is None:
+                        valid = self._check_id(ad_id)
+                    if valid:
+                        event[ad_field] = ad_id
         if props:
             event["event_properties"] = props
         return event
