@@ -99,9 +99,14 @@ class Pipeline:
             else:
                 summary.dead_lettered[destination.tag(reason)] += len(items)
                 metrics.count(metrics.dead_lettered, reason, len(items), destination=name)
-            settle = self._settle
-            for item in items:
-                settle(item.position)
+            if self._owed:
+                settle = self._settle
+                for item in items:
+                    settle(item.position)
+            else:  # nothing is owed by two or more payloads: each ends its record (see _settle)
+                ack = self.on_ack
+                for item in items:
+                    ack(item.position)
 
         return done
 
@@ -126,9 +131,9 @@ class Pipeline:
     async def take(self, position: Position, event_type: str, outputs: tuple[Output, ...]) -> None:
         """Submit one prepared record (one :data:`~consumer.prepare.Output` per destination, in order)."""
         self._count_read(event_type, 1)
-        refused = self._place(position, event_type, outputs, self._clock())
-        if refused:
-            await self._submit(refused)
+        queues: list[list[Pending]] = [[] for _ in self.engines]
+        self._place(position, event_type, outputs, self._clock(), queues)
+        await self._offer(queues)
         self._since_yield += 1
         if self._since_yield >= 256:
             # Let requests in flight make progress while a fast source keeps reading.
@@ -137,16 +142,16 @@ class Pipeline:
 
     async def take_chunk(self, source: str, partition: int, chunk: Sequence[Prepared]) -> None:
         """Submit the prepared records of one stream, in order: what :meth:`take` does for each, with the
-        per-record bookkeeping (read counts, the clock, yielding to requests in flight) done per chunk."""
+        per-record bookkeeping (read counts, the clock, handing payloads to the engines, yielding to
+        requests in flight) done once per chunk."""
         for event_type, n in Counter([record[1] for record in chunk]).items():
             self._count_read(event_type, n)
         now = self._clock()
+        queues: list[list[Pending]] = [[] for _ in self.engines]
         place = self._place
         for offset, event_type, outputs in chunk:
-            refused = place(Position(source, partition, offset), event_type, outputs, now)
-            if refused:
-                await self._submit(refused)
-                now = self._clock()
+            place(Position(source, partition, offset), event_type, outputs, now, queues)
+        await self._offer(queues)
         await asyncio.sleep(0)
 
     def _count_read(self, event_type: str, n: int) -> None:
@@ -154,40 +159,39 @@ class Pipeline:
         self.metrics.count(self.metrics.read, event_type, n)
 
     def _place(
-        self, position: Position, event_type: str, outputs: tuple[Output, ...], now: float
-    ) -> list[tuple[DeliveryEngine, Pending]] | None:
-        """Offer one record's payloads to their engines without waiting; skips and unencodable payloads
-        end here. Returns the payloads from the first one an engine had no room for (to submit, in
-        order), or ``None`` when every one was taken."""
-        taken: list[tuple[DeliveryEngine, Pending]] | None = None
-        for (dest, engine), out in zip(self._pairs, outputs, strict=True):
+        self,
+        position: Position,
+        event_type: str,
+        outputs: tuple[Output, ...],
+        now: float,
+        queues: list[list[Pending]],
+    ) -> None:
+        """Queue one record's payloads for their engines (``queues``, in destination order); skips and
+        unencodable payloads end here, and a record with no payload is acknowledged at once."""
+        owed = 0
+        for (dest, _), out, queue in zip(self._pairs, outputs, queues, strict=True):
             if isinstance(out, list):
                 for encoded, keys in out:
-                    item = Pending(event_type, position, encoded, now, keys)
-                    if taken is None:
-                        taken = [(engine, item)]
-                    else:
-                        taken.append((engine, item))
+                    queue.append(Pending(event_type, position, encoded, now, keys))
+                    owed += 1
             elif isinstance(out, Skip):
                 self.summary.skipped[dest.tag(out.reason)] += 1
                 self.metrics.count(self.metrics.skipped, out.reason, destination=dest.name)
             else:
                 self._unencodable(dest, position, event_type, out.detail)
-        if taken is None:
+        if owed == 0:
             self.on_ack(position)
-            return None
-        if len(taken) > 1:
+        elif owed > 1:
             # Registered before any engine sees a payload: a payload can finish inside ``offer``.
-            self._owed[position] = len(taken)
-        for i, (engine, item) in enumerate(taken):
-            if not engine.offer(item):
-                return taken[i:]
-        return None
+            self._owed[position] = owed
 
-    @staticmethod
-    async def _submit(refused: list[tuple[DeliveryEngine, Pending]]) -> None:
-        for engine, item in refused:
-            await engine.submit(item)
+    async def _offer(self, queues: list[list[Pending]]) -> None:
+        """Hand each engine its queued payloads, in order, waiting while it is full (back-pressure)."""
+        for engine, items in zip(self.engines, queues, strict=True):
+            done = engine.offer_many(items)
+            while done < len(items):
+                await engine.submit(items[done])
+                done = engine.offer_many(items, done + 1)
 
     def _unencodable(self, dest: Destination, position: Position, event_type: str, detail: str) -> None:
         self.dead.write("unencodable", position, destination=dest.name, event_type=event_type, detail=detail)
