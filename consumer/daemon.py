@@ -52,9 +52,9 @@ log = logging.getLogger("currents.daemon")
 
 
 BATCH = 256
-"""Messages prepared together (by the worker process or here)."""
+"""Messages prepared together (by a worker process or here)."""
 AHEAD = 3
-"""Batches with the worker process at once."""
+"""Batches with each worker process at once."""
 
 
 @dataclass
@@ -64,6 +64,8 @@ class _Batch:
     messages: list[Message]
     results: asyncio.Future[bytes] | None
     """The worker's pickled answer (``None`` when prepared here)."""
+    worker: MessageWorker | None = None
+    """The worker process preparing it."""
     dropped: set[TopicPartition] = field(default_factory=set)
     ready: list[MessageResult] | None = None
     next: int = 0
@@ -107,14 +109,14 @@ class Daemon:
             else None
         )
         self.decoder = MessageDecoder(self.registry, k.event_type_for_topic())
-        # Batches read from the backlog and being prepared (by the worker process, or already here).
+        # Batches read from the backlog and being prepared (by worker processes, or already here).
         self.inflight: deque[_Batch] = deque()
-        workers = settings.input.workers
-        self.worker = (
+        # Batches go to the worker processes in turn; their answers are taken in the order sent.
+        self.workers = [
             MessageWorker(self.pipeline.preparer.mappers, self.decoder.topic_types, self.registry is not None)
-            if workers
-            else None
-        )
+            for _ in range(settings.input.workers)
+        ]
+        self._turn = 0
         self._factory = consumer_factory
         self.consumer = consumer_factory(k)
         self.owned: set[TopicPartition] = set()
@@ -230,10 +232,10 @@ class Daemon:
     async def _feed(self) -> None:
         """Take backlog messages into the pipeline while it has room, a batch at a time.
 
-        With a worker process, up to :data:`AHEAD` batches are with it at once, so it decodes and maps
-        the next batch while this process delivers the current one.
+        With worker processes, up to :data:`AHEAD` batches are with each at once, so they decode and map
+        the next batches while this process delivers the current one.
         """
-        ahead = AHEAD if self.worker is not None else 1
+        ahead = AHEAD * len(self.workers) or 1
         while (self.backlog or self.inflight) and self.pipeline.has_room:
             while self.backlog and len(self.inflight) < ahead:
                 if not await self._send_batch():
@@ -263,10 +265,13 @@ class Daemon:
         self._registry_wait = 1.0
         if not batch:
             return True
-        if self.worker is not None:
+        if self.workers:
+            worker = self.workers[self._turn % len(self.workers)]
+            self._turn += 1
             registry = self.registry
             known = registry.schemas() if registry is not None else {}
-            self.inflight.append(_Batch(batch, self.worker.prepare(batch, known, self.decoder.unusable)))
+            future = worker.prepare(batch, known, self.decoder.unusable)
+            self.inflight.append(_Batch(batch, future, worker))
         else:
             self.inflight.append(_Batch(batch, None, ready=self._prepare_here(batch)))
         return True
@@ -284,8 +289,8 @@ class Daemon:
                 # unpickled here, on the event loop, which frees what it allocates (see consumer.workers)
                 batch.ready = pickle.loads(await batch.results)
             except WorkerDied as exc:
-                assert self.worker is not None
-                if self.worker.restart(exc.pid):
+                assert batch.worker is not None
+                if batch.worker.restart(exc.pid):
                     log.error("%s; its batches are prepared here, another worker starts", exc)
                 batch.ready = self._prepare_here(batch.messages)
         pipeline, track, ready, messages = self.pipeline, self.tracker.track, batch.ready, batch.messages
@@ -323,8 +328,8 @@ class Daemon:
             await self.pipeline.close()
             self.dead.close()
             return 0
-        if self.worker is not None:
-            self.worker.start()
+        for worker in self.workers:
+            worker.start()
         reporter = asyncio.create_task(self._report())
         try:
             while not self._stopping.is_set():
@@ -352,8 +357,8 @@ class Daemon:
             reporter.cancel()
             await asyncio.gather(reporter, return_exceptions=True)
             await self.pipeline.close()
-            if self.worker is not None:
-                self.worker.close()
+            for worker in self.workers:
+                worker.close()
             await self.consumer.stop()
             self.dead.close()
             if self.registry is not None:

@@ -549,7 +549,7 @@ OPTIONS: tuple[Option, ...] = (
         "input.workers",
         "--workers",
         "CURRENTS_WORKERS",
-        1,
+        2,
         "processes that decode and map records (files for replay, message batches for run) while the main "
         "process delivers; 0 decodes in the main process",
         parse=int,
@@ -977,7 +977,7 @@ class InputSettings:
     until: str = ""
     event_time: bool = False
     files_in_flight: int = 4
-    workers: int = 1
+    workers: int = 2
 
 
 @dataclass(frozen=True)

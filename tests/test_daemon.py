@@ -219,7 +219,8 @@ async def test_nothing_committed_while_amplitude_is_down_then_everything_arrives
 ) -> None:
     await broker.create_topic(TOPIC, PARTITIONS)
     # Only deliverable events: a skipped event at the head of a partition may rightly be committed.
-    messages, expected = make_events(1500, seed=13, deliverable_only=True)
+    # More than the batches with the workers at once (3 x 256 each), so that some wait in the backlog.
+    messages, expected = make_events(2500, seed=13, deliverable_only=True)
     ends = await produce_bulk(broker.bootstrap_servers, messages)
     env = daemon_env(broker, sim, registry_url, tmp_path)
     settings = in_process_settings(
@@ -254,11 +255,11 @@ async def test_nothing_committed_while_amplitude_is_down_then_everything_arrives
     assert delivered_ids(sim) == expected
 
 
-@pytest.mark.parametrize("workers", ["0", "1"])
+@pytest.mark.parametrize("workers", ["0", "1", "2"])
 async def test_garbage_is_dead_lettered_and_the_partition_keeps_flowing(
     broker: EmbeddedBroker, sim: AmplitudeSimulator, registry_url: str, tmp_path: Path, workers: str
 ) -> None:
-    """Decoded in this process or in the worker process: the same dead-letters, the same deliveries."""
+    """Decoded in this process or in worker processes: the same dead-letters, the same deliveries."""
     await broker.create_topic(TOPIC, 1)
     messages, expected = make_events(300, seed=14)
     garbage = [b"", b"\x01\x00\x00\x00\x01abc", b"\x00\x00\x00\x03\xe7\x02", b"\x00\x00"]
@@ -297,12 +298,12 @@ async def test_a_worker_process_that_dies_is_replaced_and_nothing_is_lost(
     messages, expected = make_events(2000, seed=15)
     half = len(messages) // 2
     ends = await produce_bulk(broker.bootstrap_servers, messages[:half])
-    settings = in_process_settings(daemon_env(broker, sim, registry_url, tmp_path))
+    settings = in_process_settings(daemon_env(broker, sim, registry_url, tmp_path), CURRENTS_WORKERS="2")
     async with running_daemon(settings) as daemon:
-        assert daemon.worker is not None
+        assert len(daemon.workers) == 2
         await eventually(lambda: len(sim.events) >= 300, within=60, message="the daemon delivering")
-        first = daemon.worker.pid
-        assert first is not None
+        first, other = daemon.workers[0].pid, daemon.workers[1].pid
+        assert first is not None and other is not None
         os.kill(first, signal.SIGKILL)
         # Produced after the kill: only a new worker (or this process) can prepare these.
         later = await produce_bulk(broker.bootstrap_servers, messages[half:])
@@ -312,7 +313,8 @@ async def test_a_worker_process_that_dies_is_replaced_and_nothing_is_lost(
             within=30,
             message="offsets committed to the end",
         )
-        assert daemon.worker.pid not in (None, first)
+        assert daemon.workers[0].pid not in (None, first, other)
+        assert daemon.workers[1].pid == other  # the other one kept working
     assert ends.keys() == later.keys()
 
 
