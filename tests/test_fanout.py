@@ -191,9 +191,11 @@ async def test_one_destination_down_the_others_flow_nothing_is_committed_past_it
         assert seen_remerge(sim) == expected.remerge
         assert {e.event["insert_id"] for e in sim.events} == expected.amplitude
         summary = daemon.pipeline.summary
-        assert summary.by_destination["movableink"] == sum(expected.tracks.values()) + len(
-            expected.identified
-        )
+        # Each worker process remembers the pairs it identified: a pair is identified once per worker.
+        identifies = summary.by_destination["movableink"] - sum(expected.tracks.values())
+        workers = settings.input.workers
+        assert workers >= 1
+        assert len(expected.identified) <= identifies <= workers * len(expected.identified)
         assert summary.by_destination["remerge"] == sum(expected.remerge.values())
         assert summary.skipped["remerge:no_advertising_id"] + summary.skipped["remerge:not_forwarded"] > 0
 
