@@ -154,12 +154,15 @@ class Transformer:
         self._plans[event_type] = plan
         return plan
 
-    def _check_id(self, value: str) -> bool:
-        """:func:`is_valid_id`, remembered in ``_valid_ids`` (the caller looks there first)."""
-        valid = is_valid_id(value)
-        if len(self._valid_ids) >= _ID_MEMO_SIZE:
-            self._valid_ids.clear()
-        self._valid_ids[value] = valid
+    def _valid_id(self, value: str) -> bool:
+        """:func:`is_valid_id`, remembered in ``_valid_ids``."""
+        memo = self._valid_ids
+        valid = memo.get(value)
+        if valid is None:
+            valid = is_valid_id(value)
+            if len(memo) >= _ID_MEMO_SIZE:
+                memo.clear()
+            memo[value] = valid
         return valid
 
     def transform(self, event_type: str, record: dict[str, Any]) -> AmplitudeEvent | Skip:
@@ -179,21 +182,14 @@ class Transformer:
         device = record.get("device_id")
         event: AmplitudeEvent = {}
         identified = False
-        valid_ids = self._valid_ids
         if external:
-            valid = valid_ids.get(external)
-            if valid is None:
-                valid = self._check_id(external)
-            if valid:
+            if self._valid_id(external):
                 event["user_id"] = external
                 identified = True
             else:
                 props["external_user_id"] = external
         if device:
-            valid = valid_ids.get(device)
-            if valid is None:
-                valid = self._check_id(device)
-            if valid:
+            if self._valid_id(device):
                 event["device_id"] = device
                 identified = True
             else:
@@ -263,12 +259,8 @@ class Transformer:
             ad_id = record.get("ad_id")
             if ad_id:
                 ad_field = _AD_ID_FIELD.get(record.get("ad_id_type") or "")
-                if ad_field:
-                    valid = valid_ids.get(ad_id)
-                    if valid is None:
-                        valid = self._check_id(ad_id)
-                    if valid:
-                        event[ad_field] = ad_id
+                if ad_field and self._valid_id(ad_id):
+                    event[ad_field] = ad_id
         if props:
             event["event_properties"] = props
         return event
