@@ -73,7 +73,6 @@ class Pipeline:
             )
             for d in self.destinations
         ]
-        self._pairs = list(zip(self.destinations, self.engines, strict=True))
         self.preparer = Preparer([d.mapper for d in self.destinations])
         self._clock = self.engines[0].clock
         # Payloads still owed per position (registered when two or more are owed).
@@ -99,14 +98,9 @@ class Pipeline:
             else:
                 summary.dead_lettered[destination.tag(reason)] += len(items)
                 metrics.count(metrics.dead_lettered, reason, len(items), destination=name)
-            if self._owed:
-                settle = self._settle
-                for item in items:
-                    settle(item.position)
-            else:  # nothing is owed by two or more payloads: each ends its record (see _settle)
-                ack = self.on_ack
-                for item in items:
-                    ack(item.position)
+            settle = self._settle
+            for item in items:
+                settle(item.position)
 
         return done
 
@@ -169,7 +163,7 @@ class Pipeline:
         """Queue one record's payloads for their engines (``queues``, in destination order); skips and
         unencodable payloads end here, and a record with no payload is acknowledged at once."""
         owed = 0
-        for (dest, _), out, queue in zip(self._pairs, outputs, queues, strict=True):
+        for dest, out, queue in zip(self.destinations, outputs, queues, strict=True):
             if isinstance(out, list):
                 for encoded, keys in out:
                     queue.append(Pending(event_type, position, encoded, now, keys))

@@ -112,11 +112,8 @@ class Replay:
         self._stop_event.set()
 
     def _ack(self, position: Position) -> None:
-        path = position.source
-        self.tracker.ack((path, -1), position.offset)
-        fs = self.files.get(path)
-        if fs is not None and fs.fully_read:  # (per event: the usual answer is "not yet", seen here)
-            self._maybe_finish(path)
+        self.tracker.ack(position.stream, position.offset)
+        self._maybe_finish(position.source)
 
     def _maybe_finish(self, path: str) -> None:
         fs = self.files.get(path)
