@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import orjson
+from zlib_ng import zlib_ng
 
 from consumer.events import Pending
 from consumer.settings import AmplitudeSettings
@@ -188,8 +188,13 @@ def classify(status: int, body: Any, headers: httpx.Headers, batch: Sequence[Pen
     return Fatal(f"http_{status}", str(data.get("error", ""))[:200])
 
 
+GZIP_LEVEL = 2
+"""zlib-ng's level 2 on request bodies: 1.6x the speed of stdlib zlib's level 1 and 10 % smaller
+(182 against 111 MB/s, 4.6 against 4.2 times smaller, measured on the benchmark's 1 MB bodies)."""
+
+
 def _gzip(body: bytes) -> bytes:
-    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+    compressor = zlib_ng.compressobj(GZIP_LEVEL, zlib_ng.DEFLATED, 31)
     return compressor.compress(body) + compressor.flush()
 
 
