@@ -21,7 +21,9 @@ from consumer.settings import Settings, SettingsError, add_arguments, load
 from consumer.summary import Summary
 
 if TYPE_CHECKING:
+    from consumer.destinations import Mapper
     from consumer.selection import Selection
+    from consumer.workers import WorkerPool
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -73,19 +75,38 @@ def _cmd_replay_dry_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.runtime import make_mappers
+    from consumer.workers import WorkerPool
+
+    if args.dry_run:
+        return _cmd_replay_dry_run(args, settings)
+    mappers = make_mappers(settings)
+    pool = None
+    if settings.input.workers:
+        # Started before anything else: the workers load their modules while this process loads its own.
+        pool = WorkerPool(settings.input.workers, mappers, _selection(settings))
+        pool.start()
+    try:
+        return _replay_with(args, settings, mappers, pool)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _replay_with(
+    args: argparse.Namespace, settings: Settings, mappers: list[Mapper], pool: WorkerPool | None
+) -> int:
     from consumer.destinations import close_all
     from consumer.objectstore import StoreError
     from consumer.replay import Replay
     from consumer.runtime import install_signals, make_destinations, ops_server, prepare
 
-    if args.dry_run:
-        return _cmd_replay_dry_run(args, settings)
     metrics = prepare(settings)
 
     async def run() -> int:
-        destinations = make_destinations(settings)
+        destinations = make_destinations(settings, mappers)
         try:
-            replay = Replay(args.paths, settings, destinations, metrics)
+            replay = Replay(args.paths, settings, destinations, metrics, pool=pool)
         except ValueError as exc:  # an unreadable resume state: say so, change nothing
             await close_all(destinations)
             print(f"currents-consumer: {exc}", file=sys.stderr)

@@ -18,6 +18,7 @@ dead-lettered), so commits stay at-least-once for all of them.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -123,32 +124,50 @@ def one_per_request(
     return shape, own
 
 
-def amplitude_destination(settings: Settings, sink: Sink) -> Destination:
-    """The Amplitude destination over ``sink``."""
-    mapper = AmplitudeMapper(Transformer(settings.mapping))
+def amplitude_destination(settings: Settings, sink: Sink, mapper: Mapper | None = None) -> Destination:
+    """The Amplitude destination over ``sink`` (with Braze's mapping unless ``mapper`` is given)."""
+    mapper = mapper or AmplitudeMapper(Transformer(settings.mapping))
     return Destination("amplitude", mapper, sink, settings.amplitude, settings.limits)
 
 
-def build_destinations(settings: Settings) -> list[Destination]:
-    """Every destination ``settings.destinations`` enables, in that order, each with its own sink."""
+def build_mappers(settings: Settings) -> list[Mapper]:
+    """The mapper of every destination ``settings.destinations`` enables, in that order: all that worker
+    processes need, built without the sinks (so without importing the HTTP client). Refuses a
+    destination that lacks what it cannot work without."""
     from consumer.movableink import MovableInkMapper
     from consumer.remerge import RemergeMapper
+
+    check_destination_settings(settings)
+    out: list[Mapper] = []
+    for name in settings.destinations:
+        if name == "amplitude":
+            out.append(AmplitudeMapper(Transformer(settings.mapping)))
+        elif name == "movableink":
+            out.append(MovableInkMapper(settings.movableink))
+        elif name == "remerge":
+            out.append(RemergeMapper(settings.remerge))
+    return out
+
+
+def build_destinations(settings: Settings, mappers: Sequence[Mapper] | None = None) -> list[Destination]:
+    """Every destination ``settings.destinations`` enables, in that order, each with its own sink; with
+    ``mappers`` (from :func:`build_mappers` on the same settings) those mapper objects are used."""
     from consumer.sink import AmplitudeSink
     from consumer.webhook import MovableInkSink, RemergeSink
 
-    check_destination_settings(settings)
+    mappers = build_mappers(settings) if mappers is None else mappers
     out: list[Destination] = []
-    for name in settings.destinations:
+    for name, mapper in zip(settings.destinations, mappers, strict=True):
         if name == "amplitude":
-            out.append(amplitude_destination(settings, AmplitudeSink(settings.amplitude)))
+            out.append(amplitude_destination(settings, AmplitudeSink(settings.amplitude), mapper))
         elif name == "movableink":
             mi = settings.movableink
             shape, limits = one_per_request(settings.limits, mi.rate, mi.retry_window, mi.concurrency)
-            out.append(Destination(name, MovableInkMapper(mi), MovableInkSink(mi), shape, limits))
+            out.append(Destination(name, mapper, MovableInkSink(mi), shape, limits))
         elif name == "remerge":
             rm = settings.remerge
             shape, limits = one_per_request(settings.limits, rm.rate, rm.retry_window, rm.concurrency)
-            out.append(Destination(name, RemergeMapper(rm), RemergeSink(rm), shape, limits))
+            out.append(Destination(name, mapper, RemergeSink(rm), shape, limits))
     return out
 
 

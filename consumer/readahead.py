@@ -42,6 +42,7 @@ def loads(data: bytes) -> Any:
     """A chunk a worker process sent as pickled bytes."""
     return pickle.loads(data)
 
+
 CHUNK = 256
 """Records per hand-over from a worker thread to the event loop."""
 DEPTH = 8

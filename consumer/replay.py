@@ -75,6 +75,7 @@ class Replay:
         progress_interval: float = 10.0,
         checkpoint_interval: float = 5.0,
         clock: Callable[[], float] | None = None,
+        pool: WorkerPool | None = None,
     ) -> None:
         self.paths = paths
         self.settings = settings
@@ -95,7 +96,9 @@ class Replay:
         self._stopping = False
         self._stop_event = asyncio.Event()
         self.health: Health | None = None
-        self.pool: WorkerPool | None = None
+        self.pool = pool
+        """The worker processes (``--workers``): given started (their mappers those of ``destinations``,
+        their selection this replay's), or started by :meth:`run`; closed when it returns."""
 
     @property
     def stopped(self) -> bool:
@@ -209,7 +212,7 @@ class Replay:
         if not self.selection.empty:
             log.info("replaying %s", self.selection.describe())
         workers = self.settings.input.workers
-        if workers:
+        if workers and self.pool is None:
             self.pool = WorkerPool(workers, self.pipeline.preparer.mappers, self.selection)
             self.pool.start()
         reporter = asyncio.create_task(self._report())

@@ -9,9 +9,9 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
-from consumer.destinations import Destination, build_destinations
+from consumer.destinations import Destination, Mapper, build_destinations, build_mappers
 from consumer.health import Health
 from consumer.logs import register_secret, setup
 from consumer.metrics import Metrics, default_metrics
@@ -38,7 +38,6 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
-
 def prepare(settings: Settings) -> Metrics:
     """Configure logging and garbage collection once, register every secret for masking; returns the
     process metrics."""
@@ -55,10 +54,16 @@ def prepare(settings: Settings) -> Metrics:
     return default_metrics()
 
 
-def make_destinations(settings: Settings) -> list[Destination]:
-    """The enabled destinations with their sinks; refuses to start one that lacks its credentials."""
+def make_destinations(settings: Settings, mappers: Sequence[Mapper] | None = None) -> list[Destination]:
+    """The enabled destinations with their sinks (and ``mappers`` if given, see
+    :func:`~consumer.destinations.build_destinations`); refuses to start one that lacks its credentials."""
+    return build_destinations(settings, make_mappers(settings) if mappers is None else mappers)
+
+
+def make_mappers(settings: Settings) -> list[Mapper]:
+    """The enabled destinations' mappers; refuses to start one that lacks its credentials."""
     try:
-        return build_destinations(settings)
+        return build_mappers(settings)
     except SettingsError as exc:
         raise SystemExit(f"currents-consumer: {exc}") from None
 

@@ -87,7 +87,9 @@ def test_records_the_selection_leaves_out_are_counted_not_sent(tmp_path: Path) -
     with pool_of(1, selection) as pool:
         for target in objects:
             progress = ReadProgress()
-            got = [p for c in pool.read(pool.ticket(), target, 0, progress, threading.Event()) for p in loads(c)]
+            got = [
+                p for c in pool.read(pool.ticket(), target, 0, progress, threading.Event()) for p in loads(c)
+            ]
             expected = [p for p in in_process(target.url) if p[1] == EVENT_TYPE]
             assert got == expected
             assert progress.filtered == len(in_process(target.url)) - len(expected)
