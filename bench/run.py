@@ -69,6 +69,9 @@ def use_code(out: Path, rev: str) -> dict[str, Any]:
     Without ``rev``: the working tree as installed (``pip install -e .``), uncommitted edits included
     (listed under ``dirty``). With ``rev``: that revision exported read-only (``git archive``, the
     index and work tree untouched) under ``<out>/code/<sha>`` and put first on ``PYTHONPATH``.
+    Either way the measured package is byte-compiled first, as ``pip install`` does for the image: with
+    ``PYTHONDONTWRITEBYTECODE`` set, every measured process (and each worker process) would otherwise
+    compile it from source at start.
     """
     head = _git("rev-parse", "HEAD")
     info: dict[str, Any] = {"head": head}
@@ -87,6 +90,9 @@ def use_code(out: Path, rev: str) -> dict[str, Any]:
     else:
         dirty = [line[3:] for line in _git("status", "--porcelain", "consumer").splitlines()]
         info |= {"rev": "working tree", "sha": head, "dirty": dirty, "path": str(REPO)}
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(Path(info["path"]) / "consumer")], check=True
+    )
     probe = subprocess.run(
         [sys.executable, "-c", "import consumer; print(consumer.__file__)"], capture_output=True, text=True
     )
