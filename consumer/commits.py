@@ -9,7 +9,7 @@ succeeded is how Vector's Kafka source loses data on restart; this tracker makes
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 
 class _Stream:
@@ -59,14 +59,22 @@ class OffsetTracker:
         copy of an event that was read in this stream's life can mark its offset done, and nothing
         is remembered for offsets that can no longer matter.
         """
+        self.ack_many(stream, (offset,))
+
+    def ack_many(self, stream: tuple[str, int], offsets: Iterable[int]) -> None:
+        """Mark each of ``offsets`` done (any order): what :meth:`ack` of each does, with the committable
+        prefix advanced once at the end."""
         s = self._streams.get(stream)
-        if s is None or not s.offsets or offset < s.offsets[0] or offset > s.last_tracked:
+        if s is None or not s.offsets:
             return
-        offsets, done = s.offsets, s.done
-        done.add(offset)
-        while offsets and offsets[0] in done:
-            done.discard(offsets.popleft())
-        if not offsets:
+        queue, done = s.offsets, s.done
+        first, last = queue[0], s.last_tracked
+        for offset in offsets:
+            if first <= offset <= last:
+                done.add(offset)
+        while queue and queue[0] in done:
+            done.discard(queue.popleft())
+        if not queue:
             done.clear()  # acks of offsets that were never tracked (gaps) cannot matter any more
 
     def committable(self, stream: tuple[str, int]) -> int | None:

@@ -35,6 +35,7 @@ from consumer.transform import Skip
 log = logging.getLogger("currents.pipeline")
 
 AckCallback = Callable[[Position], None]
+AckManyCallback = Callable[[list[Position]], None]
 
 INPUT = "input"
 """The ``destination`` label of dead-letters for input that never became an event."""
@@ -50,6 +51,7 @@ class Pipeline:
         metrics: Metrics,
         on_ack: AckCallback,
         *,
+        on_ack_many: AckManyCallback | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         if not destinations:
@@ -58,6 +60,7 @@ class Pipeline:
         self.dead = dead_letter
         self.metrics = metrics
         self.on_ack = on_ack
+        self.on_ack_many = on_ack_many or self._ack_each
         self.summary = Summary(primary=self.destinations[0].name)
         self.engines = [
             DeliveryEngine(
@@ -98,23 +101,31 @@ class Pipeline:
             else:
                 summary.dead_lettered[destination.tag(reason)] += len(items)
                 metrics.count(metrics.dead_lettered, reason, len(items), destination=name)
-            settle = self._settle
-            for item in items:
-                settle(item.position)
+            if self._owed:
+                last = self._last_payload
+                self.on_ack_many([item.position for item in items if last(item.position)])
+            else:
+                self.on_ack_many([item.position for item in items])
 
         return done
 
-    def _settle(self, position: Position) -> None:
-        # Only positions owing two or more payloads are registered (the one-payload case, a single
-        # destination's usual one, costs no bookkeeping); the last payload finds none and acknowledges.
-        owed = self._owed
-        left = owed.get(position) if owed else None
-        if left is None:
+    def _ack_each(self, positions: list[Position]) -> None:
+        for position in positions:
             self.on_ack(position)
-        elif left > 2:
+
+    def _last_payload(self, position: Position) -> bool:
+        """One of ``position``'s payloads has finished: whether it was the last one owed."""
+        # Only positions owing two or more payloads are registered (the one-payload case, a single
+        # destination's usual one, costs no bookkeeping); the last payload finds none.
+        owed = self._owed
+        left = owed.get(position)
+        if left is None:
+            return True
+        if left > 2:
             owed[position] = left - 1
         else:
             del owed[position]
+        return False
 
     # -- input -----------------------------------------------------------------------------------
     async def ingest(self, record: CurrentsRecord) -> None:

@@ -87,7 +87,9 @@ class Replay:
             settings.state_dir, paths, self.selection.key(), tuple(d.name for d in destinations)
         )
         self.dead = DeadLetterWriter(settings.dead_letter)
-        self.pipeline = Pipeline(destinations, self.dead, metrics, self._ack, clock=clock)
+        self.pipeline = Pipeline(
+            destinations, self.dead, metrics, self._ack, on_ack_many=self._ack_many, clock=clock
+        )
         self.files: dict[str, _FileState] = {}
         self.stores = Stores()
         self.result = ReplayResult(self.pipeline.summary)
@@ -115,8 +117,20 @@ class Replay:
         self._stop_event.set()
 
     def _ack(self, position: Position) -> None:
-        self.tracker.ack(position.stream, position.offset)
-        self._maybe_finish(position.source)
+        self._ack_many([position])
+
+    def _ack_many(self, positions: list[Position]) -> None:
+        """Acknowledge ``positions``: each run of one file's positions (a request's events are mostly
+        one file's, in order) goes to the tracker at once, then the file is checked for the end."""
+        tracker, start = self.tracker, 0
+        while start < len(positions):
+            source = positions[start].source
+            end = start + 1
+            while end < len(positions) and positions[end].source == source:
+                end += 1
+            tracker.ack_many((source, -1), [p.offset for p in positions[start:end]])
+            self._maybe_finish(source)
+            start = end
 
     def _maybe_finish(self, path: str) -> None:
         fs = self.files.get(path)

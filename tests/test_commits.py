@@ -130,3 +130,30 @@ def test_committable_is_always_the_first_offset_not_done(data: st.DataObject, ga
         assert tracker.committable(P0) == expected
         assert tracker.outstanding(P0) == len([o for o in offsets if o >= expected])
         assert (tracker.outstanding(P0) == 0) == (not not_done)
+
+
+@given(
+    data=st.data(),
+    gaps=st.lists(st.integers(min_value=1, max_value=5), min_size=1, max_size=60),
+)
+def test_acking_in_groups_is_acking_one_by_one(data: st.DataObject, gaps: list[int]) -> None:
+    offsets: list[int] = []
+    position = data.draw(st.integers(min_value=0, max_value=1000))
+    for gap in gaps:
+        position += gap
+        offsets.append(position)
+    one_by_one, grouped = tracked(offsets), tracked(offsets)
+    # acks in any order, repeated, for gaps, before the first and after the last tracked offset
+    strays = st.integers(min_value=offsets[0] - 3, max_value=offsets[-1] + 3)
+    acks = data.draw(st.lists(st.one_of(st.sampled_from(offsets), strays), max_size=120))
+    while acks:
+        size = data.draw(st.integers(min_value=1, max_value=len(acks)))
+        group, acks = acks[:size], acks[size:]
+        for offset in group:
+            one_by_one.ack(P0, offset)
+        grouped.ack_many(P0, group)
+        assert grouped.committable(P0) == one_by_one.committable(P0)
+        assert grouped.outstanding(P0) == one_by_one.outstanding(P0)
+    grouped.ack_many(P0, offsets)
+    assert grouped.committable(P0) == offsets[-1] + 1 and grouped.outstanding(P0) == 0
+    grouped.ack_many(("other", 0), offsets)  # an unknown stream: ignored
