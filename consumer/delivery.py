@@ -337,8 +337,8 @@ class DeliveryEngine:
         """The events of ``batch`` whose keys have a token now (taken); the others wait aside."""
         send: list[Pending] = []
         denied: dict[str, tuple[list[Pending], float]] = {}
-        for item in batch:
-            verdict = self.limiter.take(item.keys, now)
+        verdicts = self.limiter.take_many([item.keys for item in batch], now)
+        for item, verdict in zip(batch, verdicts, strict=True):
             if verdict == ADMIT:
                 send.append(item)
             elif verdict == DAILY_QUOTA:

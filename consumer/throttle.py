@@ -16,6 +16,7 @@ the day changes).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from operator import itemgetter
 
 ADMIT = 0.0
@@ -43,17 +44,19 @@ class KeyLimiter:
     :meth:`take` either admits an event (recording it on every key and one daily unit) and returns
     :data:`ADMIT`, returns :data:`DAILY_QUOTA` when any key is over its daily limit, or returns the
     number of seconds until every key has room (at least :data:`MIN_WAIT`). :meth:`check` answers the
-    same without recording anything.
+    same without recording anything; :meth:`take_many` answers for each event of a request in turn.
 
-    Cost (:meth:`take` runs for every event): a key that sent lately has one list, ``[daily count,
-    send times, oldest first]``, so one dict look-up per key serves its daily limit, its window and
-    the record of a send. The shape of the configured rate is computed once (only keys Amplitude
-    slowed down pay for :meth:`_shape`); the day change and the sweep are one comparison against the
-    next of the two instants. The lists live in two generations: a key that sends goes to (or stays
-    in) the young one. A sweep, once per longest window, copies the old generation's daily counts out
-    in one call and drops it (none of its keys sent since the previous sweep, a window ago), and the
-    young generation becomes the old one; a sweep so costs what it drops, in C, never a walk over
-    every key. A key idle for one to two windows is forgotten but for its daily count.
+    Cost (:meth:`take_many` runs for every event of a request as it leaves): the day change and the
+    sweep are one comparison against the next of the two instants, made once per call with the state
+    bound to locals, not once per event. A key that sent lately has one list, ``[daily count, send
+    times, oldest first]``, so one dict look-up per key (a key of the young generation; two for one of
+    the old) serves its daily limit and its window, and one more the record of a send. The shape of the
+    configured rate is computed once (only keys Amplitude slowed down pay for :meth:`_shape`). The lists
+    live in two generations: a key that sends goes to (or stays in) the young one. A sweep, once per
+    longest window, copies the old generation's daily counts out in one call and drops it (none of its
+    keys sent since the previous sweep, a window ago), and the young generation becomes the old one; a
+    sweep so costs what it drops, in C, never a walk over every key. A key idle for one to two windows
+    is forgotten but for its daily count.
     """
 
     def __init__(self, rate: float, daily_limit: int) -> None:
@@ -110,75 +113,102 @@ class KeyLimiter:
 
     def check(self, keys: tuple[str, ...], now: float) -> float:
         """What :meth:`take` would answer at ``now``, without recording anything."""
-        return self.take(keys, now, record=False)
+        return self._verdicts((keys,), now, False, None)
 
     def take(self, keys: tuple[str, ...], now: float, *, record: bool = True) -> float:
         """Admit one event for ``keys`` at ``now`` (seconds), or say how long to wait.
 
-        With ``record=False`` nothing is recorded: that is :meth:`check` (one body for both, as this
-        runs for every event).
+        With ``record=False`` nothing is recorded: that is :meth:`check`.
         """
+        return self._verdicts((keys,), now, record, None)
+
+    def take_many(self, keys_list: Sequence[tuple[str, ...]], now: float) -> list[float]:
+        """:meth:`take` for each of ``keys_list`` at ``now``, in order (each event admitted is recorded
+        before the next is looked at): the verdicts, one per entry."""
+        verdicts: list[float] = []
+        if keys_list:  # no event, no look at the clock (a sweep due would not run either)
+            self._verdicts(keys_list, now, True, verdicts.append)
+        return verdicts
+
+    def _verdicts(
+        self,
+        keys_list: Sequence[tuple[str, ...]],
+        now: float,
+        record: bool,
+        emit: Callable[[float], None] | None,
+    ) -> float:
+        """The one body of :meth:`take`, :meth:`check` and :meth:`take_many`: the verdict of each of
+        ``keys_list`` goes to ``emit``; the last one is returned. The clock is looked at and the state
+        bound to locals once per call, not once per event."""
         if now >= self._next_tick or now < self._day_start:
-            self._tick(now)
+            self._tick(now)  # the next tick is then after ``now``: one call serves every event at ``now``
         young = self._young
         old = self._old
+        daily = self._daily
         limit = self.daily_limit
         blocked = self._blocked_until
         slow = self._slow
-        window = self._window
-        allowed = self._allowed
-        wait = 0.0
-        for key in keys:
-            state = young.get(key)
-            if state is None:
-                state = old.get(key)
-            if state is None:
-                if self._daily.get(key, 0) >= limit:
-                    return DAILY_QUOTA
-            elif state[0] >= limit:
-                return DAILY_QUOTA
-            if blocked:
-                until = blocked.get(key)
-                if until is not None:
-                    if until > now:
-                        if until - now > wait:
-                            wait = until - now
-                        continue
-                    del blocked[key]
-            if state is None:
-                continue
-            if slow:  # Amplitude throttled some keys: this one may have a slower rate
-                slowed = slow.get(key)
-                if slowed is not None and slowed[1] > now:
-                    window, allowed = self._shape(slowed[0])
-                else:
-                    window, allowed = self._window, self._allowed
-            if len(state) > allowed:  # ``allowed`` sends recorded: are they all still in the window?
-                _trim(state, now - window)
-                if len(state) > allowed:  # yes: room once the oldest of the last ``allowed`` leaves
-                    room = state[len(state) - allowed] + window - now
-                    if room > wait:
-                        wait = room
-        if wait > 0.0:
-            return max(wait, MIN_WAIT)
-        if not record:
-            return ADMIT
+        window_default = window = self._window
+        allowed_default = allowed = self._allowed
         trim_at = self._trim_at
-        window_default = self._window
-        for key in keys:
-            state = young.get(key)
-            if state is None:
-                state = old.pop(key, None)
+        verdict = ADMIT
+        for keys in keys_list:
+            verdict = ADMIT
+            wait = 0.0
+            for key in keys:
+                state = young.get(key)
                 if state is None:
-                    state = [self._daily.get(key, 0)]
-                young[key] = state
-            elif len(state) > trim_at:  # forget the sends that left the window (memory only)
-                # The configured window serves a slowed key too: a longer window means a rate under
-                # 1/s, one send per window, and this one was admitted, so its others have all left.
-                _trim(state, now - window_default)
-            state[0] += 1
-            state.append(now)
-        return ADMIT
+                    state = old.get(key)
+                if state is None:
+                    if daily.get(key, 0) >= limit:
+                        verdict = DAILY_QUOTA
+                        break
+                elif state[0] >= limit:
+                    verdict = DAILY_QUOTA
+                    break
+                if blocked:
+                    until = blocked.get(key)
+                    if until is not None:
+                        if until > now:
+                            if until - now > wait:
+                                wait = until - now
+                            continue
+                        del blocked[key]
+                if state is None:
+                    continue
+                if slow:  # Amplitude throttled some keys: this one may have a slower rate
+                    slowed = slow.get(key)
+                    if slowed is not None and slowed[1] > now:
+                        window, allowed = self._shape(slowed[0])
+                    else:
+                        window, allowed = window_default, allowed_default
+                if len(state) > allowed:  # ``allowed`` sends recorded: are they all still in the window?
+                    _trim(state, now - window)
+                    if len(state) > allowed:  # yes: room once the oldest of the last ``allowed`` leaves
+                        room = state[len(state) - allowed] + window - now
+                        if room > wait:
+                            wait = room
+            else:  # no key is over its daily limit
+                if wait > 0.0:
+                    verdict = max(wait, MIN_WAIT)
+                elif record:
+                    for key in keys:
+                        state = young.get(key)
+                        if state is None:
+                            state = old.pop(key, None)
+                            if state is None:
+                                state = [daily.get(key, 0)]
+                            young[key] = state
+                        elif len(state) > trim_at:  # forget the sends that left the window (memory only)
+                            # The configured window serves a slowed key too: a longer window means a rate
+                            # under 1/s, one send per window, and this one was admitted, so its others
+                            # have all left.
+                            _trim(state, now - window_default)
+                        state[0] += 1
+                        state.append(now)
+            if emit is not None:
+                emit(verdict)
+        return verdict
 
     def penalize(self, key: str, seconds: float, now: float, threshold: float | None = None) -> None:
         """Amplitude throttled ``key``: send nothing for it for ``seconds``, then for :data:`SLOW_FOR`
@@ -293,6 +323,10 @@ class NoKeyLimit:
     def take(self, keys: tuple[str, ...], now: float) -> float:
         """Always admitted; nothing is recorded (memory stays flat)."""
         return ADMIT
+
+    def take_many(self, keys_list: Sequence[tuple[str, ...]], now: float) -> list[float]:
+        """Every one admitted; nothing is recorded."""
+        return [ADMIT] * len(keys_list)
 
     def penalize(self, key: str, seconds: float, now: float, threshold: float | None = None) -> None:
         """Nothing to slow down."""

@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.throttle import ADMIT, DAILY_QUOTA, MIN_WAIT, SLOW_FOR, WINDOW_GUARD, KeyLimiter, limiter_keys
+from consumer.throttle import (
+    ADMIT,
+    DAILY_QUOTA,
+    MIN_WAIT,
+    SLOW_FOR,
+    WINDOW_GUARD,
+    KeyLimiter,
+    NoKeyLimit,
+    limiter_keys,
+)
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
@@ -431,3 +440,64 @@ def test_a_key_slowed_after_it_sent_is_remembered_for_its_longer_window() -> Non
     limiter.penalize("d:a", 0.1, T0 + 1.2, threshold=0.5)  # 0.45/s from T0 + 1.3: a 2.32 s window
     assert limiter.take(("d:z",), T0 + 2.2) == ADMIT  # a sweep is due: d:a's window is still open
     assert limiter.take(("d:a",), T0 + 2.5) == pytest.approx(1.0 + 1 / 0.45 + WINDOW_GUARD - 2.5)
+
+
+MANY_KEY_SETS = [*KEY_SETS, ("d:a", "d:a"), ("u:x", "d:b", "d:c")]  # a repeated key, three keys
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rate=st.sampled_from([1.0, 2.0, 3.0, 5.0]),
+    daily_limit=st.sampled_from([2, 5, 12]),
+    steps=st.lists(
+        st.tuples(
+            st.one_of(
+                st.just(0.0), st.floats(min_value=0.0, max_value=1.5), st.sampled_from([1.1, 2.2, 30.0])
+            ),
+            st.sampled_from(["request", "request", "request", "penalize"]),
+            st.lists(st.sampled_from(MANY_KEY_SETS), max_size=12),
+            st.sampled_from([None, 0.5, 2.0]),  # 429 thresholds (none: the rate halves)
+            st.floats(min_value=0.1, max_value=5.0),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+)
+def test_take_many_answers_and_records_like_one_take_after_another(
+    rate: float, daily_limit: int, steps: list[tuple[float, str, list[tuple[str, ...]], float | None, float]]
+) -> None:
+    """A request's verdicts from one call are those of a :meth:`take` per event in order, across
+    sweeps, a UTC midnight, penalties and daily limits, and leave the same state behind."""
+    many = KeyLimiter(rate=rate, daily_limit=daily_limit)
+    one = KeyLimiter(rate=rate, daily_limit=daily_limit)
+    now = (T0 // 86400 + 1) * 86400 - 20.0  # 20 s before midnight
+    for gap, op, request, threshold, seconds in steps:
+        now += gap
+        if op == "penalize":
+            for limiter in (many, one):
+                limiter.penalize(request[0][0] if request else "d:a", seconds, now, threshold)
+        else:
+            assert many.take_many(request, now) == [one.take(keys, now) for keys in request], (request, now)
+        assert many.active_keys() == one.active_keys()
+        assert many.blocked_keys(now) == one.blocked_keys(now)
+        assert [many.check(keys, now) for keys in MANY_KEY_SETS] == [
+            one.check(keys, now) for keys in MANY_KEY_SETS
+        ]
+    for keys in MANY_KEY_SETS * 3:  # what each remembers shows in what it admits next
+        now += 0.05
+        assert many.take(keys, now) == one.take(keys, now)
+        assert many.active_keys() == one.active_keys()
+
+
+def test_take_many_records_each_admitted_event_before_the_next() -> None:
+    limiter = KeyLimiter(rate=2, daily_limit=3)
+    waits = limiter.take_many([("d:a",), ("d:a", "u:x"), ("d:a",), ("u:x",)], T0)
+    assert waits[:2] == [ADMIT, ADMIT]
+    assert waits[2] == pytest.approx(1.0 + WINDOW_GUARD)  # d:a's two tokens went to the first two
+    assert waits[3] == ADMIT
+    assert limiter.take_many([("u:x",), ("u:x",)], T0 + 5) == [ADMIT, DAILY_QUOTA]
+    assert limiter.take_many([], T0 + 5) == []
+
+
+def test_no_key_limit_admits_every_event_of_a_request() -> None:
+    assert NoKeyLimit().take_many([("d:a",), ("d:a",), ("u:x",)], T0) == [ADMIT] * 3
