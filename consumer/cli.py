@@ -31,8 +31,7 @@ Command = Callable[[argparse.Namespace, Settings], int]
 def _selection(settings: Settings) -> Selection:
     from consumer.selection import Selection
 
-    s = settings.input
-    return Selection.of(s.event_types, s.since, s.until, s.event_time)
+    return Selection.of_input(settings.input)
 
 
 def _cmd_convert(args: argparse.Namespace, settings: Settings) -> int:

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from consumer.commits import OffsetTracker
 from consumer.deadletter import DeadLetterWriter
@@ -79,9 +81,7 @@ class Replay:
     ) -> None:
         self.paths = paths
         self.settings = settings
-        self.selection = Selection.of(
-            settings.input.event_types, settings.input.since, settings.input.until, settings.input.event_time
-        )
+        self.selection = Selection.of_input(settings.input)
         self.tracker = OffsetTracker()
         self.state = ResumeState.load(
             settings.state_dir, paths, self.selection.key(), tuple(d.name for d in destinations)
@@ -122,15 +122,9 @@ class Replay:
     def _ack_many(self, positions: list[Position]) -> None:
         """Acknowledge ``positions``: each run of one file's positions (a request's events are mostly
         one file's, in order) goes to the tracker at once, then the file is checked for the end."""
-        tracker, start = self.tracker, 0
-        while start < len(positions):
-            source = positions[start].source
-            end = start + 1
-            while end < len(positions) and positions[end].source == source:
-                end += 1
-            tracker.ack_many((source, -1), [p.offset for p in positions[start:end]])
+        for source, run in itertools.groupby(positions, key=attrgetter("source")):
+            self.tracker.ack_many((source, -1), [p.offset for p in run])
             self._maybe_finish(source)
-            start = end
 
     def _maybe_finish(self, path: str) -> None:
         fs = self.files.get(path)

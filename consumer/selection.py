@@ -26,8 +26,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from consumer.events import CurrentsRecord
+
+if TYPE_CHECKING:
+    from consumer.settings import InputSettings
 
 EVENT_TIME_SLACK = 86400
 """With ``event_time``, partitions queued up to this long before ``since`` are still read (clock skew)."""
@@ -107,6 +111,11 @@ class Selection:
             parse_instant(until) if until else None,
             event_time,
         )
+
+    @classmethod
+    def of_input(cls, settings: InputSettings) -> Selection:
+        """From the ``input`` settings (``--event-type``, ``--since``, ``--until``, ``--event-time``)."""
+        return cls.of(settings.event_types, settings.since, settings.until, settings.event_time)
 
     @property
     def empty(self) -> bool:
