@@ -126,8 +126,14 @@ def one_per_request(
 
 def amplitude_destination(settings: Settings, sink: Sink, mapper: Mapper | None = None) -> Destination:
     """The Amplitude destination over ``sink`` (with Braze's mapping unless ``mapper`` is given)."""
-    mapper = mapper or AmplitudeMapper(Transformer(settings.mapping))
-    return Destination("amplitude", mapper, sink, settings.amplitude, settings.limits)
+    return Destination(
+        "amplitude", mapper or amplitude_mapper(settings), sink, settings.amplitude, settings.limits
+    )
+
+
+def amplitude_mapper(settings: Settings) -> AmplitudeMapper:
+    """Braze's Amplitude mapping as ``settings.mapping`` configures it."""
+    return AmplitudeMapper(Transformer(settings.mapping))
 
 
 def build_mappers(settings: Settings) -> list[Mapper]:
@@ -141,7 +147,7 @@ def build_mappers(settings: Settings) -> list[Mapper]:
     out: list[Mapper] = []
     for name in settings.destinations:
         if name == "amplitude":
-            out.append(AmplitudeMapper(Transformer(settings.mapping)))
+            out.append(amplitude_mapper(settings))
         elif name == "movableink":
             out.append(MovableInkMapper(settings.movableink))
         elif name == "remerge":

@@ -115,12 +115,9 @@ class KeyLimiter:
         """What :meth:`take` would answer at ``now``, without recording anything."""
         return self._verdicts((keys,), now, False, None)
 
-    def take(self, keys: tuple[str, ...], now: float, *, record: bool = True) -> float:
-        """Admit one event for ``keys`` at ``now`` (seconds), or say how long to wait.
-
-        With ``record=False`` nothing is recorded: that is :meth:`check`.
-        """
-        return self._verdicts((keys,), now, record, None)
+    def take(self, keys: tuple[str, ...], now: float) -> float:
+        """Admit one event for ``keys`` at ``now`` (seconds), or say how long to wait."""
+        return self._verdicts((keys,), now, True, None)
 
     def take_many(self, keys_list: Sequence[tuple[str, ...]], now: float) -> list[float]:
         """:meth:`take` for each of ``keys_list`` at ``now``, in order (each event admitted is recorded
