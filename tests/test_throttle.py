@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 
 from consumer.throttle import (
     ADMIT,
+    DAILY_KEEP_SHARE,
     DAILY_QUOTA,
     MIN_WAIT,
     SLOW_FOR,
+    SWEEP_SHARE,
     WINDOW_GUARD,
     KeyLimiter,
     NoKeyLimit,
@@ -360,6 +362,32 @@ def test_a_key_swept_while_idle_keeps_its_daily_count() -> None:
     assert limiter.take(("u:x",), t + 10) == DAILY_QUOTA
 
 
+def test_a_swept_key_keeps_its_daily_count_only_from_a_share_of_the_limit_on() -> None:
+    """Daily counts of idle keys are kept from DAILY_KEEP_SHARE of the limit on (memory follows the keys
+    that send a lot); a quieter key starts again from zero, never above what it sent."""
+    limit = 300
+    keep = int(limit * DAILY_KEEP_SHARE)
+    assert keep == 3
+    limiter = KeyLimiter(rate=10_000, daily_limit=limit)
+    for _ in range(keep - 1):
+        assert limiter.take(("d:quiet",), T0) == ADMIT
+    for _ in range(keep):
+        assert limiter.take(("d:busy",), T0) == ADMIT
+    t = T0 + 5.0  # two sweeps later: both keys are out of the windows' memory
+    assert limiter.take(("d:other",), t) == ADMIT
+    assert limiter.take(("d:late",), t + 3.0) == ADMIT
+    assert limiter.active_keys() == 1
+
+    def sends_until_quota(key: str) -> int:
+        n = 0
+        while limiter.take((key,), t + 4.0) == ADMIT:
+            n += 1
+        return n
+
+    assert sends_until_quota("d:quiet") == limit  # forgotten: counts from zero again
+    assert sends_until_quota("d:busy") == limit - keep  # kept
+
+
 def test_a_key_still_counts_after_a_sweep_that_keeps_it() -> None:
     """A key whose sends are still in its window stays limited across the sweeps in between."""
     limiter = KeyLimiter(rate=1, daily_limit=1000)
@@ -388,17 +416,32 @@ def test_sweeping_waits_for_the_window_of_a_slowed_key() -> None:
     assert limiter.take(("d:a",), T0 + 3.0 + window) == ADMIT
 
 
-def test_memory_follows_the_keys_of_the_last_two_windows() -> None:
-    """Busy keys stay while they send; keys idle for two windows are gone; a long pause empties all."""
+def test_memory_follows_the_keys_of_the_last_window_and_a_sweep() -> None:
+    """Busy keys stay while they send; keys idle for a window are gone a sweep later; a long pause empties
+    all."""
     limiter = KeyLimiter(rate=1000, daily_limit=10**9)
     t = T0
     for i in range(1000):  # 10 s: ten busy keys, and 100 new keys a second
         t = T0 + i * 0.01
         assert limiter.take((f"d:busy{i % 10}", f"d:{i}"), t) == ADMIT
-        assert limiter.active_keys() <= 10 + 100 * 2 * (1.0 + WINDOW_GUARD) + 2
+        assert limiter.active_keys() <= 10 + 100 * (1 + SWEEP_SHARE) * (1.0 + WINDOW_GUARD) + 2
     assert limiter.active_keys() >= 10 + 100
     assert limiter.take(("d:late",), t + 2 * (1.0 + WINDOW_GUARD) + 0.01) == ADMIT
     assert limiter.active_keys() == 1
+
+
+def test_a_slowed_key_keeps_its_long_window_without_holding_every_other_key() -> None:
+    """A key slowed to one event per 100 s stays limited for its whole window, while idle keys still go
+    a window and a sweep after their last send."""
+    limiter = KeyLimiter(rate=30, daily_limit=10**9)
+    limiter.penalize("d:slow", 0.0, T0, threshold=0.01 / 0.9)  # 0.01/s: a 100.1 s window
+    assert limiter.take(("d:slow",), T0) == ADMIT
+    t = T0
+    for i in range(3000):  # 30 s of 100 new keys a second
+        t = T0 + i * 0.01
+        assert limiter.take((f"d:{i}",), t) == ADMIT
+        assert limiter.active_keys() <= 1 + 100 * (1 + SWEEP_SHARE) * (1.0 + WINDOW_GUARD) + 2
+    assert limiter.check(("d:slow",), t) == pytest.approx(T0 + 100 + WINDOW_GUARD - t)
 
 
 def test_new_utc_day_resets_counts_held_in_memory_and_swept() -> None:
