@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,6 +198,34 @@ def _gzip(body: bytes) -> bytes:
     return compressor.compress(body) + compressor.flush()
 
 
+class RequestBody:
+    """A request body that httpx sends once and the sender empties as soon as the exchange ends.
+
+    httpx keeps each request, its body included, in a reference cycle (request, response and their
+    streams) that only the garbage collector frees. A body handed over as ``bytes`` lives until a
+    collection runs, and one still in flight during a collection is promoted to an older generation,
+    where it may wait for a full collection: with bodies of a few hundred kilobytes, peak RSS grew with
+    the length of a run. Emptied, the body is freed at once, whatever becomes of the cycle.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The length header (httpx would otherwise send an iterable body chunked)."""
+        return {"Content-Length": str(len(self.data))}
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.data
+
+    def release(self) -> None:
+        """Drop the bytes (the exchange is over)."""
+        self.data = b""
+
+
 class AmplitudeSink:
     """Posts batches to one Amplitude endpoint over a shared keep-alive connection pool."""
 
@@ -225,22 +253,28 @@ class AmplitudeSink:
     async def send(self, batch: Sequence[Pending]) -> SendResult:
         """One attempt: post ``batch`` and classify the answer."""
         body = build_body(self._key, [p.encoded for p in batch], self.settings.min_id_length)
+        size = len(body)
         headers = {"Content-Type": "application/json"}
-        payload = body
         if self.settings.gzip:
-            # zlib releases the GIL: compressing in a worker thread puts it on the other core.
-            payload = await asyncio.to_thread(_gzip, body)
+            # zlib releases the GIL: compressing in a worker thread puts it on the other core. The
+            # uncompressed body is not kept while the request is out.
+            body = await asyncio.to_thread(_gzip, body)
             headers["Content-Encoding"] = "gzip"
+        content = RequestBody(body)
+        del body
+        headers |= content.headers
         started = time.perf_counter()
         try:
-            response = await self._client.post(self.url, content=payload, headers=headers)
+            response = await self._client.post(self.url, content=content, headers=headers)
         except httpx.TimeoutException:
-            return SendResult(RetryLater("timeout"), 0, time.perf_counter() - started, len(body))
+            return SendResult(RetryLater("timeout"), 0, time.perf_counter() - started, size)
         except httpx.TransportError as exc:
             # The exception text can carry the URL but never the body (where the key is).
             return SendResult(
-                RetryLater(f"connection:{type(exc).__name__}"), 0, time.perf_counter() - started, len(body)
+                RetryLater(f"connection:{type(exc).__name__}"), 0, time.perf_counter() - started, size
             )
+        finally:
+            content.release()
         seconds = time.perf_counter() - started
         try:
             data = orjson.loads(response.content) if response.content else {}
@@ -250,7 +284,7 @@ class AmplitudeSink:
         if isinstance(outcome, Fatal) and self._key and self._key in outcome.detail:
             # A proxy or a future error text that echoes the key must not carry it to dead-letter files.
             outcome = Fatal(outcome.reason, outcome.detail.replace(self._key, "***"))
-        return SendResult(outcome, response.status_code, seconds, len(body))
+        return SendResult(outcome, response.status_code, seconds, size)
 
     async def close(self) -> None:
         """Close the connection pool."""

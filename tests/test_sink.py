@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 from typing import Any
 
@@ -19,6 +20,7 @@ from consumer.sink import (
     Fatal,
     Outcome,
     Rejected,
+    RequestBody,
     RetryLater,
     Throttled,
     TooLarge,
@@ -255,3 +257,23 @@ async def test_an_answer_echoing_the_key_never_carries_it_into_the_outcome() -> 
     assert result.outcome == Fatal("http_401", "key *** is not allowed here")
     assert KEY not in repr(result)
     await sink.close()
+
+
+async def test_a_sent_body_is_freed_with_its_exchange_not_by_the_garbage_collector(sim: Any) -> None:
+    """httpx keeps each request in a reference cycle; the body inside it is emptied when the exchange
+    ends, so a body is never kept until a collection (real HTTP server, collector off)."""
+    settings = load(None, {"AMPLITUDE_API_KEY": KEY, "AMPLITUDE_URL": sim.http_v2_url})
+    sink = AmplitudeSink(settings.amplitude)
+    gc.collect()
+    gc.disable()
+    try:
+        before = {id(o) for o in gc.get_objects() if isinstance(o, RequestBody)}  # other tests' leftovers
+        for _ in range(3):
+            assert (await sink.send(BATCH)).outcome == Delivered()
+        bodies = [o for o in gc.get_objects() if isinstance(o, RequestBody) and id(o) not in before]
+        assert len(bodies) == 3  # each still in its request's cycle: the collector has not run
+        assert all(body.data == b"" for body in bodies)
+    finally:
+        gc.enable()
+        await sink.close()
+    assert sim.stats.events_ingested + sim.stats.events_duplicate == 3 * len(BATCH)  # every body arrived
