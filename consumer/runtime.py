@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import logging
 import os
+import platform
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -38,10 +40,35 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
+MALLOC_ARENAS = 2
+"""glibc malloc arenas of the process, unless ``MALLOC_ARENA_MAX`` says otherwise."""
+_M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
+
+
+def limit_malloc_arenas() -> bool:
+    """Hold glibc's malloc to :data:`MALLOC_ARENAS` arenas; whether it was done.
+
+    glibc gives threads that allocate their own arenas, up to eight per core, and an arena keeps what it
+    freed for reuse by its own threads. The threads that receive worker chunks, compress request bodies
+    and read objects each allocate a few hundred kilobytes at a time, so every arena they touched kept
+    megabytes: in the benchmark replay, 4 to 10 MiB of peak RSS. The allocations that matter are made
+    while holding the GIL, so two arenas cost no contention. Left alone where ``MALLOC_ARENA_MAX`` is
+    set (the operator's choice) or the C library is not glibc.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(_M_ARENA_MAX, MALLOC_ARENAS))
+    except (OSError, AttributeError):
+        return False
+
+
 def prepare(settings: Settings) -> Metrics:
-    """Configure logging and garbage collection once, register every secret for masking; returns the
-    process metrics."""
+    """Configure logging, garbage collection and malloc once, register every secret for masking; returns
+    the process metrics."""
     tune_gc()
+    limit_malloc_arenas()
     setup(settings.log_format, settings.log_level)
     for secret in (
         settings.amplitude.api_key,
