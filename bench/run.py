@@ -5,10 +5,11 @@
 Generates (or reuses) a synthetic Currents data set, then measures, each as its own child process on
 this machine: plain fastavro decoding (the floor), ``convert`` to /dev/null, ``replay`` into a local
 Amplitude simulator over HTTP, and fastavro + Amplitude's Python SDK into the same kind of simulator.
-``--scaling`` adds ``replay`` at 50k / 200k / 800k events (time should grow linearly, peak RSS stay
-flat). Rows run round-robin ``--repeat`` times and the table shows medians. Prints the table and
-writes ``<out>/results.json``. ``--rev REV`` measures a clean ``git archive`` of that revision instead
-of the working tree. See docs/performance.md for what each row measures and the reference numbers.
+``--scaling`` adds ``replay`` (and ``kafka`` when that row is chosen) at 50k / 200k / 800k events
+(time should grow linearly, peak RSS stay flat). Rows run round-robin ``--repeat`` times and the table
+shows medians. Prints the table and writes ``<out>/results.json``. ``--rev REV`` measures a clean
+``git archive`` of that revision instead of the working tree. See docs/performance.md for what each
+row measures and the reference numbers.
 """
 
 from __future__ import annotations
@@ -235,7 +236,11 @@ _LABELS = {
 }
 
 
-def table(cells: dict[str, dict[str, Any]], scaling: dict[str, dict[str, Any]]) -> str:
+def table(
+    cells: dict[str, dict[str, Any]],
+    scaling: dict[str, dict[str, Any]],
+    kafka_scaling: dict[str, dict[str, Any]] | None = None,
+) -> str:
     """The human-readable table."""
     head = (
         f"{'row':<32} {'events':>8} {'out':>8} {'wall s':>8} {'ev/s':>9} {'ev/cpu-s':>9} {'RSS MiB':>8}"
@@ -264,6 +269,11 @@ def table(cells: dict[str, dict[str, Any]], scaling: dict[str, dict[str, Any]]) 
         lines.append("replay scaling")
         for n, c in scaling.items():
             lines.append(line(f"  replay n={n}", c))
+    if kafka_scaling:
+        lines.append("")
+        lines.append("Kafka daemon scaling")
+        for n, c in kafka_scaling.items():
+            lines.append(line(f"  kafka n={n}", c))
     return "\n".join(lines)
 
 
@@ -324,16 +334,20 @@ def main(argv: list[str] | None = None) -> int:
     cells = {name: aggregate(rows) for (name, n), rows in by_cell.items() if n == args.events}
 
     scaling: dict[str, dict[str, Any]] = {}
+    kafka_scaling: dict[str, dict[str, Any]] = {}
     fit = cpu_fit = None
     if args.scaling:
+        # replay at every size; the Kafka daemon too when its row was chosen (its peak RSS is a target)
+        scaled = ["replay", *(["kafka"] if "kafka" in chosen else [])]
         for n in sorted(int(s) for s in args.scales.split(",") if s.strip()):
-            if n == args.events and "replay" in chosen:
-                scaling[str(n)] = cells["replay"]
-                continue
-            ds = data(n)
+            todo = [name for name in scaled if not (n == args.events and name in chosen)]
+            ds = data(n) if todo else None
             for round_no in range(args.repeat):
-                measure("replay", ds, round_no)
+                for name in todo:
+                    measure(name, ds, round_no)
             scaling[str(n)] = aggregate(by_cell[("replay", n)])
+            if "kafka" in scaled and ("kafka", n) in by_cell:
+                kafka_scaling[str(n)] = aggregate(by_cell[("kafka", n)])
         fit = linear_fit([(int(n), c["wall_s"]) for n, c in scaling.items() if c.get("wall_s")])
         cpu_fit = linear_fit([(int(n), c["cpu_s"]) for n, c in scaling.items() if c.get("cpu_s")])
 
@@ -350,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     problems = consistency(cells)
     rss = {n: c.get("peak_rss_mib") for n, c in scaling.items()}
     tree_rss = {n: c.get("peak_tree_rss_mib") for n, c in scaling.items()}
+    kafka_rss = {n: c.get("peak_rss_mib") for n, c in kafka_scaling.items()}
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "duration_s": round(time.time() - started, 1),
@@ -375,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
                 "cpu_fit": cpu_fit,
                 "peak_rss_mib": rss,
                 "peak_tree_rss_mib": tree_rss,
+                "kafka": kafka_scaling,
+                "kafka_peak_rss_mib": kafka_rss,
             }
             if scaling
             else None
@@ -387,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
     print()
-    print(table(cells, scaling))
+    print(table(cells, scaling, kafka_scaling))
     r = results["ratios"]
     print()
     print(
@@ -402,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
             f"replay scaling fit: {fit['fixed_s']} s fixed + {fit['us_per_event']} us/event "
             f"(r2 {fit['r2']}); peak RSS MiB by size {rss}; whole process tree {tree_rss}"
         )
+    if kafka_rss:
+        print(f"Kafka daemon peak RSS MiB by size {kafka_rss}")
     if cpu_fit:
         print(
             f"  by CPU time: {cpu_fit['fixed_s']} s fixed + {cpu_fit['us_per_event']} us/event "
