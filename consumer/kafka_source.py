@@ -21,6 +21,11 @@ from consumer.events import Position
 from consumer.registry import RegistryClient, UnknownSchema
 from consumer.settings import KafkaSettings
 
+FETCH_PARTITION_BYTES = 256 << 10
+"""Bytes a fetch asks for per partition (aiokafka's default is 1 MiB)."""
+FETCH_BYTES = 1 << 20
+"""Bytes a fetch asks for in all (aiokafka's default is 50 MiB)."""
+
 
 def build_consumer(settings: KafkaSettings) -> AIOKafkaConsumer:
     """An aiokafka consumer configured for manual commits and the configured security."""
@@ -34,6 +39,11 @@ def build_consumer(settings: KafkaSettings) -> AIOKafkaConsumer:
         "heartbeat_interval_ms": max(100, int(settings.session_timeout * 1000 / 6)),
         "max_poll_interval_ms": 300_000,
         "fetch_max_wait_ms": 200,
+        # A fetch response is held whole until its last record is taken, so its size is memory that the
+        # engine's --max-pending does not bound; a quarter MiB per partition is still about a thousand
+        # Currents events, and a record batch bigger than the limit still comes whole.
+        "max_partition_fetch_bytes": FETCH_PARTITION_BYTES,
+        "fetch_max_bytes": FETCH_BYTES,
         "security_protocol": settings.security_protocol,
     }
     if settings.security_protocol in ("SSL", "SASL_SSL"):
