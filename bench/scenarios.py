@@ -66,8 +66,11 @@ class Context:
         return path
 
     def log(self, tag: str, stream: str) -> Path:
-        """The file that keeps one child's stdout or stderr."""
-        return self.out / "logs" / f"{tag}.{stream}"
+        """The file that keeps one child's stdout or stderr (its directory made if needed: a run of the
+        kafka row alone opens the broker's log before any child has made it)."""
+        path = self.out / "logs" / f"{tag}.{stream}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
 
 
 @dataclass
