@@ -9,7 +9,6 @@ import ctypes
 import gc
 import logging
 import os
-import platform
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -55,12 +54,15 @@ def limit_malloc_arenas() -> bool:
     while holding the GIL, so two arenas cost no contention. Left alone where ``MALLOC_ARENA_MAX`` is
     set (the operator's choice) or the C library is not glibc.
     """
-    if "MALLOC_ARENA_MAX" in os.environ or platform.libc_ver()[0] != "glibc":
+    if "MALLOC_ARENA_MAX" in os.environ:
         return False
     try:
+        # The C library this process runs on (platform.libc_ver() guesses from the executable's file).
+        if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
+            return False
         libc = ctypes.CDLL(None)
         return bool(libc.mallopt(_M_ARENA_MAX, MALLOC_ARENAS))
-    except (OSError, AttributeError):
+    except (OSError, ValueError, AttributeError):  # no such confstr name, no mallopt
         return False
 
 
