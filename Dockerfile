@@ -17,7 +17,6 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 # Only what the wheel is built from (hatchling reads README.md for the long description).
 COPY pyproject.toml README.md ./
-COPY schemas/ schemas/
 COPY consumer/ consumer/
 # The object-store clients `replay s3://|gs://|az://...` reads through (extras of the wheel); build with
 # --build-arg EXTRAS=s3 (or EXTRAS= for none) for a smaller image.

@@ -1,8 +1,8 @@
-"""The benchmark data set: a Currents storage tree from ``consumer.synth``, cached by (seed, events).
+"""The benchmark data set: a Currents storage tree from ``currents_devkit.synth``, cached by (seed, events).
 
 Recipe (one place, so every row and every scale reads the same kind of data):
 
-- every shipped event type at ``consumer.synth.DEFAULT_WEIGHTS`` (e-mail/push sends and deliveries,
+- every shipped event type at ``currents_devkit.synth.DEFAULT_WEIGHTS`` (e-mail/push sends and deliveries,
   sessions and custom events dominate; types Braze's connector does not export get
   ``OTHER_WEIGHT`` each, about 3% of events in all, and are skipped as ``unmapped_type``);
 - 20,000 devices whatever the size, 3 of them hot with 8% of all events between them, and synth's
@@ -62,10 +62,10 @@ class Dataset:
 
 def _synth_sha() -> str:
     """Hash of the generator's source (every ``consumer/synth*.py``), part of the cache key."""
-    import consumer.synth
+    import currents_devkit.synth
 
     digest = hashlib.sha256()
-    for path in sorted(Path(consumer.synth.__file__).parent.glob("synth*.py")):
+    for path in sorted(Path(currents_devkit.synth.__file__).parent.glob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -86,7 +86,7 @@ def ensure(out: Path, seed: int, events: int) -> Dataset:
 
 
 def _ensure_here(out: Path, seed: int, events: int) -> dict[str, object]:
-    from consumer.synth import Synth, write_currents_tree
+    from currents_devkit.synth import Synth, write_currents_tree
 
     home = out / "data" / f"seed{seed}-n{events}"
     manifest = home / "manifest.json"

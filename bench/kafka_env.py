@@ -19,12 +19,13 @@ from typing import Any
 
 import fastavro
 from aiokafka import AIOKafkaProducer
+from currents_devkit.broker import EmbeddedBroker
+from currents_devkit.registry import LocalRegistry, local_schema_id
+from currents_devkit.synth import avro_body, confluent_frame
 
-from consumer.broker import EmbeddedBroker
-from consumer.registry import LocalRegistry, local_schema_id
-from consumer.schemas import event_type_of
-from consumer.synth import avro_body, confluent_frame
-from consumer.transform import Skip, Transformer
+from consumer.decode.schemas import event_type_of
+from consumer.transform.amplitude import Transformer
+from consumer.transform.base import Skip
 
 
 async def load(files: list[Path], bootstrap: str, topic: str) -> tuple[int, int]:

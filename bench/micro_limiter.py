@@ -1,4 +1,5 @@
-"""Micro-benchmark of :class:`consumer.throttle.KeyLimiter`: microseconds per ``take`` (and ``check``).
+"""Micro-benchmark of :class:`consumer.delivery.throttle.KeyLimiter`: microseconds per ``take`` (and
+``check``).
 
 ``python bench/micro_limiter.py [-n N] [--impl PATH]`` offers N events (default 1,000,000) to a fresh
 limiter, each carrying a device key drawn from 20,000 devices and a user key drawn from 20,000 users,
@@ -38,10 +39,10 @@ DEVICES = USERS = 20_000
 
 
 def load_limiter(path: str | None) -> Any:
-    """The ``KeyLimiter`` class of ``path`` (a throttle.py), or of :mod:`consumer.throttle`."""
+    """The ``KeyLimiter`` class of ``path`` (a throttle.py), or of :mod:`consumer.delivery.throttle`."""
     if path is None:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from consumer.throttle import KeyLimiter
+        from consumer.delivery.throttle import KeyLimiter
 
         return KeyLimiter
     spec = importlib.util.spec_from_file_location("throttle_under_test", path)
@@ -98,7 +99,9 @@ def empty_loop(keys: list[tuple[str, ...]], times: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=1_000_000, help="events per run")
-    parser.add_argument("--impl", help="a throttle.py to take KeyLimiter from instead of consumer.throttle")
+    parser.add_argument(
+        "--impl", help="a throttle.py to take KeyLimiter from instead of consumer.delivery.throttle"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per rate; the fastest is printed")
     parser.add_argument("--batch", type=int, default=100, help="events per take_many call")
     args = parser.parse_args()

@@ -1,7 +1,8 @@
 """The naive alternative: fastavro + Amplitude's official Python SDK, one ``track()`` per event.
 
 ``python bench/sdk_naive.py DIR SERVER_URL`` reads every ``*.avro`` file under ``DIR`` with
-``fastavro.reader``, builds each event with the product's own :class:`consumer.transform.Transformer`
+``fastavro.reader``, builds each event with the product's own
+:class:`consumer.transform.amplitude.Transformer`
 (so the SDK sends exactly the fields replay sends, and skips exactly what replay skips), and calls
 ``client.track(BaseEvent(...))``; at the end ``client.shutdown()`` flushes and waits. It prints
 ``{"read", "tracked", "skipped", "callback_codes"}`` on stdout, where ``callback_codes`` counts the
@@ -24,8 +25,9 @@ from typing import Any
 import fastavro
 from amplitude import Amplitude, BaseEvent, Config
 
-from consumer.schemas import event_type_of
-from consumer.transform import Skip, Transformer
+from consumer.decode.schemas import event_type_of
+from consumer.transform.amplitude import Transformer
+from consumer.transform.base import Skip
 
 # Amplitude event keys -> BaseEvent keyword arguments (the SDK spells productId in snake case).
 _KWARG = {"productId": "product_id"}

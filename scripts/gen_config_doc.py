@@ -2,7 +2,8 @@
 
 Two tables: every option of :data:`consumer.settings.OPTIONS` (TOML key, flag, environment variable,
 default, the commands that accept it, meaning), then the flags that belong to one command only (read
-from the argument parser in :mod:`consumer.cli`). ``tests/test_docs.py`` fails when the generated block
+from the argument parser in :mod:`consumer.commands.cli`). ``tests/test_docs.py`` fails when the generated
+block
 in ``docs/configuration.md`` differs from this output.
 
 Usage: ``python scripts/gen_config_doc.py`` (print) or ``python scripts/gen_config_doc.py --write``
@@ -18,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from consumer.cli import build_parser  # noqa: E402
+from consumer.commands.cli import build_parser  # noqa: E402
 from consumer.settings import OPTIONS, Option, parse_duration  # noqa: E402
 
 DOC = ROOT / "docs" / "configuration.md"

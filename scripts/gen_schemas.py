@@ -1,4 +1,4 @@
-"""Regenerate ``schemas/*.avsc`` from the Currents field listing in ``currents-events.md``.
+"""Regenerate ``consumer/decode/schemas/*.avsc`` from the Currents field listing in ``currents-events.md``.
 
 The listing (``../shared/reference/currents-events.md``) was extracted from the writer schemas in
 Braze's public sample files; each ``## <event type>`` heading is followed by a line of
@@ -72,7 +72,7 @@ def schema(event_type: str, doc: str, fields: list[tuple[str, str]]) -> dict[str
 
 def main() -> None:
     listing = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/reference/currents-events.md")
-    outdir = Path(sys.argv[2] if len(sys.argv) > 2 else "schemas")
+    outdir = Path(sys.argv[2] if len(sys.argv) > 2 else "consumer/decode/schemas")
     outdir.mkdir(exist_ok=True)
     types = parse(listing.read_text(encoding="utf-8"))
     for event_type, (doc, fields) in sorted(types.items()):

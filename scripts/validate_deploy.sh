@@ -12,7 +12,7 @@
 #      than the Prometheus Operator CRDs below fails here.
 #   3. a structural check of those CRDs (PrometheusRule, PodMonitor) and of the Grafana dashboard in
 #      its ConfigMap: required keys, runbook_url anchors, and only metric names that
-#      consumer/metrics.py declares.
+#      consumer/ops/metrics.py declares.
 # Then, on its own: deploy/monitoring/grafana-dashboard.json parses and has panels with queries.
 # With promtool on PATH (apt-get install prometheus): `promtool check rules` on the alerts and on
 # the dashboard's queries, and `promtool test rules` on deploy/monitoring/alerts.test.yaml. Without
@@ -66,9 +66,9 @@ import sys
 
 import yaml
 
-# The families consumer/metrics.py declares (read as text: no import, no installed package needed),
+# The families consumer/ops/metrics.py declares (read as text: no import, no installed package needed),
 # with the series names a histogram adds.
-DECLARED = re.findall(r'"(currents_[a-z0-9_]+)"', pathlib.Path("consumer/metrics.py").read_text())
+DECLARED = re.findall(r'"(currents_[a-z0-9_]+)"', pathlib.Path("consumer/ops/metrics.py").read_text())
 METRICS = {name + suffix for name in DECLARED for suffix in ("", "_bucket", "_sum", "_count")}
 SEVERITIES = {"critical", "warning", "info"}
 DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")

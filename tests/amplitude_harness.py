@@ -19,17 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from currents_devkit.simulator.server import AmplitudeSimulator, SimulatorConfig
 from kafka_harness import eventually
 from prometheus_client import CollectorRegistry
 
-from consumer.deadletter import DeadLetterWriter, read_dead_letters
-from consumer.delivery import DeliveryEngine
-from consumer.events import Pending, Position, json_payload
-from consumer.metrics import Metrics
+from consumer.delivery.engine import DeliveryEngine
+from consumer.events import Pending, Position, json_payload, limiter_keys
+from consumer.ops.metrics import Metrics
+from consumer.positions.deadletter import DeadLetterWriter, read_dead_letters
 from consumer.settings import Settings, load
-from consumer.simulator import AmplitudeSimulator, SimulatorConfig
-from consumer.sink import AmplitudeSink
-from consumer.throttle import limiter_keys
+from consumer.sinks.amplitude import AmplitudeSink
 
 __all__ = [
     "KEY",

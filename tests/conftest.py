@@ -7,12 +7,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from currents_devkit.broker import EmbeddedBroker
+from currents_devkit.registry import LocalRegistry
+from currents_devkit.simulator.server import AmplitudeSimulator, SimulatorConfig
 from objectstore_harness import S3, aws_env, new_bucket, s3_server
 from sim_harness import FakeClock, FakeSleep
-
-from consumer.broker import EmbeddedBroker
-from consumer.registry import LocalRegistry
-from consumer.simulator import AmplitudeSimulator, SimulatorConfig
 
 
 @pytest.fixture

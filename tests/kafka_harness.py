@@ -1,4 +1,4 @@
-"""Helpers for integration tests against the embedded Tansu broker (see ``consumer.broker``).
+"""Helpers for integration tests against the embedded Tansu broker (see ``currents_devkit.broker``).
 
 Everything here waits by polling a condition against a deadline, never by sleeping a fixed time.
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from consumer.simulator import AmplitudeSimulator, SimulatorConfig
+from currents_devkit.simulator.server import AmplitudeSimulator, SimulatorConfig
 
 T0 = 1_700_000_000.0
 

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumer.metrics import Metrics
+from consumer.ops.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -408,10 +408,10 @@ def test_alerts_and_runbooks() -> None:
 
 
 def metric_labels() -> dict[str, set[str]]:
-    """Label names of every family the program exports (from consumer.metrics), by series name."""
+    """Label names of every family the program exports (from consumer.ops.metrics), by series name."""
     from prometheus_client import CollectorRegistry
 
-    from consumer.metrics import Metrics
+    from consumer.ops.metrics import Metrics
 
     labels: dict[str, set[str]] = {}
     for collector in vars(Metrics(CollectorRegistry())).values():

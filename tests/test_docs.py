@@ -22,8 +22,8 @@ from types import ModuleType
 
 import pytest
 
-from consumer.mapping import BRAZE_TYPES, MappingConfig
-from consumer.settings import OPTIONS
+from consumer.settings import OPTIONS, MappingConfig
+from consumer.transform.amplitude_tables import BRAZE_TYPES
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -133,7 +133,7 @@ def test_operations_doc_has_every_runbook_anchor() -> None:
 def test_operations_doc_names_every_metric() -> None:
     from prometheus_client import CollectorRegistry
 
-    from consumer.metrics import Metrics
+    from consumer.ops.metrics import Metrics
 
     text = (DOCS / "operations.md").read_text()
     metrics = Metrics(CollectorRegistry())

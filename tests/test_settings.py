@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from consumer.settings import OPTIONS, Secret, Settings, SettingsError, add_arguments, load, parse_duration
+from consumer.settings import (
+    OPTIONS,
+    Secret,
+    Settings,
+    SettingsError,
+    add_arguments,
+    load,
+    parse_duration,
+)
+from consumer.transform.amplitude_tables import amplitude_name
 
 SECRET = "sk-live-7d1e0c2b9a"
 
@@ -213,7 +222,7 @@ def test_mapping_names_accept_quoted_and_unquoted_dotted_keys(tmp_path: Path) ->
     )
     s = load(None, {"CURRENTS_CONFIG": str(cfg)})
     assert s.mapping.names == {"users.messages.email.Open": "Opened", "users.messages.email.Click": "Clicked"}
-    assert s.mapping.name_for("users.messages.email.Open") == "[Appboy] Opened"
+    assert amplitude_name(s.mapping, "users.messages.email.Open") == "[Appboy] Opened"
     cfg.write_text('[mapping.names]\n"users.messages.email.Open" = 3\n')
     with pytest.raises(SettingsError, match="expected a string"):
         load(None, {"CURRENTS_CONFIG": str(cfg)})
@@ -299,7 +308,7 @@ def test_bad_destination_settings_name_the_option(env: dict[str, str], message: 
 
 
 def test_a_destination_without_its_credentials_refuses_to_start() -> None:
-    from consumer.destinations import build_destinations
+    from consumer.app.destinations import build_destinations
 
     cases = [
         ({"CURRENTS_DESTINATIONS": "amplitude"}, "no Amplitude API key"),

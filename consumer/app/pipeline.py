@@ -1,0 +1,270 @@
+"""The stages every source shares: count, map per destination, skip or hand to delivery, acknowledge.
+
+A source (file replay, Kafka) reads :class:`~consumer.events.CurrentsRecord` values in position order
+and calls :meth:`Pipeline.ingest` for each, after tracking its position. The record goes to every
+enabled :class:`~consumer.app.destinations.Destination` (fan-out): each maps it to zero or more payloads
+(or skips it) and its own delivery engine takes them. The record's position is acknowledged once,
+when every destination has finished every payload of it (delivered or dead-lettered; a skip finishes
+at once), so a commit never passes an event some destination still owes. Undecodable inputs are
+dead-lettered and acknowledged at once.
+
+Back-pressure: :meth:`ingest` waits while any destination's engine is full, so one destination that
+is down pauses the input once its ``--max-pending`` fills (the others keep flowing until then).
+
+The pipeline owns the run summary and the event-level metrics, so both sources report the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from consumer.app.destinations import Destination
+from consumer.decode.avro import DecodeError
+from consumer.delivery.engine import DeliveryEngine
+from consumer.events import CurrentsRecord, Pending, Position
+from consumer.ops.metrics import Metrics
+from consumer.ops.summary import Summary
+from consumer.positions.deadletter import DeadLetterWriter
+from consumer.transform.base import Skip
+from consumer.transform.prepare import Output, Prepared, Preparer
+
+log = logging.getLogger("currents.pipeline")
+
+AckCallback = Callable[[Position], None]
+AckManyCallback = Callable[[list[Position]], None]
+
+INPUT = "input"
+"""The ``destination`` label of dead-letters for input that never became an event."""
+
+
+class Pipeline:
+    """Map and deliver records to every destination; call ``on_ack(position)`` once per record when done."""
+
+    def __init__(
+        self,
+        destinations: Sequence[Destination],
+        dead_letter: DeadLetterWriter,
+        metrics: Metrics,
+        on_ack: AckCallback,
+        *,
+        on_ack_many: AckManyCallback | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if not destinations:
+            raise ValueError("a pipeline needs at least one destination")
+        self.destinations = list(destinations)
+        self.dead = dead_letter
+        self.metrics = metrics
+        self.on_ack = on_ack
+        self.on_ack_many = on_ack_many or self._ack_each
+        self.summary = Summary(primary=self.destinations[0].name)
+        self.engines = [
+            DeliveryEngine(
+                d.shape,
+                d.limits,
+                d.sink,
+                dead_letter,
+                self._done_by(d),
+                metrics,
+                name=d.name,
+                decode=d.mapper.decode,
+                clock=clock or time.time,
+            )
+            for d in self.destinations
+        ]
+        self.preparer = Preparer([d.mapper for d in self.destinations])
+        self._clock = self.engines[0].clock
+        # Payloads still owed per position (registered when two or more are owed).
+        self._owed: dict[Position, int] = {}
+        self._since_yield = 0
+
+    @property
+    def engine(self) -> DeliveryEngine:
+        """The first destination's engine (the only one in a single-destination run)."""
+        return self.engines[0]
+
+    # -- acknowledgement -------------------------------------------------------------------------
+    def _done_by(self, destination: Destination) -> Callable[[list[Pending], str, str], None]:
+        name = destination.name
+        summary, metrics = self.summary, self.metrics
+
+        def done(items: list[Pending], outcome: str, reason: str) -> None:
+            if outcome == "delivered":
+                types = Counter([item.event_type for item in items])
+                summary.delivered(name, types)
+                for event_type, n in types.items():
+                    metrics.count(metrics.delivered, event_type, n, destination=name)
+            else:
+                summary.dead_lettered[destination.tag(reason)] += len(items)
+                metrics.count(metrics.dead_lettered, reason, len(items), destination=name)
+            if self._owed:
+                last = self._last_payload
+                self.on_ack_many([item.position for item in items if last(item.position)])
+            else:
+                self.on_ack_many([item.position for item in items])
+
+        return done
+
+    def _ack_each(self, positions: list[Position]) -> None:
+        for position in positions:
+            self.on_ack(position)
+
+    def _last_payload(self, position: Position) -> bool:
+        """One of ``position``'s payloads has finished: whether it was the last one owed."""
+        # Only positions owing two or more payloads are registered (the one-payload case, a single
+        # destination's usual one, costs no bookkeeping); the last payload finds none.
+        owed = self._owed
+        left = owed.get(position)
+        if left is None:
+            return True
+        if left > 2:
+            owed[position] = left - 1
+        else:
+            del owed[position]
+        return False
+
+    # -- input -----------------------------------------------------------------------------------
+    async def ingest(self, record: CurrentsRecord) -> None:
+        """Map one record for every destination and submit its payloads (acknowledged when all finish)."""
+        event_type = record.event_type
+        await self.take(record.position, event_type, self.preparer.outputs(event_type, record.record))
+
+    async def take(self, position: Position, event_type: str, outputs: tuple[Output, ...]) -> None:
+        """Submit one prepared record (one :data:`~consumer.transform.prepare.Output` per destination, in
+        order)."""
+        self._count_read(event_type, 1)
+        queues: list[list[Pending]] = [[] for _ in self.engines]
+        self._place(position, event_type, outputs, self._clock(), queues)
+        await self._offer(queues)
+        self._since_yield += 1
+        if self._since_yield >= 256:
+            # Let requests in flight make progress while a fast source keeps reading.
+            self._since_yield = 0
+            await asyncio.sleep(0)
+
+    async def take_chunk(self, source: str, partition: int, chunk: Sequence[Prepared]) -> None:
+        """Submit the prepared records of one stream, in order: what :meth:`take` does for each, with the
+        per-record bookkeeping (read counts, the clock, handing payloads to the engines, yielding to
+        requests in flight) done once per chunk."""
+        for event_type, n in Counter([record[1] for record in chunk]).items():
+            self._count_read(event_type, n)
+        now = self._clock()
+        queues: list[list[Pending]] = [[] for _ in self.engines]
+        place = self._place
+        for offset, event_type, outputs in chunk:
+            place(Position(source, partition, offset), event_type, outputs, now, queues)
+        await self._offer(queues)
+        await asyncio.sleep(0)
+
+    def _count_read(self, event_type: str, n: int) -> None:
+        self.summary.read[event_type] += n
+        self.metrics.count(self.metrics.read, event_type, n)
+
+    def _place(
+        self,
+        position: Position,
+        event_type: str,
+        outputs: tuple[Output, ...],
+        now: float,
+        queues: list[list[Pending]],
+    ) -> None:
+        """Queue one record's payloads for their engines (``queues``, in destination order); skips and
+        unencodable payloads end here, and a record with no payload is acknowledged at once."""
+        owed = 0
+        for dest, out, queue in zip(self.destinations, outputs, queues, strict=True):
+            if isinstance(out, list):
+                for encoded, keys in out:
+                    queue.append(Pending(event_type, position, encoded, now, keys))
+                    owed += 1
+            elif isinstance(out, Skip):
+                self.summary.skipped[dest.tag(out.reason)] += 1
+                self.metrics.count(self.metrics.skipped, out.reason, destination=dest.name)
+            else:
+                self._unencodable(dest, position, event_type, out.detail)
+        if owed == 0:
+            self.on_ack(position)
+        elif owed > 1:
+            # Registered before any engine sees a payload: a payload can finish inside ``offer``.
+            self._owed[position] = owed
+
+    async def _offer(self, queues: list[list[Pending]]) -> None:
+        """Hand each engine its queued payloads, in order, waiting while it is full (back-pressure)."""
+        for engine, items in zip(self.engines, queues, strict=True):
+            done = engine.offer_many(items)
+            while done < len(items):
+                await engine.submit(items[done])
+                done = engine.offer_many(items, done + 1)
+
+    def _unencodable(self, dest: Destination, position: Position, event_type: str, detail: str) -> None:
+        self.dead.write("unencodable", position, destination=dest.name, event_type=event_type, detail=detail)
+        self.summary.dead_lettered[dest.tag("unencodable")] += 1
+        self.metrics.count(self.metrics.dead_lettered, "unencodable", destination=dest.name)
+
+    def dead_letter_input(
+        self,
+        position: Position,
+        reason: str,
+        detail: str,
+        *,
+        raw: bytes | None = None,
+        event_type: str | None = None,
+    ) -> None:
+        """Record input that never became an event (undecodable bytes, unreadable file) and acknowledge it."""
+        self.dead.write(reason, position, raw=raw, detail=detail, event_type=event_type)
+        self.summary.dead_lettered[reason] += 1
+        self.metrics.count(self.metrics.dead_lettered, reason, destination=INPUT)
+        self.on_ack(position)
+
+    def undecodable(self, error: DecodeError) -> None:
+        """Dead-letter one undecodable input (with its raw bytes when it has them) and acknowledge it."""
+        log.warning("undecodable input %s", error)
+        self.dead_letter_input(error.position, "undecodable", error.reason, raw=error.raw)
+
+    # -- the engines as one ----------------------------------------------------------------------
+    @property
+    def has_room(self) -> bool:
+        """Whether every destination takes more events without waiting."""
+        return all(e.has_room for e in self.engines)
+
+    @property
+    def pending(self) -> int:
+        """Payloads taken and not yet done, over all destinations."""
+        return sum(e.pending for e in self.engines)
+
+    def throttled_keys(self) -> int:
+        """Devices/users with events waiting aside, over all destinations."""
+        return sum(e.throttled_keys() for e in self.engines)
+
+    @property
+    def last_progress(self) -> float:
+        """When a destination last accepted something."""
+        return max(e.last_progress for e in self.engines)
+
+    def flush(self) -> None:
+        """Send every partial batch now."""
+        for e in self.engines:
+            e.flush()
+
+    async def drain(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """Send everything now and wait until no destination has anything pending; ``False`` on timeout."""
+        results = await asyncio.gather(*(e.drain(timeout) for e in self.engines))
+        return all(results)
+
+    async def close(self) -> None:
+        """Stop every engine; pending events are abandoned (never acknowledged). Sinks stay open: whoever
+        built the destinations closes them (:func:`~consumer.app.destinations.close_all`)."""
+        for e in self.engines:
+            await e.close()
+
+    def update_gauges(self, backlog: int = 0) -> None:
+        """Refresh the per-destination gauges (``backlog``: records read but not yet ingested)."""
+        m = self.metrics
+        for d, e in zip(self.destinations, self.engines, strict=True):
+            m.pending.labels(d.name).set(e.pending + backlog)
+            m.oldest_pending_age.labels(d.name).set(e.oldest_pending_age())
+            m.throttled_devices.labels(d.name).set(e.throttled_keys())
+        m.last_progress.set(self.last_progress)

@@ -1,0 +1,90 @@
+"""What every long-running command sets up the same way: logging, secrets masking, metrics and probes,
+the destinations, and signal handling (first signal: drain and stop; second: exit at once)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from consumer.app.destinations import Destination, build_destinations, build_mappers
+from consumer.ops.health import Health
+from consumer.ops.logs import register_secret, setup
+from consumer.ops.metrics import Metrics, default_metrics
+from consumer.ops.process import limit_malloc_arenas, tune_gc
+from consumer.settings import Settings, SettingsError
+from consumer.transform.base import Mapper
+
+log = logging.getLogger("currents")
+
+
+def prepare(settings: Settings) -> Metrics:
+    """Configure logging, garbage collection and malloc once, register every secret for masking; returns
+    the process metrics."""
+    tune_gc()
+    limit_malloc_arenas()
+    setup(settings.log_format, settings.log_level)
+    for secret in (
+        settings.amplitude.api_key,
+        settings.movableink.key,
+        settings.movableink.username,
+        settings.movableink.password,
+        settings.remerge.key,
+    ):
+        register_secret(secret.reveal())
+    return default_metrics()
+
+
+def make_destinations(settings: Settings, mappers: Sequence[Mapper] | None = None) -> list[Destination]:
+    """The enabled destinations with their sinks (and ``mappers`` if given, see
+    :func:`~consumer.app.destinations.build_destinations`); refuses to start one that lacks its
+    credentials."""
+    return build_destinations(settings, make_mappers(settings) if mappers is None else mappers)
+
+
+def make_mappers(settings: Settings) -> list[Mapper]:
+    """The enabled destinations' mappers; refuses to start one that lacks its credentials."""
+    try:
+        return build_mappers(settings)
+    except SettingsError as exc:
+        raise SystemExit(f"currents-consumer: {exc}") from None
+
+
+@contextlib.asynccontextmanager
+async def ops_server(
+    settings: Settings,
+    metrics: Metrics,
+    ready: Callable[[], bool],
+    on_scrape: Callable[[], None] | None = None,
+) -> AsyncIterator[Health]:
+    """Serve ``/metrics``, ``/livez``, ``/readyz`` on ``--metrics-port`` (no server when it is 0)."""
+    health = Health(metrics, ready=ready, on_scrape=on_scrape)
+    if settings.metrics_port:
+        port = await health.start(settings.metrics_port)
+        log.info("metrics and probes on port %d", port)
+    try:
+        yield health
+    finally:
+        await health.stop()
+
+
+def install_signals(on_first: Callable[[], None]) -> None:
+    """SIGTERM/SIGINT: call ``on_first`` (begin a graceful stop); a second signal exits immediately."""
+    loop = asyncio.get_running_loop()
+    seen = {"n": 0}
+
+    def handler(signum: int) -> None:
+        seen["n"] += 1
+        if seen["n"] == 1:
+            log.info("signal %s: draining, a second signal exits at once", signal.Signals(signum).name)
+            on_first()
+        else:
+            log.warning("second signal: exiting now")
+            os._exit(130)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, handler, sig)

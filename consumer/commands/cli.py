@@ -1,0 +1,265 @@
+"""The ``currents-consumer`` command line: one subcommand per job.
+
+Each subcommand parses its flags, builds the one :class:`~consumer.settings.Settings` object and hands
+each component its slice. Exit codes: 0 success, 1 some input could not be read (everything else was
+processed), 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from consumer import __version__
+from consumer.commands.plugins import DEVKIT_COMMANDS, DEVKIT_HINT, Command, register_plugins
+from consumer.ops.logs import register_secret
+from consumer.ops.summary import Summary
+from consumer.settings import Settings, SettingsError, add_arguments, load
+
+if TYPE_CHECKING:
+    from consumer.sources.selection import Selection
+    from consumer.sources.workers import WorkerPool
+    from consumer.transform.base import Mapper
+
+
+def _selection(settings: Settings) -> Selection:
+    from consumer.sources.selection import Selection
+
+    return Selection.of_input(settings.input)
+
+
+def _cmd_convert(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.commands.convert import convert
+    from consumer.sources.store import StoreError
+
+    try:
+        summary = convert(
+            args.paths,
+            settings.mapping,
+            sys.stdout.buffer,
+            selection=_selection(settings),
+            files_in_flight=settings.input.files_in_flight,
+        )
+    except StoreError as exc:
+        print(f"currents-consumer: {exc}", file=sys.stderr)
+        return 2
+    _print_summary(summary, args.summary_json)
+    return 1 if summary.unreadable else 0
+
+
+def _print_summary(summary: Summary, as_json: bool) -> None:
+    print("", file=sys.stderr)
+    print(json.dumps(summary.as_dict()) if as_json else summary.render(), file=sys.stderr)
+
+
+def _cmd_replay_dry_run(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.commands.replay_plan import dry_run
+    from consumer.positions.resume import ResumeState
+    from consumer.sources.store import StoreError
+
+    selection = _selection(settings)
+    try:
+        state = ResumeState.load(settings.state_dir, args.paths, selection.key(), settings.destinations)
+        dry_run(args.paths, selection, state, sys.stdout, sys.stderr, args.summary_json)
+    except (ValueError, StoreError) as exc:
+        print(f"currents-consumer: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.app.runtime import make_mappers
+    from consumer.sources.workers import WorkerPool
+
+    if args.dry_run:
+        return _cmd_replay_dry_run(args, settings)
+    mappers = make_mappers(settings)
+    pool = None
+    if settings.input.workers:
+        # Started before anything else: the workers load their modules while this process loads its own.
+        pool = WorkerPool(settings.input.workers, mappers, _selection(settings))
+        pool.start()
+    try:
+        return _replay_with(args, settings, mappers, pool)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _replay_with(
+    args: argparse.Namespace, settings: Settings, mappers: list[Mapper], pool: WorkerPool | None
+) -> int:
+    from consumer.app.destinations import close_all
+    from consumer.app.runtime import install_signals, make_destinations, ops_server, prepare
+    from consumer.commands.replay import Replay
+    from consumer.sources.store import StoreError
+
+    metrics = prepare(settings)
+
+    async def run() -> int:
+        destinations = make_destinations(settings, mappers)
+        try:
+            replay = Replay(args.paths, settings, destinations, metrics, pool=pool)
+        except ValueError as exc:  # an unreadable resume state: say so, change nothing
+            await close_all(destinations)
+            print(f"currents-consumer: {exc}", file=sys.stderr)
+            return 2
+        install_signals(replay.stop)
+        try:
+            async with ops_server(
+                settings, metrics, ready=lambda: True, on_scrape=replay.update_gauges
+            ) as health:
+                replay.health = health
+                result = await replay.run(grace=args.grace)
+        except StoreError as exc:  # a root that cannot be listed at all: nothing was read
+            print(f"currents-consumer: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            await close_all(destinations)
+        _print_summary(result.summary, args.summary_json)
+        if result.files_resumed:
+            print(f"  files already finished by an earlier run: {result.files_resumed}", file=sys.stderr)
+        if result.filtered:
+            print(f"  records left out by the selection: {result.filtered}", file=sys.stderr)
+        if replay.stopped:
+            print("  interrupted: run the same command again to resume", file=sys.stderr)
+            return 130
+        return 1 if result.summary.unreadable else 0
+
+    return asyncio.run(run())
+
+
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.app.destinations import close_all
+    from consumer.app.runtime import install_signals, make_destinations, ops_server, prepare
+    from consumer.commands.run import Daemon
+
+    if not settings.kafka.topics and not settings.kafka.topic_pattern:
+        raise SettingsError("no topics: give --topic (or KAFKA_TOPICS) or --topic-pattern")
+    metrics = prepare(settings)
+    register_secret(settings.kafka.sasl_password.reveal())
+    register_secret(settings.kafka.schema_registry_password.reveal())
+
+    async def run() -> int:
+        destinations = make_destinations(settings)
+        daemon = Daemon(settings, destinations, metrics)
+        install_signals(daemon.stop)
+        try:
+            async with ops_server(
+                settings, metrics, ready=daemon.ready, on_scrape=daemon.update_gauges
+            ) as health:
+                daemon.health = health
+                return await daemon.run()
+        finally:
+            await close_all(destinations)
+            _print_summary(daemon.pipeline.summary, True)
+
+    return asyncio.run(run())
+
+
+def _cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.app.destinations import close_all
+    from consumer.app.runtime import make_destinations, prepare
+    from consumer.commands.redrive import redrive
+
+    metrics = prepare(settings)
+
+    async def run() -> int:
+        destinations = make_destinations(settings)
+        try:
+            summary = await redrive(args.paths, destinations, settings, metrics, tuple(args.reason or ()))
+        finally:
+            await close_all(destinations)
+        _print_summary(summary, args.summary_json)
+        return 1 if summary.unreadable else 0
+
+    return asyncio.run(run())
+
+
+def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    print(json.dumps(settings.describe(), indent=2, default=str))
+    return 0
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+    """The argument parser and the function behind each subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="currents-consumer",
+        description="Braze Currents (Avro) to Amplitude: Kafka daemon, file replay, dry-run convert.",
+    )
+    parser.add_argument("--version", action="version", version=f"currents-consumer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands: dict[str, Command] = {}
+
+    roots = "Currents Avro files or directories (recursive), or s3://, gs://, az:// bucket prefixes"
+    p = sub.add_parser("convert", help="print the Amplitude events for Currents Avro files (dry run)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=roots)
+    p.add_argument("--summary-json", action="store_true", help="print the summary as JSON on stderr")
+    add_arguments(p, ("mapping", "input"))
+    commands["convert"] = _cmd_convert
+
+    p = sub.add_parser("replay", help="deliver Currents Avro files to Amplitude (backfill, resumable)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=roots)
+    p.add_argument("--summary-json", action="store_true", help="print the final summary as JSON")
+    p.add_argument(
+        "--grace", type=float, default=30.0, help="seconds to finish in-flight events on SIGINT/SIGTERM"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the objects a replay would read (state, bytes, URL) and totals; read and send nothing",
+    )
+    add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs", "input", "workers"))
+    commands["replay"] = _cmd_replay
+
+    p = sub.add_parser("run", help="the Kafka daemon: consume Currents events and deliver them to Amplitude")
+    add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs", "kafka", "workers"))
+    commands["run"] = _cmd_run
+
+    p = sub.add_parser("redrive", help="re-send dead-lettered events (same insert_id: no double counting)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="dead-letter files or directories")
+    p.add_argument("--reason", action="append", help="only records whose reason matches (glob, repeatable)")
+    p.add_argument("--summary-json", action="store_true", help="print the final summary as JSON")
+    add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs"))
+    commands["redrive"] = _cmd_redrive
+
+    p = sub.add_parser("config", help="print the effective configuration (secrets masked)")
+    add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs", "kafka", "input", "workers"))
+    commands["config"] = _cmd_config
+    commands.update(register_plugins(sub, add_arguments))
+    return parser, commands
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``currents-consumer`` console script."""
+    parser, commands = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    if words and words[0] in DEVKIT_COMMANDS and words[0] not in commands:
+        print(f"currents-consumer: {DEVKIT_HINT.format(command=words[0])}", file=sys.stderr)
+        raise SystemExit(2)
+    args = parser.parse_args(argv)
+    try:
+        settings = load(args)
+    except SettingsError as exc:
+        print(f"currents-consumer: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
+        code = commands[args.command](args, settings)
+    except SettingsError as exc:
+        print(f"currents-consumer: configuration error: {exc}", file=sys.stderr)
+        code = 2
+    except FileNotFoundError as exc:
+        print(f"currents-consumer: {exc}", file=sys.stderr)
+        code = 2
+    except BrokenPipeError:
+        # The reader went away (`convert ... | head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 0
+    except KeyboardInterrupt:
+        code = 130
+    raise SystemExit(code)

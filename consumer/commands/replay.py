@@ -1,0 +1,287 @@
+"""``currents-consumer replay``: deliver Currents Avro files to Amplitude (backfills).
+
+Files — local, or objects in S3, GCS or Azure Blob storage — are taken in listing order, those the
+:class:`~consumer.sources.selection.Selection` picks; the next ``--files-in-flight`` are fetched and decoded
+ahead (:class:`~consumer.sources.readahead.ReadAhead`) while records flow, file after file and each in order,
+through the shared :class:`~consumer.app.pipeline.Pipeline`. Each file is a stream in an
+:class:`~consumer.positions.tracker.OffsetTracker`: its contiguous done prefix is saved in the resume state
+every few seconds, and a file whose every record is done is marked finished, so an interrupted replay
+continues where it stopped and never fetches a finished object again. A corrupt file is named,
+dead-lettered (reason ``unreadable_input``, with the record index where reading stopped) and the
+replay goes on; an object whose bytes could not be fetched is named and left unfinished for the next
+run. Records the selection leaves out (another type, outside an ``--event-time`` window) are not
+read into the pipeline; they are counted apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from operator import attrgetter
+
+from consumer.app.destinations import Destination
+from consumer.app.pipeline import Pipeline
+from consumer.decode.avro import DecodeError
+from consumer.events import Position
+from consumer.ops.health import Health
+from consumer.ops.metrics import Metrics
+from consumer.ops.summary import Summary
+from consumer.positions.deadletter import DeadLetterWriter
+from consumer.positions.resume import ResumeState, object_identity
+from consumer.positions.tracker import OffsetTracker
+from consumer.settings import Settings
+from consumer.sources.files import ReadError, list_objects
+from consumer.sources.readahead import ObjectReader, ReadAhead
+from consumer.sources.selection import Selection
+from consumer.sources.store import StoredObject, StoreError
+from consumer.sources.stores import Stores
+from consumer.sources.workers import WorkerPool
+
+log = logging.getLogger("currents.replay")
+
+
+@dataclass
+class _FileState:
+    ident: str
+    fully_read: bool = False
+    records: int = 0
+
+
+@dataclass
+class ReplayResult:
+    """The summary of a replay and how many files an earlier run had already finished."""
+
+    summary: Summary
+    files_resumed: int = 0
+    files_done: int = 0
+    unfinished: list[str] = field(default_factory=list)
+    filtered: int = 0
+    """Records the selection left out (another event type, outside the ``--event-time`` window)."""
+
+
+class Replay:
+    """One replay job over files or objects; :meth:`run` returns its :class:`ReplayResult`."""
+
+    def __init__(
+        self,
+        paths: list[str],
+        settings: Settings,
+        destinations: Sequence[Destination],
+        metrics: Metrics,
+        *,
+        progress_interval: float = 10.0,
+        checkpoint_interval: float = 5.0,
+        clock: Callable[[], float] | None = None,
+        pool: WorkerPool | None = None,
+    ) -> None:
+        self.paths = paths
+        self.settings = settings
+        self.selection = Selection.of_input(settings.input)
+        self.tracker = OffsetTracker()
+        self.state = ResumeState.load(
+            settings.state_dir, paths, self.selection.key(), tuple(d.name for d in destinations)
+        )
+        self.dead = DeadLetterWriter(settings.dead_letter)
+        self.pipeline = Pipeline(
+            destinations, self.dead, metrics, self._ack, on_ack_many=self._ack_many, clock=clock
+        )
+        self.files: dict[str, _FileState] = {}
+        self.stores = Stores()
+        self.result = ReplayResult(self.pipeline.summary)
+        self.progress_interval = progress_interval
+        self.checkpoint_interval = checkpoint_interval
+        self._stopping = False
+        self._stop_event = asyncio.Event()
+        self.health: Health | None = None
+        self.pool = pool
+        """The worker processes (``--workers``): given started (their mappers those of ``destinations``,
+        their selection this replay's), or started by :meth:`run`; closed when it returns."""
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stopping
+
+    def update_gauges(self) -> None:
+        """Refresh the point-in-time gauges (called before each scrape)."""
+        self.pipeline.update_gauges()
+
+    def stop(self) -> None:
+        """Stop reading (a signal): what was read is still delivered within the grace time, then saved."""
+        self._stopping = True
+        self._stop_event.set()
+
+    def _ack(self, position: Position) -> None:
+        self._ack_many([position])
+
+    def _ack_many(self, positions: list[Position]) -> None:
+        """Acknowledge ``positions``: each run of one file's positions (a request's events are mostly
+        one file's, in order) goes to the tracker at once, then the file is checked for the end."""
+        for source, run in itertools.groupby(positions, key=attrgetter("source")):
+            self.tracker.ack_many((source, -1), [p.offset for p in run])
+            self._maybe_finish(source)
+
+    def _maybe_finish(self, path: str) -> None:
+        fs = self.files.get(path)
+        if fs is None or not fs.fully_read or self.tracker.outstanding((path, -1)):
+            return
+        self.state.mark_done(fs.ident, fs.records)
+        self.tracker.forget((path, -1))
+        del self.files[path]
+        self.result.files_done += 1
+
+    def checkpoint(self) -> None:
+        """Persist progress: sync dead-letters first, then record each file's done prefix."""
+        self.dead.sync()
+        for path, fs in self.files.items():
+            nxt = self.tracker.committable((path, -1))
+            if nxt is not None:
+                self.state.next_record[fs.ident] = nxt
+        self.state.save()
+
+    def _admit(self, obj: StoredObject) -> int | None:
+        """Records to skip in ``obj``, or ``None`` when an earlier run finished it (not fetched again)."""
+        ident = object_identity(obj)
+        if self.state.is_done(ident):
+            self.result.files_resumed += 1
+            return None
+        return self.state.next_record.get(ident, 0)
+
+    async def _read(self, reader: ObjectReader) -> None:
+        path = reader.obj.url
+        fs = self.files[path] = _FileState(object_identity(reader.obj), records=reader.skip)
+        stream = (path, -1)
+        prepare = self.pipeline.preparer.prepare
+        try:
+            async for chunk in reader:
+                if self._stopping:
+                    return
+                if not chunk:
+                    continue
+                if self.pool is None:  # records decoded in a thread of this process: prepared here
+                    chunk = [prepare(record) for record in chunk]
+                self.tracker.track_many(stream, [record[0] for record in chunk])
+                fs.records = chunk[-1][0] + 1
+                await self.pipeline.take_chunk(path, -1, chunk)
+        except DecodeError as exc:
+            self.result.summary.unreadable.append(f"{path}: {exc.reason} (record {exc.position.offset})")
+            log.error("unreadable input %s", exc)
+            # The damaged record's index stands for the unreachable rest of the file. The file is never
+            # marked finished, so a later run reports the damage again instead of passing over it.
+            self.tracker.track(stream, exc.position.offset)
+            self.pipeline.dead_letter_input(exc.position, "unreadable_input", exc.reason)
+            return
+        except ReadError as exc:
+            # Nothing is wrong with the object: it stays unfinished, the next run reads it from the
+            # first record not done (nothing is dead-lettered, so nothing is skipped).
+            self.result.summary.unreadable.append(f"{path}: {exc.reason} (record {exc.record})")
+            log.error("cannot read %s", exc)
+            return
+        finally:
+            self.result.filtered += reader.progress.filtered
+        fs.records = max(fs.records, reader.progress.records)
+        fs.fully_read = True
+        self._maybe_finish(path)
+
+    async def _read_all(self) -> None:
+        """Read every selected object, ``--files-in-flight`` at a time, until done or stopped."""
+        ahead = ReadAhead(
+            list_objects(self.paths, self.selection, self.stores),
+            self.stores,
+            in_flight=self.settings.input.files_in_flight,
+            admit=self._admit,
+            keep=self.selection.record_filter(),
+            pool=self.pool,
+        )
+        try:
+            async with contextlib.aclosing(ahead.readers()) as readers:
+                async for reader in readers:
+                    if self._stopping:
+                        break
+                    await self._read(reader)
+        except StoreError as exc:
+            if not ahead.listed:
+                raise  # nothing could be listed: a usage or access problem, reported by the command
+            # Listing broke off midway: deliver and save what was read; the next run goes on from there.
+            self.result.summary.unreadable.append(str(exc))
+            log.error("listing failed, stopping: %s", exc)
+
+    async def run(self, grace: float = 30.0) -> ReplayResult:
+        """Replay every selected file, wait for every event to finish, save the state, return the result.
+
+        After :meth:`stop`, events already read get ``grace`` seconds to finish; the rest are left for
+        the next run (the resume state records only what is done).
+        """
+        if not self.selection.empty:
+            log.info("replaying %s", self.selection.describe())
+        workers = self.settings.input.workers
+        if workers and self.pool is None:
+            self.pool = WorkerPool(workers, self.pipeline.preparer.mappers, self.selection)
+            self.pool.start()
+        reporter = asyncio.create_task(self._report())
+        saver = asyncio.create_task(self._checkpoints())
+        try:
+            await self._read_all()
+            await self._drain(grace)
+        finally:
+            if self.pool is not None:
+                self.pool.close()
+            reporter.cancel()
+            saver.cancel()
+            await asyncio.gather(reporter, saver, return_exceptions=True)
+            await self.pipeline.close()
+            self.checkpoint()
+            self.dead.close()
+        self.result.unfinished = sorted(self.files)
+        return self.result
+
+    async def _drain(self, grace: float) -> None:
+        """Wait for every event to finish; a stop during the wait bounds what is left to ``grace``."""
+        engine = self.pipeline
+        if self._stopping:
+            await engine.drain(grace)
+            return
+        drained = asyncio.create_task(engine.drain())
+        stopped = asyncio.create_task(self._stop_event.wait())
+        await asyncio.wait({drained, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not drained.done():
+            drained.cancel()
+            await asyncio.gather(drained, return_exceptions=True)
+            await engine.drain(grace)
+
+    async def _checkpoints(self) -> None:
+        # Also while the last events drain (a hot device's backlog can take minutes): a file finished
+        # meanwhile must not be replayed after a crash.
+        while True:
+            await asyncio.sleep(self.checkpoint_interval)
+            self.checkpoint()
+
+    async def _report(self) -> None:
+        tty = sys.stderr.isatty()
+        started = time.monotonic()
+        interval = 0.5 if tty else self.progress_interval
+        while True:
+            await asyncio.sleep(interval)
+            if self.health is not None:
+                self.health.beat()  # /livez: the replay's loop is turning
+            s = self.result.summary
+            read, done = sum(s.read.values()), sum(s.done.values())
+            rate = read / max(1e-9, time.monotonic() - started)
+            engine = self.pipeline
+            line = (
+                f"files done {self.result.files_done} read {read} delivered {done} "
+                f"skipped {sum(s.skipped.values())} dead-lettered {sum(s.dead_lettered.values())} "
+                f"pending {engine.pending} "
+                f"held-devices {engine.throttled_keys()} ({rate:,.0f} ev/s)"
+            )
+            if tty:
+                print(f"\r{line}   ", end="", file=sys.stderr, flush=True)
+            else:
+                log.info("progress %s", line)

@@ -1,0 +1,223 @@
+"""The Amplitude sink: one HTTP exchange -> one typed outcome. Never retries, never sleeps.
+
+:meth:`AmplitudeSink.send` posts one batch of pre-encoded events and classifies the answer following
+Amplitude's contract (``amplitude-api.md``): delivered; some events rejected (drop exactly those);
+payload too large (split); some devices/users throttled or over the daily quota; retry later (5xx,
+timeouts, connection errors, credentials); or a fatal answer for the whole batch. What to do about
+each outcome is decided one level up, in :mod:`consumer.delivery.engine`.
+
+The API key is only ever written into the request body; it never appears in an outcome, a log line or
+an exception message raised from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+import orjson
+from zlib_ng import zlib_ng
+
+from consumer.events import Pending, key_ids
+from consumer.settings import AmplitudeSettings
+from consumer.sinks.base import (
+    Delivered,
+    Fatal,
+    Outcome,
+    Rejected,
+    RetryLater,
+    SendResult,
+    Throttled,
+    TooLarge,
+    retry_after,
+)
+
+
+def build_body(api_key: str, encoded: Sequence[bytes], min_id_length: int) -> bytes:
+    """The JSON request body from already-encoded events (no re-encoding of events on resends)."""
+    return b"".join(
+        (
+            b'{"api_key":',
+            orjson.dumps(api_key),
+            b',"events":[',
+            b",".join(encoded),
+            b'],"options":{"min_id_length":',
+            str(min_id_length).encode(),
+            b"}}",
+        )
+    )
+
+
+def _indices(mapping: Any, what: str, reasons: dict[int, str], size: int) -> None:
+    if not isinstance(mapping, dict):
+        return
+    for name, indices in mapping.items():
+        if isinstance(indices, list):
+            for i in indices:
+                if isinstance(i, int) and 0 <= i < size:
+                    reasons.setdefault(i, f"{what}:{name}")
+
+
+def classify(status: int, body: Any, headers: httpx.Headers, batch: Sequence[Pending]) -> Outcome:
+    """Map one Amplitude answer to an :data:`Outcome` (pure; tested against every documented body)."""
+    data = body if isinstance(body, dict) else {}
+    if 200 <= status < 300:
+        return Delivered()
+    if status == 400:
+        error = str(data.get("error", ""))
+        if "api key" in error.lower() or data.get("missing_field") == "api_key":
+            return RetryLater("invalid_api_key", retry_after(headers), credentials=True)
+        reasons: dict[int, str] = {}
+        size = len(batch)
+        _indices(data.get("events_with_invalid_fields"), "invalid_field", reasons, size)
+        _indices(data.get("events_with_missing_fields"), "missing_field", reasons, size)
+        _indices(data.get("events_with_invalid_id_lengths"), "invalid_id_length", reasons, size)
+        for i in data.get("silenced_events") or []:
+            if isinstance(i, int) and 0 <= i < size:
+                reasons.setdefault(i, "silenced")
+        silenced = {d for d in data.get("silenced_devices") or [] if isinstance(d, str)}
+        if silenced:
+            for i, item in enumerate(batch):
+                if key_ids(item.keys)[0] in silenced:
+                    reasons.setdefault(i, "silenced")
+        if reasons:
+            return Rejected(reasons)
+        return Fatal("http_400", error[:200])
+    if status == 413:
+        return TooLarge()
+    if status == 429:
+
+        def names(key: str) -> frozenset[str]:
+            value = data.get(key)
+            return frozenset(value) if isinstance(value, dict) else frozenset()
+
+        events = data.get("throttled_events")
+        indices = [i for i in events if isinstance(i, int)] if isinstance(events, list) else []
+        throttled = Throttled(
+            devices=names("throttled_devices"),
+            users=names("throttled_users"),
+            events=frozenset(indices),
+            quota_devices=names("exceeded_daily_quota_devices"),
+            quota_users=names("exceeded_daily_quota_users"),
+        )
+        if throttled == Throttled():
+            # Project-wide throttling: Amplitude asks to wait (60 s by its documentation).
+            after = retry_after(headers)
+            return RetryLater("project_throttled", 60.0 if after is None else after)
+        eps = data.get("eps_threshold")
+        threshold = (
+            float(eps) if isinstance(eps, int | float) and not isinstance(eps, bool) and eps > 0 else None
+        )
+        return dataclasses.replace(throttled, after=retry_after(headers), eps_threshold=threshold)
+    if status == 403:
+        return RetryLater("forbidden", retry_after(headers), credentials=True)
+    if status >= 500 or status == 408:
+        return RetryLater(f"http_{status}", retry_after(headers))
+    return Fatal(f"http_{status}", str(data.get("error", ""))[:200])
+
+
+GZIP_LEVEL = 2
+"""zlib-ng's level 2 on request bodies: 1.6x the speed of stdlib zlib's level 1 and 10 % smaller
+(182 against 111 MB/s, 4.6 against 4.2 times smaller, measured on the benchmark's 1 MB bodies)."""
+
+
+def _gzip(body: bytes) -> bytes:
+    compressor = zlib_ng.compressobj(GZIP_LEVEL, zlib_ng.DEFLATED, 31)
+    return compressor.compress(body) + compressor.flush()
+
+
+class RequestBody:
+    """A request body that httpx sends once and the sender empties as soon as the exchange ends.
+
+    httpx keeps each request, its body included, in a reference cycle (request, response and their
+    streams) that only the garbage collector frees. A body handed over as ``bytes`` lives until a
+    collection runs, and one still in flight during a collection is promoted to an older generation,
+    where it may wait for a full collection: with bodies of a few hundred kilobytes, peak RSS grew with
+    the length of a run. Emptied, the body is freed at once, whatever becomes of the cycle.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The length header (httpx would otherwise send an iterable body chunked)."""
+        return {"Content-Length": str(len(self.data))}
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.data
+
+    def release(self) -> None:
+        """Drop the bytes (the exchange is over)."""
+        self.data = b""
+
+
+class AmplitudeSink:
+    """Posts batches to one Amplitude endpoint over a shared keep-alive connection pool."""
+
+    def __init__(self, settings: AmplitudeSettings, client: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self.url = settings.endpoint
+        self._key = settings.api_key.reveal()
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.timeout),
+            limits=httpx.Limits(
+                max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
+            ),
+            headers={"User-Agent": "currents-consumer", "Accept": "application/json"},
+        )
+
+    @property
+    def overhead(self) -> int:
+        """Bytes of a request body around its events (key, options)."""
+        return len(build_body(self._key, [], self.settings.min_id_length))
+
+    def set_api_key(self, key: str) -> None:
+        """Replace the API key (a rotated Secret); the next request uses it."""
+        self._key = key
+
+    async def send(self, batch: Sequence[Pending]) -> SendResult:
+        """One attempt: post ``batch`` and classify the answer."""
+        body = build_body(self._key, [p.encoded for p in batch], self.settings.min_id_length)
+        size = len(body)
+        headers = {"Content-Type": "application/json"}
+        if self.settings.gzip:
+            # zlib releases the GIL: compressing in a worker thread puts it on the other core. The
+            # uncompressed body is not kept while the request is out.
+            body = await asyncio.to_thread(_gzip, body)
+            headers["Content-Encoding"] = "gzip"
+        content = RequestBody(body)
+        del body
+        headers |= content.headers
+        started = time.perf_counter()
+        try:
+            response = await self._client.post(self.url, content=content, headers=headers)
+        except httpx.TimeoutException:
+            return SendResult(RetryLater("timeout"), 0, time.perf_counter() - started, size)
+        except httpx.TransportError as exc:
+            # The exception text can carry the URL but never the body (where the key is).
+            return SendResult(
+                RetryLater(f"connection:{type(exc).__name__}"), 0, time.perf_counter() - started, size
+            )
+        finally:
+            content.release()
+        seconds = time.perf_counter() - started
+        try:
+            data = orjson.loads(response.content) if response.content else {}
+        except orjson.JSONDecodeError:
+            data = {}
+        outcome = classify(response.status_code, data, response.headers, batch)
+        if isinstance(outcome, Fatal) and self._key and self._key in outcome.detail:
+            # A proxy or a future error text that echoes the key must not carry it to dead-letter files.
+            outcome = Fatal(outcome.reason, outcome.detail.replace(self._key, "***"))
+        return SendResult(outcome, response.status_code, seconds, size)
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()

@@ -1,0 +1,297 @@
+"""Bounded read-ahead: list, fetch and decode the next few objects while the pipeline takes records.
+
+The consumer sees objects strictly in listing order and each object's records in order, so the resume
+state (one stream per object) is deterministic; what runs ahead is bounded:
+
+* listing runs in its own thread, at most ``4 * in_flight + 16`` objects ahead;
+* at most ``in_flight`` objects are open at once (the one being consumed included), each read and
+  decoded in its own worker thread (an object store's reads block on the network, and the Avro
+  decoder pulls bytes synchronously, so neither may run on the event loop);
+* each open object holds at most :data:`DEPTH` chunks of :data:`CHUNK` decoded records plus its
+  store's read-ahead block (see :mod:`consumer.sources.cloudstore`).
+
+Throughput therefore grows with ``in_flight`` while the time to fetch an object (first-byte latency,
+transfer) dominates, up to the point where decoding or Amplitude's limits bind. Worker threads are
+daemons and stop at their next hand-over once their object is closed; one stuck in a network read
+never holds up a shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import pickle
+import queue
+import threading
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from consumer.decode.avro import DecodeError
+from consumer.events import CurrentsRecord
+from consumer.sources.files import ReadError, ReadProgress, read_object
+from consumer.sources.selection import RecordFilter
+from consumer.sources.store import Store, StoredObject
+from consumer.sources.stores import Stores
+
+if TYPE_CHECKING:
+    from consumer.sources.workers import WorkerPool
+
+
+def loads(data: bytes) -> Any:
+    """A chunk a worker process sent as pickled bytes."""
+    return pickle.loads(data)
+
+
+CHUNK = 256
+"""Records per hand-over from a worker thread to the event loop."""
+DEPTH = 8
+"""Chunks an object's worker may decode ahead of the consumer."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _End:
+    """The last item of a hand-over: the error that ended it, if any."""
+
+    error: BaseException | None = None
+
+
+class Handoff(Generic[T]):
+    """A bounded queue from one worker thread to the event loop.
+
+    :meth:`put` (worker) blocks while the queue is full and returns ``False`` once :meth:`cancel` was
+    called; :meth:`get` (event loop) waits without blocking the loop.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, depth: int) -> None:
+        self._loop = loop
+        self._queue: queue.Queue[T | _End] = queue.Queue(depth)
+        self._ready = asyncio.Event()
+        self._cancelled = threading.Event()
+
+    def put(self, item: T | _End) -> bool:
+        """Hand ``item`` over; ``False`` (item dropped) once the consumer has gone."""
+        while not self._cancelled.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+                self._loop.call_soon_threadsafe(self._ready.set)
+            return True
+        return False
+
+    def get_nowait(self) -> T | _End | None:
+        """The next item if one is ready, else ``None``."""
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None
+
+    async def get(self) -> T | _End:
+        """The next item, waiting for it."""
+        while True:
+            item = self.get_nowait()
+            if item is not None:
+                return item
+            self._ready.clear()
+            if self._queue.empty():  # a put after this check sets the event again: no lost wake-up
+                await self._ready.wait()
+
+    def cancel(self) -> None:
+        """The consumer has gone: the worker's next (or current) :meth:`put` returns ``False``."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> threading.Event:
+        """Set once the consumer has gone."""
+        return self._cancelled
+
+
+def _daemon(target: Callable[[], None], name: str) -> None:
+    threading.Thread(target=target, name=name, daemon=True).start()
+
+
+class ObjectReader:
+    """The records of one object, decoded in a worker thread; iterate for chunks of records.
+
+    Without a pool a chunk holds :class:`~consumer.events.CurrentsRecord` values decoded in the thread;
+    with a :class:`~consumer.sources.workers.WorkerPool` it holds
+    :data:`~consumer.transform.prepare.Prepared` records
+    that a worker process decoded and prepared, and the thread only receives them.
+
+    Iteration ends normally at the end of the object, or raises :class:`DecodeError` (bad bytes)
+    or :class:`~consumer.sources.files.ReadError` (bytes not fetched) after the records before the failure.
+    Afterwards ``progress.records`` is the index reading got to and ``progress.filtered`` how many
+    records the selection left out.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        obj: StoredObject,
+        skip: int,
+        keep: RecordFilter | None,
+        pool: WorkerPool | None = None,
+    ) -> None:
+        self.obj = obj
+        self.skip = skip
+        self.progress = ReadProgress(records=skip)
+        self._store = store
+        self._keep = keep
+        self._pool = pool
+        self._handoff: Handoff[list[Any]] | None = None
+        self._finished = False
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start reading in a worker thread."""
+        self._handoff = Handoff(loop, DEPTH)
+        pool = self._pool
+        if pool is None:
+            _daemon(self._produce, f"read {self.obj.url[-60:]}")
+        else:
+            ticket = pool.ticket()  # taken here, on the event loop: objects get workers in listing order
+            _daemon(lambda: self._receive(pool, ticket), f"receive {self.obj.url[-60:]}")
+
+    def _chunks(self) -> Iterator[list[CurrentsRecord]]:
+        chunk: list[CurrentsRecord] = []
+        records = read_object(self._store, self.obj, skip=self.skip, keep=self._keep, progress=self.progress)
+        for record in records:
+            chunk.append(record)
+            if len(chunk) >= CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    def _produce(self) -> None:
+        self._hand_over(self._chunks())
+
+    def _receive(self, pool: WorkerPool, ticket: int) -> None:
+        assert self._handoff is not None
+        self._hand_over(pool.read(ticket, self.obj, self.skip, self.progress, self._handoff.cancelled))
+
+    def _hand_over(self, chunks: Iterator[Any]) -> None:
+        handoff = self._handoff
+        assert handoff is not None
+        end = _End()
+        with contextlib.closing(chunks):  # type: ignore[type-var]  # generators have close()
+            try:
+                for chunk in chunks:
+                    if not handoff.put(chunk):
+                        return
+            except (DecodeError, ReadError) as exc:
+                end = _End(exc)
+            except Exception as exc:  # a bug below; surface it in the consumer rather than in a thread
+                end = _End(exc)
+        handoff.put(end)
+
+    def __aiter__(self) -> ObjectReader:
+        return self
+
+    async def __anext__(self) -> list[Any]:
+        if self._finished or self._handoff is None:
+            raise StopAsyncIteration
+        item = await self._handoff.get()
+        if isinstance(item, _End):
+            self._finished = True
+            if item.error is not None:
+                raise item.error
+            raise StopAsyncIteration
+        if isinstance(item, bytes):  # a worker's pickled chunk: unpickled here, on the event loop
+            chunk: list[Any] = loads(item)
+            return chunk
+        return item
+
+    @property
+    def finished(self) -> bool:
+        """Whether the whole object was handed over (or its failure raised)."""
+        return self._finished
+
+    def close(self) -> None:
+        """Stop the worker (at its next hand-over); records not taken yet are dropped."""
+        if self._handoff is not None:
+            self._handoff.cancel()
+
+
+class ReadAhead:
+    """Objects in listing order, each already being read while the ones before it are consumed.
+
+    ``admit(obj)`` (called on the event loop, in listing order) returns the number of records to skip,
+    or ``None`` to pass the object over without opening it (finished by an earlier run).
+    """
+
+    def __init__(
+        self,
+        objects: Iterator[StoredObject],
+        stores: Stores,
+        *,
+        in_flight: int,
+        admit: Callable[[StoredObject], int | None] = lambda _: 0,
+        keep: RecordFilter | None = None,
+        pool: WorkerPool | None = None,
+    ) -> None:
+        if in_flight < 1:
+            raise ValueError("in_flight must be at least 1")
+        self._objects = objects
+        self._stores = stores
+        self._in_flight = in_flight
+        self._admit = admit
+        self._keep = keep
+        self._pool = pool
+        self.listed = 0
+
+    def _list(self, handoff: Handoff[StoredObject]) -> None:
+        try:
+            for obj in self._objects:
+                if not handoff.put(obj):
+                    return
+        except BaseException as exc:  # StoreError, FileNotFoundError...: raised in the consumer
+            handoff.put(_End(exc))
+            return
+        handoff.put(_End())
+
+    async def readers(self) -> AsyncGenerator[ObjectReader, None]:
+        """Each admitted object's reader, in listing order; close it (``aclosing``) to stop early.
+
+        A listing failure is raised after the readers of the objects listed before it.
+        """
+        loop = asyncio.get_running_loop()
+        listing: Handoff[StoredObject] = Handoff(loop, 4 * self._in_flight + 16)
+        _daemon(lambda: self._list(listing), "list objects")
+        window: deque[ObjectReader] = deque()
+        listed_all = False
+        failure: BaseException | None = None
+        try:
+            while True:
+                while not listed_all and len(window) < self._in_flight:
+                    item = listing.get_nowait() if window else await listing.get()
+                    if item is None:
+                        break  # nothing listed yet: go on with what is open
+                    if isinstance(item, _End):
+                        listed_all, failure = True, item.error
+                        break
+                    self.listed += 1
+                    skip = self._admit(item)
+                    if skip is None:
+                        continue
+                    reader = ObjectReader(self._stores.get(item.url), item, skip, self._keep, self._pool)
+                    reader.start(loop)
+                    window.append(reader)
+                if not window:
+                    if failure is not None:
+                        raise failure
+                    return
+                reader = window[0]
+                try:
+                    yield reader
+                finally:
+                    reader.close()
+                    window.popleft()
+        finally:
+            listing.cancel()
+            for reader in window:
+                reader.close()

@@ -1,0 +1,156 @@
+"""Which Currents files and records a replay or convert takes: event types and a time window (pure).
+
+Currents storage paths carry two partitions, ``event_type=<type>`` and ``date=<YYYY-MM-DD-HH>`` (the
+UTC hour Braze *queued* the events, not the event time). A :class:`Selection` decides on those path
+segments alone, so whole partitions are pruned before they are listed:
+
+* ``event_types`` — globs (``users.messages.email.*``); a partition of another type is not read.
+  Records are checked too (the type from each file's writer schema), which covers files stored
+  outside an ``event_type=`` partition.
+* ``since`` (inclusive) / ``until`` (exclusive), UNIX seconds — by default on the queue hour: a
+  ``date=`` partition is read if its hour overlaps the window.
+* ``event_time`` — the window applies to each record's ``time`` field instead. An event's ``time`` is
+  at most the end of the hour it was queued in (bar device clock skew), but it can be much older
+  (offline SDK queues), so only partitions queued more than :data:`EVENT_TIME_SLACK` before
+  ``since`` are pruned; every later partition is read and its records filtered.
+
+A path segment that does not parse (another layout, a date without the hour) is never pruned:
+a Selection only leaves out what it can prove is outside it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from consumer.events import CurrentsRecord
+from consumer.instants import format_instant, parse_instant
+
+if TYPE_CHECKING:
+    from consumer.settings import InputSettings
+
+EVENT_TIME_SLACK = 86400
+"""With ``event_time``, partitions queued up to this long before ``since`` are still read (clock skew)."""
+
+_HOUR_SEGMENT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:-(\d{2}))?$")
+RecordFilter = Callable[[CurrentsRecord], bool]
+
+
+def partition_span(segment: str) -> tuple[int, int] | None:
+    """``date=2024-05-01-13`` -> the hour it covers ``(start, end)``; ``None`` if it is not one."""
+    if not segment.startswith("date="):
+        return None
+    m = _HOUR_SEGMENT.match(segment[5:])
+    if not m:
+        return None
+    year, month, day, hour = m.groups()
+    try:
+        start = int(datetime(int(year), int(month), int(day), int(hour or 0), tzinfo=UTC).timestamp())
+    except ValueError:  # 2024-02-31, hour 25
+        return None
+    return start, start + (3600 if hour is not None else 86400)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Event-type globs and a time window; the empty selection takes everything."""
+
+    event_types: tuple[str, ...] = ()
+    since: int | None = None
+    until: int | None = None
+    event_time: bool = False
+    _type_cache: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def of(
+        cls, event_types: tuple[str, ...] = (), since: str = "", until: str = "", event_time: bool = False
+    ) -> Selection:
+        """From option values (times as :func:`parse_instant` reads them, ``""`` = unbounded)."""
+        return cls(
+            tuple(event_types),
+            parse_instant(since) if since else None,
+            parse_instant(until) if until else None,
+            event_time,
+        )
+
+    @classmethod
+    def of_input(cls, settings: InputSettings) -> Selection:
+        """From the ``input`` settings (``--event-type``, ``--since``, ``--until``, ``--event-time``)."""
+        return cls.of(settings.event_types, settings.since, settings.until, settings.event_time)
+
+    @property
+    def empty(self) -> bool:
+        """Whether everything is selected."""
+        return not self.event_types and self.since is None and self.until is None
+
+    def key(self) -> str:
+        """A canonical text of the selection ("" when empty): two runs select alike iff keys are equal."""
+        if self.empty:
+            return ""
+        window = [format_instant(t) if t is not None else "" for t in (self.since, self.until)]
+        basis = "event" if self.event_time else "queued"
+        return f"types={','.join(sorted(self.event_types))};window={'/'.join(window)};on={basis}"
+
+    def describe(self) -> str:
+        """For logs and the dry run: ``event types users.messages.email.*; queued 2024-05-01T00:00:00Z..``."""
+        parts = []
+        if self.event_types:
+            parts.append("event types " + ", ".join(self.event_types))
+        if self.since is not None or self.until is not None:
+            since = format_instant(self.since) if self.since is not None else ""
+            until = format_instant(self.until) if self.until is not None else ""
+            parts.append(f"{'event time' if self.event_time else 'queued'} {since}..{until}")
+        return "; ".join(parts) or "everything"
+
+    # -- paths ---------------------------------------------------------------------------------------
+    def type_selected(self, event_type: str) -> bool:
+        """Whether ``event_type`` matches one of the globs (always, without globs)."""
+        if not self.event_types:
+            return True
+        hit = self._type_cache.get(event_type)
+        if hit is None:
+            hit = self._type_cache[event_type] = any(
+                fnmatch.fnmatchcase(event_type, g) for g in self.event_types
+            )
+        return hit
+
+    def keep_dir(self, segment: str) -> bool:
+        """Whether a directory named ``segment`` may hold selected files."""
+        if segment.startswith("event_type="):
+            return self.type_selected(segment[len("event_type=") :])
+        span = partition_span(segment)
+        if span is None:
+            return True
+        start, end = span
+        if self.event_time:
+            return self.since is None or end + EVENT_TIME_SLACK > self.since
+        return (self.since is None or end > self.since) and (self.until is None or start < self.until)
+
+    def keep_root(self, root: str) -> bool:
+        """Whether a root path given by the user is inside the selection (``.../event_type=X/...``)."""
+        return all(self.keep_dir(segment) for segment in root.replace("\\", "/").split("/") if segment)
+
+    # -- records -------------------------------------------------------------------------------------
+    def record_filter(self) -> RecordFilter | None:
+        """The per-record check, or ``None`` when the path partitions decide alone."""
+        by_type = bool(self.event_types)
+        by_time = self.event_time and (self.since is not None or self.until is not None)
+        if not by_type and not by_time:
+            return None
+        since = self.since if self.since is not None else -(2**63)
+        until = self.until if self.until is not None else 2**63
+
+        def keep(rec: CurrentsRecord) -> bool:
+            if by_type and not self.type_selected(rec.event_type):
+                return False
+            if by_time:
+                t = rec.record.get("time")
+                if isinstance(t, int | float) and not isinstance(t, bool) and not since <= t < until:
+                    return False
+            return True
+
+        return keep

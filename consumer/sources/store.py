@@ -1,0 +1,123 @@
+"""Where Currents files are stored: local paths and object-store URLs behind one small interface.
+
+A :class:`Store` lists the objects under a root and opens one for reading; :func:`store_for` picks the
+implementation from the root: a local path (:class:`LocalStore`), or ``s3://bucket/prefix``,
+``gs://bucket/prefix`` and ``az://container/prefix`` (:class:`~consumer.sources.cloudstore.CloudStore`,
+through fsspec and the optional extras ``[s3]``, ``[gcs]``, ``[azure]``).
+
+Listing follows Braze's advice: everything under the root is listed, at any depth, without parsing
+file names. The caller's ``keep_dir`` callback may prune whole directories by their name (the
+``event_type=`` and ``date=`` partitions), which is what keeps a narrow backfill from listing a whole
+bucket. Hidden entries (``.name``), names starting with ``_`` (``_SUCCESS``) and obvious side files
+(``.crc``, ``.json``, ...) are passed over. Memory stays bounded by the largest single directory:
+nothing is accumulated across directories.
+
+Each :class:`StoredObject` carries a ``version`` (ETag, generation, or size and modification time of
+a local file): the resume state identifies an object by URL and version, so a rewritten object is
+replayed again and an unchanged one is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Protocol
+
+SIDE_FILE_SUFFIXES = (".crc", ".json", ".txt", ".md", ".tmp")
+URL_SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "abfss")
+
+KeepDir = Callable[[str], bool]
+"""``keep_dir(name)``: whether to descend into the directory ``name`` (one path segment)."""
+
+
+class StoreError(Exception):
+    """A root cannot be listed or an object store cannot be reached; the message names the URL."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """One file or object: ``url`` is what positions, logs and dead-letters name it by.
+
+    ``url`` is the local path (as listed) or ``scheme://bucket/key``; ``version`` changes whenever the
+    content may have changed; ``remote`` is true for object-store objects.
+    """
+
+    url: str
+    size: int
+    version: str
+    remote: bool = False
+
+
+class Store(Protocol):
+    """Lists and opens the objects under roots of one kind (local, or one cloud).
+
+    ``walk`` yields objects in a stable order (sorted per directory, directories depth first) and
+    raises :class:`StoreError` when the root does not exist or cannot be listed. ``open`` returns a
+    binary file object that streams the object (it never loads a whole object up front); it may
+    block on the network, so callers run it, and every ``read`` of it, off the event loop. Failures
+    of ``open`` or ``read`` are ``OSError`` or the backend's own exceptions.
+    """
+
+    def check(self, root: str) -> None:
+        """Raise :class:`StoreError` (or ``FileNotFoundError`` for a local path) if ``root`` is absent."""
+        ...
+
+    def walk(self, root: str, keep_dir: KeepDir) -> Iterator[StoredObject]:
+        """Every candidate object under ``root`` (a single object if ``root`` names one)."""
+        ...
+
+    def open(self, obj: StoredObject) -> IO[bytes]:
+        """A streaming binary reader of ``obj``."""
+        ...
+
+
+def is_url(path: str) -> bool:
+    """Whether ``path`` is an object-store URL (``s3://``, ``gs://``, ``az://``...) rather than a path."""
+    scheme, sep, _ = path.partition("://")
+    return bool(sep) and scheme.lower() in URL_SCHEMES
+
+
+def is_candidate(name: str) -> bool:
+    """Whether a file named ``name`` may be a Currents file (not hidden, ``_SUCCESS`` or a side file)."""
+    return bool(name) and not name.startswith((".", "_")) and not name.endswith(SIDE_FILE_SUFFIXES)
+
+
+def is_visible_dir(name: str) -> bool:
+    """Whether a directory may hold Currents files (hidden directories are passed over)."""
+    return bool(name) and not name.startswith(".")
+
+
+class LocalStore:
+    """Files on a local or mounted file system (the behaviour ``replay`` always had)."""
+
+    def check(self, root: str) -> None:
+        """A missing path raises ``FileNotFoundError`` naming it."""
+        if not os.path.exists(root):
+            raise FileNotFoundError(f"no such file or directory: {root}")
+
+    def walk(self, root: str, keep_dir: KeepDir) -> Iterator[StoredObject]:
+        """``os.walk`` with sorted, pruned directories; a file given as root is taken as it is."""
+        root = str(Path(root))  # "./in/" lists as "in/...", as it always did
+        if os.path.isfile(root):
+            yield self._object(root)
+            return
+        for top, dirs, names in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if is_visible_dir(d) and keep_dir(d))
+            for name in sorted(names):
+                if is_candidate(name):
+                    yield self._object(os.path.join(top, name))
+
+    @staticmethod
+    def _object(path: str) -> StoredObject:
+        try:
+            st = os.stat(path)
+        except OSError:
+            # Vanished or unreadable since it was listed: reading it will name the reason.
+            return StoredObject(path, 0, "0|0")
+        return StoredObject(path, st.st_size, f"{st.st_size}|{st.st_mtime_ns}")
+
+    def open(self, obj: StoredObject) -> IO[bytes]:
+        """The file, opened for reading (buffered by the OS page cache; nothing is loaded up front)."""
+        return Path(obj.url).open("rb")

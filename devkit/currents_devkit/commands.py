@@ -1,0 +1,108 @@
+"""The dev kit's subcommands of ``currents-consumer``: ``demo``, ``simulate`` and ``sample``.
+
+They reach the product's command line through the ``currents_consumer.commands`` entry point group
+(``devkit/pyproject.toml``), the way pytest finds its plugins: the product never imports the dev kit.
+:func:`register` adds their parsers; each command's modules load only when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from consumer.commands.plugins import AddOptions, Command, SubParsers
+from consumer.settings import Settings, SettingsError
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.ops.logs import setup
+    from currents_devkit.demo import run_demo
+
+    setup(settings.log_format, settings.log_level)
+    return asyncio.run(run_demo(settings, n_events=args.events, partitions=args.partitions))
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.ops.logs import setup
+    from currents_devkit.simulator.partners import parse_credentials
+    from currents_devkit.simulator.server import run_simulator
+
+    setup(settings.log_format, settings.log_level)
+    try:
+        credentials = parse_credentials(args.movableink_credentials or ())
+    except ValueError as exc:
+        raise SettingsError(f"--movableink-credentials: {exc}") from None
+    run_simulator(
+        args.host,
+        args.port,
+        tuple(args.accept_key or ()),
+        rate_window_s=args.rate_window,
+        movableink_credentials=credentials,
+        movableink_keys=frozenset(args.movableink_key or ()),
+        movableink_max_bytes=args.movableink_max_bytes,
+        remerge_keys=frozenset(args.remerge_key or ()),
+    )
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace, settings: Settings) -> int:
+    from currents_devkit.synth import generate_sample
+
+    files = generate_sample(args.out, args.events, args.seed)
+    print(f"wrote {args.events} events in {len(files)} files under {args.out}", file=sys.stderr)
+    return 0
+
+
+def register(sub: SubParsers, add_arguments: AddOptions) -> dict[str, Command]:
+    """Add ``demo``, ``simulate`` and ``sample`` to the ``currents-consumer`` parser."""
+    commands: dict[str, Command] = {}
+    p = sub.add_parser("demo", help="run everything on an embedded broker and Amplitude simulator (no setup)")
+    p.add_argument("--events", type=int, default=20_000, help="Currents events to produce")
+    p.add_argument("--partitions", type=int, default=4)
+    add_arguments(p, ("delivery", "destinations", "mapping", "obs"))
+    commands["demo"] = cmd_demo
+
+    p = sub.add_parser(
+        "simulate", help="run a local Amplitude, Movable Ink and Remerge simulator (demos, tests)"
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9000)
+    p.add_argument("--accept-key", action="append", help="API keys to accept (repeatable; none = any key)")
+    p.add_argument(
+        "--rate-window",
+        type=float,
+        default=30.0,
+        help="seconds over which per-device rates are averaged (Amplitude: 30)",
+    )
+    p.add_argument(
+        "--movableink-credentials",
+        action="append",
+        metavar="USER:PASSWORD",
+        help="Movable Ink Basic-auth credentials to accept (repeatable; none = any)",
+    )
+    p.add_argument(
+        "--movableink-key",
+        action="append",
+        metavar="KEY",
+        help="Movable Ink /behavioral/<key> keys to accept (repeatable; none = any)",
+    )
+    p.add_argument(
+        "--movableink-max-bytes", type=int, default=32768, help="largest Movable Ink body (larger: 413)"
+    )
+    p.add_argument(
+        "--remerge-key",
+        action="append",
+        metavar="KEY",
+        help="Remerge keys to accept (repeatable)",
+    )
+    add_arguments(p, ("obs",))
+    commands["simulate"] = cmd_simulate
+
+    p = sub.add_parser("sample", help="write synthetic Currents Avro files in the Currents storage layout")
+    p.add_argument("out", metavar="DIR")
+    p.add_argument("--events", type=int, default=20_000)
+    p.add_argument("--seed", type=int, default=1)
+    add_arguments(p, ())
+    commands["sample"] = cmd_sample
+    return commands

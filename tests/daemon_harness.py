@@ -1,0 +1,114 @@
+"""The Kafka daemon in tests: events to produce, its environment, a daemon running in-process, commits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiokafka import TopicPartition
+from currents_devkit.broker import EmbeddedBroker
+from currents_devkit.registry import local_schema_id
+from currents_devkit.simulator.server import AmplitudeSimulator
+from currents_devkit.synth import Synth, avro_body, confluent_frame
+from kafka_harness import committed_offsets, produce
+from prometheus_client import CollectorRegistry
+
+from consumer.app.destinations import build_destinations, close_all
+from consumer.commands.run import Daemon
+from consumer.ops.metrics import Metrics
+from consumer.settings import Settings, load
+from consumer.transform.amplitude import Transformer
+from consumer.transform.amplitude_tables import BRAZE_TYPES
+from consumer.transform.base import Skip
+
+TOPIC = "currents"
+
+
+PARTITIONS = 3
+
+
+def make_events(
+    n: int, seed: int, *, deliverable_only: bool = False
+) -> tuple[list[tuple[bytes, bytes]], set[str]]:
+    """``n`` Confluent-framed messages (key, value) and the insert_ids Amplitude must end up with."""
+    synth = Synth(seed=seed, devices=300)
+    transformer = Transformer()
+    messages: list[tuple[bytes, bytes]] = []
+    expected: set[str] = set()
+    for event_type, record in synth.mixed(n, event_types=sorted(BRAZE_TYPES)):
+        skipped = isinstance(transformer.transform(event_type, record), Skip)
+        if skipped and deliverable_only:
+            continue
+        messages.append(
+            (
+                (record.get("device_id") or record["id"]).encode(),
+                confluent_frame(local_schema_id(event_type), avro_body(event_type, record)),
+            )
+        )
+        if not skipped:
+            expected.add(record["id"])
+    return messages, expected
+
+
+async def produce_bulk(bootstrap: str, messages: list[tuple[bytes, bytes]]) -> dict[TopicPartition, int]:
+    """Produce messages round-robin over partitions in one producer session; returns end offsets."""
+    per: dict[int, list[bytes]] = {}
+    for i, (_, value) in enumerate(messages):
+        per.setdefault(i % PARTITIONS, []).append(value)
+    ends: dict[TopicPartition, int] = {}
+    for partition, values in per.items():
+        metas = await produce(bootstrap, TOPIC, values, partition=partition)
+        ends[TopicPartition(TOPIC, partition)] = max(m.offset for m in metas) + 1
+    return ends
+
+
+def daemon_env(
+    broker: EmbeddedBroker, sim: AmplitudeSimulator, registry_url: str, tmp: Path
+) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "KAFKA_TOPICS": TOPIC,
+        "KAFKA_GROUP_ID": "it-group",
+        "KAFKA_SESSION_TIMEOUT": "2s",
+        "SCHEMA_REGISTRY_URL": registry_url,
+        "AMPLITUDE_API_KEY": "it-secret-key-123",
+        "AMPLITUDE_URL": sim.http_v2_url,
+        "CURRENTS_DEAD_LETTER": str(tmp / "dead-letter"),
+        "CURRENTS_COMMIT_INTERVAL": "0.3s",
+        "CURRENTS_BATCH_AGE": "0.1s",
+        "CURRENTS_REVOKE_TIMEOUT": "5s",
+        "CURRENTS_LOG_FORMAT": "json",
+        # A restarted daemon re-sends what the killed one sent moments before; the simulator counts both
+        # in one per-device second and throttles the hot device (a real 429). Amplitude's usual 30 s
+        # penalty would then outlast the test's wait for the final commit.
+        "CURRENTS_THROTTLE_PENALTY": "1s",
+    }
+
+
+def delivered_ids(sim: AmplitudeSimulator) -> set[str]:
+    return {e.event["insert_id"] for e in sim.events}
+
+
+async def all_committed(bootstrap: str, group: str, ends: dict[TopicPartition, int]) -> bool:
+    committed = await committed_offsets(bootstrap, group, ends)
+    return all(committed.get(tp, -1) >= end for tp, end in ends.items())
+
+
+def in_process_settings(env: dict[str, str], **extra: str) -> Settings:
+    return load(None, env={**env, **extra})
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(settings: Settings) -> AsyncIterator[Daemon]:
+    """A daemon running in this event loop; on exit it is stopped and must exit 0."""
+    destinations = build_destinations(settings)
+    daemon = Daemon(settings, destinations, Metrics(CollectorRegistry()))
+    task = asyncio.create_task(daemon.run())
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        assert await asyncio.wait_for(task, 60) == 0
+        await close_all(destinations)

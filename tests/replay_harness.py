@@ -1,0 +1,62 @@
+"""`currents-consumer replay` as a child process in tests: start it, run it, read its JSON summary."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+@dataclass
+class Command:
+    """A running ``python -m consumer`` whose stdout and stderr are collected as it runs."""
+
+    proc: asyncio.subprocess.Process
+    out: asyncio.Task[bytes]
+    err: asyncio.Task[bytes]
+
+    async def finish(self, within: float = 60.0) -> tuple[int, str, str]:
+        code = await asyncio.wait_for(self.proc.wait(), within)
+        return code, (await self.out).decode(), (await self.err).decode()
+
+
+async def start(args: list[str], env: dict[str, str], cwd: Path) -> Command:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AMPLITUDE_", "CURRENTS_"))}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "consumer",
+        *args,
+        env={**base, **env},
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,  # its own process group, as a command started from a shell
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    return Command(proc, asyncio.create_task(proc.stdout.read()), asyncio.create_task(proc.stderr.read()))
+
+
+@contextlib.asynccontextmanager
+async def running(args: list[str], env: dict[str, str], cwd: Path) -> AsyncIterator[Command]:
+    command = await start(args, env, cwd)
+    try:
+        yield command
+    finally:
+        if command.proc.returncode is None:
+            command.proc.kill()
+            await command.proc.wait()
+
+
+def last_json(stderr: str) -> dict[str, Any]:
+    """The summary the command prints last on stderr."""
+    line = next(line for line in reversed(stderr.splitlines()) if line.startswith('{"read"'))
+    summary: dict[str, Any] = orjson.loads(line)
+    return summary

@@ -1,0 +1,172 @@
+"""Worker processes for replay: the same prepared records as in-process decoding, in listing order,
+failures reported as in-process reading reports them, dead or stopped workers never lose the pool."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from currents_devkit.synth import Synth, write_container, write_currents_tree
+
+from consumer.decode.avro import DecodeError
+from consumer.settings import load
+from consumer.sources.files import ReadError, ReadProgress, list_objects, read_file
+from consumer.sources.readahead import loads
+from consumer.sources.selection import Selection
+from consumer.sources.store import StoredObject
+from consumer.sources.workers import WorkerPool
+from consumer.transform.amplitude import AmplitudeMapper, Transformer
+from consumer.transform.prepare import Prepared, Preparer
+
+EVENT_TYPE = "users.behaviors.CustomEvent"
+
+
+def mappers() -> list[AmplitudeMapper]:
+    return [AmplitudeMapper(Transformer(load(None, {"AMPLITUDE_API_KEY": "k"}).mapping))]
+
+
+@contextlib.contextmanager
+def pool_of(size: int, selection: Selection | None = None) -> Iterator[WorkerPool]:
+    pool = WorkerPool(size, mappers(), selection or Selection())
+    pool.start()
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+def big_file(tmp_path: Path, records: int = 20_000, name: str = "big.avro") -> StoredObject:
+    """One container of ``records`` custom events: many chunks, more than a pipe holds."""
+    synth = Synth(5, devices=200)
+    path = tmp_path / name
+    write_container(path, EVENT_TYPE, [synth.record(EVENT_TYPE) for _ in range(records)])
+    return obj(path)
+
+
+def obj(path: Path) -> StoredObject:
+    (found,) = list_objects([str(path)])
+    return found
+
+
+def read_all(pool: WorkerPool, ticket: int, target: StoredObject, skip: int = 0) -> list[Prepared]:
+    out: list[Prepared] = []
+    for chunk in pool.read(ticket, target, skip, ReadProgress(records=skip), threading.Event()):
+        out.extend(loads(chunk))
+    return out
+
+
+def in_process(path: str, skip: int = 0) -> list[Prepared]:
+    preparer = Preparer(mappers())
+    return [
+        (r.position.offset, r.event_type, preparer.outputs(r.event_type, r.record))
+        for r in read_file(path, skip=skip)
+    ]
+
+
+def test_a_worker_prepares_exactly_what_this_process_would(tmp_path: Path) -> None:
+    write_currents_tree(tmp_path / "in", Synth(2, devices=300), 2500, max_per_file=400)
+    objects = list(list_objects([str(tmp_path / "in")]))
+    assert len(objects) > 3
+    with pool_of(2) as pool:
+        for target in objects:
+            assert read_all(pool, pool.ticket(), target) == in_process(target.url)
+        # resuming inside a file skips exactly the records already done
+        target = objects[0]
+        assert read_all(pool, pool.ticket(), target, skip=7) == in_process(target.url, skip=7)
+
+
+def test_records_the_selection_leaves_out_are_counted_not_sent(tmp_path: Path) -> None:
+    write_currents_tree(tmp_path / "in", Synth(4, devices=100), 1200, max_per_file=1200)
+    objects = list(list_objects([str(tmp_path / "in")]))
+    selection = Selection.of((EVENT_TYPE,), "", "", False)
+    with pool_of(1, selection) as pool:
+        for target in objects:
+            progress = ReadProgress()
+            got = [
+                p for c in pool.read(pool.ticket(), target, 0, progress, threading.Event()) for p in loads(c)
+            ]
+            expected = [p for p in in_process(target.url) if p[1] == EVENT_TYPE]
+            assert got == expected
+            assert progress.filtered == len(in_process(target.url)) - len(expected)
+
+
+def test_bad_bytes_come_back_as_the_error_in_process_reading_raises(tmp_path: Path) -> None:
+    good = big_file(tmp_path, 3000)
+    truncated = tmp_path / "truncated.avro"
+    data = Path(good.url).read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    garbage = tmp_path / "garbage.avro"
+    garbage.write_bytes(b"not avro at all\n" * 50)
+    with pool_of(1) as pool:
+        for path in (truncated, garbage):
+            with pytest.raises(DecodeError) as in_worker:
+                read_all(pool, pool.ticket(), obj(path))
+            with pytest.raises(DecodeError) as here:
+                in_process(str(path))
+            assert in_worker.value.position == here.value.position
+            assert in_worker.value.reason == here.value.reason
+        # the worker goes on serving after a damaged file
+        assert len(read_all(pool, pool.ticket(), good)) == 3000
+
+
+def test_a_worker_that_dies_is_reported_as_a_read_error_and_replaced(tmp_path: Path) -> None:
+    target = big_file(tmp_path)
+    with pool_of(1) as pool:
+        (worker,) = pool._all
+        chunks = pool.read(pool.ticket(), target, 0, ReadProgress(), threading.Event())
+        first = loads(next(chunks))  # the worker now blocks on a full pipe: it cannot finish the file
+        worker.process.kill()
+        with pytest.raises(ReadError) as failed:
+            for _ in chunks:
+                pass
+        assert failed.value.url == target.url and "worker died" in failed.value.reason
+        assert failed.value.record >= len(first)
+        (replacement,) = pool._all
+        assert replacement.process.pid != worker.process.pid
+        assert len(read_all(pool, pool.ticket(), target)) == 20_000
+
+
+def test_stopping_early_gives_the_same_worker_back(tmp_path: Path) -> None:
+    target = big_file(tmp_path)
+    other = big_file(tmp_path, 500, "small.avro")
+    with pool_of(1) as pool:
+        (worker,) = pool._all
+        chunks = pool.read(pool.ticket(), target, 0, ReadProgress(), threading.Event())
+        next(chunks)
+        chunks.close()  # what closing an object's reader does
+        assert read_all(pool, pool.ticket(), other) == in_process(other.url)
+        assert pool._all == [worker] and worker.process.is_alive()
+
+
+def test_objects_get_workers_in_ticket_order(tmp_path: Path) -> None:
+    """With one worker, the second object waits until the first has had its turn, whatever thread asks
+    first: a later object holding the only worker would block the one being delivered forever."""
+    first, second = big_file(tmp_path, 3000, "a.avro"), big_file(tmp_path, 3000, "b.avro")
+    with pool_of(1) as pool:
+        t0, t1 = pool.ticket(), pool.ticket()
+        got: dict[str, Any] = {}
+        later = threading.Thread(target=lambda: got.setdefault("second", read_all(pool, t1, second)))
+        later.start()
+        later.join(0.5)
+        assert later.is_alive() and "second" not in got, "the later ticket took the worker first"
+        assert len(read_all(pool, t0, first)) == 3000
+        later.join(30)
+        assert not later.is_alive() and len(got["second"]) == 3000
+
+
+def test_a_cancelled_ticket_passes_its_turn(tmp_path: Path) -> None:
+    target = big_file(tmp_path, 1000)
+    with pool_of(1) as pool:
+        t0, t1 = pool.ticket(), pool.ticket()
+        cancelled = threading.Event()
+        cancelled.set()
+        assert list(pool.read(t0, target, 0, ReadProgress(), cancelled)) == []
+        done: list[int] = []
+        after = threading.Thread(target=lambda: done.append(len(read_all(pool, t1, target))))
+        after.start()
+        after.join(30)
+        assert done == [1000], "the ticket after a cancelled one never got a worker"
