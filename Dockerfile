@@ -15,7 +15,9 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# Only what the wheel is built from (hatchling reads README.md for the long description).
+# Only what the wheel is built from (hatchling reads README.md for the long description). The dev kit
+# (devkit/: simulator, synthetic data, embedded broker, demo) is a distribution of its own and stays out
+# of the image, which runs the product only; `currents-consumer demo` here says how to get the dev kit.
 COPY pyproject.toml README.md ./
 COPY consumer/ consumer/
 # The object-store clients `replay s3://|gs://|az://...` reads through (extras of the wheel); build with
