@@ -15,32 +15,26 @@ read into the pipeline; they are counted apart.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import itertools
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
 
 from consumer.app.destinations import Destination
-from consumer.app.pipeline import Pipeline
+from consumer.app.loop import RunLoop
 from consumer.decode.avro import DecodeError
-from consumer.events import Position
 from consumer.ops.health import Health
 from consumer.ops.metrics import Metrics
 from consumer.ops.summary import Summary
-from consumer.positions.deadletter import DeadLetterWriter
 from consumer.positions.resume import ResumeState, object_identity
-from consumer.positions.tracker import OffsetTracker
 from consumer.settings import Settings
-from consumer.sources.files import ReadError, list_objects
-from consumer.sources.readahead import ObjectReader, ReadAhead
+from consumer.sources.base import Stream
+from consumer.sources.file_source import FileSource
+from consumer.sources.files import ReadError
+from consumer.sources.readahead import ObjectReader
 from consumer.sources.selection import Selection
 from consumer.sources.store import StoredObject, StoreError
-from consumer.sources.stores import Stores
 from consumer.sources.workers import WorkerPool
 
 log = logging.getLogger("currents.replay")
@@ -83,30 +77,29 @@ class Replay:
         self.paths = paths
         self.settings = settings
         self.selection = Selection.of_input(settings.input)
-        self.tracker = OffsetTracker()
         self.state = ResumeState.load(
             settings.state_dir, paths, self.selection.key(), tuple(d.name for d in destinations)
         )
-        self.dead = DeadLetterWriter(settings.dead_letter)
-        self.pipeline = Pipeline(
-            destinations, self.dead, metrics, self._ack, on_ack_many=self._ack_many, clock=clock
+        self.loop = RunLoop(
+            destinations, settings.dead_letter, metrics, on_acked=self._maybe_finish, clock=clock
         )
+        self.tracker = self.loop.tracker
+        self.dead = self.loop.dead
+        self.pipeline = self.loop.pipeline
         self.files: dict[str, _FileState] = {}
-        self.stores = Stores()
         self.result = ReplayResult(self.pipeline.summary)
         self.progress_interval = progress_interval
         self.checkpoint_interval = checkpoint_interval
-        self._stopping = False
-        self._stop_event = asyncio.Event()
         self.health: Health | None = None
         self.pool = pool
         """The worker processes (``--workers``): given started (their mappers those of ``destinations``,
         their selection this replay's), or started by :meth:`run`; closed when it returns."""
+        self.source: FileSource | None = None
 
     @property
     def stopped(self) -> bool:
         """Whether :meth:`stop` was called."""
-        return self._stopping
+        return self.loop.stopping.is_set()
 
     def update_gauges(self) -> None:
         """Refresh the point-in-time gauges (called before each scrape)."""
@@ -114,20 +107,10 @@ class Replay:
 
     def stop(self) -> None:
         """Stop reading (a signal): what was read is still delivered within the grace time, then saved."""
-        self._stopping = True
-        self._stop_event.set()
+        self.loop.stop()
 
-    def _ack(self, position: Position) -> None:
-        self._ack_many([position])
-
-    def _ack_many(self, positions: list[Position]) -> None:
-        """Acknowledge ``positions``: each run of one file's positions (a request's events are mostly
-        one file's, in order) goes to the tracker at once, then the file is checked for the end."""
-        for source, run in itertools.groupby(positions, key=attrgetter("source")):
-            self.tracker.ack_many((source, -1), [p.offset for p in run])
-            self._maybe_finish(source)
-
-    def _maybe_finish(self, path: str) -> None:
+    def _maybe_finish(self, stream: Stream) -> None:
+        path = stream[0]
         fs = self.files.get(path)
         if fs is None or not fs.fully_read or self.tracker.outstanding((path, -1)):
             return
@@ -136,14 +119,18 @@ class Replay:
         del self.files[path]
         self.result.files_done += 1
 
-    def checkpoint(self) -> None:
-        """Persist progress: sync dead-letters first, then record each file's done prefix."""
-        self.dead.sync()
-        for path, fs in self.files.items():
-            nxt = self.tracker.committable((path, -1))
-            if nxt is not None:
+    def _save(self, offsets: Mapping[Stream, int]) -> None:
+        """Record each unfinished file's done prefix (and the files finished meanwhile) in the state."""
+        for (path, _), nxt in offsets.items():
+            fs = self.files.get(path)
+            if fs is not None:
                 self.state.next_record[fs.ident] = nxt
         self.state.save()
+
+    async def checkpoint(self) -> None:
+        """Persist progress: sync dead-letters first, then record each file's done prefix."""
+        assert self.source is not None
+        await self.loop.commit(self.source, self.loop.done_prefix((path, -1) for path in self.files))
 
     def _admit(self, obj: StoredObject) -> int | None:
         """Records to skip in ``obj``, or ``None`` when an earlier run finished it (not fetched again)."""
@@ -153,14 +140,15 @@ class Replay:
             return None
         return self.state.next_record.get(ident, 0)
 
-    async def _read(self, reader: ObjectReader) -> None:
+    async def _read(self, source: FileSource, reader: ObjectReader) -> None:
         path = reader.obj.url
         fs = self.files[path] = _FileState(object_identity(reader.obj), records=reader.skip)
         stream = (path, -1)
         prepare = self.pipeline.preparer.prepare
+        stopping = self.loop.stopping
         try:
-            async for chunk in reader:
-                if self._stopping:
+            async for chunk in source.chunks(reader):
+                if stopping.is_set():
                     return
                 if not chunk:
                     continue
@@ -187,26 +175,18 @@ class Replay:
             self.result.filtered += reader.progress.filtered
         fs.records = max(fs.records, reader.progress.records)
         fs.fully_read = True
-        self._maybe_finish(path)
+        self._maybe_finish(stream)
 
-    async def _read_all(self) -> None:
+    async def _read_all(self, source: FileSource) -> None:
         """Read every selected object, ``--files-in-flight`` at a time, until done or stopped."""
-        ahead = ReadAhead(
-            list_objects(self.paths, self.selection, self.stores),
-            self.stores,
-            in_flight=self.settings.input.files_in_flight,
-            admit=self._admit,
-            keep=self.selection.record_filter(),
-            pool=self.pool,
-        )
         try:
-            async with contextlib.aclosing(ahead.readers()) as readers:
+            async with source.readers() as readers:
                 async for reader in readers:
-                    if self._stopping:
+                    if self.stopped:
                         break
-                    await self._read(reader)
+                    await self._read(source, reader)
         except StoreError as exc:
-            if not ahead.listed:
+            if not source.listed:
                 raise  # nothing could be listed: a usage or access problem, reported by the command
             # Listing broke off midway: deliver and save what was read; the next run goes on from there.
             self.result.summary.unreadable.append(str(exc))
@@ -224,64 +204,48 @@ class Replay:
         if workers and self.pool is None:
             self.pool = WorkerPool(workers, self.pipeline.preparer.mappers, self.selection)
             self.pool.start()
-        reporter = asyncio.create_task(self._report())
-        saver = asyncio.create_task(self._checkpoints())
-        try:
-            await self._read_all()
-            await self._drain(grace)
-        finally:
-            if self.pool is not None:
-                self.pool.close()
-            reporter.cancel()
-            saver.cancel()
-            await asyncio.gather(reporter, saver, return_exceptions=True)
-            await self.pipeline.close()
-            self.checkpoint()
-            self.dead.close()
+        source = self.source = FileSource(
+            self.paths,
+            self.selection,
+            in_flight=self.settings.input.files_in_flight,
+            admit=self._admit,
+            save=self._save,
+            pool=self.pool,
+        )
+        tty = sys.stderr.isatty()
+        # Checkpoints go on while the last events drain (a hot device's backlog can take minutes): a
+        # file finished meanwhile must not be replayed after a crash.
+        async with self.loop.running(
+            (0.5 if tty else self.progress_interval, self._reporter(tty)),
+            (self.checkpoint_interval, self.checkpoint),
+            on_close=self._close,
+        ):
+            try:
+                await self._read_all(source)
+                await self.loop.finish(grace)
+            finally:
+                if self.pool is not None:
+                    self.pool.close()
         self.result.unfinished = sorted(self.files)
         return self.result
 
-    async def _drain(self, grace: float) -> None:
-        """Wait for every event to finish; a stop during the wait bounds what is left to ``grace``."""
-        engine = self.pipeline
-        if self._stopping:
-            await engine.drain(grace)
-            return
-        drained = asyncio.create_task(engine.drain())
-        stopped = asyncio.create_task(self._stop_event.wait())
-        await asyncio.wait({drained, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        if not drained.done():
-            drained.cancel()
-            await asyncio.gather(drained, return_exceptions=True)
-            await engine.drain(grace)
+    async def _close(self) -> None:
+        assert self.source is not None
+        await self.checkpoint()
+        await self.source.close()
 
-    async def _checkpoints(self) -> None:
-        # Also while the last events drain (a hot device's backlog can take minutes): a file finished
-        # meanwhile must not be replayed after a crash.
-        while True:
-            await asyncio.sleep(self.checkpoint_interval)
-            self.checkpoint()
-
-    async def _report(self) -> None:
-        tty = sys.stderr.isatty()
+    def _reporter(self, tty: bool) -> Callable[[], None]:
         started = time.monotonic()
-        interval = 0.5 if tty else self.progress_interval
-        while True:
-            await asyncio.sleep(interval)
+
+        def report() -> None:
             if self.health is not None:
                 self.health.beat()  # /livez: the replay's loop is turning
-            s = self.result.summary
-            read, done = sum(s.read.values()), sum(s.done.values())
+            read = sum(self.result.summary.read.values())
             rate = read / max(1e-9, time.monotonic() - started)
-            engine = self.pipeline
-            line = (
-                f"files done {self.result.files_done} read {read} delivered {done} "
-                f"skipped {sum(s.skipped.values())} dead-lettered {sum(s.dead_lettered.values())} "
-                f"pending {engine.pending} "
-                f"held-devices {engine.throttled_keys()} ({rate:,.0f} ev/s)"
-            )
+            line = f"files done {self.result.files_done} {self.loop.counts()} ({rate:,.0f} ev/s)"
             if tty:
                 print(f"\r{line}   ", end="", file=sys.stderr, flush=True)
             else:
                 log.info("progress %s", line)
+
+        return report

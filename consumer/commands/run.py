@@ -27,24 +27,21 @@ import logging
 import pickle
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
-
 from consumer.app.destinations import Destination
-from consumer.app.pipeline import Pipeline
+from consumer.app.loop import RunLoop
 from consumer.decode.avro import DecodeError, Message
 from consumer.decode.registry import RegistryClient, RegistryUnavailable
 from consumer.events import Position
 from consumer.ops.health import Health
 from consumer.ops.metrics import Metrics
-from consumer.positions.deadletter import DeadLetterWriter
-from consumer.positions.tracker import OffsetTracker
-from consumer.settings import KafkaSettings, Settings
-from consumer.sources.kafka import MessageDecoder, build_consumer, subscribe
+from consumer.settings import Settings
+from consumer.sources.base import Stream
+from consumer.sources.kafka import MessageDecoder, build_consumer
+from consumer.sources.kafka_source import ConsumerFactory, KafkaSource
 from consumer.sources.workers import MessageWorker, WorkerDied
 from consumer.transform.prepare import MessageResult, prepare_messages
 
@@ -66,21 +63,10 @@ class _Batch:
     """The worker's pickled answer (``None`` when prepared here)."""
     worker: MessageWorker | None = None
     """The worker process preparing it."""
-    dropped: set[TopicPartition] = field(default_factory=set)
+    dropped: set[Stream] = field(default_factory=set)
     ready: list[MessageResult] | None = None
     next: int = 0
     """The first message not taken yet (the engine filled up midway)."""
-
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.daemon.revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.daemon.assigned(set(assigned))
 
 
 class Daemon:
@@ -92,14 +78,15 @@ class Daemon:
         destinations: Sequence[Destination],
         metrics: Metrics,
         *,
-        consumer_factory: Callable[[KafkaSettings], AIOKafkaConsumer] = build_consumer,
+        consumer_factory: ConsumerFactory = build_consumer,
     ) -> None:
         self.settings = settings
         self.kafka = settings.kafka
         self.metrics = metrics
-        self.tracker = OffsetTracker()
-        self.dead = DeadLetterWriter(settings.dead_letter)
-        self.pipeline = Pipeline(destinations, self.dead, metrics, self._ack)
+        self.loop = RunLoop(destinations, settings.dead_letter, metrics, on_acked=self._acked_on)
+        self.tracker = self.loop.tracker
+        self.dead = self.loop.dead
+        self.pipeline = self.loop.pipeline
         k = settings.kafka
         self.registry = (
             RegistryClient(
@@ -117,78 +104,65 @@ class Daemon:
             for _ in range(settings.input.workers)
         ]
         self._turn = 0
-        self._factory = consumer_factory
-        self.consumer = consumer_factory(k)
-        self.owned: set[TopicPartition] = set()
-        self.committed: dict[TopicPartition, int] = {}
+        self.consumer = KafkaSource(k, self, consumer_factory)
+        self.owned: set[Stream] = set()
+        self.committed: dict[Stream, int] = {}
         self.backlog: deque[Any] = deque()
         self.assigned_once = False
         self.health: Health | None = None
-        self._stopping = asyncio.Event()
         self._acked = asyncio.Event()
         self._commit_done = asyncio.Event()
-        self._paused = False
         self._last_commit = time.monotonic()
         self._registry_wait = 1.0
         self.progress_interval = 10.0
 
     # -- callbacks -------------------------------------------------------------------------------
-    def _ack(self, position: Position) -> None:
-        self.tracker.ack(position.stream, position.offset)
+    def _acked_on(self, stream: Stream) -> None:
         self._acked.set()
 
-    async def assigned(self, partitions: set[TopicPartition]) -> None:
-        """Rebalance gave us ``partitions``: feed them (paused if the engine is full).
+    async def assigned(self, partitions: set[Stream]) -> None:
+        """Rebalance gave us ``partitions``: feed them (the source pauses them if the engine is full).
 
         The group's committed offset of each is read so that lag is measured from it and nothing
         lower is ever committed again.
         """
         self.owned |= partitions
         self.assigned_once = True
-        if self._paused and partitions:
-            self.consumer.pause(*partitions)
         for tp in partitions:
-            try:
-                committed = await self.consumer.committed(tp)
-            except KafkaError as exc:
-                log.warning("cannot read the committed offset of %s[%d]: %s", tp.topic, tp.partition, exc)
-                continue
-            if committed is not None and committed >= 0:
+            committed = await self.consumer.committed(tp)
+            if committed is not None:
                 self.committed[tp] = committed
-        log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in self.owned))
+        log.info("assigned %s", sorted(f"{topic}[{partition}]" for topic, partition in self.owned))
 
-    async def revoked(self, partitions: set[TopicPartition]) -> None:
+    async def revoked(self, partitions: set[Stream]) -> None:
         """Rebalance takes ``partitions`` away: finish what we can, commit it, forget them."""
         self.owned -= partitions
-        self.backlog = deque(
-            m for m in self.backlog if TopicPartition(m.topic, m.partition) not in partitions
-        )
+        self.backlog = deque(m for m in self.backlog if (m.topic, m.partition) not in partitions)
         for batch in self.inflight:  # being prepared: their records of these partitions are not taken
             batch.dropped |= partitions
-        streams = [(tp.topic, tp.partition) for tp in partitions]
         deadline = time.monotonic() + self.kafka.revoke_timeout
         self.pipeline.flush()
-        while any(self.tracker.outstanding(s) for s in streams) and time.monotonic() < deadline:
+        while any(self.tracker.outstanding(s) for s in partitions) and time.monotonic() < deadline:
             self._acked.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._acked.wait(), deadline - time.monotonic())
         await self.commit(partitions)
-        for tp in partitions:
-            self.tracker.forget((tp.topic, tp.partition))
-            self.committed.pop(tp, None)
+        for topic, partition in partitions:
+            self.tracker.forget((topic, partition))
+            self.committed.pop((topic, partition), None)
             for gauge in (self.metrics.lag, self.metrics.committed):
                 with contextlib.suppress(KeyError):
-                    gauge.remove(tp.topic, str(tp.partition))
+                    gauge.remove(topic, str(partition))
         log.info("revoked %d partitions", len(partitions))
 
     # -- public ----------------------------------------------------------------------------------
     def ready(self) -> bool:
         """Readiness: this member owns partitions and is not shutting down (a spare replica is not ready)."""
-        return bool(self.owned) and not self._stopping.is_set()
+        return bool(self.owned) and not self.loop.stopping.is_set()
 
     def stop(self) -> None:
         """Begin a graceful shutdown (idempotent)."""
-        self._stopping.set()
+        self.loop.stop()
 
     def update_gauges(self) -> None:
         """Refresh point-in-time gauges (before a scrape and with each progress line)."""
@@ -198,29 +172,18 @@ class Daemon:
             if high is not None:
                 done = self.committed.get(tp)
                 if done is not None:
-                    self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - done))
+                    self.metrics.lag.labels(tp[0], str(tp[1])).set(max(0, high - done))
 
-    async def commit(self, only: set[TopicPartition] | None = None) -> None:
+    async def commit(self, only: set[Stream] | None = None) -> None:
         """Commit the contiguous done prefix of owned partitions (dead-letters synced first)."""
-        offsets: dict[TopicPartition, int] = {}
-        for tp in only if only is not None else self.owned:
-            nxt = self.tracker.committable((tp.topic, tp.partition))
-            if nxt is not None and nxt > self.committed.get(tp, -1):
-                offsets[tp] = nxt
+        prefix = self.loop.done_prefix(only if only is not None else self.owned)
+        offsets = {tp: nxt for tp, nxt in prefix.items() if nxt > self.committed.get(tp, -1)}
         self._last_commit = time.monotonic()
-        if not offsets:
+        if not offsets or not await self.loop.commit(self.consumer, offsets):
             return
-        self.dead.sync()
-        try:
-            await self.consumer.commit(offsets)
-        except KafkaError as exc:
-            # A rebalance in progress or a fenced generation: the next owner re-reads from the last
-            # successful commit, which is safe.
-            log.warning("commit failed (%s); will retry", type(exc).__name__)
-            return
-        for tp, offset in offsets.items():
-            self.committed[tp] = offset
-            self.metrics.committed.labels(tp.topic, str(tp.partition)).set(offset)
+        for (topic, partition), offset in offsets.items():
+            self.committed[(topic, partition)] = offset
+            self.metrics.committed.labels(topic, str(partition)).set(offset)
         self._commit_done.set()
 
     async def wait_commit(self) -> None:
@@ -251,7 +214,7 @@ class Daemon:
         messages: list[Any] = []
         while self.backlog and len(messages) < BATCH:
             msg = self.backlog.popleft()
-            if TopicPartition(msg.topic, msg.partition) in self.owned:
+            if (msg.topic, msg.partition) in self.owned:
                 messages.append(msg)
         batch = [(m.topic, m.partition, m.offset, m.value) for m in messages]
         try:
@@ -301,7 +264,7 @@ class Daemon:
             i = batch.next
             batch.next += 1
             topic, partition, offset, value = messages[i]
-            if batch.dropped and TopicPartition(topic, partition) in batch.dropped:
+            if batch.dropped and (topic, partition) in batch.dropped:
                 continue
             track((topic, partition), offset)
             position = Position(topic, partition, offset)
@@ -314,96 +277,53 @@ class Daemon:
 
     def _flow_control(self) -> None:
         full = bool(self.backlog) and not self.pipeline.has_room
-        if full and not self._paused and self.owned:
-            self.consumer.pause(*self.owned)
-            self._paused = True
+        source = self.consumer
+        if full and not source.is_paused and self.owned:
+            source.pause()
             log.info("delivery engine full: partitions paused")
-        elif not full and self._paused:
-            self.consumer.resume(*self.consumer.paused())
-            self._paused = False
+        elif not full and source.is_paused:
+            source.resume()
             log.info("partitions resumed")
 
     async def run(self) -> int:
         """Consume until :meth:`stop`; returns the exit code (0 after a clean shutdown)."""
-        if not await self._start_consumer():
-            await self.pipeline.close()
-            self.dead.close()
+        loop = self.loop
+        if not await self.consumer.start(loop.stopping, self._beat):
+            async with loop.running():
+                pass  # nothing was read: close the pipeline and the dead-letters
             return 0
         for worker in self.workers:
             worker.start()
-        reporter = asyncio.create_task(self._report())
-        try:
-            while not self._stopping.is_set():
-                if self.health is not None:
-                    self.health.beat()
+        async with loop.running((self.progress_interval, self._report), on_close=self._close):
+            while not loop.stopping.is_set():
+                self._beat()
                 await self._feed()
                 self._flow_control()
-                fetched = await self.consumer.getmany(
-                    timeout_ms=200 if self.backlog else 500, max_records=2000
-                )
+                fetched = await self.consumer.fetch(200 if self.backlog else 500, 2000)
                 for tp, messages in fetched.items():
                     if tp in self.owned:
                         self.backlog.extend(messages)
                 if time.monotonic() - self._last_commit >= self.kafka.commit_interval:
                     await self.commit()
             log.info("stopping: finishing events in flight (up to %.0fs)", self.kafka.shutdown_grace)
-            self.consumer.pause(*self.owned)
+            self.consumer.pause()
             self.backlog.clear()
             self.inflight.clear()
-            drained = await self.pipeline.drain(self.kafka.shutdown_grace)
-            if not drained:
-                log.warning("%d events not finished; they will be read again", self.pipeline.pending)
+            await loop.finish(self.kafka.shutdown_grace)
             await self.commit()
-        finally:
-            reporter.cancel()
-            await asyncio.gather(reporter, return_exceptions=True)
-            await self.pipeline.close()
-            for worker in self.workers:
-                worker.close()
-            await self.consumer.stop()
-            self.dead.close()
-            if self.registry is not None:
-                await self.registry.close()
         return 0
 
-    async def _start_consumer(self) -> bool:
-        """Connect to Kafka, retrying with backoff while it is unreachable; ``False`` if stopped first."""
-        wait = 1.0
-        while True:
-            subscribe(self.consumer, self.kafka, _Listener(self))
-            try:
-                await self.consumer.start()
-                return True
-            except KafkaError as exc:
-                log.error(
-                    "cannot reach Kafka at %s (%s); retrying in %.0fs",
-                    self.kafka.bootstrap_servers,
-                    type(exc).__name__,
-                    wait,
-                )
-            # A consumer whose start failed is not reused: close it and build a fresh one.
-            with contextlib.suppress(Exception):
-                await self.consumer.stop()
-            self.consumer = self._factory(self.kafka)
-            if self.health is not None:
-                self.health.beat()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), wait)
-            if self._stopping.is_set():
-                return False
-            wait = min(30.0, wait * 2)
+    def _beat(self) -> None:
+        if self.health is not None:
+            self.health.beat()
 
-    async def _report(self) -> None:
-        while True:
-            await asyncio.sleep(self.progress_interval)
-            self.update_gauges()
-            s = self.pipeline.summary
-            log.info(
-                "progress read %d delivered %d skipped %d dead-lettered %d pending %d held-devices %d",
-                sum(s.read.values()),
-                sum(s.done.values()),
-                sum(s.skipped.values()),
-                sum(s.dead_lettered.values()),
-                self.pipeline.pending,
-                self.pipeline.throttled_keys(),
-            )
+    async def _close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+        await self.consumer.close()
+        if self.registry is not None:
+            await self.registry.close()
+
+    def _report(self) -> None:
+        self.update_gauges()
+        log.info("progress %s", self.loop.counts())

@@ -1,0 +1,152 @@
+"""The skeleton every reading command shares (``run`` over Kafka, ``replay`` over files).
+
+:class:`RunLoop` owns the :class:`~consumer.positions.tracker.OffsetTracker`, the dead-letter writer and
+the :class:`~consumer.app.pipeline.Pipeline`, wired so that every finished event (delivered, skipped or
+dead-lettered) acknowledges its position in the tracker. It guarantees:
+
+* **Only the done prefix is committed, dead-letters first.** :meth:`RunLoop.done_prefix` answers, per
+  stream, the contiguous acknowledged prefix; :meth:`RunLoop.commit` syncs the dead-letter output to
+  disk *before* handing positions to the :class:`~consumer.sources.base.Source`, so a dead-lettered
+  event is never committed before it is durable.
+* **Periodic work while running** (progress lines, checkpoints) runs in tasks that
+  :meth:`RunLoop.running` starts and always cancels; on the way out the pipeline is closed, then the
+  command's own resources, then the dead-letter writer (synced).
+* **Grace on stop.** :meth:`RunLoop.stop` is idempotent; :meth:`RunLoop.finish` waits for every event
+  to finish, or, once stopped, at most ``grace`` seconds more (what is left is read again next time).
+
+What is specific to a source (Kafka's fetch/pause/rebalance, files' listing and resume state) stays
+with its command; this module knows no source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from operator import attrgetter
+
+from consumer.app.destinations import Destination
+from consumer.app.pipeline import Pipeline
+from consumer.events import Position
+from consumer.ops.metrics import Metrics
+from consumer.positions.deadletter import DeadLetterWriter
+from consumer.positions.tracker import OffsetTracker
+from consumer.sources.base import Source, Stream
+
+log = logging.getLogger("currents.loop")
+
+Periodic = tuple[float, Callable[[], Awaitable[None] | None]]
+"""``(interval in seconds, what to call)``: work :meth:`RunLoop.running` repeats."""
+
+
+class RunLoop:
+    """Tracker + dead-letters + pipeline for one command's run; see the module docstring."""
+
+    def __init__(
+        self,
+        destinations: Sequence[Destination],
+        dead_letter_dir: str,
+        metrics: Metrics,
+        *,
+        on_acked: Callable[[Stream], None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.tracker = OffsetTracker()
+        self.dead = DeadLetterWriter(dead_letter_dir)
+        self._on_acked = on_acked
+        self.pipeline = Pipeline(
+            destinations, self.dead, metrics, self.ack, on_ack_many=self.ack_many, clock=clock
+        )
+        self.stopping = asyncio.Event()
+        """Set by :meth:`stop`: the command stops reading."""
+
+    # -- positions -------------------------------------------------------------------------------
+    def ack(self, position: Position) -> None:
+        """Acknowledge one finished event's position."""
+        self.ack_many([position])
+
+    def ack_many(self, positions: list[Position]) -> None:
+        """Acknowledge ``positions``: each run of one stream's positions (a request's events are mostly
+        one stream's, in order) goes to the tracker at once, then ``on_acked(stream)`` is told."""
+        tracker, told = self.tracker, self._on_acked
+        for stream, run in itertools.groupby(positions, key=attrgetter("stream")):
+            tracker.ack_many(stream, [p.offset for p in run])
+            if told is not None:
+                told(stream)
+
+    def done_prefix(self, streams: Iterable[Stream]) -> dict[Stream, int]:
+        """Per stream with tracked positions, the next position after its contiguous done prefix."""
+        committable = self.tracker.committable
+        return {s: nxt for s in streams if (nxt := committable(s)) is not None}
+
+    async def commit(self, source: Source, offsets: Mapping[Stream, int]) -> bool:
+        """Sync the dead-letter output, then commit ``offsets`` to ``source``; the source's answer."""
+        self.dead.sync()
+        return await source.commit(offsets)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Begin a graceful stop (idempotent)."""
+        self.stopping.set()
+
+    @contextlib.asynccontextmanager
+    async def running(
+        self, *periodic: Periodic, on_close: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[None]:
+        """Repeat each ``periodic`` job while the body runs; afterwards (also on error) cancel them,
+        close the pipeline, await ``on_close`` (the command's resources), close the dead-letters."""
+        tasks = [asyncio.create_task(_every(interval, job)) for interval, job in periodic]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            try:
+                await self.pipeline.close()
+                if on_close is not None:
+                    await on_close()
+            finally:
+                self.dead.close()
+
+    async def finish(self, grace: float) -> bool:
+        """Wait for every event taken to finish; once stopped (before or during the wait), at most
+        ``grace`` seconds more. ``False`` if some were left unfinished (they are read again)."""
+        pipeline = self.pipeline
+        if self.stopping.is_set():
+            drained = await pipeline.drain(grace)
+        else:
+            waiting = asyncio.create_task(pipeline.drain())
+            stopped = asyncio.create_task(self.stopping.wait())
+            await asyncio.wait({waiting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if waiting.done():
+                drained = waiting.result()
+            else:
+                waiting.cancel()
+                await asyncio.gather(waiting, return_exceptions=True)
+                drained = await pipeline.drain(grace)
+        if not drained:
+            log.warning("%d events not finished; they will be read again", pipeline.pending)
+        return drained
+
+    def counts(self) -> str:
+        """The progress figures both commands print: read, delivered, skipped, dead-lettered, pending,
+        held devices."""
+        p = self.pipeline
+        s = p.summary
+        return (
+            f"read {sum(s.read.values())} delivered {sum(s.done.values())} "
+            f"skipped {sum(s.skipped.values())} dead-lettered {sum(s.dead_lettered.values())} "
+            f"pending {p.pending} held-devices {p.throttled_keys()}"
+        )
+
+
+async def _every(interval: float, job: Callable[[], Awaitable[None] | None]) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        result = job()
+        if result is not None:
+            await result

@@ -1,0 +1,143 @@
+"""The Kafka consumer-group :class:`~consumer.sources.base.Source`: everything that touches aiokafka.
+
+Connecting (retried with backoff while the brokers are unreachable), the rebalance listener, fetching,
+pausing and resuming, reading and writing committed offsets and the high watermark, and leaving the
+group. Partitions are named as :data:`~consumer.sources.base.Stream` tuples ``(topic, partition)``
+(an aiokafka ``TopicPartition`` is such a tuple), so no caller needs aiokafka's types. Offsets are
+never auto-committed: :meth:`KafkaSource.commit` is given the contiguous done prefix by the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from consumer.settings import KafkaSettings
+from consumer.sources.base import Stream
+from consumer.sources.kafka import build_consumer, subscribe
+
+log = logging.getLogger("currents.daemon")
+
+ConsumerFactory = Callable[[KafkaSettings], AIOKafkaConsumer]
+
+
+class Rebalance(Protocol):
+    """What the reader does when the group gives or takes partitions (awaited inside the poll)."""
+
+    async def assigned(self, partitions: set[Stream]) -> None:
+        """``partitions`` are now this member's: feed them."""
+
+    async def revoked(self, partitions: set[Stream]) -> None:
+        """``partitions`` go away once this returns: finish and commit what can be, then forget them."""
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.source.rebalance.revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self.source.is_paused and assigned:
+            # Back-pressure holds for partitions that arrive while delivery is full.
+            self.source.consumer.pause(*assigned)
+        await self.source.rebalance.assigned(set(assigned))
+
+
+class KafkaSource:
+    """One consumer-group member's input; implements :class:`~consumer.sources.base.Source`."""
+
+    def __init__(
+        self, settings: KafkaSettings, rebalance: Rebalance, factory: ConsumerFactory = build_consumer
+    ) -> None:
+        self.settings = settings
+        self.rebalance = rebalance
+        self._factory = factory
+        self.consumer = factory(settings)
+        self.is_paused = False
+        """Whether :meth:`pause` holds (partitions assigned meanwhile start paused)."""
+
+    async def start(self, stopping: asyncio.Event, beat: Callable[[], None]) -> bool:
+        """Connect and join the group, retrying with backoff while Kafka is unreachable (calling
+        ``beat`` between attempts, the process is alive); ``False`` if ``stopping`` is set first."""
+        wait = 1.0
+        while True:
+            subscribe(self.consumer, self.settings, _Listener(self))
+            try:
+                await self.consumer.start()
+                return True
+            except KafkaError as exc:
+                log.error(
+                    "cannot reach Kafka at %s (%s); retrying in %.0fs",
+                    self.settings.bootstrap_servers,
+                    type(exc).__name__,
+                    wait,
+                )
+            # A consumer whose start failed is not reused: close it and build a fresh one.
+            with contextlib.suppress(Exception):
+                await self.consumer.stop()
+            self.consumer = self._factory(self.settings)
+            beat()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), wait)
+            if stopping.is_set():
+                return False
+            wait = min(30.0, wait * 2)
+
+    async def fetch(self, timeout_ms: int, max_records: int) -> dict[Stream, list[Any]]:
+        """Messages fetched per partition (waits up to ``timeout_ms`` for some; rebalance callbacks run
+        inside). Each message has ``topic``, ``partition``, ``offset`` and ``value``."""
+        fetched: dict[Stream, list[Any]] = await self.consumer.getmany(
+            timeout_ms=timeout_ms, max_records=max_records
+        )
+        return fetched
+
+    def pause(self) -> None:
+        """Stop fetching from every assigned partition (polling goes on: the membership stays alive)."""
+        self.is_paused = True
+        self.consumer.pause(*self.consumer.assignment())
+
+    def resume(self) -> None:
+        """Fetch again from every paused partition."""
+        self.is_paused = False
+        self.consumer.resume(*self.consumer.paused())
+
+    def paused(self) -> set[Stream]:
+        """The partitions paused now."""
+        return set(self.consumer.paused())
+
+    async def committed(self, stream: Stream) -> int | None:
+        """The group's committed offset of ``stream``, ``None`` if it has none or cannot be read."""
+        try:
+            committed = await self.consumer.committed(TopicPartition(*stream))
+        except KafkaError as exc:
+            log.warning("cannot read the committed offset of %s[%d]: %s", stream[0], stream[1], exc)
+            return None
+        return committed if committed is not None and committed >= 0 else None
+
+    def highwater(self, stream: Stream) -> int | None:
+        """The partition's end offset as of the last fetch (``None`` before one)."""
+        high: int | None = self.consumer.highwater(TopicPartition(*stream))
+        return high
+
+    async def commit(self, offsets: Mapping[Stream, int]) -> bool:
+        """Commit ``offsets`` for the group; ``False`` (logged) when Kafka refuses."""
+        try:
+            await self.consumer.commit({TopicPartition(*s): offset for s, offset in offsets.items()})
+        except KafkaError as exc:
+            # A rebalance in progress or a fenced generation: the next owner re-reads from the last
+            # successful commit, which is safe.
+            log.warning("commit failed (%s); will retry", type(exc).__name__)
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Leave the group and close the connections (commits nothing)."""
+        await self.consumer.stop()
