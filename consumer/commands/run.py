@@ -45,7 +45,7 @@ from consumer.positions.deadletter import DeadLetterWriter
 from consumer.positions.tracker import OffsetTracker
 from consumer.settings import KafkaSettings, Settings
 from consumer.sources.kafka import MessageDecoder, build_consumer, subscribe
-from consumer.sources.workers import MessageWorker, WorkerDied
+from consumer.sources.message_worker import MessageWorker, WorkerDied
 from consumer.transform.prepare import MessageResult, prepare_messages
 
 log = logging.getLogger("currents.daemon")
@@ -287,7 +287,7 @@ class Daemon:
             assert batch.results is not None
             try:
                 # unpickled here, on the event loop, which frees what it allocates (see
-                # consumer.sources.workers)
+                # consumer.sources.worker_process)
                 batch.ready = pickle.loads(await batch.results)
             except WorkerDied as exc:
                 assert batch.worker is not None
