@@ -42,7 +42,7 @@ from consumer.settings import Settings
 from consumer.sources.base import Stream
 from consumer.sources.kafka import MessageDecoder, build_consumer
 from consumer.sources.kafka_source import ConsumerFactory, KafkaSource
-from consumer.sources.workers import MessageWorker, WorkerDied
+from consumer.sources.message_worker import MessageWorker, WorkerDied
 from consumer.transform.prepare import MessageResult, prepare_messages
 
 log = logging.getLogger("currents.daemon")
@@ -250,7 +250,7 @@ class Daemon:
             assert batch.results is not None
             try:
                 # unpickled here, on the event loop, which frees what it allocates (see
-                # consumer.sources.workers)
+                # consumer.sources.worker_process)
                 batch.ready = pickle.loads(await batch.results)
             except WorkerDied as exc:
                 assert batch.worker is not None

@@ -1,4 +1,5 @@
-"""Delivery: the engine that batches, throttles per key as requests leave, sends concurrently and
-applies the retry policy to each outcome (:mod:`.engine`), with the per-key limiter (:mod:`.throttle`)
-and the held-back queues (:mod:`.holdback`).
+"""Delivery: the engine's pump (:mod:`.engine`) takes events and sends requests concurrently; requests
+are built by count, bytes and age (:mod:`.batching`), take per-key rate tokens as they leave
+(:mod:`.departures`, with the limiter in :mod:`.throttle` and the held-back queues in :mod:`.holdback`),
+and each outcome is handled by the retry policy (:mod:`.policy`).
 """

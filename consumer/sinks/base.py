@@ -3,7 +3,7 @@
 A :class:`Sink` makes exactly one exchange per :meth:`Sink.send` call and never retries, sleeps or
 raises for trouble at the destination: every answer (and every transport failure) is classified into
 one :data:`Outcome`. What to do about it (split, hold back, back off, dead-letter) is the delivery
-engine's policy (:mod:`consumer.delivery.engine`). :class:`RequestCaps` is what a request of a
+engine's policy (:mod:`consumer.delivery.policy`). :class:`RequestCaps` is what a request of a
 destination may carry. Secrets (API keys, passwords) never appear in an outcome.
 """
 

@@ -1,0 +1,126 @@
+"""Per-key rate tokens taken as requests leave; events over their key's rate wait aside, without I/O.
+
+A :class:`Departures` stands between the engine's input and its requests. An event whose first key
+already has events waiting queues behind them (its device's events stay in order); any other event
+joins the open batch. As a request leaves, :meth:`Departures.take_tokens` takes one token per event
+for each of its keys: events whose keys have none wait aside in their key's queue, events over the
+daily quota are dead-lettered (``daily_quota``). A waiting key's timer (:meth:`Departures.release_due`)
+releases the head of its queue as soon as it has a token, one event per token, to leave before any
+queued request; every other key keeps flowing. Events whose retry window ends while waiting are
+dead-lettered (``retry_window_expired``). Time comes from the caller (``now``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from consumer.delivery.batching import Batcher
+from consumer.delivery.holdback import HoldBack
+from consumer.delivery.throttle import ADMIT, DAILY_QUOTA, MIN_WAIT, KeyLimiter, NoKeyLimit
+from consumer.events import Pending
+
+DeadLetter = Callable[[Pending, str, str], None]
+"""Dead-letter one event with (reason, detail); it ends there."""
+
+
+class Departures:
+    """The held-back queues of one destination and the tokens its requests take as they leave.
+
+    ``fits`` dead-letters an event too large for any request (``False``); ``expired`` says whether an
+    event's retry window has ended; ``dead`` dead-letters one event.
+    """
+
+    def __init__(
+        self,
+        limiter: KeyLimiter | NoKeyLimit,
+        batcher: Batcher,
+        *,
+        fits: Callable[[Pending], bool],
+        expired: Callable[[Pending, float], bool],
+        dead: DeadLetter,
+    ) -> None:
+        self.limiter = limiter
+        self.held = HoldBack()
+        self._batcher = batcher
+        self._fits = fits
+        self._expired = expired
+        self._dead = dead
+
+    def __len__(self) -> int:
+        """Devices/users with events waiting aside."""
+        return len(self.held)
+
+    def admit(self, item: Pending, now: float) -> None:
+        """Take a new event: behind its device's waiting events if it has any, else into the open batch."""
+        if not self.held.append(item.keys[0], item) and self._fits(item):
+            self._batcher.add(item, now)
+
+    def hold(self, key: str, items: list[Pending], until: float) -> None:
+        """Keep ``items`` aside under ``key`` until ``until`` (a 429's hold-back)."""
+        self.held.hold(key, items, until)
+
+    def next_due(self) -> float:
+        """When the next key's timer is due (``inf`` when none waits)."""
+        return self.held.next_due()
+
+    def release_due(self, now: float) -> None:
+        """Run the timers that are due, giving every waiting key a timer first."""
+        for key in self.held.unarmed():
+            self.held.arm(key, now)  # never leave a waiting device without a timer
+        for key in self.held.due(now):
+            self._release(key, now)
+
+    def _release(self, key: str, now: float) -> None:
+        """``key``'s timer: send the head of its queue if it has a token now, else wait again.
+
+        One event per token: the next is looked at one token later, without waiting for this one to
+        leave, so a hot key keeps its full rate however long requests take. Its token is taken when
+        its request leaves; one that leaves too early is turned back to the queue's front.
+        """
+        queue = self.held.queue(key)
+        while queue:
+            item = queue[0]
+            if self._expired(item, now):
+                queue.popleft()
+                self._dead(item, "retry_window_expired", "")
+                continue
+            verdict = self.limiter.check(item.keys, now)
+            if verdict == DAILY_QUOTA:
+                queue.popleft()
+                self._dead(item, "daily_quota", "")
+                continue
+            if verdict > 0:
+                self.held.arm(key, now + verdict)
+                return
+            queue.popleft()
+            if self._fits(item):
+                self._batcher.hot.append(item)
+                if queue:
+                    self.held.arm(key, now + max(MIN_WAIT, self.limiter.check(item.keys, now)))
+                break
+        self.held.forget_if_empty(key)
+
+    def take_tokens(self, batch: list[Pending], now: float) -> list[Pending]:
+        """The events of ``batch`` whose keys have a token now (taken); the others wait aside."""
+        send: list[Pending] = []
+        denied: dict[str, tuple[list[Pending], float]] = {}
+        verdicts = self.limiter.take_many([item.keys for item in batch], now)
+        for item, verdict in zip(batch, verdicts, strict=True):
+            if verdict == ADMIT:
+                send.append(item)
+            elif verdict == DAILY_QUOTA:
+                self._dead(item, "daily_quota", "")
+            else:
+                items, wait = denied.get(item.keys[0], ([], 0.0))
+                items.append(item)
+                denied[item.keys[0]] = (items, max(wait, verdict))
+        for key, (items, wait) in denied.items():
+            self.held.hold(key, items, now + wait)
+        # A key whose released event just left (or ended) gets its next timer now (no key waits aside
+        # in the usual case: then there is nothing to look at).
+        if self.held:
+            for key in {item.keys[0] for item in batch}:
+                queue = self.held.queue(key)
+                if queue and not self.held.armed(key):
+                    self.held.arm(key, now + max(0.0, self.limiter.check(queue[0].keys, now)))
+        return send
