@@ -5,8 +5,10 @@
 - :meth:`WebServer.start` binds ``host:port`` (port 0: a free one) and returns the bound port, also
   readable as :attr:`WebServer.port`.
 - :meth:`WebServer.stop` stops accepting, closes idle keep-alive connections at once, lets in-flight
-  requests finish for ``grace_s`` seconds, cancels the rest and releases the runner, so no aiohttp
-  resource is left for the garbage collector to warn about. Stopping twice, or before starting, is a no-op.
+  requests finish for ``grace_s`` seconds, then cancels them (aiohttp waits up to another ``grace_s``
+  for their connection tasks first, so a stop takes at most about ``2 * grace_s``), and
+  releases the runner, so no aiohttp resource is left for the garbage collector to warn about.
+  Stopping twice, or before starting, is a no-op.
 - No access log: a scrape every few seconds is not worth a log line.
 - :attr:`WebServer.connections_total` counts the connections that carried a request, so a test can see
   keep-alive reuse.

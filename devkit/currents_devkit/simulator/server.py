@@ -51,7 +51,7 @@ from currents_devkit.simulator.partners import (
 )
 from currents_devkit.simulator.store import EventStore, IngestedEvent, SimulatorStats
 from currents_devkit.simulator.validation import PLACEHOLDER_IDS, Checked, check_payload, parse_body
-from currents_devkit.simulator.wire import DropConnection, Request, error_response, read_request
+from currents_devkit.simulator.wire import DropConnection, Request, serve
 
 __all__ = [
     "BATCH_PATH",
@@ -134,10 +134,10 @@ class AmplitudeSimulator:
         self._sleep = sleep
         self.faults = FaultController()
         """Scripted failures for the data endpoints (never for ``/_sim/``)."""
-        self._max_body = max(cfg.http_v2_max_bytes, cfg.batch_max_bytes, cfg.movableink_max_bytes)
-        # aiohttp refuses a body of client_max_size bytes or more; bodies are decoded by read_request.
-        routes = [web.route("*", "/{tail:.*}", self._serve)]
-        self._server = WebServer(routes, client_max_size=self._max_body + 1, auto_decompress=False)
+        max_body = max(cfg.http_v2_max_bytes, cfg.batch_max_bytes, cfg.movableink_max_bytes)
+        routes = [web.route("*", "/{tail:.*}", serve(self._handle, max_body))]
+        # aiohttp refuses a body of client_max_size bytes or more; wire.serve decodes bodies itself.
+        self._server = WebServer(routes, client_max_size=max_body + 1, auto_decompress=False)
         self._log_task: asyncio.Task[None] | None = None
         self._host = "127.0.0.1"
         self.reset()
@@ -249,21 +249,6 @@ class AmplitudeSimulator:
             "movableink": self.movableink.describe(),
             "remerge": self.remerge.describe(),
         }
-
-    async def _serve(self, http_request: web.Request) -> web.Response:
-        """The aiohttp handler: read the request, route it, drop the connection or answer."""
-        request = await read_request(http_request, self._max_body)
-        if isinstance(request, web.Response):
-            return request
-        try:
-            return await self._handle(request)
-        except DropConnection:
-            if http_request.transport is not None:
-                http_request.transport.abort()
-            return web.Response()  # never sent: the connection is gone
-        except Exception:
-            log.exception("simulator failed on %s %s", request.method, request.path)
-            return error_response(500, "Internal server error")
 
     async def _handle(self, request: Request) -> web.Response:
         """Route: control endpoints, else a data request through faults, processing and the delay."""

@@ -1,6 +1,8 @@
 """The simulator's HTTP boundary: an aiohttp request read into a :class:`Request`, body bounded and decoded.
 
-:func:`read_request` guarantees what the simulator's pure request logic relies on:
+:func:`serve` turns the simulator's request logic into an aiohttp handler: :class:`DropConnection`
+closes the connection without an answer, any other exception is a logged JSON 500.
+:func:`read_request` guarantees what that logic relies on:
 
 - the body is read completely, at most ``max_body`` bytes on the wire (else a 413);
 - a ``Content-Encoding: gzip`` / ``x-gzip`` / ``deflate`` body is decoded, at most ``max_body`` bytes
@@ -14,15 +16,19 @@ every body. The server must run with ``auto_decompress=False`` so the body arriv
 
 from __future__ import annotations
 
+import logging
 import zlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from consumer.ops.web import json_response
 
-__all__ = ["DropConnection", "Request", "error_response", "read_request"]
+__all__ = ["DropConnection", "Request", "error_response", "read_request", "serve"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +51,26 @@ class DropConnection(Exception):
 def error_response(status: int, message: str) -> web.Response:
     """``{"code": status, "error": message}``."""
     return json_response(status, {"code": status, "error": message})
+
+
+def serve(logic: Callable[[Request], Awaitable[web.Response]], max_body: int) -> Handler:
+    """An aiohttp handler: read the request (see :func:`read_request`), answer it with ``logic``."""
+
+    async def handle(http_request: web.Request) -> web.StreamResponse:
+        request = await read_request(http_request, max_body)
+        if isinstance(request, web.Response):
+            return request
+        try:
+            return await logic(request)
+        except DropConnection:
+            if http_request.transport is not None:
+                http_request.transport.abort()
+            return web.Response()  # never sent: the connection is gone
+        except Exception:
+            log.exception("simulator failed on %s %s", request.method, request.path)
+            return error_response(500, "Internal server error")
+
+    return handle
 
 
 class _Refused(Exception):
