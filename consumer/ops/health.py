@@ -1,4 +1,4 @@
-"""The operations endpoint: ``/metrics``, ``/livez`` and ``/readyz`` on one port.
+"""The operations endpoint: ``/metrics``, ``/livez`` and ``/readyz`` on one port (aiohttp.web).
 
 * ``/livez`` answers 200 while the main loop keeps turning (it calls :meth:`Health.beat` every
   iteration, busy or idle) and 503 once it has not for ``stall_after`` seconds: a wedged loop gets
@@ -7,6 +7,8 @@
 * ``/readyz`` answers 200 when the process is able to work (the daemon: partitions assigned; a
   replay: started), from a callable the command provides.
 * ``/metrics`` serves the Prometheus text format of the process's registry.
+
+Any method is answered on these paths; every other path is a JSON 404. Bodies are never read.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from consumer.ops.httpserver import HttpServer, Request, Response
-from consumer.ops.metrics import Metrics
+from aiohttp import web
+
+from consumer.ops.metrics import EXPOSITION_CONTENT_TYPE, Metrics
+from consumer.ops.web import WebServer, json_response
 
 
 class Health:
-    """Liveness bookkeeping and the probe/metrics HTTP handler."""
+    """Liveness bookkeeping and the probe/metrics HTTP server."""
 
     def __init__(
         self,
@@ -36,7 +40,7 @@ class Health:
         self.clock = clock
         self.on_scrape = on_scrape
         self._last_beat = clock()
-        self.server: HttpServer | None = None
+        self.server: WebServer | None = None
 
     def beat(self) -> None:
         """The main loop went round once."""
@@ -46,28 +50,36 @@ class Health:
         """Whether the main loop turned within ``stall_after`` seconds."""
         return self.clock() - self._last_beat < self.stall_after
 
-    async def handle(self, request: Request) -> Response:
-        """Route one request."""
-        path = request.path.split("?", 1)[0]
-        if path == "/metrics":
-            if self.on_scrape is not None:
-                self.on_scrape()
-            return Response(200, self.metrics.exposition(), content_type="text/plain; version=0.0.4")
-        if path == "/livez":
-            ok = self.alive()
-            return Response.json(200 if ok else 503, {"alive": ok})
-        if path == "/readyz":
-            ok = self.ready()
-            return Response.json(200 if ok else 503, {"ready": ok})
-        return Response.json(404, {"error": "not found"})
+    async def _metrics(self, _: web.Request) -> web.Response:
+        if self.on_scrape is not None:
+            self.on_scrape()
+        # content_type= would split off and re-add the charset parameter; the header is sent as given.
+        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": EXPOSITION_CONTENT_TYPE})
+
+    async def _livez(self, _: web.Request) -> web.Response:
+        ok = self.alive()
+        return json_response(200 if ok else 503, {"alive": ok})
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        ok = self.ready()
+        return json_response(200 if ok else 503, {"ready": ok})
+
+    async def _not_found(self, _: web.Request) -> web.Response:
+        return json_response(404, {"error": "not found"})
 
     async def start(self, port: int, host: str = "0.0.0.0") -> int:  # probes come from the kubelet
-        """Serve on ``port``; returns the bound port."""
-        self.server = HttpServer(self.handle, max_body_bytes=1024)
+        """Serve on ``host:port`` (0: a free port); returns the bound port."""
+        routes = [
+            web.route("*", "/metrics", self._metrics),
+            web.route("*", "/livez", self._livez),
+            web.route("*", "/readyz", self._readyz),
+            web.route("*", "/{tail:.*}", self._not_found),
+        ]
+        self.server = WebServer(routes, client_max_size=1024)
         return await self.server.start(host, port)
 
     async def stop(self) -> None:
-        """Stop serving."""
+        """Stop serving (idempotent)."""
         if self.server is not None:
             await self.server.stop()
             self.server = None

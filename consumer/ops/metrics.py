@@ -14,6 +14,11 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 
+EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The content type of :meth:`Metrics.exposition`: the 0.0.4 text format generate_latest writes by default.
+prometheus_client's CONTENT_TYPE_LATEST was this up to 0.21; since 0.22 it names 1.0.0, which the library
+itself only sends to a scraper that asks for it (without an Accept header it sends this one)."""
+
 
 class Metrics:
     """The metric families; create one per process (or per test, with its own registry).
@@ -138,7 +143,8 @@ class Metrics:
                     flushed[key] = total
 
     def exposition(self) -> bytes:
-        """The text exposition format of this registry (what ``/metrics`` serves)."""
+        """The text exposition format of this registry (what ``/metrics`` serves, as
+        :data:`EXPOSITION_CONTENT_TYPE`)."""
         return generate_latest(self.registry)
 
 

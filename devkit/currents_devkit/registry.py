@@ -6,12 +6,11 @@ For the demo and tests, and for users who frame Currents with those ids without 
 
 from __future__ import annotations
 
-import re
-
 import orjson
+from aiohttp import web
 
 from consumer.decode.schemas import event_types, raw_schemas
-from consumer.ops.httpserver import HttpServer, Request, Response
+from consumer.ops.web import WebServer, json_response
 
 
 def local_schema_id(event_type: str) -> int:
@@ -30,24 +29,26 @@ def local_event_type(schema_id: int) -> str:
     return types[schema_id - 1]
 
 
-_IDS_PATH = re.compile(r"^/schemas/ids/(\d+)$")
-
-
 class LocalRegistry:
     """A read-only Schema Registry serving the shipped schemas (``GET /schemas/ids/{id}``)."""
 
     def __init__(self) -> None:
-        self._server = HttpServer(self._handle, max_body_bytes=1024)
+        routes = [
+            web.get(r"/schemas/ids/{id:\d+}", self._schema, allow_head=False),
+            # every other path or method: the registry's own 404 shape, not aiohttp's text
+            web.route("*", "/{tail:.*}", self._not_found),
+        ]
+        self._server = WebServer(routes, client_max_size=1024)
 
-    async def _handle(self, request: Request) -> Response:
-        m = _IDS_PATH.match(request.path.split("?", 1)[0])
-        if request.method != "GET" or m is None:
-            return Response.json(404, {"error_code": 404, "message": "not found"})
+    async def _schema(self, request: web.Request) -> web.Response:
         try:
-            schema = raw_schemas()[local_event_type(int(m.group(1)))]
+            schema = raw_schemas()[local_event_type(int(request.match_info["id"]))]
         except KeyError:
-            return Response.json(404, {"error_code": 40403, "message": "Schema not found"})
-        return Response.json(200, {"schema": orjson.dumps(schema).decode()})
+            return json_response(404, {"error_code": 40403, "message": "Schema not found"})
+        return json_response(200, {"schema": orjson.dumps(schema).decode()})
+
+    async def _not_found(self, _: web.Request) -> web.Response:
+        return json_response(404, {"error_code": 404, "message": "not found"})
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve and return the base URL."""
@@ -55,5 +56,5 @@ class LocalRegistry:
         return f"http://{host}:{bound}"
 
     async def stop(self) -> None:
-        """Stop serving."""
+        """Stop serving (idempotent)."""
         await self._server.stop()

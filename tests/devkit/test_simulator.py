@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -88,6 +89,30 @@ async def test_gzip_body_accepted_and_sized_after_decoding(
     assert r.json()["payload_size_bytes"] == len(raw)
     assert len(sim.events) == 20
     assert sim.stats.bytes_received < len(raw)
+
+
+async def test_deflate_body_accepted_and_bad_encodings_refused_in_amplitude_shape(
+    make: Make, client: httpx.AsyncClient
+) -> None:
+    sim = await make(http_v2_max_bytes=2000, batch_max_bytes=2000, movableink_max_bytes=2000)
+    raw = orjson.dumps({"api_key": KEY, "events": [ev(0)]})
+    r = await client.post(
+        sim.http_v2_url, content=zlib.compress(raw), headers={"content-encoding": "deflate"}
+    )
+    assert r.status_code == 200 and r.json()["payload_size_bytes"] == len(raw)
+    r = await client.post(sim.http_v2_url, content=raw, headers={"content-encoding": "br"})
+    assert r.json() == {"code": 415, "error": "Unsupported content-encoding: br"}
+    r = await client.post(sim.http_v2_url, content=b"not gzip", headers={"content-encoding": "gzip"})
+    assert r.json() == {"code": 400, "error": "Invalid compressed body"}
+    r = await client.post(
+        sim.http_v2_url, content=gzip.compress(raw)[:-12], headers={"content-encoding": "gzip"}
+    )
+    assert r.json() == {"code": 400, "error": "Truncated compressed body"}
+    bomb = gzip.compress(b"0" * 1_000_000)  # small on the wire, over every cap once decoded
+    r = await client.post(sim.batch_url, content=bomb, headers={"content-encoding": "gzip"})
+    assert r.json() == {"code": 413, "error": "Payload too large"}
+    assert len(sim.events) == 1
+    assert sim.connections_total == 1  # every refusal kept the connection open
 
 
 async def test_keep_alive_connection_is_reused(sim: AmplitudeSimulator, client: httpx.AsyncClient) -> None:

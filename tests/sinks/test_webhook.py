@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 import httpx
 import orjson
 import pytest
+from aiohttp import web
 
 from consumer.events import Pending, Position
-from consumer.ops.httpserver import HttpServer, Request, Response
+from consumer.ops.web import WebServer
 from consumer.settings import MovableInkSettings, RemergeSettings, load
 from consumer.sinks.base import Delivered, Fatal, Outcome, Rejected, RetryLater, SendResult, TooLarge
 from consumer.sinks.webhook import MovableInkSink, RemergeSink, classify_single
@@ -22,6 +24,26 @@ from consumer.sinks.webhook import MovableInkSink, RemergeSink, classify_single
 MI_KEY = "mi-path-key-7d1e"
 MI_PASSWORD = "mi-pass-word-93b"
 RM_KEY = "rm/k&y+4c=0"
+
+
+@dataclass(frozen=True)
+class Response:
+    """A scripted answer."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Request:
+    """A request as the server received it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: Mapping[str, str]
+    body: bytes
 
 
 class Scripted:
@@ -32,20 +54,26 @@ class Scripted:
         self.answers: list[Response] = []
         self.delay = 0.0
 
-    async def __call__(self, request: Request) -> Response:
-        self.requests.append(request)
+    async def __call__(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append(
+            Request(request.method, request.path, dict(request.query), request.headers, body)
+        )
         if self.delay:
             await asyncio.sleep(self.delay)
-        return self.answers.pop(0) if self.answers else Response(200, b"{}")
+        answer = self.answers.pop(0) if self.answers else Response(200, b"{}")
+        return web.Response(
+            status=answer.status, body=answer.body, headers=answer.headers, content_type="application/json"
+        )
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[tuple[HttpServer, Scripted]]:
+async def server() -> AsyncIterator[tuple[WebServer, Scripted]]:
     handler = Scripted()
-    srv = HttpServer(handler)
+    srv = WebServer([web.route("*", "/{tail:.*}", handler.__call__)], grace_s=0.1)
     await srv.start("127.0.0.1", 0)
     yield srv, handler
-    await srv.stop(grace_s=0.1)
+    await srv.stop()
 
 
 def mi_settings(endpoint: str, timeout: str = "5s") -> MovableInkSettings:
@@ -115,7 +143,7 @@ def test_classify_single(status: int, headers: dict[str, str], expected: Outcome
     assert classify_single(status, httpx.Headers(headers)) == expected
 
 
-async def test_movable_ink_request(server: tuple[HttpServer, Scripted]) -> None:
+async def test_movable_ink_request(server: tuple[WebServer, Scripted]) -> None:
     srv, handler = server
     sink = MovableInkSink(mi_settings(f"http://127.0.0.1:{srv.port}/"))
     try:
@@ -140,7 +168,7 @@ async def test_movable_ink_request(server: tuple[HttpServer, Scripted]) -> None:
     assert sink.overhead == 0
 
 
-async def test_remerge_request(server: tuple[HttpServer, Scripted]) -> None:
+async def test_remerge_request(server: tuple[WebServer, Scripted]) -> None:
     srv, handler = server
     handler.answers = [Response(204)]
     sink = RemergeSink(rm_settings(f"http://127.0.0.1:{srv.port}/event"))
@@ -179,7 +207,7 @@ async def test_remerge_request(server: tuple[HttpServer, Scripted]) -> None:
 )
 @pytest.mark.parametrize("kind", ["movableink", "remerge"])
 async def test_answers_are_classified(
-    server: tuple[HttpServer, Scripted], kind: str, response: Response, expected: Outcome
+    server: tuple[WebServer, Scripted], kind: str, response: Response, expected: Outcome
 ) -> None:
     srv, handler = server
     handler.answers = [response]
@@ -215,7 +243,7 @@ async def test_connection_refused_keeps_secrets_out() -> None:
         assert_no_secret(result)
 
 
-async def test_timeout(server: tuple[HttpServer, Scripted]) -> None:
+async def test_timeout(server: tuple[WebServer, Scripted]) -> None:
     srv, handler = server
     handler.delay = 1.0
     sink = RemergeSink(rm_settings(f"http://127.0.0.1:{srv.port}/event", timeout="100ms"))
@@ -244,7 +272,7 @@ async def test_an_unusable_endpoint_is_a_configuration_failure_without_the_key(
     assert_no_secret(result)
 
 
-async def test_more_than_one_event_is_refused_without_a_request(server: tuple[HttpServer, Scripted]) -> None:
+async def test_more_than_one_event_is_refused_without_a_request(server: tuple[WebServer, Scripted]) -> None:
     srv, handler = server
     sink = MovableInkSink(mi_settings(f"http://127.0.0.1:{srv.port}"))
     try:

@@ -20,9 +20,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
+from aiohttp import web
 
-from consumer.ops.httpserver import Response
+from consumer.ops.web import json_response
 
 DESTINATIONS = ("amplitude", "movableink", "remerge")
 """The destinations a fault can target; ``None`` targets all of them."""
@@ -45,7 +45,7 @@ class Fault:
     close: bool = False
     auth: bool = False
 
-    def response(self, destination: str = "amplitude") -> Response:
+    def response(self, destination: str = "amplitude") -> web.Response:
         """The HTTP response this fault answers with, shaped like ``destination``'s own errors.
 
         Amplitude: ``{"code", "error"}`` (a 429 with empty throttling fields); Movable Ink:
@@ -57,7 +57,7 @@ class Fault:
         headers = {} if self.retry_after is None else {"retry-after": f"{self.retry_after:g}"}
         body = self.body
         if body is None and destination == "remerge":
-            return Response(status, message.encode(), headers, "text/plain; charset=utf-8")
+            return web.Response(status=status, text=message, headers=headers, content_type="text/plain")
         if body is None and destination == "movableink":
             body = {"error": message}
         elif body is None:
@@ -65,7 +65,7 @@ class Fault:
             if status == 429:
                 body |= {"eps_threshold": 0, "throttled_devices": {}, "throttled_users": {}}
                 body |= {"throttled_events": []}
-        return Response(status, orjson.dumps(body), headers)
+        return json_response(status, body, headers)
 
 
 _FAULT_MESSAGES = {

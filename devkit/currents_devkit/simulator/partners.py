@@ -25,8 +25,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
+from aiohttp import web
 
-from consumer.ops.httpserver import Request, Response
+from consumer.ops.web import json_response
+from currents_devkit.simulator.wire import Request
 
 __all__ = [
     "MAX_SECONDS_TS",
@@ -220,11 +222,11 @@ class PartnerApi:
         """Whether ``path`` belongs to this API."""
         raise NotImplementedError
 
-    def error(self, status: int, message: str) -> Response:
+    def error(self, status: int, message: str) -> web.Response:
         """An error answer in this API's format."""
         raise NotImplementedError
 
-    def handle(self, request: Request, now: float) -> Response:
+    def handle(self, request: Request, now: float) -> web.Response:
         """Validate one request (already routed, method checked); keep it if accepted; the answer."""
         raise NotImplementedError
 
@@ -263,11 +265,11 @@ class MovableInkApi(PartnerApi):
         """Paths under ``/behavioral/``."""
         return path.startswith(MOVABLEINK_PREFIX)
 
-    def error(self, status: int, message: str) -> Response:
+    def error(self, status: int, message: str) -> web.Response:
         """``{"error": message}``."""
-        return Response.json(status, {"error": message})
+        return json_response(status, {"error": message})
 
-    def handle(self, request: Request, now: float) -> Response:
+    def handle(self, request: Request, now: float) -> web.Response:
         """401, 404, 413, 400 or 200 (see the module docstring); an accepted event is kept."""
         creds = basic_credentials(request.headers.get("authorization"))
         if creds is None or (self.credentials and creds not in self.credentials):
@@ -285,7 +287,7 @@ class MovableInkApi(PartnerApi):
         if problem is not None:
             return self.error(400, problem)
         self.log.accept({"received_at": now, "key": key, "event": body})
-        return Response.json(200, {"status": "ok"})
+        return json_response(200, {"status": "ok"})
 
     def describe(self) -> dict[str, Any]:
         """Counters plus how many keys and credentials are configured."""
@@ -310,11 +312,11 @@ class RemergeApi(PartnerApi):
         """Exactly ``/event``."""
         return path == REMERGE_PATH
 
-    def error(self, status: int, message: str) -> Response:
+    def error(self, status: int, message: str) -> web.Response:
         """A plain-text reason."""
-        return Response(status, message.encode(), content_type="text/plain; charset=utf-8")
+        return web.Response(status=status, text=message, content_type="text/plain")
 
-    def handle(self, request: Request, now: float) -> Response:
+    def handle(self, request: Request, now: float) -> web.Response:
         """400 (no key), 403 (key not accepted), 400 (other parameters) or 204; accepted events kept."""
         key = request.query.get("key", "")
         if not key:
@@ -325,7 +327,7 @@ class RemergeApi(PartnerApi):
         if isinstance(parsed, str):
             return self.error(400, parsed)
         self.log.accept({"received_at": now, "key_id": key_id(key), "event": parsed})
-        return Response(204, b"", content_type="text/plain; charset=utf-8")
+        return web.Response(status=204, content_type="text/plain")
 
     def describe(self) -> dict[str, Any]:
         """Counters plus how many keys are configured."""

@@ -38,8 +38,9 @@ from functools import partial
 from typing import Any
 
 import orjson
+from aiohttp import web
 
-from consumer.ops.httpserver import DropConnection, HttpServer, Request, Response
+from consumer.ops.web import WebServer, json_response
 from currents_devkit.simulator.faults import Fault, FaultController
 from currents_devkit.simulator.limits import DailyQuota, Dedup, RateWindow, throttled_body
 from currents_devkit.simulator.partners import (
@@ -50,6 +51,7 @@ from currents_devkit.simulator.partners import (
 )
 from currents_devkit.simulator.store import EventStore, IngestedEvent, SimulatorStats
 from currents_devkit.simulator.validation import PLACEHOLDER_IDS, Checked, check_payload, parse_body
+from currents_devkit.simulator.wire import DropConnection, Request, serve
 
 __all__ = [
     "BATCH_PATH",
@@ -133,7 +135,9 @@ class AmplitudeSimulator:
         self.faults = FaultController()
         """Scripted failures for the data endpoints (never for ``/_sim/``)."""
         max_body = max(cfg.http_v2_max_bytes, cfg.batch_max_bytes, cfg.movableink_max_bytes)
-        self._server = HttpServer(self._handle, max_body_bytes=max_body)
+        routes = [web.route("*", "/{tail:.*}", serve(self._handle, max_body))]
+        # aiohttp refuses a body of client_max_size bytes or more; wire.serve decodes bodies itself.
+        self._server = WebServer(routes, client_max_size=max_body + 1, auto_decompress=False)
         self._log_task: asyncio.Task[None] | None = None
         self._host = "127.0.0.1"
         self.reset()
@@ -170,7 +174,7 @@ class AmplitudeSimulator:
         return bound
 
     async def stop(self) -> None:
-        """Stop serving (idle connections closed, in-flight requests given a second)."""
+        """Stop serving (idle connections closed, in-flight requests given a second, then cancelled)."""
         if self._log_task is not None:
             self._log_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -246,7 +250,7 @@ class AmplitudeSimulator:
             "remerge": self.remerge.describe(),
         }
 
-    async def _handle(self, request: Request) -> Response:
+    async def _handle(self, request: Request) -> web.Response:
         """Route: control endpoints, else a data request through faults, processing and the delay."""
         if request.path.startswith("/_sim/"):
             return self._control(request)
@@ -258,18 +262,18 @@ class AmplitudeSimulator:
             return await self._answer(partner.name, lambda: process(self._clock()), partner.log.count)
         api = self._apis.get(request.path)
         if api is None:
-            return Response.json(404, {"code": 404, "error": "Not found"})
+            return json_response(404, {"code": 404, "error": "Not found"})
         if request.method != "POST":
-            return Response.json(405, {"code": 405, "error": "Method not allowed"})
+            return json_response(405, {"code": 405, "error": "Method not allowed"})
         stats = self.stats
         stats.requests_by_path[api.path] = stats.requests_by_path.get(api.path, 0) + 1
         stats.bytes_received += request.wire_size
         ingest = partial(self._ingest, api, request)
-        return await self._answer("amplitude", lambda: Response.json(*ingest()), stats.count)
+        return await self._answer("amplitude", lambda: json_response(*ingest()), stats.count)
 
     async def _answer(
-        self, destination: str, process: Callable[[], Response], count: Callable[[int], None]
-    ) -> Response:
+        self, destination: str, process: Callable[[], web.Response], count: Callable[[int], None]
+    ) -> web.Response:
         """Answer one data request: its fault (processing it first if the fault ingests) or ``process``;
         count the status (0: dropped), then hold the answer back by the destination's delay."""
         fault = self.faults.take(destination)
@@ -338,13 +342,13 @@ class AmplitudeSimulator:
         if self.config.keep_events:
             self._store.keep(now, api.path, fresh, dups, body)
 
-    def _control(self, request: Request) -> Response:
+    def _control(self, request: Request) -> web.Response:
         """``/_sim/stats``, ``/_sim/events``, ``/_sim/{movableink,remerge}/events``, ``/_sim/reset`` and
         ``/_sim/faults``; a bad input is a 400."""
         action = (request.method, request.path[len("/_sim/") :])
         try:
             if action == ("GET", "stats"):
-                return Response.json(200, self.describe())
+                return json_response(200, self.describe())
             stores = {f"{p.name}/events": p.log for p in self._partners}
             if action[0] == "GET" and (action[1] == "events" or action[1] in stores):
                 offset = int(request.query.get("offset", "0"))
@@ -356,10 +360,10 @@ class AmplitudeSimulator:
                 else:
                     chosen = self.events[offset : offset + limit]
                     rows = [{"received_at": e.received_at, "path": e.path, "event": e.event} for e in chosen]
-                return Response.json(200, {"code": 200, "events": rows})
+                return json_response(200, {"code": 200, "events": rows})
             if action == ("POST", "reset"):
                 self.reset()
-                return Response.json(200, {"code": 200})
+                return json_response(200, {"code": 200})
             if action == ("POST", "faults"):
                 spec = orjson.loads(request.body or b"{}")
                 if type(spec) is not dict:
@@ -367,10 +371,10 @@ class AmplitudeSimulator:
                 self.faults.apply(spec)
                 self.api_keys.update(str(k) for k in spec.get("add_api_keys", ()))
                 self.api_keys.difference_update(str(k) for k in spec.get("remove_api_keys", ()))
-                return Response.json(200, {"code": 200, "faults": self.faults.describe()})
+                return json_response(200, {"code": 200, "faults": self.faults.describe()})
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            return Response.json(400, {"code": 400, "error": f"Invalid control request: {exc}"})
-        return Response.json(404, {"code": 404, "error": "Not found"})
+            return json_response(400, {"code": 400, "error": f"Invalid control request: {exc}"})
+        return json_response(404, {"code": 404, "error": "Not found"})
 
     async def _log_summaries(self, interval_s: float) -> None:
         """One INFO line per interval with activity: requests by status, events and rate; partners."""
