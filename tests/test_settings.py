@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from consumer.settings import (
     OPTIONS,
@@ -211,8 +212,11 @@ def test_every_option_has_a_distinct_flag_and_env() -> None:
 
 def test_settings_are_frozen() -> None:
     s = load(parse(), {})
-    with pytest.raises(AttributeError):
+    with pytest.raises(ValidationError, match="frozen"):
         s.limits.max_pending = 1  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="frozen"):
+        s.metrics_port = 1  # type: ignore[misc]
+    assert s.limits.max_pending == 50_000 and s.metrics_port == 0
 
 
 def test_mapping_names_accept_quoted_and_unquoted_dotted_keys(tmp_path: Path) -> None:
