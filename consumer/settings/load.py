@@ -101,11 +101,16 @@ def load(args: argparse.Namespace | None = None, env: Mapping[str, str] | None =
     extra = Layer(
         {"sources": sources, "mapping.names": names_table(names if isinstance(names, dict) else {})}, ""
     )
+    problems: list[str] = []
     try:
         # BaseSettings' own argument for pre-built sources; mypy sees only the fields in __init__
         settings = Settings(_build_sources=((extra, *levels), {}))  # type: ignore[call-arg]
     except ValidationError as exc:
-        raise SettingsError("; ".join(_message(error, sources) for error in exc.errors())) from None
+        problems = [_message(error, sources) for error in exc.errors()]
+    if problems:
+        # raised outside the handler: pydantic's error (which holds the raw input, perhaps a secret)
+        # must not ride along as __context__
+        raise SettingsError("; ".join(problems))
     settings.kafka.event_type_for_topic()
     settings.remerge.store_app_ids()
     return settings
