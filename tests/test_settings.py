@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from consumer.settings import (
     OPTIONS,
@@ -211,8 +212,11 @@ def test_every_option_has_a_distinct_flag_and_env() -> None:
 
 def test_settings_are_frozen() -> None:
     s = load(parse(), {})
-    with pytest.raises(AttributeError):
+    with pytest.raises(ValidationError, match="frozen"):
         s.limits.max_pending = 1  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="frozen"):
+        s.metrics_port = 1  # type: ignore[misc]
+    assert s.limits.max_pending == 50_000 and s.metrics_port == 0
 
 
 def test_mapping_names_accept_quoted_and_unquoted_dotted_keys(tmp_path: Path) -> None:
@@ -319,3 +323,109 @@ def test_a_destination_without_its_credentials_refuses_to_start() -> None:
     for env, message in cases:
         with pytest.raises(SettingsError, match=message):
             build_destinations(load(None, env))
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"CURRENTS_MAX_PENDING": "0"},
+            r"--max-pending \(from env CURRENTS_MAX_PENDING\): 0 is out of range \(at least 1\)",
+        ),
+        (
+            {"CURRENTS_METRICS_PORT": "70000"},
+            r"--metrics-port \(from env CURRENTS_METRICS_PORT\): 70000 is out of range \(0 to 65535\)",
+        ),
+        (
+            {"CURRENTS_RETRY_WINDOW": "0s"},
+            r"--retry-window \(from env CURRENTS_RETRY_WINDOW\): 0.0 is out of range \(more than 0\)",
+        ),
+        (
+            {"CURRENTS_WORKERS": "-1"},
+            r"--workers \(from env CURRENTS_WORKERS\): -1 is out of range \(0 or more\)",
+        ),
+        (
+            {"CURRENTS_FILES_IN_FLIGHT": "0"},
+            r"--files-in-flight \(from env CURRENTS_FILES_IN_FLIGHT\): 0 is out of range",
+        ),
+    ],
+)
+def test_a_bound_violated_from_env_names_the_env_var(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load(parse(), env)
+
+
+def test_a_bound_violated_in_the_file_names_the_file(tmp_path: Path) -> None:
+    config = write(tmp_path, "[amplitude]\nconcurrency = 0\n")
+    with pytest.raises(SettingsError, match=rf"--concurrency \(from file {config}\): 0 is out of range"):
+        load(parse("--config", config), {})
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(SettingsError) as info:
+        load(parse("--concurrency", "0"), {"CURRENTS_GZIP": "maybe"})
+    assert "--concurrency (from flag)" in str(info.value)
+    assert "--gzip (from env CURRENTS_GZIP): not a boolean" in str(info.value)
+
+
+def test_an_empty_window_names_until() -> None:
+    window = {"CURRENTS_SINCE": "2024-05-02", "CURRENTS_UNTIL": "2024-05-01"}
+    with pytest.raises(
+        SettingsError, match=r"--until \(from env CURRENTS_UNTIL\): .* out of range \(after --since\)"
+    ):
+        load(None, window)
+    s = load(None, {"CURRENTS_SINCE": "2024-05-01", "CURRENTS_UNTIL": "2024-05-02"})
+    assert (s.input.since, s.input.until) == ("2024-05-01T00:00:00Z", "2024-05-02T00:00:00Z")
+
+
+def test_a_refused_secret_carries_no_trace_of_its_value(tmp_path: Path) -> None:
+    import traceback
+
+    config = write(tmp_path, "[kafka]\nsasl_password = 73331999107\n")
+    with pytest.raises(SettingsError, match=r"--sasl-password \(from file .*\): expected a string") as info:
+        load(parse("--config", config), {})
+    assert info.value.__context__ is None and info.value.__cause__ is None
+    assert "73331999107" not in "".join(traceback.format_exception(info.value))
+
+
+def test_the_batch_api_default_rate_says_where_it_came_from() -> None:
+    s = load(None, {"AMPLITUDE_API": "batch"})
+    assert s.describe()["limits.device_rate"] == {"value": 1000.0, "source": "default (batch API)"}
+
+
+def test_settings_built_in_code_never_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CURRENTS_METRICS_PORT", "METRICS_PORT", "metrics_port", "AMPLITUDE_API_KEY", "LOG_LEVEL"):
+        monkeypatch.setenv(name, "9")
+    s = Settings()
+    assert s.metrics_port == 0 and s.log_level == "INFO" and not s.amplitude.api_key
+    assert s.destinations == ("amplitude",) and s.limits.max_pending == 50_000
+
+
+def test_every_section_field_is_one_option() -> None:
+    """The options are read off the section models: every field is one, except the names table."""
+    from pydantic import BaseModel
+
+    def leaves(model: type[BaseModel], prefix: str = "") -> set[str]:
+        out: set[str] = set()
+        for name, info in model.model_fields.items():
+            kind = info.annotation
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                out |= leaves(kind, f"{prefix}{name}.")
+            else:
+                out.add(prefix + name)
+        return out
+
+    assert leaves(Settings) - {"sources", "mapping.names"} == {o.key for o in OPTIONS}
+    by_key = {o.key: o for o in OPTIONS}
+    assert by_key["amplitude.region"].choices == ("us", "eu")
+    assert by_key["limits.retry_window"].parse is parse_duration
+    assert by_key["kafka.sasl_password"].secret and by_key["kafka.sasl_password"].default == ""
+    assert by_key["input.event_time"].switch and by_key["kafka.topics"].repeatable
+
+
+def test_secret_is_a_pydantic_secret() -> None:
+    from pydantic import SecretStr
+
+    s = load(None, {"AMPLITUDE_API_KEY": SECRET})
+    assert isinstance(s.amplitude.api_key, SecretStr) and s.amplitude.api_key.get_secret_value() == SECRET
+    assert SECRET not in s.model_dump_json() and SECRET not in repr(s.model_dump())

@@ -17,7 +17,6 @@ dead-lettered), so commits stay at-least-once for all of them.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -68,12 +67,13 @@ def one_per_request(
 ) -> tuple[RequestShape, LimitSettings]:
     """The shape and limits of a destination that takes one event per request and has no per-key limit."""
     shape = RequestShape(events_cap=1, bytes_cap=1 << 20, batch_age=0.0, concurrency=concurrency)
-    own = dataclasses.replace(
-        limits,
-        device_rate=UNLIMITED,
-        device_daily_limit=1 << 62,
-        project_rate=rate,
-        retry_window=retry_window,
+    own = limits.model_copy(
+        update={
+            "device_rate": UNLIMITED,
+            "device_daily_limit": 1 << 62,
+            "project_rate": rate,
+            "retry_window": retry_window,
+        }
     )
     return shape, own
 

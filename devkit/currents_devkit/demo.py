@@ -11,7 +11,6 @@ summary, what each destination received, and how long the hot device's events tr
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import sys
 import tempfile
@@ -97,38 +96,38 @@ async def run_demo(base: Settings, n_events: int = 20_000, partitions: int = 4, 
                 partitions,
                 time.monotonic() - started,
             )
-            settings = dataclasses.replace(
-                base,
-                amplitude=dataclasses.replace(
-                    base.amplitude, url=sim.http_v2_url, api_key=Secret("demo-key")
-                ),
-                kafka=dataclasses.replace(
-                    base.kafka,
-                    bootstrap_servers=broker.bootstrap_servers,
-                    topics=(TOPIC,),
-                    schema_registry_url=registry_url,
-                    commit_interval=1.0,
-                    session_timeout=6.0,
-                    group_id="currents-demo",
-                ),
-                dead_letter=str(work / "dead-letter"),
-                destinations=DEMO_DESTINATIONS
-                if base.sources.get("destinations", "default") == "default"
-                else base.destinations,
-                movableink=dataclasses.replace(
-                    base.movableink,
-                    endpoint=sim.url,
-                    key=Secret("demo-key"),
-                    username=Secret("demo"),
-                    password=Secret("demo-password"),
-                ),
-                remerge=dataclasses.replace(
-                    base.remerge,
-                    endpoint=f"{sim.url}/event",
-                    key=Secret("demo-key"),
-                    ios_app_id=base.remerge.ios_app_id or "012345678",
-                    android_app_id=base.remerge.android_app_id or "com.example",
-                ),
+            amplitude = {"url": sim.http_v2_url, "api_key": Secret("demo-key")}
+            kafka = {
+                "bootstrap_servers": broker.bootstrap_servers,
+                "topics": (TOPIC,),
+                "schema_registry_url": registry_url,
+                "commit_interval": 1.0,
+                "session_timeout": 6.0,
+                "group_id": "currents-demo",
+            }
+            movableink = {
+                "endpoint": sim.url,
+                "key": Secret("demo-key"),
+                "username": Secret("demo"),
+                "password": Secret("demo-password"),
+            }
+            remerge = {
+                "endpoint": f"{sim.url}/event",
+                "key": Secret("demo-key"),
+                "ios_app_id": base.remerge.ios_app_id or "012345678",
+                "android_app_id": base.remerge.android_app_id or "com.example",
+            }
+            settings = base.model_copy(
+                update={
+                    "amplitude": base.amplitude.model_copy(update=amplitude),
+                    "kafka": base.kafka.model_copy(update=kafka),
+                    "dead_letter": str(work / "dead-letter"),
+                    "destinations": DEMO_DESTINATIONS
+                    if base.sources.get("destinations", "default") == "default"
+                    else base.destinations,
+                    "movableink": base.movableink.model_copy(update=movableink),
+                    "remerge": base.remerge.model_copy(update=remerge),
+                }
             )
             destinations = build_destinations(settings)
             daemon = Daemon(settings, destinations, Metrics(registry=CollectorRegistry()))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import socket
 import threading
 from pathlib import Path
@@ -63,8 +62,8 @@ async def test_daemon_metrics_and_probes_move_with_the_stream(
     messages, expected = make_events(1200, seed=21)
     ends = await produce_bulk(broker.bootstrap_servers, messages)
     port = free_port()
-    settings = dataclasses.replace(
-        in_process_settings(daemon_env(broker, sim, registry_url, tmp_path)), metrics_port=port
+    settings = in_process_settings(daemon_env(broker, sim, registry_url, tmp_path)).model_copy(
+        update={"metrics_port": port}
     )
     metrics = Metrics(CollectorRegistry())
     sink = AmplitudeSink(settings.amplitude)
@@ -113,7 +112,7 @@ async def test_replay_metrics_move_while_it_runs(sim: AmplitudeSimulator, tmp_pa
         "CURRENTS_CONCURRENCY": "1",
         "CURRENTS_BATCH_AGE": "0.05s",
     }
-    settings = dataclasses.replace(in_process_settings(env), metrics_port=port)
+    settings = in_process_settings(env).model_copy(update={"metrics_port": port})
     metrics = Metrics(CollectorRegistry())
     sim.faults.delay_s = 0.05  # slow Amplitude a little so the run can be observed mid-way
     sink = AmplitudeSink(settings.amplitude)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from typing import Any
 
@@ -240,7 +239,7 @@ def test_keys_and_encode() -> None:
 
 @pytest.mark.parametrize("event_type", [CUSTOM, PURCHASE])
 def test_generated_records(event_type: str) -> None:
-    mapper = MovableInkMapper(dataclasses.replace(settings(), identify=False))
+    mapper = MovableInkMapper(settings().model_copy(update={"identify": False}))
     sent = 0
     for rec in Synth(seed=7, anonymous_share=0.2).records(event_type, 400):
         result = mapper.map(event_type, rec)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -181,7 +180,7 @@ def test_encode_is_the_query_string_without_the_key() -> None:
 
 
 def test_a_malformed_app_id_pair_is_refused() -> None:
-    bad = dataclasses.replace(settings(), app_ids=("no-equals-sign",))
+    bad = settings().model_copy(update={"app_ids": ("no-equals-sign",)})
     with pytest.raises(SettingsError, match="--remerge-app-id"):
         RemergeMapper(bad)
 

@@ -1,0 +1,174 @@
+"""The vocabulary every section declares its options with: value types, parsers, secrets, metadata.
+
+An option is one field of a frozen section model, declared with :func:`option`: its type (one of the
+aliases here, a ``Literal`` of choices, or :class:`Secret`), default, bounds (``ge``/``gt``/``le``),
+flag, environment variable, help and group. Everything else (the argparse flags, the environment
+names, the TOML keys, ``config`` output, the generated docs) is derived from that declaration.
+
+The aliases accept two shapes of input: text (a flag or an environment variable), parsed by the
+option's parser, and typed TOML values, checked against the option's type. A wrong value raises
+``ValueError`` with a message meant for a user; a secret's message never contains the value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, SecretStr
+
+from consumer.instants import canonical_instant
+
+
+class SettingsError(ValueError):
+    """An option has a value that cannot be used; the message names the option and its source."""
+
+
+class OptionError(ValueError):
+    """Raised by a section's cross-field check: ``field`` (of that section) is the option to blame."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class Secret(SecretStr):
+    """A secret string: ``str()``/``repr()`` mask it; only :meth:`reveal` gives the value."""
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that must send it."""
+        return self.get_secret_value()
+
+    def _display(self) -> str:
+        return "***" if self.get_secret_value() else ""
+
+    def __repr__(self) -> str:
+        return f"Secret('{self._display()}')"
+
+    __str__ = __repr__
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``30m``, ``48h``, ``2d``, ``500ms`` or plain seconds -> seconds."""
+    m = _DURATION.match(str(text))
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 30m, 48h)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_bool(text: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off``, any case."""
+    lowered = str(text).strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def parse_list(text: str) -> tuple[str, ...]:
+    """A comma-separated list; blanks around and between items are dropped."""
+    return tuple(part.strip() for part in str(text).split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Coerce:
+    """A field's before-validator: text goes through ``parse``; a typed value must be ``kind``."""
+
+    parse: Callable[[str], Any]
+    kind: type
+    secret: bool = False
+
+    def __call__(self, raw: Any) -> Any:
+        if self.kind is tuple and isinstance(raw, list | tuple):
+            # repeated flags and TOML arrays: every item may itself be a comma-separated list
+            return tuple(item for part in raw for item in parse_list(str(part)))
+        if isinstance(raw, SecretStr) and self.secret:
+            return raw
+        if isinstance(raw, str):
+            if self.secret:
+                return raw
+            return self.parse(raw)
+        return self._typed(raw)
+
+    def _typed(self, raw: Any) -> Any:
+        """A non-string value (from the config file, or given in code), checked against the type."""
+        if self.kind is bool:
+            if isinstance(raw, bool):
+                return raw
+        elif isinstance(raw, bool):
+            pass  # a TOML boolean is never a number or a string here
+        elif self.kind is float:
+            if isinstance(raw, int | float):
+                return float(raw)
+        elif self.kind is int and isinstance(raw, int):
+            return raw
+        if self.secret:
+            raise ValueError("expected a string")  # never echo a secret
+        expected = {bool: "true or false", int: "an integer", float: "a number", tuple: "a list"}
+        raise ValueError(f"expected {expected.get(self.kind, 'a string')}, got {raw!r}")
+
+
+def _coerced(parse: Callable[[str], Any], kind: type, secret: bool = False) -> BeforeValidator:
+    return BeforeValidator(Coerce(parse, kind, secret))
+
+
+AS_TEXT = _coerced(str, str)
+"""The before-validator of text options, for ``Annotated[Literal[...], AS_TEXT]`` choices."""
+Text = Annotated[str, AS_TEXT]
+Int = Annotated[int, _coerced(int, int)]
+Float = Annotated[float, _coerced(float, float)]
+Duration = Annotated[float, _coerced(parse_duration, float)]
+Bool = Annotated[bool, _coerced(parse_bool, bool)]
+Words = Annotated[tuple[str, ...], _coerced(parse_list, tuple)]
+Instant = Annotated[str, _coerced(canonical_instant, str)]
+SecretText = Annotated[Secret, _coerced(str, str, secret=True)]
+"""A secret option; its default is given as ``""`` and becomes an empty :class:`Secret`."""
+
+
+class Section(BaseModel):
+    """A frozen group of options handed to one component; unknown fields are refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+def option(
+    default: Any,
+    flag: str,
+    env: str,
+    help: str,
+    *,
+    group: str,
+    switch: bool = False,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+) -> Any:
+    """Declare one option: its default and bounds, and where it can come from (flag, environment;
+    the TOML key is the field's path). ``switch`` makes the flag take no value (``--event-time``)."""
+    meta: dict[str, JsonValue] = {"flag": flag, "env": env, "group": group, "switch": switch}
+    return Field(default, description=help, ge=ge, gt=gt, le=le, json_schema_extra=meta)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting as the loader, the ``config`` command and the docs see it (derived, never declared)."""
+
+    key: str  # dotted TOML key, e.g. "amplitude.api_key"; also the Settings attribute path
+    flag: str
+    env: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+    secret: bool = False
+    choices: tuple[str, ...] = ()
+    repeatable: bool = False
+    group: str = "delivery"
+    switch: bool = False  # a flag without a value; environment and file say true/false
+    bounds: str = ""  # e.g. "at least 1", for out-of-range messages

@@ -1,0 +1,170 @@
+"""The one :class:`Settings` object, and :data:`OPTIONS`: every option, derived from the sections.
+
+:data:`OPTIONS` is read off the section models (in declaration order), never written by hand: the
+flag, environment variable and help come from each field's :func:`~consumer.settings.fields.option`,
+the TOML key from the field's path, the choices from its ``Literal`` type, the bounds from its
+``Field`` constraints.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Iterator, Mapping
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge, Gt, Le
+from pydantic import AfterValidator, Field
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from consumer.settings.delivery import AmplitudeSettings, LimitSettings
+from consumer.settings.fields import AS_TEXT, Coerce, Int, Option, Secret, Section, Text, Words, option
+from consumer.settings.mapping import MappingConfig
+from consumer.settings.partners import DESTINATIONS, MovableInkSettings, RemergeSettings
+from consumer.settings.sources import InputSettings, KafkaSettings
+
+
+def _known_destinations(chosen: tuple[str, ...]) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(chosen))  # in order, once each
+    unknown = [d for d in chosen if d not in DESTINATIONS]
+    if unknown or not chosen:
+        raise ValueError(f"{', '.join(unknown) or 'none given'}; choose among {', '.join(DESTINATIONS)}")
+    return chosen
+
+
+class Settings(BaseSettings):
+    """Everything a command needs, resolved once and frozen. ``sources`` says where each value came from.
+
+    Built by :func:`consumer.settings.load` from flags, environment and file; built directly
+    (``Settings(...)``) it takes only the given values and defaults: it never reads ``os.environ``.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    amplitude: AmplitudeSettings = Field(default_factory=AmplitudeSettings)
+    destinations: Annotated[Words, AfterValidator(_known_destinations)] = option(
+        ("amplitude",),
+        "--destination",
+        "CURRENTS_DESTINATIONS",
+        "destinations every event goes to (repeatable; amplitude, movableink, remerge)",
+        group="delivery",
+    )
+    movableink: MovableInkSettings = Field(default_factory=MovableInkSettings)
+    remerge: RemergeSettings = Field(default_factory=RemergeSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    dead_letter: Text = option(
+        "dead-letter",
+        "--dead-letter",
+        "CURRENTS_DEAD_LETTER",
+        "dead-letter directory (JSON lines)",
+        group="io",
+    )
+    state_dir: Text = option(
+        ".currents-state", "--state-dir", "CURRENTS_STATE_DIR", "replay resume state directory", group="io"
+    )
+    input: InputSettings = Field(default_factory=InputSettings)
+    mapping: MappingConfig = Field(default_factory=MappingConfig)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    metrics_port: Int = option(
+        0,
+        "--metrics-port",
+        "CURRENTS_METRICS_PORT",
+        "port for /metrics, /livez, /readyz (0 = off)",
+        group="obs",
+        ge=0,
+        le=65535,
+    )
+    log_format: Annotated[Literal["auto", "json", "text"], AS_TEXT] = option(
+        "auto",
+        "--log-format",
+        "CURRENTS_LOG_FORMAT",
+        "log lines: json, text, or auto (text on a tty)",
+        group="obs",
+    )
+    log_level: Text = option("INFO", "--log-level", "CURRENTS_LOG_LEVEL", "log level", group="obs")
+    sources: Mapping[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the given values: the environment is read by :func:`~consumer.settings.load`, with its
+        own names per option and provenance, never implicitly."""
+        return (init_settings,)
+
+    def describe(self) -> dict[str, Any]:
+        """Effective configuration with secrets masked, for ``currents-consumer config``."""
+        out: dict[str, Any] = {}
+        for opt in OPTIONS:
+            value = self.value_of(opt.key)
+            if isinstance(value, Secret):
+                value = "***" if value else ""
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[opt.key] = {"value": value, "source": self.sources.get(opt.key, "default")}
+        out["mapping.names"] = {
+            "value": dict(self.mapping.names),
+            "source": "file" if self.mapping.names else "default",
+        }
+        return out
+
+    def value_of(self, key: str) -> Any:
+        """The value of the option at dotted ``key`` (e.g. ``"amplitude.region"``)."""
+        obj: Any = self
+        for part in key.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+
+def _bounds(info: FieldInfo) -> str:
+    ge: Any = next((m.ge for m in info.metadata if isinstance(m, Ge)), None)
+    gt: Any = next((m.gt for m in info.metadata if isinstance(m, Gt)), None)
+    le: Any = next((m.le for m in info.metadata if isinstance(m, Le)), None)
+    if ge is not None and le is not None:
+        return f"{ge} to {le}"
+    if gt is not None:
+        return f"more than {gt}"
+    if ge is not None:
+        return f"at least {ge}" if ge > 0 else f"{ge} or more"
+    return ""
+
+
+def _option_of(key: str, info: FieldInfo) -> Option:
+    meta = info.json_schema_extra
+    assert isinstance(meta, dict)
+    coerce = next(m.func for m in info.metadata if isinstance(getattr(m, "func", None), Coerce))
+    assert isinstance(coerce, Coerce)
+    literal = typing.get_origin(info.annotation) is Literal
+    return Option(
+        key=key,
+        flag=str(meta["flag"]),
+        env=str(meta["env"]),
+        default="" if coerce.secret else info.default,
+        help=info.description or "",
+        parse=coerce.parse,
+        secret=coerce.secret,
+        choices=tuple(typing.get_args(info.annotation)) if literal else (),
+        repeatable=coerce.kind is tuple,
+        group=str(meta["group"]),
+        switch=bool(meta["switch"]),
+        bounds=_bounds(info),
+    )
+
+
+def _walk(model: type[BaseSettings] | type[Section], prefix: str = "") -> Iterator[Option]:
+    for name, info in model.model_fields.items():
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, Section):
+            yield from _walk(kind, f"{prefix}{name}.")
+        elif isinstance(info.json_schema_extra, dict) and "flag" in info.json_schema_extra:
+            yield _option_of(prefix + name, info)
+
+
+OPTIONS: tuple[Option, ...] = tuple(_walk(Settings))
+"""Every option, in the order of the sections: what flags, environment, file, docs and ``config`` use."""
+OPTION_BY_KEY = {o.key: o for o in OPTIONS}

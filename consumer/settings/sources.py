@@ -1,0 +1,148 @@
+"""The sections of what events are read from: the Kafka daemon's source, and replay/convert's input."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Annotated, Literal
+
+from pydantic import model_validator
+
+from consumer.settings.fields import (
+    AS_TEXT,
+    Bool,
+    Duration,
+    Instant,
+    Int,
+    OptionError,
+    SecretText,
+    Section,
+    Text,
+    Words,
+)
+from consumer.settings.fields import option as _option
+from consumer.settings.partners import pairs
+
+_kafka = partial(_option, group="kafka")
+_input = partial(_option, group="input")
+
+
+class KafkaSettings(Section):
+    """The Kafka source of the ``run`` daemon."""
+
+    bootstrap_servers: Text = _kafka(
+        "localhost:9092",
+        "--bootstrap-servers",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "Kafka bootstrap servers (host:port, comma-separated)",
+    )
+    topics: Words = _kafka(
+        (), "--topic", "KAFKA_TOPICS", "topics to consume (repeatable; env comma-separated)"
+    )
+    topic_pattern: Text = _kafka(
+        "", "--topic-pattern", "KAFKA_TOPIC_PATTERN", "regex of topics to consume (instead of --topic)"
+    )
+    group_id: Text = _kafka("currents-consumer", "--group-id", "KAFKA_GROUP_ID", "consumer group")
+    client_id: Text = _kafka("currents-consumer", "--client-id", "KAFKA_CLIENT_ID", "Kafka client id")
+    security_protocol: Annotated[Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"], AS_TEXT] = _kafka(
+        "PLAINTEXT", "--security-protocol", "KAFKA_SECURITY_PROTOCOL", "Kafka security protocol"
+    )
+    sasl_mechanism: Annotated[Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], AS_TEXT] = _kafka(
+        "PLAIN", "--sasl-mechanism", "KAFKA_SASL_MECHANISM", "SASL mechanism"
+    )
+    sasl_username: Text = _kafka("", "--sasl-username", "KAFKA_SASL_USERNAME", "SASL user name")
+    sasl_password: SecretText = _kafka("", "--sasl-password", "KAFKA_SASL_PASSWORD", "SASL password")
+    ssl_cafile: Text = _kafka("", "--ssl-cafile", "KAFKA_SSL_CAFILE", "CA bundle for TLS")
+    ssl_certfile: Text = _kafka("", "--ssl-certfile", "KAFKA_SSL_CERTFILE", "client certificate (mTLS)")
+    ssl_keyfile: Text = _kafka("", "--ssl-keyfile", "KAFKA_SSL_KEYFILE", "client key (mTLS)")
+    schema_registry_url: Text = _kafka(
+        "", "--schema-registry-url", "SCHEMA_REGISTRY_URL", "Confluent Schema Registry for wire-format values"
+    )
+    schema_registry_username: Text = _kafka(
+        "", "--schema-registry-username", "SCHEMA_REGISTRY_USERNAME", "Schema Registry basic-auth user"
+    )
+    schema_registry_password: SecretText = _kafka(
+        "", "--schema-registry-password", "SCHEMA_REGISTRY_PASSWORD", "Schema Registry basic-auth password"
+    )
+    topic_event_types: Words = _kafka(
+        (),
+        "--topic-event-type",
+        "KAFKA_TOPIC_EVENT_TYPES",
+        "TOPIC=EVENT_TYPE: values on TOPIC are plain Avro of that type (repeatable)",
+    )
+    commit_interval: Duration = _kafka(
+        5.0, "--commit-interval", "CURRENTS_COMMIT_INTERVAL", "how often done offsets are committed"
+    )
+    shutdown_grace: Duration = _kafka(
+        30.0,
+        "--shutdown-grace",
+        "CURRENTS_SHUTDOWN_GRACE",
+        "on SIGTERM, time to finish events in flight before committing and exiting",
+    )
+    revoke_timeout: Duration = _kafka(
+        10.0,
+        "--revoke-timeout",
+        "CURRENTS_REVOKE_TIMEOUT",
+        "on a rebalance, time to finish revoked partitions' events before committing them",
+    )
+    session_timeout: Duration = _kafka(
+        10.0, "--session-timeout", "KAFKA_SESSION_TIMEOUT", "consumer group session timeout"
+    )
+    auto_offset_reset: Annotated[Literal["earliest", "latest"], AS_TEXT] = _kafka(
+        "earliest", "--auto-offset-reset", "KAFKA_AUTO_OFFSET_RESET", "where a new group starts"
+    )
+
+    def event_type_for_topic(self) -> dict[str, str]:
+        """``TOPIC=EVENT_TYPE`` pairs as a dict; raises ``SettingsError`` on a malformed pair."""
+        return pairs(self.topic_event_types, "--topic-event-type", "TOPIC=EVENT_TYPE")
+
+
+class InputSettings(Section):
+    """What replay and convert read: event types, a time window, how many files at once."""
+
+    event_types: Words = _input(
+        (),
+        "--event-type",
+        "CURRENTS_EVENT_TYPES",
+        "only these event types (glob on the event_type= partition and on each file's type, repeatable)",
+    )
+    since: Instant = _input(
+        "",
+        "--since",
+        "CURRENTS_SINCE",
+        "only events queued from this UTC time on (date= partitions; 2024-05-01-13, 2024-05-01, ISO 8601)",
+    )
+    until: Instant = _input(
+        "",
+        "--until",
+        "CURRENTS_UNTIL",
+        "only events queued before this UTC time (exclusive; same forms as --since)",
+    )
+    event_time: Bool = _input(
+        False,
+        "--event-time",
+        "CURRENTS_EVENT_TIME",
+        "apply --since/--until to each event's time field instead of the hour it was queued (a switch)",
+        switch=True,
+    )
+    files_in_flight: Int = _input(
+        4,
+        "--files-in-flight",
+        "CURRENTS_FILES_IN_FLIGHT",
+        "files (objects) fetched and decoded at once, ahead of the one being delivered",
+        ge=1,
+    )
+    workers: Int = _option(
+        2,
+        "--workers",
+        "CURRENTS_WORKERS",
+        "processes that decode and map records (files for replay, message batches for run) while the main "
+        "process delivers; 0 decodes in the main process",
+        group="workers",
+        ge=0,
+    )
+
+    @model_validator(mode="after")
+    def _window_is_not_empty(self) -> InputSettings:
+        if self.since and self.until and self.since >= self.until:
+            raise OptionError("until", f"{self.until!r} is out of range (after --since)")
+        return self
