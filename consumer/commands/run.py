@@ -381,16 +381,17 @@ class Daemon:
                     type(exc).__name__,
                     wait,
                 )
-            # A consumer whose start failed is not reused: close it and build a fresh one.
+            # A consumer whose start failed is not reused: close it, and build a fresh one only to
+            # retry: one built while the stop came would be left unclosed (a ResourceWarning at exit).
             with contextlib.suppress(Exception):
                 await self.consumer.stop()
-            self.consumer = self._factory(self.kafka)
             if self.health is not None:
                 self.health.beat()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), wait)
             if self._stopping.is_set():
                 return False
+            self.consumer = self._factory(self.kafka)
             wait = min(30.0, wait * 2)
 
     async def _report(self) -> None:
