@@ -31,6 +31,9 @@ async def start(args: list[str], env: dict[str, str], cwd: Path) -> Command:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AMPLITUDE_", "CURRENTS_"))}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
+        # A file, socket or client left to the garbage collector is then a Traceback on stderr.
+        "-W",
+        "error::ResourceWarning",
         "-m",
         "consumer",
         *args,

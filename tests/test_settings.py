@@ -213,9 +213,9 @@ def test_every_option_has_a_distinct_flag_and_env() -> None:
 def test_settings_are_frozen() -> None:
     s = load(parse(), {})
     with pytest.raises(ValidationError, match="frozen"):
-        s.limits.max_pending = 1  # type: ignore[misc]
+        s.limits.max_pending = 1
     with pytest.raises(ValidationError, match="frozen"):
-        s.metrics_port = 1  # type: ignore[misc]
+        s.metrics_port = 1
     assert s.limits.max_pending == 50_000 and s.metrics_port == 0
 
 

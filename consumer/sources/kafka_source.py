@@ -80,15 +80,16 @@ class KafkaSource:
                     type(exc).__name__,
                     wait,
                 )
-            # A consumer whose start failed is not reused: close it and build a fresh one.
+            # A consumer whose start failed is not reused: close it, and build a fresh one only to
+            # retry: one built while the stop came would be left unclosed (a ResourceWarning at exit).
             with contextlib.suppress(Exception):
                 await self.consumer.stop()
-            self.consumer = self._factory(self.settings)
             beat()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), wait)
             if stopping.is_set():
                 return False
+            self.consumer = self._factory(self.settings)
             wait = min(30.0, wait * 2)
 
     async def fetch(self, timeout_ms: int, max_records: int) -> dict[Stream, list[Any]]:

@@ -31,7 +31,7 @@ def test_tune_gc_collects_less_often_and_freezes_startup_objects() -> None:
 
 
 ARENAS_CHILD = """
-import ctypes, json, os, re, sys, tempfile, threading
+import ctypes, json, os, pathlib, re, sys, tempfile, threading
 from consumer.ops.process import limit_malloc_arenas
 applied = limit_malloc_arenas() if sys.argv[1] == "limit" else False
 libc = ctypes.CDLL(None)
@@ -51,7 +51,7 @@ path = tempfile.mktemp()
 f = libc.fopen(path.encode(), b"w")
 libc.malloc_info(0, f)
 libc.fclose(f)
-heaps = len(re.findall(r'<heap nr="', open(path).read()))
+heaps = len(re.findall(r'<heap nr="', pathlib.Path(path).read_text()))
 os.unlink(path)
 print(json.dumps([applied, heaps]))
 """

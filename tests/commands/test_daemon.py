@@ -51,9 +51,12 @@ def _no_daemon_outlives_its_test() -> Iterator[None]:
 async def start_daemon_process(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
     fh = open(log, "ab")  # noqa: SIM115, ASYNC230 - handed to the child process
     try:
+        # ResourceWarnings as errors: a Kafka consumer or socket left to the garbage collector then
+        # leaves a Traceback in the log instead of a warning nobody reads.
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "consumer", "run", env={**os.environ, **env}, stdout=fh, stderr=fh
-        )
+            sys.executable, "-W", "error::ResourceWarning", "-m", "consumer", "run",
+            env={**os.environ, **env}, stdout=fh, stderr=fh,
+        )  # fmt: skip
     finally:
         fh.close()
     _started.append(proc)

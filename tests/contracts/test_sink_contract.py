@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import gzip
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,8 +102,8 @@ SINKS = [
 ]
 
 
-def _answer(status: int, body: dict[str, Any] | None = None, **headers: str) -> Handler:
-    return lambda request: httpx.Response(status, json=body or {}, headers=headers)
+def _answer(status: int, body: Mapping[str, Any] | None = None, headers: dict[str, str] | None = None) -> Handler:
+    return lambda request: httpx.Response(status, json=dict(body or {}), headers=headers or {})
 
 
 def _raise(error: type[httpx.TransportError]) -> Handler:
@@ -135,12 +135,12 @@ ANSWERS: dict[str, Callable[[SinkCase], Handler]] = {
         _answer(
             429,
             {"throttled_devices": {"device-0": 31}, "throttled_events": [0], "eps_threshold": 30},
-            **{"Retry-After": "7"},
+            headers={"Retry-After": "7"},
         )
     ),
     "500": _fixed(_answer(500)),
     "502": _fixed(_answer(502)),
-    "503": _fixed(_answer(503, **{"Retry-After": "2.5"})),
+    "503": _fixed(_answer(503, headers={"Retry-After": "2.5"})),
     "504": _fixed(_answer(504)),
     "timeout": _fixed(_raise(httpx.ReadTimeout)),
     "connection-error": _fixed(_raise(httpx.ConnectError)),

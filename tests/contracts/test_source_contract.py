@@ -13,7 +13,7 @@ as the commands do:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +71,7 @@ class _Owned:
         self.owned -= partitions
 
 
-async def _kafka(tmp_path: Path, broker: EmbeddedBroker) -> AsyncIterator[tuple[Settings, Opened]]:
+async def _kafka(tmp_path: Path, broker: EmbeddedBroker) -> AsyncGenerator[tuple[Settings, Opened], None]:
     await broker.create_topic("contract", 1)
     await produce(broker.bootstrap_servers, "contract", [b"m%d" % i for i in range(N)], partition=0)
     settings = _settings(
@@ -104,7 +104,7 @@ async def _kafka(tmp_path: Path, broker: EmbeddedBroker) -> AsyncIterator[tuple[
         await source.close()
 
 
-async def _files(tmp_path: Path, broker: EmbeddedBroker) -> AsyncIterator[tuple[Settings, Opened]]:
+async def _files(tmp_path: Path, broker: EmbeddedBroker) -> AsyncGenerator[tuple[Settings, Opened], None]:
     records = [record for _, record in Synth(5, devices=10).mixed(N, event_types=[CUSTOM])]
     write_container(tmp_path / "in" / f"event_type={CUSTOM}" / "part-0.avro", CUSTOM, records)
     settings = _settings(tmp_path)

@@ -31,7 +31,8 @@ def test_each_file_loads_and_is_named_by_its_full_name(path: Path) -> None:
     full = f"{raw['namespace']}.{raw['name']}"
     assert full.startswith(FULLNAME_PREFIX)
     assert path.name == f"{full}.avsc"  # what fastavro.schema.load_schema resolves by name
-    assert fastavro.schema.load_schema(str(path))["name"] == full
+    loaded = fastavro.schema.load_schema(str(path))
+    assert isinstance(loaded, dict) and loaded["name"] == full
     names = [f["name"] for f in raw["fields"]]
     assert len(names) == len(set(names))
     for field in raw["fields"]:

@@ -26,7 +26,7 @@ from amplitude_harness import (
 )
 from currents_devkit.simulator.server import AmplitudeSimulator
 
-from consumer.events import json_payload
+from consumer.events import Pending, json_payload
 
 
 async def deliver(e: Engine, events: list[dict[str, Any]], within: float = 30.0) -> None:
@@ -209,7 +209,7 @@ async def test_batch_bytes_bounds_the_whole_request_body(tmp_path: Path) -> None
             assert 413 not in sim.stats.requests_by_status
 
 
-INVALID = {
+INVALID: dict[int, tuple[dict[str, Any], str]] = {
     3: ({"time": "yesterday"}, "invalid_field:time"),
     5: ({"event_type": None}, "missing_field:event_type"),
     7: ({"device_id": "undefined"}, "invalid_field:device_id"),  # a placeholder Amplitude refuses
@@ -276,10 +276,10 @@ async def test_submit_blocks_while_full_and_everything_flows_once_amplitude_is_b
         sim.faults.down()
         peak = 0
 
-        def observe(*args: Any) -> None:
+        def observe(items: list[Pending], outcome: str, reason: str) -> None:
             nonlocal peak
             peak = max(peak, e.engine.pending)
-            Engine.on_done(e, *args)
+            Engine.on_done(e, items, outcome, reason)
 
         e.on_done = observe  # type: ignore[method-assign]
         submitted = 0

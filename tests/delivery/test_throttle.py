@@ -237,7 +237,7 @@ def test_a_key_amplitude_throttled_is_slowed_below_its_threshold_for_a_while() -
     assert limiter.rate_of("d:cold", now) == 100.0
     # After the penalty, admissions of the hot key are paced at 27/s: 28 events need just over a second.
     t = now + 30.0
-    admitted = []
+    admitted: list[float] = []
     while len(admitted) < 28:
         wait = limiter.take(("d:hot",), t)
         if wait == 0.0:

@@ -72,9 +72,14 @@ async def test_daemon_metrics_and_probes_move_with_the_stream(
         daemon.health = health
         assert await probe(port, "/readyz") == 503  # not assigned yet
         assert await probe(port, "/livez") == 200
+
+        async def ready() -> bool:
+            # The status itself, not its truth: 503 is a true int, so it would pass at once.
+            return await probe(port, "/readyz") == 200
+
         task = asyncio.create_task(daemon.run())
         try:
-            await eventually(lambda: probe(port, "/readyz"), within=30, message="ready once assigned")
+            await eventually(ready, within=30, message="ready once assigned")
             await eventually(lambda: delivered_ids(sim) >= expected, within=60, message="all delivered")
             await eventually(
                 lambda: all(daemon.committed.get(tp, 0) >= end for tp, end in ends.items()),

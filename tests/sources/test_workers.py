@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +136,7 @@ def test_stopping_early_gives_the_same_worker_back(tmp_path: Path) -> None:
     with pool_of(1) as pool:
         (worker,) = pool._all
         chunks = pool.read(pool.ticket(), target, 0, ReadProgress(), threading.Event())
+        assert isinstance(chunks, Generator)  # closeable, as read() promises
         next(chunks)
         chunks.close()  # what closing an object's reader does
         assert read_all(pool, pool.ticket(), other) == in_process(other.url)

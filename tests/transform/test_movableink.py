@@ -99,7 +99,8 @@ def test_identify_memory_is_a_bounded_lru() -> None:
     def identified(user: str) -> bool:
         result = mapper.map(CUSTOM, custom(external_user_id=user))
         assert isinstance(result, list)
-        return result[0]["type"] == "identify"
+        kind: str = result[0]["type"]
+        return kind == "identify"
 
     assert [identified(u) for u in ("a1", "b1", "a1", "c1")] == [True, True, False, True]
     # "a1" was used after "b1", so "b1" was the one forgotten when "c1" came.

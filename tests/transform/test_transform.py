@@ -15,10 +15,10 @@ from currents_devkit.synth import Synth
 
 from consumer.decode.schemas import event_types, raw_schemas
 from consumer.settings import MappingConfig
-from consumer.transform.amplitude import FLOAT32_FIELDS, Transformer
+from consumer.transform.amplitude import Transformer
 from consumer.transform.amplitude_tables import BRAZE_TYPES, amplitude_name, derived_name
 from consumer.transform.base import Skip
-from consumer.transform.fields import PLACEHOLDER_IDS, f32
+from consumer.transform.fields import FLOAT32_FIELDS, PLACEHOLDER_IDS, f32
 
 SPEC = Path(__file__).resolve().parents[3] / "shared" / "reference" / "amplitude-export.md"
 
@@ -60,9 +60,10 @@ def test_mapped_type_fields(event_type: str) -> None:
     sent = 0
     for record in synth.records(event_type, 300):
         result = transformer.transform(event_type, record)
-        external, device = record.get("external_user_id"), record.get("device_id")
-        ok_external = bool(external) and external.strip().lower() not in PLACEHOLDER_IDS
-        ok_device = bool(device) and device.strip().lower() not in PLACEHOLDER_IDS
+        external: str | None = record.get("external_user_id")
+        device: str | None = record.get("device_id")
+        ok_external = bool(external and external.strip().lower() not in PLACEHOLDER_IDS)
+        ok_device = bool(device and device.strip().lower() not in PLACEHOLDER_IDS)
         if not ok_external and not ok_device:
             assert isinstance(result, Skip)
             assert result.reason == ("invalid_identity" if (external or device) else "no_identity")
