@@ -85,11 +85,14 @@ def use_code(out: Path, rev: str) -> dict[str, Any]:
             dest.mkdir(parents=True, exist_ok=True)
             archive = subprocess.run(["git", "archive", sha], cwd=REPO, capture_output=True, check=True)
             subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(dest), os.environ.get("PYTHONPATH")]))
-        sys.path.insert(0, str(dest))
+        # The revision's dev kit (devkit/, where it has one) comes with it: simulator and data generator
+        # must match the product they serve.
+        paths = [str(dest)] + ([str(dest / "devkit")] if (dest / "devkit").is_dir() else [])
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [*paths, os.environ.get("PYTHONPATH")]))
+        sys.path[:0] = paths
         info |= {"rev": rev, "sha": sha, "path": str(dest)}
     else:
-        dirty = [line[3:] for line in _git("status", "--porcelain", "consumer").splitlines()]
+        dirty = [line[3:] for line in _git("status", "--porcelain", "consumer", "devkit").splitlines()]
         info |= {"rev": "working tree", "sha": head, "dirty": dirty, "path": str(REPO)}
     subprocess.run(
         [sys.executable, "-m", "compileall", "-q", str(Path(info["path"]) / "consumer")], check=True
