@@ -1,7 +1,8 @@
 """Golden output of the Amplitude mapping: every byte of every converted event is pinned.
 
 A large, varied synthetic data set (several :class:`~currents_devkit.synth.Synth` seeds, every shipped
-event type drawn uniformly, plus deterministic edge-case perturbations the generator never makes:
+event type drawn uniformly, extra purchases, locations and custom events, plus deterministic
+edge-case perturbations the generator never makes:
 float and ``time_ms`` times, missing ids, placeholder identities, broken ``properties`` JSON, purchase
 quantities, advertising ids) is converted under several :class:`MappingConfig` variants. Each variant's
 output (one orjson line per record; a skip is ``{"skip": reason}``) is hashed with sha256 and compared,
@@ -68,65 +69,58 @@ VARIANTS: dict[str, MappingConfig] = {
 
 # name -> (records converted, events sent, sha256 of the output lines), from the original implementation.
 EXPECTED: dict[str, tuple[int, int, str]] = {
-    "default": (15001, 5317, "a53f4fde39bc75a746e3f83d0044a22ddc4a9f5e22570970113c1cc99e0686ae"),
-    "properties_all": (15001, 5317, "70cb22300c86ef21567422c61fe878125e4a5997e11cf8d709a96cc91ddd898f"),
+    "default": (18601, 8380, "d2df2662c21cefd2c57474ab8734510db7751126d74224b9dc76fdde339caca3"),
+    "properties_all": (18601, 8380, "585d109f08b25eab2059dbb109a115db2728ae1c7dfc878a6f308c28259c2473"),
     "enabled_disabled_globs": (
-        15001,
-        8850,
-        "86318f56185e1c6fee85d0a640b70651473f4a1e2f9710bca89ae1dbd0bde838",
+        18601,
+        11901,
+        "fc94f728338cf86eb2d2780c2c7c15724351b3095a4390ec7d9d4ee99ba727da",
     ),
-    "enabled_everything": (15001, 12540, "1327f90b398bffb1f1538163b1d86d3c4747c60fdfa84212aa727334a9dc935a"),
-    "names": (15001, 6453, "a5d85a0f360e7360386046f8714801d36811d810fc0c27060e415afbb6f3c9e3"),
-    "empty_prefixes": (15001, 5317, "14063cc95eabcbe375b9e3293a4b85d1f769a5d772ec73aa3961ad96d1f4a396"),
-    "device_fields_nested": (15001, 5317, "4088d086ab5d2a86979efcbd46c9ca7fbc5fcb55ab77eadaa1dfde19ace61f4f"),
-    "ad_ids_nested": (15001, 5317, "17d7a981bfd40eead705780ae81039510d3c74acf5f4fed0641c06493b6fed8f"),
+    "enabled_everything": (18601, 15606, "d1f076098cea95666a3494b8f8942eaedd4454ec1fb8f20c6f906a4224157ba6"),
+    "names": (18601, 9510, "b8b5d456b98e1edfde3660cb748c050f07c231d0077b677d9c268d2fef9ac1fa"),
+    "empty_prefixes": (18601, 8380, "393915e657c9f94ea216c3566ef41d0949d30ea27ffdeecbda50d74d5f2b9a76"),
+    "device_fields_nested": (18601, 8380, "50b26768814366c8d63b4ee76c138dc577c1824b619278878805971f249dd110"),
+    "ad_ids_nested": (18601, 8380, "b13d7e938af3618ad0e00ff2cd4db8242c79fe09ffa9c1d6f64cb68dd28518b5"),
     "all_everything_flat_off": (
-        15001,
-        13083,
-        "8903892804359ce707873454c67f47da1553314b0b686cce8ef18ecde5d45e09",
+        18601,
+        16142,
+        "a39ec34220065570ec192ad5afe59298d05a4b020739ee1000026d3db374ac34",
     ),
 }
 
 
+_KINDS = ("users.behaviors.Purchase", "users.behaviors.Location", "users.behaviors.CustomEvent")
+_QUANTITIES = (0, -2, 5, True, 2.0, "3", None)
+
+# Edge cases the generator does not produce: per case, field -> the values drawn from (or how the value
+# is derived from the record). A perturbed record gets one case, chosen at random.
+_EDGE_CASES: tuple[dict[str, Any], ...] = (
+    {"time": lambda r: r.get("time", 0) + 0.75},  # a float time (older schemas, JSON replays)
+    {"time_ms": (1_700_000_000_123, None, "1700000000000", 0)},
+    {"id": ("", None)},
+    {"external_user_id": ("null", " N/A ", "0", "--", "ok-user", "")},
+    {"device_id": ("00000000-0000-0000-0000-000000000000", "undefined", None, "d-1")},
+    {"properties": ("not json", "[1, 2]", "", "{}", '{"a": {"b": [1]}}', "null", 3)},
+    {"properties": tuple(orjson.dumps({"quantity": q, "x": 1}).decode() for q in _QUANTITIES)},
+    {
+        "ad_id": ("AEBE52E7-03EE-455A-B3C4-E57283966239", "0000-0000", "", None),
+        "ad_id_type": ("ios_idfa", "google_adid", "roku_rida", None, ""),
+    },
+    {"price": (None, 0.0, 19.989999771118164, 1e40, float("nan"), 3)},
+    {"latitude": (None, 48.856998443603516, 0.1), "longitude": (None, 2.3519999980926514, -0.1)},
+    {"content_card_id": ("card-1", None)},
+    {"user_id": ("", None, "5f0c2b7e9d1a4c3b2a190000")},
+    {"name": ("", None, "Café Commandé", 7)},
+    {"platform": (None, "ios"), "os_version": (None, "17.1"), "device_model": (None, "iPhone15,2")},
+    {"product_id": (None, "SKU-1", "")},
+    {},  # unchanged
+)
+
+
 def _perturb(rng: random.Random, record: dict[str, Any]) -> None:
-    """One deterministic edge case the generator does not produce, applied in place."""
-    choice = rng.randrange(16)
-    if choice == 0:
-        record["time"] = record.get("time", 0) + 0.75  # a float time (older schemas, JSON replays)
-    elif choice == 1:
-        record["time_ms"] = rng.choice((1_700_000_000_123, None, "1700000000000", 0))
-    elif choice == 2:
-        record["id"] = rng.choice(("", None))
-    elif choice == 3:
-        record["external_user_id"] = rng.choice(("null", " N/A ", "0", "--", "ok-user", ""))
-    elif choice == 4:
-        record["device_id"] = rng.choice(("00000000-0000-0000-0000-000000000000", "undefined", None, "d-1"))
-    elif choice == 5:
-        record["properties"] = rng.choice(("not json", "[1, 2]", "", "{}", '{"a": {"b": [1]}}', "null", 3))
-    elif choice == 6:
-        quantity = rng.choice((0, -2, 5, True, 2.0, "3", None))
-        record["properties"] = orjson.dumps({"quantity": quantity, "x": 1}).decode()
-    elif choice == 7:
-        record["ad_id"] = rng.choice(("AEBE52E7-03EE-455A-B3C4-E57283966239", "0000-0000", "", None))
-        record["ad_id_type"] = rng.choice(("ios_idfa", "google_adid", "roku_rida", None, ""))
-    elif choice == 8:
-        record["price"] = rng.choice((None, 0.0, 19.989999771118164, 1e40, float("nan"), 3))
-    elif choice == 9:
-        record["latitude"] = rng.choice((None, 48.856998443603516, 0.1))
-        record["longitude"] = rng.choice((None, 2.3519999980926514, -0.1))
-    elif choice == 10:
-        record["content_card_id"] = rng.choice(("card-1", None))
-    elif choice == 11:
-        record["user_id"] = rng.choice(("", None, "5f0c2b7e9d1a4c3b2a190000"))
-    elif choice == 12:
-        record["name"] = rng.choice(("", None, "Café Commandé", 7))
-    elif choice == 13:
-        record["platform"] = rng.choice((None, "ios"))
-        record["os_version"] = rng.choice((None, "17.1"))
-        record["device_model"] = rng.choice((None, "iPhone15,2"))
-    elif choice == 14:
-        record["product_id"] = rng.choice((None, "SKU-1", ""))
-    # 15: unchanged
+    """One deterministic edge case from :data:`_EDGE_CASES`, applied in place."""
+    for name, values in _EDGE_CASES[rng.randrange(len(_EDGE_CASES))].items():
+        record[name] = values(record) if callable(values) else rng.choice(values)
 
 
 @cache
@@ -146,6 +140,11 @@ def dataset() -> tuple[tuple[str, dict[str, Any]], ...]:
             if rng.random() < 0.3:
                 _perturb(rng, record)
             records.append((event_type, record))
+        # The kinds with their own parts (revenue, location, custom properties), every edge case.
+        for event_type in _KINDS:
+            for record in synth.records(event_type, 400):
+                _perturb(rng, record)
+                records.append((event_type, record))
     # Types outside every table and glob, so each variant also skips something.
     records.append(("users.nothing.Shipped", dict(records[0][1])))
     return tuple(records)
