@@ -402,7 +402,8 @@ class DeliveryEngine:
         self._handle(batch, attempt, result)
         self._wake.set()
 
-    def _handle(self, batch: list[Pending], attempt: int, result: SendResult) -> None:
+    # Complexity: delivery/ is being rewritten on another branch; split there, not here.
+    def _handle(self, batch: list[Pending], attempt: int, result: SendResult) -> None:  # noqa: C901
         outcome = result.outcome
         now = self.clock()
         if isinstance(outcome, Delivered | Rejected | Throttled):

