@@ -48,64 +48,51 @@ class Transformer:
         self.config = cfg = config or MappingConfig()
         self._valid_id = _IdVerdicts()
         self._plans = Plans(cfg, self._valid_id)
-        self._braze_id_property = cfg.braze_id_property  # read for every event
 
     def transform(self, event_type: str, record: dict[str, Any]) -> AmplitudeEvent | Skip:
-        """The Amplitude event for one Currents record, or why it is skipped."""
+        """The Amplitude event for one Currents record, or why it is skipped.
+
+        A valid ``external_user_id`` becomes ``user_id`` and a valid ``device_id`` stays
+        ``device_id``; an invalid one is kept as a property, and a record with neither valid is
+        skipped. ``time`` is ``time_ms``, else ``time`` in milliseconds; ``insert_id`` is the
+        Currents ``id`` (so a replay is deduplicated by Amplitude). The rest is the type's plan.
+        """
         plan = self._plans[event_type]
-        if plan is None:
-            return UNMAPPED_TYPE
         event_id = record.get("id")
-        if not event_id:
-            return MISSING_ID
+        if plan is None or not event_id:
+            return UNMAPPED_TYPE if plan is None else MISSING_ID
         event: AmplitudeEvent = {}
         props: dict[str, Any] = {}
-        skip = self._identify(record, event, props)
-        if skip is not None:
-            return skip
-        event["event_type"] = plan.name + str(record.get("name") or "") if plan.named else plan.name
-        time_ms = record.get("time_ms")
-        if isinstance(time_ms, int):
-            event["time"] = time_ms
-        else:
-            time_s = record.get("time")
-            # int() only when needed: it is the same value for an int, and a costly call.
-            event["time"] = (time_s if type(time_s) is int else int(time_s or 0)) * 1000
-        event["insert_id"] = event_id
-        plan.properties(record, event, props)
-        braze_id_property = self._braze_id_property
-        if braze_id_property:
-            braze_id = record.get("user_id")
-            if braze_id:
-                props[braze_id_property] = braze_id
-        for step in plan.steps:
-            step(record, event, props)
-        if props:
-            event["event_properties"] = props
-        return event
-
-    def _identify(self, record: dict[str, Any], event: AmplitudeEvent, props: dict[str, Any]) -> Skip | None:
-        """Set ``user_id``/``device_id`` from the valid ids (an invalid one is kept as a property);
-        the skip when neither is valid."""
-        external = record.get("external_user_id")
-        device = record.get("device_id")
-        valid_id = self._valid_id
+        # The identity rules stay inline: as a helper, their call would cost ~2-3 % of the conversion.
+        external, device = record.get("external_user_id"), record.get("device_id")
         identified = False
         if external:
-            if valid_id[external]:
+            if self._valid_id[external]:
                 event["user_id"] = external
                 identified = True
             else:
                 props["external_user_id"] = external
         if device:
-            if valid_id[device]:
+            if self._valid_id[device]:
                 event["device_id"] = device
                 identified = True
             else:
                 props["device_id"] = device
-        if identified:
-            return None
-        return INVALID_IDENTITY if (external or device) else NO_IDENTITY
+        if not identified:
+            return INVALID_IDENTITY if (external or device) else NO_IDENTITY
+        event["event_type"] = plan.name + str(record.get("name") or "") if plan.named else plan.name
+        time_ms = record.get("time_ms")
+        if not isinstance(time_ms, int):
+            time_s = record.get("time")
+            # int() only when needed: it is the same value for an int, and a costly call.
+            time_ms = (time_s if type(time_s) is int else int(time_s or 0)) * 1000
+        event["time"] = time_ms
+        event["insert_id"] = event_id
+        for step in plan.steps:
+            step(record, event, props)
+        if props:
+            event["event_properties"] = props
+        return event
 
 
 class AmplitudeMapper:
