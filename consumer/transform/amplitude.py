@@ -49,6 +49,11 @@ class Transformer:
         self._valid_id = _IdVerdicts()
         self._plans = Plans(cfg, self._valid_id)
 
+    def __reduce__(self) -> tuple[type[Transformer], tuple[MappingConfig]]:
+        """Pickled as its config (mappers go to worker processes): the plans hold closures, and
+        they and the id verdicts are caches that the copy rebuilds."""
+        return (Transformer, (self.config,))
+
     def transform(self, event_type: str, record: dict[str, Any]) -> AmplitudeEvent | Skip:
         """The Amplitude event for one Currents record, or why it is skipped.
 

@@ -17,6 +17,7 @@ prints them) and say why in the commit.
 from __future__ import annotations
 
 import hashlib
+import pickle
 import random
 from dataclasses import replace
 from functools import cache
@@ -150,9 +151,9 @@ def dataset() -> tuple[tuple[str, dict[str, Any]], ...]:
     return tuple(records)
 
 
-def convert(config: MappingConfig) -> tuple[int, int, str]:
+def convert(config: MappingConfig, transformer: Transformer | None = None) -> tuple[int, int, str]:
     """(records converted, events sent, sha256 of one orjson line per record) for ``config``."""
-    transformer = Transformer(config)
+    transformer = transformer or Transformer(config)
     digest = hashlib.sha256()
     count = sent = 0
     for event_type, record in dataset():
@@ -170,6 +171,17 @@ def convert(config: MappingConfig) -> tuple[int, int, str]:
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_output_is_unchanged(variant: str) -> None:
     assert convert(VARIANTS[variant]) == EXPECTED[variant]
+
+
+def test_a_transformer_pickled_after_use_converts_the_same() -> None:
+    """Mappers are pickled into worker processes; a used one (plans and id verdicts cached) too."""
+    config = VARIANTS["all_everything_flat_off"]
+    used = Transformer(config)
+    for event_type, record in dataset()[:2000]:
+        used.transform(event_type, record)
+    copy = pickle.loads(pickle.dumps(used))
+    assert copy.config == config
+    assert convert(config, copy) == EXPECTED["all_everything_flat_off"]
 
 
 def test_variants_differ() -> None:
