@@ -136,16 +136,9 @@ class RetryPolicy:
         if isinstance(outcome, Delivered):
             d.delivered = batch
         elif isinstance(outcome, Rejected):
-            d.dead = [(batch[i], reason, "") for i, reason in sorted(outcome.reasons.items())]
-            rest = [p for i, p in enumerate(batch) if i not in outcome.reasons]
-            if rest:
-                d.resend.append((rest, attempt))
+            _rejected(d, batch, attempt, outcome)
         elif isinstance(outcome, TooLarge):
-            if len(batch) == 1:
-                d.dead.append((batch[0], "payload_too_large", "413 for a single event"))
-            else:
-                half = len(batch) // 2
-                d.resend += [(batch[:half], attempt), (batch[half:], attempt)]
+            _too_large(d, batch, attempt)
         elif isinstance(outcome, Throttled):
             self._throttled(d, batch, outcome, now)
         elif isinstance(outcome, RetryLater):
@@ -183,6 +176,23 @@ class RetryPolicy:
         d.hold_until = now + penalty
         if resend:
             d.resend.append((resend, 0))
+
+
+def _rejected(d: Decision, batch: list[Pending], attempt: int, outcome: Rejected) -> None:
+    """Dead-letter exactly the events a 400 named; the rest go again at once."""
+    d.dead = [(batch[i], reason, "") for i, reason in sorted(outcome.reasons.items())]
+    rest = [p for i, p in enumerate(batch) if i not in outcome.reasons]
+    if rest:
+        d.resend.append((rest, attempt))
+
+
+def _too_large(d: Decision, batch: list[Pending], attempt: int) -> None:
+    """413: split in halves, resent at once; a single event is dead-lettered."""
+    if len(batch) == 1:
+        d.dead.append((batch[0], "payload_too_large", "413 for a single event"))
+    else:
+        half = len(batch) // 2
+        d.resend += [(batch[:half], attempt), (batch[half:], attempt)]
 
 
 def named_keys(keys: Sequence[str], outcome: Throttled) -> list[str]:

@@ -68,56 +68,71 @@ def classify(status: int, body: Any, headers: httpx.Headers, batch: Sequence[Pen
     if 200 <= status < 300:
         return Delivered()
     if status == 400:
-        error = str(data.get("error", ""))
-        if "api key" in error.lower() or data.get("missing_field") == "api_key":
-            return RetryLater("invalid_api_key", retry_after(headers), credentials=True)
-        reasons: dict[int, str] = {}
-        size = len(batch)
-        _indices(data.get("events_with_invalid_fields"), "invalid_field", reasons, size)
-        _indices(data.get("events_with_missing_fields"), "missing_field", reasons, size)
-        _indices(data.get("events_with_invalid_id_lengths"), "invalid_id_length", reasons, size)
-        for i in data.get("silenced_events") or []:
-            if isinstance(i, int) and 0 <= i < size:
-                reasons.setdefault(i, "silenced")
-        silenced = {d for d in data.get("silenced_devices") or [] if isinstance(d, str)}
-        if silenced:
-            for i, item in enumerate(batch):
-                if key_ids(item.keys)[0] in silenced:
-                    reasons.setdefault(i, "silenced")
-        if reasons:
-            return Rejected(reasons)
-        return Fatal("http_400", error[:200])
+        return _classify_400(data, headers, batch)
     if status == 413:
         return TooLarge()
     if status == 429:
-
-        def names(key: str) -> frozenset[str]:
-            value = data.get(key)
-            return frozenset(value) if isinstance(value, dict) else frozenset()
-
-        events = data.get("throttled_events")
-        indices = [i for i in events if isinstance(i, int)] if isinstance(events, list) else []
-        throttled = Throttled(
-            devices=names("throttled_devices"),
-            users=names("throttled_users"),
-            events=frozenset(indices),
-            quota_devices=names("exceeded_daily_quota_devices"),
-            quota_users=names("exceeded_daily_quota_users"),
-        )
-        if throttled == Throttled():
-            # Project-wide throttling: Amplitude asks to wait (60 s by its documentation).
-            after = retry_after(headers)
-            return RetryLater("project_throttled", 60.0 if after is None else after)
-        eps = data.get("eps_threshold")
-        threshold = (
-            float(eps) if isinstance(eps, int | float) and not isinstance(eps, bool) and eps > 0 else None
-        )
-        return dataclasses.replace(throttled, after=retry_after(headers), eps_threshold=threshold)
+        return _classify_429(data, headers)
     if status == 403:
         return RetryLater("forbidden", retry_after(headers), credentials=True)
     if status >= 500 or status == 408:
         return RetryLater(f"http_{status}", retry_after(headers))
     return Fatal(f"http_{status}", str(data.get("error", ""))[:200])
+
+
+def _classify_400(data: dict[str, Any], headers: httpx.Headers, batch: Sequence[Pending]) -> Outcome:
+    """A 400: a bad API key (retried once credentials change), the events Amplitude names as invalid or
+    silenced (dropped), or, when it names none, a fatal error."""
+    error = str(data.get("error", ""))
+    if "api key" in error.lower() or data.get("missing_field") == "api_key":
+        return RetryLater("invalid_api_key", retry_after(headers), credentials=True)
+    reasons: dict[int, str] = {}
+    size = len(batch)
+    _indices(data.get("events_with_invalid_fields"), "invalid_field", reasons, size)
+    _indices(data.get("events_with_missing_fields"), "missing_field", reasons, size)
+    _indices(data.get("events_with_invalid_id_lengths"), "invalid_id_length", reasons, size)
+    _silenced(data, batch, reasons)
+    if reasons:
+        return Rejected(reasons)
+    return Fatal("http_400", error[:200])
+
+
+def _silenced(data: dict[str, Any], batch: Sequence[Pending], reasons: dict[int, str]) -> None:
+    """Mark the silenced events, by index and by device, that have no other reason yet."""
+    size = len(batch)
+    for i in data.get("silenced_events") or []:
+        if isinstance(i, int) and 0 <= i < size:
+            reasons.setdefault(i, "silenced")
+    silenced = {d for d in data.get("silenced_devices") or [] if isinstance(d, str)}
+    if silenced:
+        for i, item in enumerate(batch):
+            if key_ids(item.keys)[0] in silenced:
+                reasons.setdefault(i, "silenced")
+
+
+def _classify_429(data: dict[str, Any], headers: httpx.Headers) -> Outcome:
+    """A 429: the throttled devices, users and events, or, when none is named, the whole project."""
+
+    def names(key: str) -> frozenset[str]:
+        value = data.get(key)
+        return frozenset(value) if isinstance(value, dict) else frozenset()
+
+    events = data.get("throttled_events")
+    indices = [i for i in events if isinstance(i, int)] if isinstance(events, list) else []
+    throttled = Throttled(
+        devices=names("throttled_devices"),
+        users=names("throttled_users"),
+        events=frozenset(indices),
+        quota_devices=names("exceeded_daily_quota_devices"),
+        quota_users=names("exceeded_daily_quota_users"),
+    )
+    if throttled == Throttled():
+        # Project-wide throttling: Amplitude asks to wait (60 s by its documentation).
+        after = retry_after(headers)
+        return RetryLater("project_throttled", 60.0 if after is None else after)
+    eps = data.get("eps_threshold")
+    threshold = float(eps) if isinstance(eps, int | float) and not isinstance(eps, bool) and eps > 0 else None
+    return dataclasses.replace(throttled, after=retry_after(headers), eps_threshold=threshold)
 
 
 GZIP_LEVEL = 2

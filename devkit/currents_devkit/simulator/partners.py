@@ -102,11 +102,23 @@ def check_movableink_event(body: Any) -> str | None:
     kind = body.get("type")
     if kind not in ("track", "identify"):
         return 'type must be "track" or "identify"'
-    timestamp = body.get("timestamp")
+    error = _movableink_timestamp_error(body.get("timestamp")) or _movableink_identity_error(body, kind)
+    if error is None and kind == "track":
+        error = _movableink_track_error(body)
+    if error is None and "timezone" in body and not isinstance(body["timezone"], str):
+        error = "timezone must be a string"
+    return error
+
+
+def _movableink_timestamp_error(timestamp: Any) -> str | None:
     if type(timestamp) is not int:
         return "timestamp must be an integer (milliseconds since the epoch)"
     if timestamp < MIN_MILLIS_TS:
         return "timestamp must be in milliseconds since the epoch"
+    return None
+
+
+def _movableink_identity_error(body: dict[str, Any], kind: str) -> str | None:
     for name in ("user_id", "anonymous_id"):
         if name in body and not _non_empty_str(body[name]):
             return f"{name} must be a non-empty string"
@@ -115,13 +127,14 @@ def check_movableink_event(body: Any) -> str | None:
         return "user_id or anonymous_id is required"
     if kind == "identify" and len(present) < 2:
         return "identify requires both user_id and anonymous_id"
-    if kind == "track":
-        if not _non_empty_str(body.get("event")):
-            return "track requires a non-empty event"
-        if "properties" in body and type(body["properties"]) is not dict:
-            return "properties must be an object"
-    if "timezone" in body and not isinstance(body["timezone"], str):
-        return "timezone must be a string"
+    return None
+
+
+def _movableink_track_error(body: dict[str, Any]) -> str | None:
+    if not _non_empty_str(body.get("event")):
+        return "track requires a non-empty event"
+    if "properties" in body and type(body["properties"]) is not dict:
+        return "properties must be an object"
     return None
 
 
@@ -137,14 +150,10 @@ def check_remerge_query(query: dict[str, str]) -> dict[str, Any] | str:
         if not query.get(name):
             return f"missing parameter: {name}"
         out[name] = query[name]
-    ts = query.get("ts", "")
-    if not ts:
-        return "missing parameter: ts"
-    if not (ts.isascii() and ts.isdigit()):
-        return "ts must be an integer (seconds since the epoch)"
-    if int(ts) >= MAX_SECONDS_TS:
-        return "ts must be in seconds since the epoch"
-    out["ts"] = int(ts)
+    ts = _remerge_ts(query.get("ts", ""))
+    if isinstance(ts, str):
+        return ts
+    out["ts"] = ts
     ids = [name for name in ("idfa", "aaid") if name in query]
     if len(ids) != 1:
         return "exactly one of idfa and aaid is required"
@@ -156,14 +165,31 @@ def check_remerge_query(query: dict[str, str]) -> dict[str, Any] | str:
         return 'non_app_event must be "true" or "false"'
     out["non_app_event"] = flag == "true"
     if "data" in query:
-        try:
-            data = orjson.loads(query["data"])
-        except orjson.JSONDecodeError:
-            return "data must be a JSON object"
-        if type(data) is not dict:
+        data = _remerge_data(query["data"])
+        if data is None:
             return "data must be a JSON object"
         out["data"] = data
     return out
+
+
+def _remerge_ts(ts: str) -> int | str:
+    """``ts`` as seconds since the epoch, or why it is invalid."""
+    if not ts:
+        return "missing parameter: ts"
+    if not (ts.isascii() and ts.isdigit()):
+        return "ts must be an integer (seconds since the epoch)"
+    if int(ts) >= MAX_SECONDS_TS:
+        return "ts must be in seconds since the epoch"
+    return int(ts)
+
+
+def _remerge_data(raw: str) -> dict[str, Any] | None:
+    """The ``data`` parameter as a JSON object; None when it is not one."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return data if type(data) is dict else None
 
 
 class PartnerLog:

@@ -132,6 +132,51 @@ def _id_state(
     return _OK
 
 
+def _check_fields(
+    ev: dict[str, Any], i: int, invalid: dict[str, list[int]], missing: dict[str, list[int]]
+) -> None:
+    """Record event ``i``'s missing or mistyped ``event_type``, ``time`` and ``insert_id``."""
+    event_type = ev.get("event_type")
+    if type(event_type) is not str or not event_type:
+        (missing if event_type is None or event_type == "" else invalid).setdefault("event_type", []).append(
+            i
+        )
+    event_time = ev.get("time")
+    if event_time is not None and type(event_time) is not int:
+        invalid.setdefault("time", []).append(i)
+    insert_id = ev.get("insert_id")
+    if insert_id is not None and type(insert_id) is not str:
+        invalid.setdefault("insert_id", []).append(i)
+
+
+def _tally(
+    i: int,
+    uid: Any,
+    user: int,
+    did: Any,
+    device: int,
+    users: dict[str, int],
+    devices: dict[str, int],
+    missing: dict[str, list[int]],
+    short: dict[str, list[int]],
+) -> bool:
+    """Count accepted event ``i`` under its valid ids, or record why it has none; whether an id of it
+    was stripped for being too short."""
+    if user == _OK:
+        users[uid] = users.get(uid, 0) + 1
+    if device == _OK:
+        devices[did] = devices.get(did, 0) + 1
+    stripped = user == _STRIPPED or device == _STRIPPED
+    if user != _OK and device != _OK:
+        if stripped:
+            for name, state in (("user_id", user), ("device_id", device)):
+                if state == _STRIPPED:
+                    short.setdefault(name, []).append(i)
+        else:
+            missing.setdefault("user_id_or_device_id", []).append(i)
+    return stripped
+
+
 def _validate(
     events: list[Any], min_len: int, strip_short_ids: bool
 ) -> tuple[dict[str, dict[str, list[int]]], dict[str, int], dict[str, int], bool]:
@@ -149,17 +194,7 @@ def _validate(
         if type(ev) is not dict:
             invalid.setdefault("event", []).append(i)
             continue
-        event_type = ev.get("event_type")
-        if type(event_type) is not str or not event_type:
-            (missing if event_type is None or event_type == "" else invalid).setdefault(
-                "event_type", []
-            ).append(i)
-        event_time = ev.get("time")
-        if event_time is not None and type(event_time) is not int:
-            invalid.setdefault("time", []).append(i)
-        insert_id = ev.get("insert_id")
-        if insert_id is not None and type(insert_id) is not str:
-            invalid.setdefault("insert_id", []).append(i)
+        _check_fields(ev, i, invalid, missing)
         # fast path for the usual well-formed id; anything else gets the full classification
         uid: Any = ev.get("user_id")
         if uid is None:
@@ -175,21 +210,8 @@ def _validate(
             device = _OK
         else:
             device = _id_state(ev, "device_id", i, min_len, strip_short_ids, invalid, short)
-        if user == _REFUSED or device == _REFUSED:
-            continue
-        if user == _OK:
-            users[uid] = users.get(uid, 0) + 1
-        if device == _OK:
-            devices[did] = devices.get(did, 0) + 1
-        if user == _STRIPPED or device == _STRIPPED:
-            stripped = True
-        if user != _OK and device != _OK:
-            if user == _STRIPPED or device == _STRIPPED:
-                for name, state in (("user_id", user), ("device_id", device)):
-                    if state == _STRIPPED:
-                        short.setdefault(name, []).append(i)
-            else:
-                missing.setdefault("user_id_or_device_id", []).append(i)
+        if user != _REFUSED and device != _REFUSED:
+            stripped |= _tally(i, uid, user, did, device, users, devices, missing, short)
     problems = {
         key: found
         for key, found in (

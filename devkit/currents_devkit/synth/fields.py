@@ -221,21 +221,7 @@ class FieldCompiler:
         """A generator for any Avro type, shaped by the field name's suffix where that helps."""
         rnd, bits, prim = self._rnd, self._bits, primitive(avro_type)
         if prim == "string":
-            if name.endswith("_api_id") or name.endswith("_uuid"):
-                return lambda c: uuid_from(bits(128))
-            if name.endswith("_token"):
-                return lambda c: f"{bits(256):064x}"
-            if name.endswith("_id"):
-                return lambda c: f"{bits(96):024x}"
-            if name.endswith("_url") or name.endswith("_urls"):
-                return lambda c: URLS[int(rnd() * len(URLS))]
-            if name.endswith("_phone_number"):
-                return lambda c: c.prof.phone
-            if name.endswith("_name") or name.endswith("_title"):
-                return lambda c: f"{WORDS[int(rnd() * 10)].title()} {WORDS[int(rnd() * 10)]}"
-            if name.endswith("_log") or name.endswith("_json") or name in ("input", "output"):
-                return lambda c: f'{{"detail":"synthetic","step":{int(rnd() * 9)}}}'
-            return lambda c: WORDS[int(rnd() * 10)]
+            return self._string_gen(name)
         if prim in ("int", "long"):
             if name.endswith("_at"):
                 return lambda c: c.t - int(rnd() * 7_776_000)
@@ -250,6 +236,34 @@ class FieldCompiler:
             return lambda c: bits(size * 8).to_bytes(size, "big")
         if prim == "enum":
             return self.pick(avro_type["symbols"])
+        if prim in ("array", "map", "record"):
+            return self._container_gen(prim, avro_type, name)
+        if prim == "null":
+            return lambda c: None
+        raise ValueError(f"cannot generate Avro type {avro_type!r} for field {name!r}")
+
+    def _string_gen(self, name: str) -> Gen:
+        """A string generator chosen by the field name's suffix."""
+        rnd, bits = self._rnd, self._bits
+        if name.endswith("_api_id") or name.endswith("_uuid"):
+            return lambda c: uuid_from(bits(128))
+        if name.endswith("_token"):
+            return lambda c: f"{bits(256):064x}"
+        if name.endswith("_id"):
+            return lambda c: f"{bits(96):024x}"
+        if name.endswith("_url") or name.endswith("_urls"):
+            return lambda c: URLS[int(rnd() * len(URLS))]
+        if name.endswith("_phone_number"):
+            return lambda c: c.prof.phone
+        if name.endswith("_name") or name.endswith("_title"):
+            return lambda c: f"{WORDS[int(rnd() * 10)].title()} {WORDS[int(rnd() * 10)]}"
+        if name.endswith("_log") or name.endswith("_json") or name in ("input", "output"):
+            return lambda c: f'{{"detail":"synthetic","step":{int(rnd() * 9)}}}'
+        return lambda c: WORDS[int(rnd() * 10)]
+
+    def _container_gen(self, prim: str, avro_type: Any, name: str) -> Gen:
+        """A generator for an Avro array, map or record, built from generators of its parts."""
+        rnd = self._rnd
         if prim == "array":
             optional, items = unwrap(avro_type["items"])
             item = self.type_gen(items, name.removesuffix("s"))
@@ -260,12 +274,8 @@ class FieldCompiler:
         if prim == "map":
             value = self.type_gen(avro_type["values"], name)
             return lambda c: {WORDS[int(rnd() * 10)]: value(c)}
-        if prim == "record":
-            fields = [(f["name"], *self.field(f["name"], f["type"], ())) for f in avro_type["fields"]]
-            return lambda c: {n: g(c) if p >= 1.0 or rnd() < p else None for n, g, p in fields}
-        if prim == "null":
-            return lambda c: None
-        raise ValueError(f"cannot generate Avro type {avro_type!r} for field {name!r}")
+        fields = [(f["name"], *self.field(f["name"], f["type"], ())) for f in avro_type["fields"]]
+        return lambda c: {n: g(c) if p >= 1.0 or rnd() < p else None for n, g, p in fields}
 
     def pick(self, seq: Sequence[Any]) -> Gen:
         """A generator drawing uniformly from ``seq``."""
