@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import pickle
 import random
-from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -59,12 +58,13 @@ VARIANTS: dict[str, MappingConfig] = {
     "empty_prefixes": _EMPTY_PREFIXES,
     "device_fields_nested": MappingConfig(device_fields_top_level=False),
     "ad_ids_nested": MappingConfig(ad_ids_top_level=False),
-    "all_everything_flat_off": replace(
-        _EMPTY_PREFIXES,
-        properties="all",
-        enabled=("*",),
-        device_fields_top_level=False,
-        ad_ids_top_level=False,
+    "all_everything_flat_off": _EMPTY_PREFIXES.model_copy(
+        update={
+            "properties": "all",
+            "enabled": ("*",),
+            "device_fields_top_level": False,
+            "ad_ids_top_level": False,
+        }
     ),
 }
 
