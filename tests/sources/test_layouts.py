@@ -23,7 +23,7 @@ from amplitude_harness import KEY, insert_ids, settings, simulator
 from currents_devkit.commands import SAMPLE_LAYOUTS
 from currents_devkit.simulator.server import AmplitudeSimulator
 from currents_devkit.synth import LAYOUTS, Synth, write_currents_tree
-from objectstore_harness import S3
+from objectstore_harness import S3, listing_order
 from replay_harness import last_json, start
 
 from consumer.decode.avro import event_type_from_path
@@ -70,13 +70,10 @@ class Tree:
 
     def selected(self, keep_type: Selection, hours: list[str]) -> list[str]:
         """The keys of the types ``keep_type`` takes, in ``hours``, in listing order (digits as numbers)."""
-        keys = [k for k, m in self.keys.items() if keep_type.type_selected(m["event_type"]) and m["date"] in hours]
+        keys = [
+            k for k, m in self.keys.items() if keep_type.type_selected(m["event_type"]) and m["date"] in hours
+        ]
         return sorted(keys, key=listing_order)
-
-
-def listing_order(key: str) -> list[list[tuple[int, str]]]:
-    """Folders depth first, each level by name with digit runs compared as numbers (``9`` before ``10``)."""
-    return [[(int(run), "") if run.isdigit() else (-1, run) for run in re.split(r"(\d+)", part)] for part in key.split("/")]
 
 
 def write_tree(local: Path, layout: str) -> dict[str, re.Match[str]]:
@@ -94,7 +91,10 @@ def write_tree(local: Path, layout: str) -> dict[str, re.Match[str]]:
     return keys
 
 
-@pytest.fixture(params=[("current", "local"), ("2019", "local"), ("2017", "local"), ("current", "s3")])
+@pytest.fixture(
+    params=[("current", "local"), ("2019", "local"), ("2017", "local"), ("current", "s3")],
+    ids=["current-local", "2019-local", "2017-local", "current-s3"],
+)
 def tree(request: pytest.FixtureRequest, tmp_path: Path) -> Tree:
     layout, where = request.param
     local = tmp_path / "bucket"
@@ -150,7 +150,9 @@ def test_a_selection_takes_the_files_of_its_types_and_hours(tree: Tree) -> None:
     assert wanted and len(wanted) < len(tree.keys) // 3
     assert [o.url for o in list_objects([tree.root], sel)] == [tree.url(k) for k in wanted]
     custom = Selection.of(("users.behaviors.CustomEvent",), since=hours[2])
-    assert [o.url for o in list_objects([tree.root], custom)] == [tree.url(k) for k in tree.selected(custom, hours[2:])]
+    assert [o.url for o in list_objects([tree.root], custom)] == [
+        tree.url(k) for k in tree.selected(custom, hours[2:])
+    ]
 
 
 def test_the_segments_below_the_hour_never_read_as_partitions(tree: Tree) -> None:
@@ -197,7 +199,9 @@ def test_unpadded_offsets_across_a_power_of_ten_list_in_numeric_order(tmp_path: 
 # -- resume and the dry run, through the command line ---------------------------------------------------
 
 
-async def test_the_dry_run_lists_a_replay_resumes_and_finished_files_are_skipped(tree: Tree, tmp_path: Path) -> None:
+async def test_the_dry_run_lists_a_replay_resumes_and_finished_files_are_skipped(
+    tree: Tree, tmp_path: Path
+) -> None:
     hours = tree.hours()
     sel = Selection.of(("users.messages.email.*",), since=hours[1])
     wanted = tree.selected(sel, hours[1:])

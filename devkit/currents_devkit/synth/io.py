@@ -103,16 +103,17 @@ def write_currents_tree(
 ) -> list[Path]:
     """Write ``n_events`` mixed events under ``root`` in Braze's Currents storage layout; return the files.
 
-    Keys are :func:`object_key` of ``layout`` (``current``, as Braze writes today, ``2019`` or
-    ``2017``): ``<root>/<connector>/event_type=<event-type>/date=<YYYY-MM-DD-HH>/...`` down to
-    ``<connector>+<partition>+<offset>.avro``. Events are spread evenly over ``hours`` consecutive UTC hours from
-    the hour of ``synth.start_time`` (the ``date`` folder is the queue hour, as in Braze: an event's
-    ``time`` is never after the end of its hour, and sometimes well before), over ``integrations``
-    connectors, and per (integration, hour, type) into files of at most ``max_per_file`` records;
-    files take the ``codecs`` in turn. One event type per file, never an empty file;
-    ``<offset>`` is the offset of the file's first record in its partition. Deterministic for a seed:
-    a fresh ``Synth`` with the same arguments gives the same paths and byte-identical files (sync
-    markers are seeded too); the layout changes the paths only, never the files or their order.
+    Keys are :func:`object_key` of ``layout`` (``current``, as Braze writes today, ``2019`` or ``2017``):
+    ``<root>/<connector>/event_type=<event-type>/date=<YYYY-MM-DD-HH>/...`` down to
+    ``<connector>+<partition>+<offset>.avro``. Events are spread evenly over ``hours`` consecutive UTC
+    hours from the hour of ``synth.start_time`` (the ``date`` folder is the queue hour, as in Braze:
+    an event's ``time`` is never after the end of its hour, and sometimes well before), over
+    ``integrations`` connectors, and per (integration, hour, type) into files of at most
+    ``max_per_file`` records; files take the ``codecs`` in turn. One event type per file, never an
+    empty file; ``<offset>`` is the offset of the file's first record in its partition. Deterministic
+    for a seed: a fresh ``Synth`` with the same arguments gives the same paths and byte-identical
+    files (sync markers are seeded too); the layout changes the paths only, never the files or their
+    order.
     Memory stays bounded by one file's records.
     """
     if n_events < 0 or integrations < 1 or hours < 1 or max_per_file < 1 or not codecs:
