@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 import uuid
 from collections.abc import Iterator
@@ -21,7 +22,17 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
-__all__ = ["S3", "aws_env", "s3_server"]
+__all__ = ["S3", "aws_env", "listing_order", "s3_server"]
+
+
+def listing_order(key: str) -> list[list[tuple[int, str]]]:
+    """The order a listing gives ``key`` (``/``-separated, relative to the root), worked out apart from
+    the product: directories depth first, each level by name with digit runs compared as numbers, so
+    ``+0+9999.avro`` comes before ``+0+10000.avro`` (Currents' current keys do not pad offsets)."""
+    return [
+        [(int(run), "") if run.isdigit() else (-1, run) for run in re.split(r"(\d+)", part)]
+        for part in key.split("/")
+    ]
 
 
 def free_port() -> int:

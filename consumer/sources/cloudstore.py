@@ -31,7 +31,15 @@ import posixpath
 from collections.abc import Callable, Iterator
 from typing import IO, Any, TypeVar, cast
 
-from consumer.sources.store import KeepDir, StoredObject, StoreError, is_candidate, is_visible_dir
+from consumer.sources.store import (
+    KeepDir,
+    StoredObject,
+    StoreError,
+    is_candidate,
+    is_visible_dir,
+    listing_key,
+    path_listing_key,
+)
 
 READ_BLOCK = 8 << 20
 """Bytes fetched per ranged GET and held in an open object's read-ahead cache."""
@@ -108,7 +116,8 @@ class CloudStore:
         self._call(root, self.fs.info, self._path(root))
 
     def walk(self, root: str, keep_dir: KeepDir) -> Iterator[StoredObject]:
-        """Objects under ``root`` in key order, pruned by ``keep_dir``, side files passed over."""
+        """Objects under ``root`` in :func:`~consumer.sources.store.listing_key` order, pruned by
+        ``keep_dir``, side files passed over."""
         path = self._path(root)
         info = self._call(root, self.fs.info, path)
         if info.get("type") == "file":
@@ -118,7 +127,7 @@ class CloudStore:
 
     def _walk(self, path: str, keep_dir: KeepDir) -> Iterator[StoredObject]:
         entries = self._call(self._url(path), self.fs.ls, path, detail=True)
-        entries = sorted(entries, key=lambda e: str(e["name"]))
+        entries = sorted(entries, key=lambda e: listing_key(str(e["name"]).rstrip("/")))
         subdirs: list[str] = []
         for entry in entries:
             name = str(entry["name"]).rstrip("/")
@@ -138,7 +147,7 @@ class CloudStore:
 
     def _flat(self, path: str, keep_dir: KeepDir) -> Iterator[StoredObject]:
         found = self._call(self._url(path), self.fs.find, path, detail=True)
-        for name in sorted(found):
+        for name in sorted(found, key=lambda n: path_listing_key(n[len(path) + 1 :])):
             parts = name[len(path) + 1 :].split("/")
             if not is_candidate(parts[-1]):
                 continue

@@ -5,12 +5,14 @@ implementation from the root: a local path (:class:`LocalStore`), or ``s3://buck
 ``gs://bucket/prefix`` and ``az://container/prefix`` (:class:`~consumer.sources.cloudstore.CloudStore`,
 through fsspec and the optional extras ``[s3]``, ``[gcs]``, ``[azure]``).
 
-Listing follows Braze's advice: everything under the root is listed, at any depth, without parsing
-file names. The caller's ``keep_dir`` callback may prune whole directories by their name (the
-``event_type=`` and ``date=`` partitions), which is what keeps a narrow backfill from listing a whole
-bucket. Hidden entries (``.name``), names starting with ``_`` (``_SUCCESS``) and obvious side files
-(``.crc``, ``.json``, ...) are passed over. Memory stays bounded by the largest single directory:
-nothing is accumulated across directories.
+Listing follows Braze's advice: everything under the root is listed, at any depth, without parsing file
+names. Names are ordered with their digit runs compared as numbers (:func:`listing_key`), so the files of
+one partition come in offset order whether the offsets are zero-padded, as in older keys
+(``+0+0000123456``), or not, as today (``+0+99999`` before ``+0+100000``). The caller's ``keep_dir``
+callback may prune whole directories by their name (the ``event_type=`` and ``date=`` partitions), which
+is what keeps a narrow backfill from listing a whole bucket. Hidden entries (``.name``), names starting
+with ``_`` (``_SUCCESS``) and obvious side files (``.crc``, ``.json``, ...) are passed over. Memory stays
+bounded by the largest single directory: nothing is accumulated across directories.
 
 Each :class:`StoredObject` carries a ``version`` (ETag, generation, or size and modification time of
 a local file): the resume state identifies an object by URL and version, so a rewritten object is
@@ -20,6 +22,7 @@ replayed again and an unchanged one is skipped.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,8 @@ from typing import IO, Protocol
 
 SIDE_FILE_SUFFIXES = (".crc", ".json", ".txt", ".md", ".tmp")
 URL_SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "abfss")
+
+_DIGIT_RUNS = re.compile(r"(\d+)")
 
 KeepDir = Callable[[str], bool]
 """``keep_dir(name)``: whether to descend into the directory ``name`` (one path segment)."""
@@ -53,7 +58,8 @@ class StoredObject:
 class Store(Protocol):
     """Lists and opens the objects under roots of one kind (local, or one cloud).
 
-    ``walk`` yields objects in a stable order (sorted per directory, directories depth first) and
+    ``walk`` yields objects in a stable order (sorted per directory by :func:`listing_key`,
+    directories depth first) and
     raises :class:`StoreError` when the root does not exist or cannot be listed. ``open`` returns a
     binary file object that streams the object (it never loads a whole object up front); it may
     block on the network, so callers run it, and every ``read`` of it, off the event loop. Failures
@@ -77,6 +83,22 @@ def is_url(path: str) -> bool:
     """Whether ``path`` is an object-store URL (``s3://``, ``gs://``, ``az://``...) rather than a path."""
     scheme, sep, _ = path.partition("://")
     return bool(sep) and scheme.lower() in URL_SCHEMES
+
+
+def listing_key(name: str) -> tuple[tuple[str | int, ...], str]:
+    """The sort key of one name in a listing: digit runs compare as numbers, ties by the name itself.
+
+    ``a+0+9.avro`` < ``a+0+10.avro``; names that differ only in leading zeros keep a stable order. Any
+    two keys compare without a type error: split on digit runs, a name alternates text and number
+    from the same start, and keys of different lengths differ before the shorter one ends.
+    """
+    runs = _DIGIT_RUNS.split(name)
+    return tuple(int(run) if i % 2 else run for i, run in enumerate(runs)), name
+
+
+def path_listing_key(path: str) -> tuple[tuple[tuple[str | int, ...], str], ...]:
+    """:func:`listing_key` of each ``/``-separated segment: directories depth first, each level ordered."""
+    return tuple(listing_key(segment) for segment in path.split("/"))
 
 
 def is_candidate(name: str) -> bool:
@@ -104,8 +126,8 @@ class LocalStore:
             yield self._object(root)
             return
         for top, dirs, names in os.walk(root):
-            dirs[:] = sorted(d for d in dirs if is_visible_dir(d) and keep_dir(d))
-            for name in sorted(names):
+            dirs[:] = sorted((d for d in dirs if is_visible_dir(d) and keep_dir(d)), key=listing_key)
+            for name in sorted(names, key=listing_key):
                 if is_candidate(name):
                     yield self._object(os.path.join(top, name))
 

@@ -14,6 +14,10 @@ import sys
 from consumer.commands.plugins import AddOptions, Command, SubParsers
 from consumer.settings import Settings, SettingsError
 
+SAMPLE_LAYOUTS = ("current", "2019", "2017")
+"""``sample --layout`` choices: ``currents_devkit.synth.LAYOUTS`` (a test checks), spelled out here so
+building the parser does not load the synthesiser."""
+
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.ops.logs import setup
@@ -49,8 +53,11 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_sample(args: argparse.Namespace, settings: Settings) -> int:
     from currents_devkit.synth import generate_sample
 
-    files = generate_sample(args.out, args.events, args.seed)
-    print(f"wrote {args.events} events in {len(files)} files under {args.out}", file=sys.stderr)
+    files = generate_sample(args.out, args.events, args.seed, args.layout)
+    print(
+        f"wrote {args.events} events in {len(files)} files under {args.out} ({args.layout} layout)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -103,6 +110,13 @@ def register(sub: SubParsers, add_arguments: AddOptions) -> dict[str, Command]:
     p.add_argument("out", metavar="DIR")
     p.add_argument("--events", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--layout",
+        choices=SAMPLE_LAYOUTS,
+        default="current",
+        help="generation of object keys: current (version=N/us-01/, offsets not padded), "
+        "2019 (<schema-id>/<zone>/, 10-digit offsets) or 2017 (no cluster in the names)",
+    )
     add_arguments(p, ())
     commands["sample"] = cmd_sample
     return commands

@@ -15,7 +15,7 @@ import pytest
 from amplitude_harness import KEY, dead_letters, eventually, insert_ids, settings, simulator
 from currents_devkit.simulator.server import AmplitudeSimulator
 from currents_devkit.synth import Synth, write_container, write_currents_tree
-from objectstore_harness import S3, aws_env, new_bucket
+from objectstore_harness import S3, aws_env, listing_order, new_bucket
 from replay_harness import last_json, running, start
 
 from consumer.decode.avro import DecodeError
@@ -179,7 +179,8 @@ async def test_an_interrupted_s3_replay_resumes_without_fetching_finished_object
 async def test_dry_run_lists_objects_with_sizes_and_what_is_left(bucket: Bucket, tmp_path: Path) -> None:
     b = bucket
     selected = sorted(
-        (p for p in b.paths if _selected(p, b.hours)), key=lambda p: p.relative_to(b.local).parts
+        (p for p in b.paths if _selected(p, b.hours)),
+        key=lambda p: listing_order(p.relative_to(b.local).as_posix()),
     )
     async with simulator() as sim:
         args = ["replay", b.url(), *b.selection_flags, *replay_args(sim, tmp_path)]

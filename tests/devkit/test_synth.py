@@ -34,9 +34,9 @@ TREE_PATH = re.compile(
     r"^dataexport\.prod-01\.S3\.integration\.(?P<integration>[0-9a-f]{24})"
     r"/event_type=(?P<event_type>[A-Za-z0-9_.]+)"
     r"/date=(?P<date>\d{4}-\d{2}-\d{2}-\d{2})"
-    r"/(?P<schema_id>\d+)"
-    r"/(?P<zone>[^/]+)"
-    r"/dataexport\.prod-01\.S3\.integration\.(?P=integration)\+(?P<partition>\d+)\+(?P<offset>\d+)\.avro$"
+    r"/version=(?P<schema_id>\d+)"
+    r"/us-01"
+    r"/dataexport\.prod-01\.S3\.integration\.(?P=integration)\+(?P<partition>\d+)\+(?P<offset>[1-9]\d*|0)\.avro$"
 )
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 PUSH_SEND = "users.messages.pushnotification.Send"

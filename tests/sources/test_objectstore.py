@@ -16,7 +16,7 @@ from typing import IO, Any
 import pytest
 from amplitude_harness import eventually
 from currents_devkit.synth import Synth, write_currents_tree
-from objectstore_harness import S3
+from objectstore_harness import S3, listing_order
 
 from consumer.decode.avro import DecodeError
 from consumer.events import CurrentsRecord, Position
@@ -148,7 +148,7 @@ def relative(root: str, url: str) -> str:
 def test_every_store_lists_the_same_files_in_the_same_order(tree: tuple[str, Path, list[Path]]) -> None:
     root, local, paths = tree
     objects = list(list_objects([root]))
-    paths = sorted(paths, key=lambda p: p.relative_to(local).parts)  # directories sorted, depth first
+    paths = sorted(paths, key=lambda p: listing_order(p.relative_to(local).as_posix()))
     assert [relative(root, o.url) for o in objects] == [str(p.relative_to(local)) for p in paths]
     assert [o.size for o in objects] == [p.stat().st_size for p in paths]
     assert all(o.version for o in objects) and len({o.version for o in objects}) == len(objects)
@@ -161,7 +161,7 @@ def test_every_store_prunes_partitions_by_name(tree: tuple[str, Path, list[Path]
     since = hours[1].removeprefix("date=")
     sel = Selection.of(("users.messages.*",), since=since)
     wanted = [
-        str(p.relative_to(local)) for p in sorted(paths, key=lambda p: p.relative_to(local).parts)
+        str(p.relative_to(local)) for p in sorted(paths, key=lambda p: listing_order(p.relative_to(local).as_posix()))
         if sel.type_selected(p.parts[-5].removeprefix("event_type=")) and p.parts[-4] >= hours[1]
     ]  # fmt: skip
     assert wanted and len(wanted) < len(paths)

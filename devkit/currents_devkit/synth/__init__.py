@@ -31,19 +31,23 @@ from pathlib import Path
 
 from currents_devkit.synth.generator import Synth
 from currents_devkit.synth.io import (
+    LAYOUTS,
     avro_body,
     confluent_frame,
     event_type_for_schema_id,
+    object_key,
     schema_id_for,
     write_container,
     write_currents_tree,
 )
-from currents_devkit.synth.values import CLUSTER, DEFAULT_WEIGHTS, PLACEHOLDER_IDS, ZONE
+from currents_devkit.synth.values import CLUSTER, DEFAULT_WEIGHTS, ENVIRONMENT, PLACEHOLDER_IDS, ZONE
 from currents_devkit.synth.values import CODECS as CODECS  # re-exported, outside __all__ as before
 
 __all__ = [
     "CLUSTER",
     "DEFAULT_WEIGHTS",
+    "ENVIRONMENT",
+    "LAYOUTS",
     "PLACEHOLDER_IDS",
     "ZONE",
     "Synth",
@@ -51,18 +55,20 @@ __all__ = [
     "confluent_frame",
     "event_type_for_schema_id",
     "generate_sample",
+    "object_key",
     "schema_id_for",
     "write_container",
     "write_currents_tree",
 ]
 
 
-def generate_sample(root: str | Path, n_events: int, seed: int) -> list[Path]:
+def generate_sample(root: str | Path, n_events: int, seed: int, layout: str = "current") -> list[Path]:
     """The demo data set behind ``currents-consumer sample``: a Currents tree under ``root``.
 
     Two hours, one integration, all three codecs, every shipped event type at realistic weights, and
-    three hot devices receiving 8% of the events so that per-device throttling shows.
+    three hot devices receiving 8% of the events so that per-device throttling shows. ``layout`` is
+    the generation of object keys (:data:`LAYOUTS`); it changes the paths only, never the files.
     """
     devices = max(20, min(20_000, n_events // 20))
     synth = Synth(seed, devices=devices, hot_devices=3, hot_share=0.08)
-    return write_currents_tree(root, synth, n_events)
+    return write_currents_tree(root, synth, n_events, layout=layout)

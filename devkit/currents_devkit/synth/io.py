@@ -1,5 +1,6 @@
 """Writing synthetic Currents data where the exporter reads it: Avro container files, Braze's
-Currents storage tree, and Kafka message bodies in the Confluent wire format.
+Currents storage tree (in any of its three generations of object keys), and Kafka message bodies in
+the Confluent wire format.
 
 Everything here is deterministic for a seeded :class:`~currents_devkit.synth.Synth` (sync markers, paths
 and offsets are drawn from seeded generators too), and memory stays bounded by one file's records.
@@ -19,7 +20,10 @@ import fastavro
 
 from consumer.decode.schemas import parsed_schema, raw_schemas
 from currents_devkit.registry import local_event_type, local_schema_id
-from currents_devkit.synth.values import CLUSTER, CODECS, ZONE
+from currents_devkit.synth.values import CLUSTER, CODECS, ENVIRONMENT, ZONE
+
+LAYOUTS = ("current", "2019", "2017")
+"""The generations of Currents object keys :func:`write_currents_tree` can write (see :func:`object_key`)."""
 
 if TYPE_CHECKING:
     from currents_devkit.synth.generator import Synth
@@ -57,6 +61,34 @@ def write_container(
     return out
 
 
+def object_key(layout: str, integration: str, event_type: str, date: str, partition: int, offset: int) -> str:
+    """The key of one Currents file, relative to the bucket prefix, as generation ``layout`` writes it.
+
+    ``integration`` is the hex integration id, ``date`` the queue hour ``YYYY-MM-DD-HH``. The three
+    generations, as Braze's documentation and public samples show them:
+
+    * ``current``: ``dataexport.prod-01.S3.integration.<id>/event_type=<type>/date=<hour>/version=<n>/
+      us-01/dataexport.prod-01.S3.integration.<id>+<partition>+<offset>.avro`` (a ``version=``
+      segment and an environment where older keys had the schema id and the zone; offsets not padded);
+    * ``2019``: ``dataexport.prod-01.S3.integration.<id>/event_type=<type>/date=<hour>/<schema-id>/
+      <zone>/dataexport.prod-01.S3.integration.<id>+<partition>+<offset, 10 digits>.avro``;
+    * ``2017``: no cluster part in the names (``dataexport.S3.integration.<id>+2+0000035465.avro``,
+      the file name of Braze's 2017 sample); only that file name survives, so the folders above it
+      are assumed to be the 2019 ones.
+
+    ``<n>`` and ``<schema-id>`` are :func:`schema_id_for` of the type.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
+    connector = f"dataexport.{CLUSTER}.S3.integration.{integration}"
+    schema, place, name = str(schema_id_for(event_type)), ZONE, f"{partition}+{offset:010d}"
+    if layout == "current":
+        schema, place, name = f"version={schema}", ENVIRONMENT, f"{partition}+{offset}"
+    elif layout == "2017":
+        connector = f"dataexport.S3.integration.{integration}"
+    return f"{connector}/event_type={event_type}/date={date}/{schema}/{place}/{connector}+{name}.avro"
+
+
 def write_currents_tree(
     root: str | Path,
     synth: Synth,
@@ -67,19 +99,21 @@ def write_currents_tree(
     integrations: int = 1,
     hours: int = 2,
     max_per_file: int = 15000,
+    layout: str = "current",
 ) -> list[Path]:
     """Write ``n_events`` mixed events under ``root`` in Braze's Currents storage layout; return the files.
 
-    Layout: ``<root>/dataexport.prod-01.S3.integration.<integration-id>/event_type=<event-type>/
-    date=<YYYY-MM-DD-HH>/<schema-id>/<zone>/dataexport.prod-01.S3.integration.<integration-id>+
-    <partition>+<offset>.avro``. Events are spread evenly over ``hours`` consecutive UTC hours from
-    the hour of ``synth.start_time`` (the ``date`` folder is the queue hour, as in Braze: an event's
-    ``time`` is never after the end of its hour, and sometimes well before), over ``integrations``
-    connectors, and per (integration, hour, type) into files of at most ``max_per_file`` records;
-    files take the ``codecs`` in turn. One event type per file, never an empty file;
-    ``<schema-id>`` is :func:`schema_id_for`, ``<offset>`` the offset of the file's first record in
-    its partition. Deterministic for a seed: a fresh ``Synth`` with the same arguments gives the
-    same paths and byte-identical files (sync markers are seeded too).
+    Keys are :func:`object_key` of ``layout`` (``current``, as Braze writes today, ``2019`` or ``2017``):
+    ``<root>/<connector>/event_type=<event-type>/date=<YYYY-MM-DD-HH>/...`` down to
+    ``<connector>+<partition>+<offset>.avro``. Events are spread evenly over ``hours`` consecutive UTC
+    hours from the hour of ``synth.start_time`` (the ``date`` folder is the queue hour, as in Braze:
+    an event's ``time`` is never after the end of its hour, and sometimes well before), over
+    ``integrations`` connectors, and per (integration, hour, type) into files of at most
+    ``max_per_file`` records; files take the ``codecs`` in turn. One event type per file, never an
+    empty file; ``<offset>`` is the offset of the file's first record in its partition. Deterministic
+    for a seed: a fresh ``Synth`` with the same arguments gives the same paths and byte-identical
+    files (sync markers are seeded too); the layout changes the paths only, never the files or their
+    order.
     Memory stays bounded by one file's records.
     """
     if n_events < 0 or integrations < 1 or hours < 1 or max_per_file < 1 or not codecs:
@@ -87,11 +121,11 @@ def write_currents_tree(
     for codec in codecs:
         if codec not in CODECS:
             raise ValueError(f"codec must be one of {CODECS}, not {codec!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
     draw_type = synth.type_draw(event_types)
-    layout = random.Random(f"currents-tree:{synth.seed}")  # names stay stable whatever n_events is
-    prefixes = [
-        f"dataexport.{CLUSTER}.S3.integration.{layout.getrandbits(96):024x}" for _ in range(integrations)
-    ]
+    names = random.Random(f"currents-tree:{synth.seed}")  # names stay stable whatever n_events is
+    integration_ids = [f"{names.getrandbits(96):024x}" for _ in range(integrations)]
     offsets: dict[tuple[int, str, int], int] = {}
     base_hour = synth.start_time // 3600 * 3600
     paths: list[Path] = []
@@ -105,20 +139,18 @@ def write_currents_tree(
         hour = base_hour + h * 3600
         date = time.strftime("%Y-%m-%d-%H", time.gmtime(hour))
         for (k, event_type), remaining in sorted(counts.items()):
-            folder = Path(root, prefixes[k], f"event_type={event_type}", f"date={date}",
-                          str(schema_id_for(event_type)), ZONE)  # fmt: skip
             while remaining:
                 size = min(remaining, max_per_file)
                 remaining -= size
-                partition = layout.randrange(6)
+                partition = names.randrange(6)
                 start = offsets.get((k, event_type, partition))
                 if start is None:
-                    start = layout.randrange(50_000)
+                    start = names.randrange(50_000)
                 offsets[(k, event_type, partition)] = start + size
-                path = folder / f"{prefixes[k]}+{partition}+{start:010d}.avro"
+                path = Path(root, object_key(layout, integration_ids[k], event_type, date, partition, start))
                 records = (synth.record(event_type, at=hour + int(rnd() * 3600)) for _ in range(size))
                 codec = codecs[len(paths) % len(codecs)]
-                marker = layout.randbytes(16)
+                marker = names.randbytes(16)
                 paths.append(write_container(path, event_type, records, codec, sync_marker=marker))
     return paths
 

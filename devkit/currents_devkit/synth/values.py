@@ -153,5 +153,8 @@ def uuid_from(bits: int) -> str:
 CLUSTER = "prod-01"
 """Cluster segment of generated paths (``dataexport.<cluster>.S3.integration.<id>``)."""
 ZONE = "0"
-"""Zone segment of generated paths; Braze documents it only as internal, readers must not parse it."""
+"""Zone segment of generated paths of the 2019 and 2017 layouts; Braze documents it only as internal,
+readers must not parse it."""
+ENVIRONMENT = "us-01"
+"""Environment segment of generated paths of the current layout (where older keys had the zone)."""
 CODECS = ("null", "deflate", "snappy")
