@@ -8,7 +8,8 @@ Amplitude event with its ``insert_id``, a Movable Ink event, Remerge's query par
 key) with ``destination``, or ``raw`` (undecodable input, base64) — plus ``event_type`` and ``detail``
 when known. Records without ``destination`` (written before fan-out existed) are Amplitude's.
 :meth:`DeadLetterWriter.sync` makes everything written so far durable; sources call it before they
-commit positions, so a dead-lettered event is never committed before it is on disk.
+commit positions, so a dead-lettered event is never committed before it is on disk. The records are
+personal data: the directory is created ``0700`` and each file ``0600`` (:mod:`.private`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import IO, Any
 import orjson
 
 from consumer.events import AmplitudeEvent, Position
+from consumer.positions.private import open_private, private_dir
 
 
 class DeadLetterWriter:
@@ -44,8 +46,8 @@ class DeadLetterWriter:
                 self._fh.flush()
                 os.fsync(self._fh.fileno())
                 self._fh.close()
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.directory / f"dead-letter-{hour}-{self._tag}.jsonl", "ab")  # noqa: SIM115
+            private_dir(self.directory)
+            self._fh = open_private(self.directory / f"dead-letter-{hour}-{self._tag}.jsonl", append=True)
             self._hour = hour
         return self._fh
 

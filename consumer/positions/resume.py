@@ -11,10 +11,14 @@ One state file per job: the sorted input roots (absolute paths, URLs as given wi
 ``/``), when there is one the selection (event types, time window), and the destinations when they
 are not Amplitude alone: a run that selects differently, or delivers to other destinations, must not
 take another's finished files for its own.
+
+The state names input files, which can be personal data: the directory is created ``0700`` and the
+state file ``0600`` (:mod:`consumer.positions.private`), whatever mode an older version gave it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -22,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from consumer.positions.private import open_private, private_dir
 from consumer.sources.store import StoredObject, is_url
 
 
@@ -90,9 +95,11 @@ class ResumeState:
         """Write the state atomically (no-op without a state directory)."""
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # a left-over file would keep its own mode: the state must get 0600
+        with open_private(tmp, append=False) as fh:
             fh.write(orjson.dumps({"done": self.done, "next_record": self.next_record}))
             fh.flush()
             os.fsync(fh.fileno())  # the rename must never expose an empty file after a power cut

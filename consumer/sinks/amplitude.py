@@ -6,6 +6,9 @@ payload too large (split); some devices/users throttled or over the daily quota;
 timeouts, connection errors, credentials); or a fatal answer for the whole batch. What to do about
 each outcome is decided one level up, in :mod:`consumer.delivery.engine`.
 
+One exchange never outlasts ``timeout`` (``--request-timeout``), from waiting for a pooled connection
+to the last byte of the answer, however slowly the answer comes: it ends as ``RetryLater("timeout")``.
+
 The API key is only ever written into the request body; it never appears in an outcome, a log line or
 an exception message raised from here.
 """
@@ -212,8 +215,11 @@ class AmplitudeSink:
         headers |= content.headers
         started = time.perf_counter()
         try:
-            response = await self._client.post(self.url, content=content, headers=headers)
-        except httpx.TimeoutException:
+            # httpx's timeouts bound each connect, write and read on its own: an answer trickled a few
+            # bytes a second never trips them. The deadline bounds the whole exchange, body included.
+            async with asyncio.timeout(self.settings.timeout):
+                response = await self._client.post(self.url, content=content, headers=headers)
+        except (httpx.TimeoutException, TimeoutError):
             return SendResult(RetryLater("timeout"), 0, time.perf_counter() - started, size)
         except httpx.TransportError as exc:
             # The exception text can carry the URL but never the body (where the key is).

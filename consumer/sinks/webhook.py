@@ -4,7 +4,7 @@ Like :class:`~consumer.sinks.amplitude.AmplitudeSink`, each :meth:`~OneEventSink
 attempt and classifies it with :func:`classify_single`; retrying, dead-lettering and alerting are the
 engine's (:mod:`consumer.delivery.engine`). The engine gives these sinks one event per request (``events_cap``
 1); a longer batch is refused as ``Fatal("batch_not_supported")`` without any request, never by
-raising.
+raising. One exchange never outlasts the destination's ``timeout``, however slowly its answer comes.
 
 Secrets: the Movable Ink key is part of the URL path and its password goes in the ``Authorization``
 header; the Remerge key is a query parameter added here (never part of an encoded payload). Outcomes
@@ -14,6 +14,7 @@ exception text, no URL, no response body, so neither a dead-letter record nor a 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from urllib.parse import quote
@@ -67,6 +68,7 @@ class OneEventSink:
     """Bytes a request adds around its event: the byte cap counts the encoded event alone."""
 
     def __init__(self, timeout: float, concurrency: int, client: httpx.AsyncClient | None) -> None:
+        self._deadline = timeout
         self._client = client or httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
@@ -81,8 +83,11 @@ class OneEventSink:
         size = len(item.encoded)
         started = time.perf_counter()
         try:
-            response = await self._request(item)
-        except httpx.TimeoutException:
+            # As in the Amplitude sink: httpx's timeouts are per read and write, this deadline is for the
+            # whole exchange, so an answer trickled a few bytes a second cannot hold the event.
+            async with asyncio.timeout(self._deadline):
+                response = await self._request(item)
+        except (httpx.TimeoutException, TimeoutError):
             outcome: Outcome = RetryLater("timeout")
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             # The endpoint setting is unusable (no scheme, bad host): a configuration failure to alert on.

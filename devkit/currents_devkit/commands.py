@@ -29,8 +29,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.ops.logs import setup
+    from currents_devkit.simulator.daemon import run_simulator
     from currents_devkit.simulator.partners import parse_credentials
-    from currents_devkit.simulator.server import run_simulator
 
     setup(settings.log_format, settings.log_level)
     try:

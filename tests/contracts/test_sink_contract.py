@@ -11,14 +11,16 @@ docstring documents. Where the partners legitimately differ the table says so pe
   answers there) and treat the 400 like any other refusal of the event.
 
 Every sink makes exactly one request per send, never raises, and no outcome, result or repr carries
-a secret, even when the answer (or a transport error's text) echoes it.
+a secret, even when the answer (or a transport error's text) echoes it. No send outlasts the sink's
+request timeout, even when the answer's body never ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +49,9 @@ AMPLITUDE_KEY = "amp-contract-key-5f2a9"
 MI_KEY = "mi-contract-key-81c"
 MI_PASSWORD = "mi-contract-pass-07d"
 RM_KEY = "rm-contract-key-e44"
+TIMEOUT_S = 0.5
+"""Every sink's request timeout here (MockTransport applies none of httpx's own timeouts)."""
+TIMEOUTS = {f"{name}_TIMEOUT": f"{TIMEOUT_S}s" for name in ("CURRENTS_REQUEST", "MOVABLEINK", "REMERGE")}
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -62,7 +67,7 @@ class SinkCase:
 
 
 def _amplitude(transport: httpx.AsyncBaseTransport) -> Sink:
-    env = {"AMPLITUDE_API_KEY": AMPLITUDE_KEY, "AMPLITUDE_URL": "http://amplitude.test/2/httpapi"}
+    env = {"AMPLITUDE_API_KEY": AMPLITUDE_KEY, "AMPLITUDE_URL": "http://amplitude.test/2/httpapi", **TIMEOUTS}
     return AmplitudeSink(load(None, env=env).amplitude, httpx.AsyncClient(transport=transport))
 
 
@@ -72,12 +77,13 @@ def _movableink(transport: httpx.AsyncBaseTransport) -> Sink:
         "MOVABLEINK_KEY": MI_KEY,
         "MOVABLEINK_USERNAME": "mi-user",
         "MOVABLEINK_PASSWORD": MI_PASSWORD,
+        **TIMEOUTS,
     }
     return MovableInkSink(load(None, env=env).movableink, httpx.AsyncClient(transport=transport))
 
 
 def _remerge(transport: httpx.AsyncBaseTransport) -> Sink:
-    env = {"REMERGE_ENDPOINT": "http://remerge.test/event", "REMERGE_KEY": RM_KEY}
+    env = {"REMERGE_ENDPOINT": "http://remerge.test/event", "REMERGE_KEY": RM_KEY, **TIMEOUTS}
     return RemergeSink(load(None, env=env).remerge, httpx.AsyncClient(transport=transport))
 
 
@@ -102,7 +108,9 @@ SINKS = [
 ]
 
 
-def _answer(status: int, body: Mapping[str, Any] | None = None, headers: dict[str, str] | None = None) -> Handler:
+def _answer(
+    status: int, body: Mapping[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> Handler:
     return lambda request: httpx.Response(status, json=dict(body or {}), headers=headers or {})
 
 
@@ -207,6 +215,33 @@ async def test_each_answer_maps_to_the_documented_outcome(case: SinkCase, answer
     transport_failure = answer in ("timeout", "connection-error")
     assert result.status == (0 if transport_failure else int(answer.split("-")[0]))
     _assert_no_secret(case, result, sink)
+
+
+class _EndlessBody(httpx.AsyncByteStream):
+    """A body that sends its first byte and then nothing, never ending (an answer trickled to a halt)."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"{"
+        await asyncio.get_running_loop().create_future()
+
+
+@pytest.mark.parametrize("case", SINKS, ids=[c.name for c in SINKS])
+async def test_an_answer_whose_body_never_ends_is_cut_off_at_the_request_timeout(case: SinkCase) -> None:
+    """httpx's own timeouts are per read (and MockTransport applies none): only a deadline over the whole
+    exchange ends this send, and it is the sink's request timeout."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-length": "100"}, stream=_EndlessBody())
+
+    sink = case.build(httpx.MockTransport(handler))
+    try:
+        async with asyncio.timeout(20 * TIMEOUT_S):  # a sink without a deadline would wait for ever
+            result = await sink.send(case.batch)
+    finally:
+        await sink.close()
+    assert result.outcome == RetryLater("timeout")
+    assert result.status == 0
+    assert result.seconds >= TIMEOUT_S * 0.9  # the deadline is the configured timeout, not less
 
 
 def _assert_no_secret(case: SinkCase, result: SendResult, sink: Sink) -> None:

@@ -1,10 +1,12 @@
 """Scripted failures for the simulator's data endpoints (Amplitude, Movable Ink and Remerge).
 
 A :class:`FaultController` decides, per data request, whether to answer normally or with a
-:class:`Fault`: a status and body, a ``Retry-After``, a dropped connection, or an answer given after
-the events were stored anyway. Faults come from down mode, a queue of next answers, or a seeded random
-storm, and can be scripted from Python or as JSON (``POST /_sim/faults``). Pure bookkeeping: the
-simulator asks :meth:`FaultController.take` once per data request and applies the result.
+:class:`Fault`: a status and body, a ``Retry-After``, a dropped connection, a connection held open with
+no answer at all (``hang``), or an answer given after the events were stored anyway. Independently of
+faults, every answer can be held back (``delay_s``) and its body trickled a few bytes per second
+(``trickle_bps``), as over a congested link. Faults come from down mode, a queue of next answers, or
+a seeded random storm, and can be scripted from Python or as JSON (``POST /_sim/faults``). Pure
+bookkeeping: the simulator asks :meth:`FaultController.take` once per data request and applies it.
 
 Every fault has a scope: one destination of :data:`DESTINATIONS`, or ``None`` (the default) for all of
 them, as before destinations existed. A request to a destination sees the faults of its own scope and
@@ -34,7 +36,8 @@ class Fault:
 
     ``ingest``: process the request normally first (events stored if it would be accepted), then answer
     ``status`` anyway, like a 500/502/504 after which Amplitude may have kept the events. ``close``: drop
-    the connection without answering. ``body`` defaults to ``{"code": status, "error": ...}``.
+    the connection without answering. ``hang``: keep the connection open and never answer (until the
+    client gives up or the simulator stops). ``body`` defaults to ``{"code": status, "error": ...}``.
     ``auth``: an invalid-credentials answer in the destination's own terms (see :meth:`response`).
     """
 
@@ -44,6 +47,7 @@ class Fault:
     ingest: bool = False
     close: bool = False
     auth: bool = False
+    hang: bool = False
 
     def response(self, destination: str = "amplitude") -> web.Response:
         """The HTTP response this fault answers with, shaped like ``destination``'s own errors.
@@ -85,6 +89,13 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
+def _down_mode(fault: Fault) -> str:
+    return "close" if fault.close else "hang" if fault.hang else "503"
+
+
+_DOWN_MODES = {"503": Fault(503), "close": Fault(0, close=True), "hang": Fault(0, hang=True)}
+
+
 def _scope(destination: str | None) -> str | None:
     """``destination`` checked against :data:`DESTINATIONS` (``None``: all destinations)."""
     if destination is not None and destination not in DESTINATIONS:
@@ -109,14 +120,16 @@ class _Scope:
     down: Fault | None = None
     storm: _Storm | None = None
     delay_s: float | None = None
+    trickle_bps: float | None = None
 
-    def describe(self, delay_s: float | None) -> dict[str, Any]:
+    def describe(self, delay_s: float | None, trickle_bps: float | None) -> dict[str, Any]:
         storm = self.storm
         return {
             "queued": len(self.queue),
             "next": [f.status for _, f in itertools.islice(self.queue, 10)],
-            "down": None if self.down is None else ("close" if self.down.close else "503"),
+            "down": None if self.down is None else _down_mode(self.down),
             "delay_s": delay_s,
+            "trickle_bps": trickle_bps,
             "storm": None
             if storm is None
             else {"probability": storm.probability, "seed": storm.seed, "statuses": list(storm.statuses)},
@@ -135,6 +148,8 @@ class FaultController:
     def __init__(self) -> None:
         self.delay_s = 0.0
         """Seconds every data response is held back (unless its destination has its own delay)."""
+        self.trickle_bps = 0.0
+        """Bytes per second every data response body is sent at (0: at once; a destination's own wins)."""
         self._scopes: dict[str | None, _Scope] = {None: _Scope()} | {d: _Scope() for d in DESTINATIONS}
         self._seq = itertools.count()
 
@@ -154,6 +169,10 @@ class FaultController:
     def close_next(self, count: int, *, destination: str | None = None) -> None:
         """Drop the connection of the next ``count`` data requests without answering."""
         self._enqueue(count, Fault(0, close=True), destination)
+
+    def hang_next(self, count: int, *, destination: str | None = None) -> None:
+        """Hold the connection of the next ``count`` data requests open without ever answering them."""
+        self._enqueue(count, Fault(0, hang=True), destination)
 
     def invalid_api_key_next(self, count: int, *, destination: str | None = None) -> None:
         """Refuse the next ``count`` requests' credentials: Amplitude 400, Movable Ink 401, Remerge 403."""
@@ -183,10 +202,11 @@ class FaultController:
         self._scopes[_scope(destination)].storm = storm
 
     def down(self, mode: str = "503", *, destination: str | None = None) -> None:
-        """Every data request fails until :meth:`up`: ``"503"`` answers 503, ``"close"`` drops connections."""
-        if mode not in ("503", "close"):
-            raise ValueError(f"down mode must be '503' or 'close', not {mode!r}")
-        self._scopes[_scope(destination)].down = Fault(0, close=True) if mode == "close" else Fault(503)
+        """Every data request fails until :meth:`up`: ``"503"`` answers 503, ``"close"`` drops connections,
+        ``"hang"`` never answers (requests already hanging keep hanging after :meth:`up`)."""
+        if mode not in _DOWN_MODES:
+            raise ValueError(f"down mode must be '503', 'close' or 'hang', not {mode!r}")
+        self._scopes[_scope(destination)].down = _DOWN_MODES[mode]
 
     def up(self, *, destination: str | None = None) -> None:
         """Leave down mode: ``destination``'s own, or (no destination) every scope's."""
@@ -208,11 +228,26 @@ class FaultController:
         own = self._scopes[_scope(destination)].delay_s
         return self.delay_s if own is None else own
 
+    def set_trickle(self, bytes_per_s: float, *, destination: str | None = None) -> None:
+        """Send response bodies at ``bytes_per_s`` (0: at once), headers first; a destination's own rate
+        overrides :attr:`trickle_bps`. The answer itself is unchanged (a 200 still ingests)."""
+        if destination is None:
+            self.trickle_bps = max(0.0, bytes_per_s)
+        else:
+            self._scopes[_scope(destination)].trickle_bps = max(0.0, bytes_per_s)
+
+    def trickle_for(self, destination: str) -> float:
+        """Bytes per second a response body of ``destination`` is sent at (0: at once)."""
+        own = self._scopes[_scope(destination)].trickle_bps
+        return self.trickle_bps if own is None else own
+
     def clear(self, *, destination: str | None = None) -> None:
-        """Remove faults: queue, storm, down mode and delay of ``destination``, or (no destination) all."""
+        """Remove faults: queue, storm, down mode, delay and trickle of ``destination``, or (no
+        destination) all."""
         if destination is None:
             self._scopes = {None: _Scope()} | {d: _Scope() for d in DESTINATIONS}
             self.delay_s = 0.0
+            self.trickle_bps = 0.0
         else:
             self._scopes[_scope(destination)] = _Scope()
 
@@ -240,9 +275,10 @@ class FaultController:
             {"destination": "amplitude" | "movableink" | "remerge" | null,
              "clear": true,
              "fail_next": {"count": 2, "status": 503, "body": {...}, "retry_after": 1, "ingest": false},
-             "close_next": 1, "invalid_api_key_next": 1, "delay_s": 0.5,
+             "close_next": 1, "hang_next": 1, "invalid_api_key_next": 1, "delay_s": 0.5,
+             "trickle_bps": 4,
              "storm": {"probability": 0.1, "seed": 7, "statuses": [500, 503], "retry_after": null},
-             "down": "503" | "close" | null}
+             "down": "503" | "close" | "hang" | null}
 
         ``destination`` scopes everything else in the spec (none or null: all destinations).
         ``fail_next`` may also be a list of such objects; ``"storm": null`` ends a storm.
@@ -262,9 +298,12 @@ class FaultController:
                 destination=dest,
             )
         self.close_next(int(spec.get("close_next", 0)), destination=dest)
+        self.hang_next(int(spec.get("hang_next", 0)), destination=dest)
         self.invalid_api_key_next(int(spec.get("invalid_api_key_next", 0)), destination=dest)
         if "delay_s" in spec:
             self.set_delay(float(spec["delay_s"]), destination=dest)
+        if "trickle_bps" in spec:
+            self.set_trickle(float(spec["trickle_bps"] or 0), destination=dest)
         if "storm" in spec:
             storm = spec["storm"]
             if storm is None:
@@ -285,8 +324,11 @@ class FaultController:
 
     def describe(self) -> dict[str, Any]:
         """The current fault state, JSON-ready: the all-destination faults at the top level (as before
-        destinations existed) and each destination's own under ``destinations`` (``delay_s`` null there:
-        none of its own)."""
-        out = self._scopes[None].describe(self.delay_s)
-        out["destinations"] = {d: self._scopes[d].describe(self._scopes[d].delay_s) for d in DESTINATIONS}
+        destinations existed) and each destination's own under ``destinations`` (``delay_s`` and
+        ``trickle_bps`` null there: none of its own)."""
+        out = self._scopes[None].describe(self.delay_s, self.trickle_bps)
+        out["destinations"] = {
+            d: self._scopes[d].describe(self._scopes[d].delay_s, self._scopes[d].trickle_bps)
+            for d in DESTINATIONS
+        }
         return out

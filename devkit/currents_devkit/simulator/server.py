@@ -3,22 +3,20 @@
 Implements ``shared/reference/amplitude-api.md``: ``POST /2/httpapi`` and ``POST /batch`` take
 ``{"api_key", "events", "options": {"min_id_length"}}`` and answer exactly the documented bodies, each
 with ``code``. A refused request (400/413/429) ingests none of its events. This module routes requests
-and holds the state; each stage of a data request has its own module: :mod:`currents_devkit.simulator.faults`
-(scripted failures), :mod:`currents_devkit.simulator.validation` (400/413: size, JSON, key, count, fields,
-ids),
-:mod:`currents_devkit.simulator.limits` (429: per-device and per-user rates and daily quota; deduplication)
-and
-:mod:`currents_devkit.simulator.store` (the events kept). All settings are in :class:`SimulatorConfig`.
-Duplicates
-are answered 200 but not ingested; they are counted apart.
+and holds the state; each stage of a data request has its own module:
+:mod:`~currents_devkit.simulator.faults` (scripted failures, slow and missing answers),
+:mod:`~currents_devkit.simulator.validation` (400/413: size, JSON, key, count, fields, ids),
+:mod:`~currents_devkit.simulator.limits` (429: per-device and per-user rates and daily quota;
+deduplication) and :mod:`~currents_devkit.simulator.store` (the events kept). All settings are in
+:class:`SimulatorConfig`. Duplicates are answered 200 but not ingested; they are counted apart.
 The same port serves Movable Ink (``POST /behavioral/<key>``) and Remerge (``GET /event``), checked
 and kept by :mod:`currents_devkit.simulator.partners`; faults target all destinations or one
-(``destination``).
+(``destination``). :mod:`currents_devkit.simulator.daemon` runs it as a process.
 
 Memory: ingested events are kept only with ``keep_events`` (default on), as the JSON bytes received
 (decoded on access, invisible to the cyclic GC); counters always. The clock is
 injected (``clock``) so rate and quota behaviour is deterministic in tests, and so is the response delay
-(``sleep``). Faults are scripted from Python through :attr:`AmplitudeSimulator.faults`
+and trickle (``sleep``). Faults are scripted from Python through :attr:`AmplitudeSimulator.faults`
 (:class:`FaultController`) or over HTTP: ``POST /_sim/faults`` (body: see :meth:`FaultController.apply`,
 plus ``add_api_keys`` / ``remove_api_keys``), ``GET /_sim/stats``, ``GET /_sim/events?offset=&limit=``,
 ``GET /_sim/movableink/events``, ``GET /_sim/remerge/events``, ``POST /_sim/reset``. The ``/_sim/``
@@ -30,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -51,7 +48,7 @@ from currents_devkit.simulator.partners import (
 )
 from currents_devkit.simulator.store import EventStore, IngestedEvent, SimulatorStats
 from currents_devkit.simulator.validation import PLACEHOLDER_IDS, Checked, check_payload, parse_body
-from currents_devkit.simulator.wire import DropConnection, Request, serve
+from currents_devkit.simulator.wire import DropConnection, Request, Trickled, never_answer, serve
 
 __all__ = [
     "BATCH_PATH",
@@ -63,8 +60,6 @@ __all__ = [
     "IngestedEvent",
     "SimulatorConfig",
     "SimulatorStats",
-    "run_simulator",
-    "serve_forever",
 ]
 
 log = logging.getLogger(__name__)
@@ -137,7 +132,9 @@ class AmplitudeSimulator:
         max_body = max(cfg.http_v2_max_bytes, cfg.batch_max_bytes, cfg.movableink_max_bytes)
         routes = [web.route("*", "/{tail:.*}", serve(self._handle, max_body))]
         # aiohttp refuses a body of client_max_size bytes or more; wire.serve decodes bodies itself.
-        self._server = WebServer(routes, client_max_size=max_body + 1, auto_decompress=False)
+        # handler_cancellation: a hung request ends when its client gives up (see wire.never_answer).
+        options = {"auto_decompress": False, "handler_cancellation": True}
+        self._server = WebServer(routes, client_max_size=max_body + 1, **options)
         self._log_task: asyncio.Task[None] | None = None
         self._host = "127.0.0.1"
         self.reset()
@@ -250,7 +247,7 @@ class AmplitudeSimulator:
             "remerge": self.remerge.describe(),
         }
 
-    async def _handle(self, request: Request) -> web.Response:
+    async def _handle(self, request: Request) -> web.StreamResponse:
         """Route: control endpoints, else a data request through faults, processing and the delay."""
         if request.path.startswith("/_sim/"):
             return self._control(request)
@@ -273,10 +270,30 @@ class AmplitudeSimulator:
 
     async def _answer(
         self, destination: str, process: Callable[[], web.Response], count: Callable[[int], None]
-    ) -> web.Response:
+    ) -> web.StreamResponse:
         """Answer one data request: its fault (processing it first if the fault ingests) or ``process``;
-        count the status (0: dropped), then hold the answer back by the destination's delay."""
+        count the status (0: dropped; a hung request: :attr:`SimulatorStats.requests_hung` only), hold
+        the answer back by the destination's delay, then trickle it if asked. Counts it open meanwhile."""
+        stats = self.stats  # the one counting it open, even if a reset comes meanwhile
+        stats.opened()
+        try:
+            response = await self._faulted(destination, process, count)
+        except BaseException:
+            stats.closed()
+            raise
+        trickle = self.faults.trickle_for(destination)
+        if trickle > 0:
+            return Trickled(response, trickle, self._sleep, stats.closed)  # open until its last byte
+        stats.closed()
+        return response
+
+    async def _faulted(
+        self, destination: str, process: Callable[[], web.Response], count: Callable[[int], None]
+    ) -> web.Response:
         fault = self.faults.take(destination)
+        if fault is not None and fault.hang:
+            self.stats.requests_hung += 1
+            return await never_answer()
         if fault is None:
             response = process()
         else:
@@ -397,33 +414,3 @@ class AmplitudeSimulator:
                 "; ".join(p.summary() for p in self._partners),
             )
             last_requests, last_events = requests, stats.events_ingested
-
-
-async def serve_forever(config: SimulatorConfig) -> None:
-    """Run a simulator on ``config.host:config.port`` until cancelled or SIGINT/SIGTERM."""
-    sim = AmplitudeSimulator(config)
-    await sim.start(config.host, config.port)
-    log.info("simulator on %s (HTTP V2, Batch, Movable Ink /behavioral/<key>, Remerge /event)", sim.url)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in signals:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(sig)
-        await sim.stop()
-        partners = (sim.movableink.summary(), sim.remerge.summary())
-        log.info("simulator stopped: %s; %s; %s", sim.stats.as_dict(), *partners)
-
-
-def run_simulator(
-    host: str = "127.0.0.1", port: int = 9000, api_keys: tuple[str, ...] = (), **settings: Any
-) -> None:
-    """Blocking entry point for ``currents-consumer simulate``; ``settings`` are SimulatorConfig fields."""
-    config = SimulatorConfig(host=host, port=port, api_keys=frozenset(api_keys), **settings)
-    asyncio.run(serve_forever(config))

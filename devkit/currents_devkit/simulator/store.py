@@ -82,7 +82,9 @@ class SimulatorStats:
     """Counters only: they do not grow with traffic. Status ``0`` counts dropped connections.
 
     ``events_rejected`` counts events of refused requests whose body parsed as JSON (a body refused for
-    its byte size is not parsed); ``events_ingested`` excludes duplicates.
+    its byte size is not parsed); ``events_ingested`` excludes duplicates. ``requests_hung`` counts
+    requests never answered (a ``hang`` fault; not in ``requests_by_status``); ``open_requests`` the
+    data requests being answered now (hung, delayed or trickling), ``max_open_requests`` its peak.
     """
 
     requests_by_status: dict[int, int] = field(default_factory=dict)
@@ -91,6 +93,18 @@ class SimulatorStats:
     events_duplicate: int = 0
     events_rejected: int = 0
     bytes_received: int = 0
+    requests_hung: int = 0
+    open_requests: int = 0
+    max_open_requests: int = 0
+
+    def opened(self) -> None:
+        """Count one more data request open (its answer not yet given)."""
+        self.open_requests += 1
+        self.max_open_requests = max(self.max_open_requests, self.open_requests)
+
+    def closed(self) -> None:
+        """Count one data request answered, dropped or abandoned by its client."""
+        self.open_requests -= 1
 
     @property
     def requests_total(self) -> int:
@@ -111,4 +125,7 @@ class SimulatorStats:
             "events_duplicate": self.events_duplicate,
             "events_rejected": self.events_rejected,
             "bytes_received": self.bytes_received,
+            "requests_hung": self.requests_hung,
+            "open_requests": self.open_requests,
+            "max_open_requests": self.max_open_requests,
         }

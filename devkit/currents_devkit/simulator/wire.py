@@ -1,7 +1,9 @@
 """The simulator's HTTP boundary: an aiohttp request read into a :class:`Request`, body bounded and decoded.
 
 :func:`serve` turns the simulator's request logic into an aiohttp handler: :class:`DropConnection`
-closes the connection without an answer, any other exception is a logged JSON 500.
+closes the connection without an answer, a :class:`Trickled` answer is sent a few bytes at a time,
+and any other exception is a logged JSON 500. :func:`never_answer` holds a request open for good; the
+server should run with ``handler_cancellation=True`` so that it ends when the client gives up.
 :func:`read_request` guarantees what that logic relies on:
 
 - the body is read completely, at most ``max_body`` bytes on the wire (else a 413);
@@ -16,6 +18,7 @@ every body. The server must run with ``auto_decompress=False`` so the body arriv
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,7 +29,15 @@ from aiohttp.typedefs import Handler
 
 from consumer.ops.web import json_response
 
-__all__ = ["DropConnection", "Request", "error_response", "read_request", "serve"]
+__all__ = [
+    "DropConnection",
+    "Request",
+    "Trickled",
+    "error_response",
+    "never_answer",
+    "read_request",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +59,53 @@ class DropConnection(Exception):
     """Raised by the simulator's logic to close the connection without sending any response."""
 
 
+class Trickled(web.StreamResponse):
+    """``response`` sent slowly: status and headers (with the whole ``Content-Length``) at once, then the
+    body at ``bytes_per_s``, in at most ten writes a second, each followed by ``sleep``. ``on_end`` is
+    called once when the sending ends, however it ends."""
+
+    def __init__(
+        self,
+        response: web.Response,
+        bytes_per_s: float,
+        sleep: Callable[[float], Awaitable[None]],
+        on_end: Callable[[], None] = lambda: None,
+    ) -> None:
+        super().__init__(status=response.status, reason=response.reason, headers=response.headers)
+        body = response.body
+        self._data = body if isinstance(body, bytes) else b""
+        self.content_length = len(self._data)
+        self._step = max(1, int(bytes_per_s / 10))
+        self._pause = self._step / bytes_per_s
+        self._sleep = sleep
+        self._on_end = on_end
+
+    async def send(self, request: web.Request) -> None:
+        """Write the whole answer; returns early (quietly) when the client has gone."""
+        try:
+            await self.prepare(request)
+            for start in range(0, len(self._data), self._step):
+                await self.write(self._data[start : start + self._step])
+                await self._sleep(self._pause)
+            await self.write_eof()
+        except ConnectionError:
+            pass  # the client gave up waiting: that is the point of a trickle
+        finally:
+            self._on_end()
+
+
 def error_response(status: int, message: str) -> web.Response:
     """``{"code": status, "error": message}``."""
     return json_response(status, {"code": status, "error": message})
 
 
-def serve(logic: Callable[[Request], Awaitable[web.Response]], max_body: int) -> Handler:
+async def never_answer() -> web.Response:
+    """Wait until cancelled: the client disconnected (``handler_cancellation``) or the server stopped."""
+    never: asyncio.Future[web.Response] = asyncio.get_running_loop().create_future()
+    return await never
+
+
+def serve(logic: Callable[[Request], Awaitable[web.StreamResponse]], max_body: int) -> Handler:
     """An aiohttp handler: read the request (see :func:`read_request`), answer it with ``logic``."""
 
     async def handle(http_request: web.Request) -> web.StreamResponse:
@@ -61,7 +113,7 @@ def serve(logic: Callable[[Request], Awaitable[web.Response]], max_body: int) ->
         if isinstance(request, web.Response):
             return request
         try:
-            return await logic(request)
+            response = await logic(request)
         except DropConnection:
             if http_request.transport is not None:
                 http_request.transport.abort()
@@ -69,6 +121,9 @@ def serve(logic: Callable[[Request], Awaitable[web.Response]], max_body: int) ->
         except Exception:
             log.exception("simulator failed on %s %s", request.method, request.path)
             return error_response(500, "Internal server error")
+        if isinstance(response, Trickled):
+            await response.send(http_request)
+        return response
 
     return handle
 
