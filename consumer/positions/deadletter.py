@@ -9,6 +9,11 @@ key) with ``destination``, or ``raw`` (undecodable input, base64) — plus ``eve
 when known. Records without ``destination`` (written before fan-out existed) are Amplitude's.
 :meth:`DeadLetterWriter.sync` makes everything written so far durable; sources call it before they
 commit positions, so a dead-lettered event is never committed before it is on disk.
+
+An output that cannot be written (not a directory, no space left, read-only, no permission) is a
+:class:`~consumer.ops.faults.Fault` naming the directory and the OS error, raised by the call that met it
+and by every later ``write``/``sync``: the event whose record failed is never reported done, and
+nothing written before it counts as durable.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import IO, Any
 import orjson
 
 from consumer.events import AmplitudeEvent, Position
+from consumer.ops.faults import Fault, io_fault
 
 
 class DeadLetterWriter:
@@ -36,6 +42,13 @@ class DeadLetterWriter:
         self._tag = f"{socket.gethostname()}-{os.getpid()}"
         self._dirty = False
         self.count = 0
+        self.fault: Fault | None = None
+        """Set once the output could not be written; every later write or sync raises it."""
+
+    def _failed(self, exc: OSError) -> Fault:
+        if self.fault is None:
+            self.fault = io_fault(f"dead-letter output {self.directory}", exc)
+        return self.fault
 
     def _file(self, now: float) -> IO[bytes]:
         hour = time.strftime("%Y%m%dT%H", time.gmtime(now))
@@ -80,23 +93,38 @@ class DeadLetterWriter:
             record["event"] = event
         if raw is not None:
             record["raw"] = base64.b64encode(raw).decode("ascii")
-        self._file(now).write(orjson.dumps(record) + b"\n")
+        if self.fault is not None:
+            raise self.fault
+        try:
+            self._file(now).write(orjson.dumps(record) + b"\n")
+        except OSError as exc:
+            raise self._failed(exc) from None
         self._dirty = True
         self.count += 1
 
     def sync(self) -> None:
-        """Flush and fsync what has been written."""
+        """Flush and fsync what has been written (:class:`Fault` if it cannot be)."""
+        if self.fault is not None:
+            raise self.fault
         if self._fh is not None and self._dirty:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            try:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            except OSError as exc:
+                raise self._failed(exc) from None
             self._dirty = False
 
     def close(self) -> None:
-        """Sync and close the current file."""
-        self.sync()
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        """Sync and close the current file; the file is closed even when the sync raises its fault."""
+        try:
+            self.sync()
+        finally:
+            fh, self._fh = self._fh, None
+            if fh is not None:
+                try:
+                    fh.close()
+                except OSError:  # the buffer could not be flushed: already the writer's fault
+                    pass
 
 
 def read_dead_letters(paths: list[str]) -> Iterator[tuple[str, int, dict[str, Any]]]:
