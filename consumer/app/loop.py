@@ -64,7 +64,13 @@ class RunLoop:
         self._on_acked = on_acked
         self.faults = Faults()
         self.pipeline = Pipeline(
-            destinations, self.dead, metrics, self.ack, on_ack_many=self.ack_many, clock=clock, faults=self.faults
+            destinations,
+            self.dead,
+            metrics,
+            self.ack,
+            on_ack_many=self.ack_many,
+            clock=clock,
+            faults=self.faults,
         )
         self.stopping = asyncio.Event()
         """Set by :meth:`stop` (and by the first fault): the command stops reading."""

@@ -223,17 +223,27 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     )
     parser.add_argument("--version", action="version", version=f"currents-consumer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    codes = {"epilog": EPILOG, "formatter_class": argparse.RawDescriptionHelpFormatter}
+    raw = argparse.RawDescriptionHelpFormatter
     commands: dict[str, Command] = {}
 
     roots = "Currents Avro files or directories (recursive), or s3://, gs://, az:// bucket prefixes"
-    p = sub.add_parser("convert", **codes, help="print the Amplitude events for Currents Avro files (dry run)")
+    p = sub.add_parser(
+        "convert",
+        epilog=EPILOG,
+        formatter_class=raw,
+        help="print the Amplitude events for Currents Avro files (dry run)",
+    )
     p.add_argument("paths", nargs="+", metavar="PATH", help=roots)
     p.add_argument("--summary-json", action="store_true", help="print the summary as JSON on stderr")
     add_arguments(p, ("mapping", "input"))
     commands["convert"] = _cmd_convert
 
-    p = sub.add_parser("replay", **codes, help="deliver Currents Avro files to Amplitude (backfill, resumable)")
+    p = sub.add_parser(
+        "replay",
+        epilog=EPILOG,
+        formatter_class=raw,
+        help="deliver Currents Avro files to Amplitude (backfill, resumable)",
+    )
     p.add_argument("paths", nargs="+", metavar="PATH", help=roots)
     p.add_argument("--summary-json", action="store_true", help="print the final summary as JSON")
     p.add_argument(
@@ -247,11 +257,21 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs", "input", "workers"))
     commands["replay"] = _cmd_replay
 
-    p = sub.add_parser("run", **codes, help="the Kafka daemon: consume Currents events and deliver them to Amplitude")
+    p = sub.add_parser(
+        "run",
+        epilog=EPILOG,
+        formatter_class=raw,
+        help="the Kafka daemon: consume Currents events and deliver them to Amplitude",
+    )
     add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs", "kafka", "workers"))
     commands["run"] = _cmd_run
 
-    p = sub.add_parser("redrive", **codes, help="re-send dead-lettered events (same insert_id: no double counting)")
+    p = sub.add_parser(
+        "redrive",
+        epilog=EPILOG,
+        formatter_class=raw,
+        help="re-send dead-lettered events (same insert_id: no double counting)",
+    )
     p.add_argument("paths", nargs="+", metavar="PATH", help="dead-letter files or directories")
     p.add_argument("--reason", action="append", help="only records whose reason matches (glob, repeatable)")
     p.add_argument("--summary-json", action="store_true", help="print the final summary as JSON")
@@ -289,7 +309,10 @@ def main(argv: list[str] | None = None) -> None:
     except Fault as exc:  # a fault before or outside a run's own reporting (the metrics port taken)
         print(f"currents-consumer: stopped: {exc}", file=sys.stderr)
         code = ExitCode.FAULT
-    except BrokenPipeError:
+    except BrokenPipeError as exc:
+        if args.command != "convert":  # not our stdout: a pipe of ours broke (a worker died starting)
+            print(f"currents-consumer: stopped: {exc}", file=sys.stderr)
+            raise SystemExit(ExitCode.FAULT) from None
         # The reader went away (`convert ... | head`): stop quietly, as Unix tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -80,7 +80,7 @@ class RegistryClient:
         status, body = response.status_code, _answer(response.content)
         if status == 404:
             if body is None or "error_code" not in body:
-                raise RegistryAnswerInvalid(f"schema registry {where}: HTTP 404 that is not a registry's answer")
+                raise RegistryAnswerInvalid(f"schema registry {where}: HTTP 404 that is not a registry's")
             raise UnknownSchema(f"schema id {schema_id} not found in the registry")
         if status != 200:
             raise RegistryUnavailable(f"schema registry answered HTTP {status}")

@@ -32,7 +32,7 @@ class Fault(Exception):
 
 
 class Faults:
-    """The run's fault latch: the first :class:`Fault` reported, and who to tell (see the module docstring)."""
+    """The run's fault latch: the first :class:`Fault` reported and who to tell (see the module)."""
 
     def __init__(self) -> None:
         self.first: Fault | None = None

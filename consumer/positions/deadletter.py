@@ -19,6 +19,7 @@ nothing written before it counts as durable.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import socket
 import time
@@ -121,10 +122,9 @@ class DeadLetterWriter:
         finally:
             fh, self._fh = self._fh, None
             if fh is not None:
-                try:
+                # The buffer could not be flushed: already the writer's fault (the descriptor is closed).
+                with contextlib.suppress(OSError):
                     fh.close()
-                except OSError:  # the buffer could not be flushed: already the writer's fault
-                    pass
 
 
 def read_dead_letters(paths: list[str]) -> Iterator[tuple[str, int, dict[str, Any]]]:

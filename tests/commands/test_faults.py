@@ -5,6 +5,7 @@ ends with every event delivered or dead-lettered (nothing lost, by ``insert_id``
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -32,7 +33,9 @@ def tmpfs(path: Path, *, size: str = "64k", full: bool = False, read_only: bool 
     """A real tmpfs of ``size`` at ``path`` (filled to the last byte with ``full``, remounted read-only
     with ``read_only``), unmounted at the end; the test is skipped where mounting is not allowed."""
     path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
@@ -117,7 +120,9 @@ async def test_a_dead_letter_path_that_is_not_a_directory_is_refused_before_anyt
     expected = write_input(tmp_path / "in")
     (tmp_path / "a-file").write_text("not a directory")
     async with simulator() as sim:
-        code, stderr, _ = await replay(args(sim, tmp_path, tmp_path / "a-file" / "dl", tmp_path / "state"), tmp_path)
+        code, stderr, _ = await replay(
+            args(sim, tmp_path, tmp_path / "a-file" / "dl", tmp_path / "state"), tmp_path
+        )
         assert code == 2, stderr
         assert f"dead-letter output {tmp_path / 'a-file' / 'dl'}: [Errno 20] Not a directory" in stderr
         assert sim.stats.requests_total == 0, "something was read and sent"
@@ -155,10 +160,13 @@ async def test_a_full_dead_letter_disk_ends_the_replay_and_the_next_run_loses_no
     expected = write_input(tmp_path / "in")
     async with simulator() as sim:
         with tmpfs(tmp_path / "full", full=True) as full:
-            code, stderr, seconds = await replay(args(sim, tmp_path, full / "dl", tmp_path / "state"), tmp_path)
+            code, stderr, seconds = await replay(
+                args(sim, tmp_path, full / "dl", tmp_path / "state"), tmp_path
+            )
         assert code == 4, stderr
-        assert f"stopped: cannot write the dead-letter output {full / 'dl'}: [Errno 28] No space left on device" in (
-            stderr
+        assert (
+            f"stopped: cannot write the dead-letter output {full / 'dl'}: [Errno 28] No space left on device"
+            in (stderr)
         )
         assert "Task exception was never retrieved" not in stderr and "Traceback" not in stderr
         summary = last_json(stderr)
@@ -193,7 +201,8 @@ async def test_a_metrics_port_already_bound_ends_the_replay_before_anything_is_r
             taken.listen()
             port = taken.getsockname()[1]
             code, stderr, _ = await replay(
-                args(sim, tmp_path, tmp_path / "dl", tmp_path / "state", "--metrics-port", str(port)), tmp_path
+                args(sim, tmp_path, tmp_path / "dl", tmp_path / "state", "--metrics-port", str(port)),
+                tmp_path,
             )
         assert code == 4, stderr
         assert f"cannot serve metrics and probes on port {port}" in stderr
@@ -203,8 +212,67 @@ async def test_a_metrics_port_already_bound_ends_the_replay_before_anything_is_r
 
 
 def test_the_tmpfs_helper_really_fills_and_unmounts(tmp_path: Path) -> None:
-    with tmpfs(tmp_path / "t", full=True) as full:
-        with pytest.raises(OSError, match="No space left"), open(full / "more", "wb") as fh:
-            fh.write(b"x" * 8192)
-            fh.flush()
+    with (
+        tmpfs(tmp_path / "t", full=True) as full,
+        pytest.raises(OSError, match="No space left"),
+        open(full / "more", "wb") as fh,
+    ):
+        fh.write(b"x" * 8192)
+        fh.flush()
     assert not os.path.ismount(tmp_path / "t")
+
+
+def worker_children(pid: int) -> list[int]:
+    """The worker processes (``spawn_main``) among ``pid``'s children (not the resource tracker)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+                if b"spawn_main" in cmdline:
+                    found.append(int(child))
+    return found
+
+
+async def test_a_worker_that_keeps_dying_ends_the_replay_and_the_next_run_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    expected: set[str] = set()
+    synth = Synth(4, devices=50)
+    for f in range(30):
+        records = []
+        for i in range(100):
+            record = synth.record(CUSTOM)
+            record["device_id"] = "short" if i % 10 == 0 else f"device-{f:02d}-{i:05d}"
+            record["external_user_id"] = None
+            record["id"] = str(uuid.UUID(int=f * 1000 + i + 1))
+            expected.add(record["id"])
+            records.append(record)
+        write_container(tmp_path / "in" / f"event_type={CUSTOM}" / f"part-{f:02d}.avro", CUSTOM, records)
+    async with simulator() as sim:
+        argv = args(
+            sim, tmp_path, tmp_path / "dl", tmp_path / "state", "--workers", "1", "--project-rate", "500"
+        )
+        began = time.monotonic()
+        command = await start(argv, {"AMPLITUDE_API_KEY": KEY, "CURRENTS_LOG_FORMAT": "json"}, tmp_path)
+        killed: set[int] = set()
+        while command.proc.returncode is None and time.monotonic() - began < BOUND:
+            for child in worker_children(command.proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, 9)
+                    killed.add(child)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(command.proc.wait(), 0.1)
+        code, _, stderr = await command.finish(within=5)
+        seconds = time.monotonic() - began
+        assert code == 4, (killed, stderr[-3000:])
+        assert (
+            "stopped: worker processes keep dying: 6 deaths within 60s (the last with exit code -9)" in stderr
+        )
+        assert len(killed) >= 6
+        assert "Traceback" not in stderr
+        summary = await second_run_accounts_for_everything(
+            sim, tmp_path, expected, tmp_path / "state", tmp_path / "dl"
+        )
+        assert summary["unreadable"] == []
+        print(f"worker deaths: exit after {seconds:.1f}s, killed {len(killed)}")
