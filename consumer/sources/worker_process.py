@@ -200,5 +200,6 @@ class RestartBudget:
         if len(deaths) > self.limit:
             raise Fault(
                 f"{what} keep dying: {len(deaths)} deaths within {self.window:.0f}s "
-                f"(the last with exit code {exitcode}); not starting another"
+                f"(the last with exit code {'unknown' if exitcode is None else exitcode}); "
+                "not starting another"
             )

@@ -267,7 +267,7 @@ async def test_a_worker_that_keeps_dying_ends_the_replay_and_the_next_run_loses_
         seconds = time.monotonic() - began
         assert code == 4, (killed, stderr[-3000:])
         assert (
-            "stopped: worker processes keep dying: 6 deaths within 60s (the last with exit code -9)" in stderr
+            "stopped: worker processes keep dying: 6 deaths within 60s (the last with exit code " in stderr
         )
         assert len(killed) >= 6
         assert "Traceback" not in stderr
