@@ -13,6 +13,11 @@ dead-lettered) acknowledges its position in the tracker. It guarantees:
   command's own resources, then the dead-letter writer (synced).
 * **Grace on stop.** :meth:`RunLoop.stop` is idempotent; :meth:`RunLoop.finish` waits for every event
   to finish, or, once stopped, at most ``grace`` seconds more (what is left is read again next time).
+* **A fault ends the run, safely.** The loop owns the run's :class:`~consumer.ops.faults.Faults`: a fault
+  reported anywhere (a delivery engine, a periodic job, closing the dead-letters) stops the loop, and
+  from then on :meth:`RunLoop.commit` commits nothing, so nothing unfinished is ever acknowledged to the
+  source. Every task the loop starts has its exception retrieved and reported; when the body of
+  :meth:`RunLoop.running` ends, the first fault is raised for the command to report.
 
 What is specific to a source (Kafka's fetch/pause/rebalance, files' listing and resume state) stays
 with its command; this module knows no source.
@@ -24,12 +29,13 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from operator import attrgetter
 
 from consumer.app.destinations import Destination
 from consumer.app.pipeline import Pipeline
 from consumer.events import Position
+from consumer.ops.faults import Fault, Faults
 from consumer.ops.metrics import Metrics
 from consumer.positions.deadletter import DeadLetterWriter
 from consumer.positions.tracker import OffsetTracker
@@ -56,11 +62,19 @@ class RunLoop:
         self.tracker = OffsetTracker()
         self.dead = DeadLetterWriter(dead_letter_dir)
         self._on_acked = on_acked
+        self.faults = Faults()
         self.pipeline = Pipeline(
-            destinations, self.dead, metrics, self.ack, on_ack_many=self.ack_many, clock=clock
+            destinations,
+            self.dead,
+            metrics,
+            self.ack,
+            on_ack_many=self.ack_many,
+            clock=clock,
+            faults=self.faults,
         )
         self.stopping = asyncio.Event()
-        """Set by :meth:`stop`: the command stops reading."""
+        """Set by :meth:`stop` (and by the first fault): the command stops reading."""
+        self.faults.listen(lambda _: self.stop())
 
     # -- positions -------------------------------------------------------------------------------
     def ack(self, position: Position) -> None:
@@ -82,8 +96,12 @@ class RunLoop:
         return {s: nxt for s in streams if (nxt := committable(s)) is not None}
 
     async def commit(self, source: Source, offsets: Mapping[Stream, int]) -> bool:
-        """Sync the dead-letter output, then commit ``offsets`` to ``source``; the source's answer."""
-        self.dead.sync()
+        """Sync the dead-letter output, then commit ``offsets`` to ``source``; the source's answer.
+        After a fault nothing is committed (``False``)."""
+        if self.faults.failed:
+            return False
+        with self._reporting(reraise=True):
+            self.dead.sync()
         return await source.commit(offsets)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -96,10 +114,14 @@ class RunLoop:
         self, *periodic: Periodic, on_close: Callable[[], Awaitable[None]] | None = None
     ) -> AsyncIterator[None]:
         """Repeat each ``periodic`` job while the body runs; afterwards (also on error) cancel them,
-        close the pipeline, await ``on_close`` (the command's resources), close the dead-letters."""
-        tasks = [asyncio.create_task(_every(interval, job)) for interval, job in periodic]
+        close the pipeline, await ``on_close`` (the command's resources), close the dead-letters. A fault
+        met by any of them is reported; once the body has returned, the run's first fault is raised."""
+        tasks = [asyncio.create_task(_every(interval, job, self.faults)) for interval, job in periodic]
         try:
             yield
+        except Fault as fault:
+            self.faults.report(fault)
+            raise
         finally:
             for task in tasks:
                 task.cancel()
@@ -107,15 +129,31 @@ class RunLoop:
             try:
                 await self.pipeline.close()
                 if on_close is not None:
-                    await on_close()
+                    with self._reporting():
+                        await on_close()
             finally:
-                self.dead.close()
+                with self._reporting():
+                    self.dead.close()
+        self.faults.raise_first()
+
+    @contextlib.contextmanager
+    def _reporting(self, *, reraise: bool = False) -> Iterator[None]:
+        """Report a :class:`~consumer.ops.faults.Fault` raised in the body (and raise it on if asked)."""
+        try:
+            yield
+        except Fault as fault:
+            self.faults.report(fault)
+            if reraise:
+                raise
 
     async def finish(self, grace: float) -> bool:
         """Wait for every event taken to finish; once stopped (before or during the wait), at most
-        ``grace`` seconds more. ``False`` if some were left unfinished (they are read again)."""
+        ``grace`` seconds more. ``False`` if some were left unfinished (they are read again), at once
+        after a fault."""
         pipeline = self.pipeline
-        if self.stopping.is_set():
+        if self.faults.failed:
+            drained = False
+        elif self.stopping.is_set():
             drained = await pipeline.drain(grace)
         else:
             waiting = asyncio.create_task(pipeline.drain())
@@ -144,9 +182,19 @@ class RunLoop:
         )
 
 
-async def _every(interval: float, job: Callable[[], Awaitable[None] | None]) -> None:
+async def _every(interval: float, job: Callable[[], Awaitable[None] | None], faults: Faults) -> None:
+    """Call ``job`` every ``interval`` seconds; its fault (or any exception: a bug) is reported and ends
+    the repetition, so no exception waits unseen in a task until the end of the run."""
     while True:
         await asyncio.sleep(interval)
-        result = job()
-        if result is not None:
-            await result
+        try:
+            result = job()
+            if result is not None:
+                await result
+        except Fault as fault:
+            faults.report(fault)
+            return
+        except Exception as exc:
+            log.exception("a periodic job failed")
+            faults.report(Fault(f"a periodic job failed: {type(exc).__name__}: {exc}"))
+            return

@@ -12,6 +12,10 @@ Back-pressure: :meth:`ingest` waits while any destination's engine is full, so o
 is down pauses the input once its ``--max-pending`` fills (the others keep flowing until then).
 
 The pipeline owns the run summary and the event-level metrics, so both sources report the same way.
+
+Faults: every engine shares the run's :class:`~consumer.ops.faults.Faults`; a dead-letter record the
+pipeline itself cannot write is reported there too and raised to the source, whose record then is never
+acknowledged. From the first fault on, :meth:`ingest` / :meth:`take` raise it (no new input is taken).
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from consumer.app.destinations import Destination
 from consumer.decode.avro import DecodeError
 from consumer.delivery.engine import DeliveryEngine
 from consumer.events import CurrentsRecord, Pending, Position
+from consumer.ops.faults import Fault, Faults
 from consumer.ops.metrics import Metrics
 from consumer.ops.summary import Summary
 from consumer.positions.deadletter import DeadLetterWriter
@@ -53,6 +59,7 @@ class Pipeline:
         *,
         on_ack_many: AckManyCallback | None = None,
         clock: Callable[[], float] | None = None,
+        faults: Faults | None = None,
     ) -> None:
         if not destinations:
             raise ValueError("a pipeline needs at least one destination")
@@ -62,6 +69,7 @@ class Pipeline:
         self.on_ack = on_ack
         self.on_ack_many = on_ack_many or self._ack_each
         self.summary = Summary(primary=self.destinations[0].name)
+        self.faults = faults if faults is not None else Faults()
         self.engines = [
             DeliveryEngine(
                 d.shape,
@@ -73,6 +81,7 @@ class Pipeline:
                 name=d.name,
                 decode=d.mapper.decode,
                 clock=clock or time.time,
+                faults=self.faults,
             )
             for d in self.destinations
         ]
@@ -136,6 +145,7 @@ class Pipeline:
     async def take(self, position: Position, event_type: str, outputs: tuple[Output, ...]) -> None:
         """Submit one prepared record (one :data:`~consumer.transform.prepare.Output` per destination, in
         order)."""
+        self.faults.raise_first()
         self._count_read(event_type, 1)
         queues: list[list[Pending]] = [[] for _ in self.engines]
         self._place(position, event_type, outputs, self._clock(), queues)
@@ -150,6 +160,7 @@ class Pipeline:
         """Submit the prepared records of one stream, in order: what :meth:`take` does for each, with the
         per-record bookkeeping (read counts, the clock, handing payloads to the engines, yielding to
         requests in flight) done once per chunk."""
+        self.faults.raise_first()
         for event_type, n in Counter([record[1] for record in chunk]).items():
             self._count_read(event_type, n)
         now = self._clock()
@@ -200,7 +211,7 @@ class Pipeline:
                 done = engine.offer_many(items, done + 1)
 
     def _unencodable(self, dest: Destination, position: Position, event_type: str, detail: str) -> None:
-        self.dead.write("unencodable", position, destination=dest.name, event_type=event_type, detail=detail)
+        self._write_dead("unencodable", position, destination=dest.name, event_type=event_type, detail=detail)
         self.summary.dead_lettered[dest.tag("unencodable")] += 1
         self.metrics.count(self.metrics.dead_lettered, "unencodable", destination=dest.name)
 
@@ -214,10 +225,17 @@ class Pipeline:
         event_type: str | None = None,
     ) -> None:
         """Record input that never became an event (undecodable bytes, unreadable file) and acknowledge it."""
-        self.dead.write(reason, position, raw=raw, detail=detail, event_type=event_type)
+        self._write_dead(reason, position, raw=raw, detail=detail, event_type=event_type)
         self.summary.dead_lettered[reason] += 1
         self.metrics.count(self.metrics.dead_lettered, reason, destination=INPUT)
         self.on_ack(position)
+
+    def _write_dead(self, reason: str, position: Position, **fields: Any) -> None:
+        try:
+            self.dead.write(reason, position, **fields)
+        except Fault as fault:
+            self.faults.report(fault)
+            raise
 
     def undecodable(self, error: DecodeError) -> None:
         """Dead-letter one undecodable input (with its raw bytes when it has them) and acknowledge it."""

@@ -11,6 +11,7 @@ import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from consumer.app.destinations import Destination, build_destinations, build_mappers
+from consumer.ops.faults import Fault
 from consumer.ops.health import Health
 from consumer.ops.logs import register_secret, setup
 from consumer.ops.metrics import Metrics, default_metrics
@@ -60,10 +61,14 @@ async def ops_server(
     ready: Callable[[], bool],
     on_scrape: Callable[[], None] | None = None,
 ) -> AsyncIterator[Health]:
-    """Serve ``/metrics``, ``/livez``, ``/readyz`` on ``--metrics-port`` (no server when it is 0)."""
+    """Serve ``/metrics``, ``/livez``, ``/readyz`` on ``--metrics-port`` (no server when it is 0); a port
+    that cannot be bound (taken, privileged) is a :class:`~consumer.ops.faults.Fault` naming it."""
     health = Health(metrics, ready=ready, on_scrape=on_scrape)
     if settings.metrics_port:
-        port = await health.start(settings.metrics_port)
+        try:
+            port = await health.start(settings.metrics_port)
+        except OSError as exc:
+            raise Fault(f"cannot serve metrics and probes on port {settings.metrics_port}: {exc}") from None
         log.info("metrics and probes on port %d", port)
     try:
         yield health

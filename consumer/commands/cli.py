@@ -1,8 +1,9 @@
 """The ``currents-consumer`` command line: one subcommand per job.
 
 Each subcommand parses its flags, builds the one :class:`~consumer.settings.Settings` object and hands
-each component its slice. Exit codes: 0 success, 1 some input could not be read (everything else was
-processed), 2 bad usage or configuration.
+each component its slice. Exit codes (:mod:`consumer.ops.exits`, also in every ``--help``): 0 ok, 1 some
+input unreadable, 2 bad usage or configuration, 3 some events dead-lettered, 4 a fault of our own I/O
+stopped the run, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from consumer import __version__
 from consumer.commands.plugins import DEVKIT_COMMANDS, DEVKIT_HINT, Command, register_plugins
+from consumer.ops.exits import EPILOG, ExitCode, exit_code
+from consumer.ops.faults import Fault, check_writable
 from consumer.ops.logs import register_secret
 from consumer.ops.summary import Summary
 from consumer.settings import Settings, SettingsError, add_arguments, load
@@ -47,13 +50,26 @@ def _cmd_convert(args: argparse.Namespace, settings: Settings) -> int:
     except StoreError as exc:
         print(f"currents-consumer: {exc}", file=sys.stderr)
         return 2
-    _print_summary(summary, args.summary_json)
-    return 1 if summary.unreadable else 0
+    return _print_summary(summary, args.summary_json, exit_code(summary))
 
 
-def _print_summary(summary: Summary, as_json: bool) -> None:
+def _print_summary(summary: Summary, as_json: bool, code: ExitCode) -> int:
+    """Print the final summary (with the exit code in its JSON form); returns ``code``."""
+    summary.exit = (int(code), code.label)
     print("", file=sys.stderr)
     print(json.dumps(summary.as_dict()) if as_json else summary.render(), file=sys.stderr)
+    return int(code)
+
+
+def _check_outputs(settings: Settings, *, state: bool) -> None:
+    """Prove the dead-letter directory (and with ``state`` the resume-state directory, unless it is
+    ``''``: no state) can be written, before anything is read; a :class:`Fault` is a usage error."""
+    try:
+        check_writable(settings.dead_letter, "dead-letter output")
+        if state and settings.state_dir:
+            check_writable(settings.state_dir, "resume state directory")
+    except Fault as fault:
+        raise SettingsError(str(fault)) from None
 
 
 def _cmd_replay_dry_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -77,6 +93,7 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.dry_run:
         return _cmd_replay_dry_run(args, settings)
+    _check_outputs(settings, state=True)
     mappers = make_mappers(settings)
     pool = None
     if settings.input.workers:
@@ -109,26 +126,33 @@ def _replay_with(
             print(f"currents-consumer: {exc}", file=sys.stderr)
             return 2
         install_signals(replay.stop)
+        fault: Fault | None = None
         try:
             async with ops_server(
                 settings, metrics, ready=lambda: True, on_scrape=replay.update_gauges
             ) as health:
                 replay.health = health
-                result = await replay.run(grace=args.grace)
+                await replay.run(grace=args.grace)
         except StoreError as exc:  # a root that cannot be listed at all: nothing was read
             print(f"currents-consumer: {exc}", file=sys.stderr)
             return 2
+        except Fault as exc:  # logged where it happened; said again last, where a Job's log ends
+            fault = exc
         finally:
             await close_all(destinations)
-        _print_summary(result.summary, args.summary_json)
+        result = replay.result
+        code = exit_code(result.summary, interrupted=replay.stopped, fault=fault is not None)
+        _print_summary(result.summary, args.summary_json, code)
         if result.files_resumed:
             print(f"  files already finished by an earlier run: {result.files_resumed}", file=sys.stderr)
         if result.filtered:
             print(f"  records left out by the selection: {result.filtered}", file=sys.stderr)
-        if replay.stopped:
+        if fault is not None:
+            print(f"currents-consumer: stopped: {fault}", file=sys.stderr)
+            print("  nothing unfinished was recorded as done: fix the cause and run again", file=sys.stderr)
+        elif replay.stopped:
             print("  interrupted: run the same command again to resume", file=sys.stderr)
-            return 130
-        return 1 if result.summary.unreadable else 0
+        return code
 
     return asyncio.run(run())
 
@@ -140,6 +164,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     if not settings.kafka.topics and not settings.kafka.topic_pattern:
         raise SettingsError("no topics: give --topic (or KAFKA_TOPICS) or --topic-pattern")
+    _check_outputs(settings, state=False)
     metrics = prepare(settings)
     register_secret(settings.kafka.sasl_password.reveal())
     register_secret(settings.kafka.schema_registry_password.reveal())
@@ -148,15 +173,18 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         destinations = make_destinations(settings)
         daemon = Daemon(settings, destinations, metrics)
         install_signals(daemon.stop)
+        code = ExitCode.FAULT
         try:
             async with ops_server(
                 settings, metrics, ready=daemon.ready, on_scrape=daemon.update_gauges
             ) as health:
                 daemon.health = health
-                return await daemon.run()
+                code = ExitCode(await daemon.run())
+        except Fault as fault:  # nothing more was committed; Kubernetes restarts the pod
+            print(f"currents-consumer: stopped: {fault}", file=sys.stderr)
         finally:
             await close_all(destinations)
-            _print_summary(daemon.pipeline.summary, True)
+        return _print_summary(daemon.pipeline.summary, True, code)
 
     return asyncio.run(run())
 
@@ -166,6 +194,7 @@ def _cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.app.runtime import make_destinations, prepare
     from consumer.commands.redrive import redrive
 
+    _check_outputs(settings, state=False)
     metrics = prepare(settings)
 
     async def run() -> int:
@@ -174,8 +203,7 @@ def _cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
             summary = await redrive(args.paths, destinations, settings, metrics, tuple(args.reason or ()))
         finally:
             await close_all(destinations)
-        _print_summary(summary, args.summary_json)
-        return 1 if summary.unreadable else 0
+        return _print_summary(summary, args.summary_json, exit_code(summary))
 
     return asyncio.run(run())
 
@@ -196,19 +224,32 @@ def build_parser(plugins: bool = True) -> tuple[argparse.ArgumentParser, dict[st
     parser = argparse.ArgumentParser(
         prog="currents-consumer",
         description="Braze Currents (Avro) to Amplitude: Kafka daemon, file replay, dry-run convert.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"currents-consumer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    raw = argparse.RawDescriptionHelpFormatter
     commands: dict[str, Command] = {}
 
     roots = "Currents Avro files or directories (recursive), or s3://, gs://, az:// bucket prefixes"
-    p = sub.add_parser("convert", help="print the Amplitude events for Currents Avro files (dry run)")
+    p = sub.add_parser(
+        "convert",
+        epilog=EPILOG,
+        formatter_class=raw,
+        help="print the Amplitude events for Currents Avro files (dry run)",
+    )
     p.add_argument("paths", nargs="+", metavar="PATH", help=roots)
     p.add_argument("--summary-json", action="store_true", help="print the summary as JSON on stderr")
     add_arguments(p, ("mapping", "input"))
     commands["convert"] = _cmd_convert
 
-    p = sub.add_parser("replay", help="deliver Currents Avro files to Amplitude (backfill, resumable)")
+    p = sub.add_parser(
+        "replay",
+        epilog=EPILOG,
+        formatter_class=raw,
+        help="deliver Currents Avro files to Amplitude (backfill, resumable)",
+    )
     p.add_argument("paths", nargs="+", metavar="PATH", help=roots)
     p.add_argument("--summary-json", action="store_true", help="print the final summary as JSON")
     p.add_argument(
@@ -222,11 +263,21 @@ def build_parser(plugins: bool = True) -> tuple[argparse.ArgumentParser, dict[st
     add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs", "input", "workers"))
     commands["replay"] = _cmd_replay
 
-    p = sub.add_parser("run", help="the Kafka daemon: consume Currents events and deliver them to Amplitude")
+    p = sub.add_parser(
+        "run",
+        epilog=EPILOG,
+        formatter_class=raw,
+        help="the Kafka daemon: consume Currents events and deliver them to Amplitude",
+    )
     add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs", "kafka", "workers"))
     commands["run"] = _cmd_run
 
-    p = sub.add_parser("redrive", help="re-send dead-lettered events (same insert_id: no double counting)")
+    p = sub.add_parser(
+        "redrive",
+        epilog=EPILOG,
+        formatter_class=raw,
+        help="re-send dead-lettered events (same insert_id: no double counting)",
+    )
     p.add_argument("paths", nargs="+", metavar="PATH", help="dead-letter files or directories")
     p.add_argument("--reason", action="append", help="only records whose reason matches (glob, repeatable)")
     p.add_argument("--summary-json", action="store_true", help="print the final summary as JSON")
@@ -262,7 +313,13 @@ def main(argv: list[str] | None = None) -> None:
     except FileNotFoundError as exc:
         print(f"currents-consumer: {exc}", file=sys.stderr)
         code = 2
-    except BrokenPipeError:
+    except Fault as exc:  # a fault before or outside a run's own reporting (the metrics port taken)
+        print(f"currents-consumer: stopped: {exc}", file=sys.stderr)
+        code = ExitCode.FAULT
+    except BrokenPipeError as exc:
+        if args.command != "convert":  # not our stdout: a pipe of ours broke (a worker died starting)
+            print(f"currents-consumer: stopped: {exc}", file=sys.stderr)
+            raise SystemExit(ExitCode.FAULT) from None
         # The reader went away (`convert ... | head`): stop quietly, as Unix tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -231,8 +231,10 @@ class Replay:
 
     async def _close(self) -> None:
         assert self.source is not None
-        await self.checkpoint()
-        await self.source.close()
+        try:
+            await self.checkpoint()  # commits nothing after a fault
+        finally:
+            await self.source.close()
 
     def _reporter(self, tty: bool) -> Callable[[], None]:
         started = time.monotonic()

@@ -22,6 +22,12 @@ Contract
 * :meth:`drain` flushes and waits until nothing is pending (or a time bound passes); :meth:`close`
   stops the engine, abandoning whatever is still pending (its positions are never acknowledged, so a
   restart re-reads them).
+* **A fault ends delivery, never strands it.** A dead-letter record that cannot be written, or any
+  exception escaping a request's task, is reported to the run's :class:`~consumer.ops.faults.Faults`
+  (no task exception is left unretrieved). From the first fault on (of this engine or any other part of
+  the run) the engine starts no request, :meth:`offer_many` / :meth:`submit` raise the fault instead of
+  taking events, and :meth:`drain` returns ``False`` at once; the events it still holds are never
+  acknowledged. A long outage is logged by :class:`~consumer.delivery.outage.OutageLog`.
 
 The stages live beside it: :mod:`.batching` builds requests by count, bytes and age;
 :mod:`.policy` decides what each outcome of a request means (split, hold back, back off, dead-letter)
@@ -42,9 +48,11 @@ from typing import Any
 
 from consumer.delivery.batching import Batcher, Request
 from consumer.delivery.departures import Departures
+from consumer.delivery.outage import OutageLog
 from consumer.delivery.policy import Decision, RetryPolicy
 from consumer.delivery.throttle import ProjectLimiter, key_limiter
 from consumer.events import Pending, json_payload
+from consumer.ops.faults import Fault, Faults
 from consumer.ops.metrics import Metrics
 from consumer.positions.deadletter import DeadLetterWriter
 from consumer.settings import LimitSettings
@@ -77,6 +85,7 @@ class DeliveryEngine:
         decode: Callable[[bytes], dict[str, Any]] = json_payload,
         throttle_penalty: float | None = None,
         clock: Callable[[], float] = time.time,
+        faults: Faults | None = None,
     ) -> None:
         self.caps = caps
         self.name = name
@@ -118,6 +127,9 @@ class DeliveryEngine:
         self.last_progress = clock()
         self.credentials_failing = False
         metrics.credentials_failing.labels(name).set(0)  # the series exists before anything fails
+        self.outage = OutageLog(name, clock=clock)
+        self.faults = faults if faults is not None else Faults()
+        self.faults.listen(self._stop_on_fault)
 
     @property
     def penalty(self) -> float:
@@ -137,8 +149,10 @@ class DeliveryEngine:
     def offer_many(self, items: Sequence[Pending], start: int = 0) -> int:
         """Take ``items[start:]`` in order while there is room; returns the index of the first one not
         taken (``len(items)`` when all were). Never waits: the synchronous form of :meth:`submit` for
-        the hot path, with the per-call work (clock, wake-up) done once for all of them.
+        the hot path, with the per-call work (clock, wake-up) done once for all of them. Raises the
+        run's first :class:`~consumer.ops.faults.Fault` once there is one (nothing more is taken).
         """
+        self.faults.raise_first()
         if not self._room.is_set():
             return start
         if self._pump is None:
@@ -186,9 +200,11 @@ class DeliveryEngine:
 
     # -- the pump --------------------------------------------------------------------------------
     async def _run(self) -> None:
-        while True:
+        while not self.faults.failed:
             try:
                 await self._turn()
+            except Fault:  # reported where it was raised; the loop condition ends the pump
+                pass
             except Exception:  # a bug in one turn (or in a callback) must not stop delivery for good
                 log.exception("%s delivery pump: a turn failed; going on", self.name)
                 await asyncio.sleep(0.1)  # back off: a turn that keeps failing must not spin
@@ -233,6 +249,18 @@ class DeliveryEngine:
         # task arrives before the task counts as done, which once left batches waiting forever.
         self._inflight.discard(task)
         self._wake.set()
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved here, always: the batch it held can no longer finish
+        if exc is not None and not isinstance(exc, Fault):
+            log.error("%s: a request's task failed", self.name, exc_info=exc)
+            self.faults.report(Fault(f"{self.name} delivery failed: {type(exc).__name__}: {exc}"))
+
+    def _stop_on_fault(self, _: Fault) -> None:
+        # Wake everyone waiting on this engine: submitters raise the fault, drain returns, the pump ends.
+        self._room.set()
+        self._idle.set()
+        self._wake.set()
 
     def _fits(self, item: Pending) -> bool:
         """Whether ``item`` fits a request at all; if not it is dead-lettered."""
@@ -253,7 +281,7 @@ class DeliveryEngine:
         queued = request.batch
         batch = queued if request.admitted else self.departures.take_tokens(queued, self.clock())
         self.project.refund(len(queued) - len(batch))
-        if not batch:
+        if not batch or self.faults.failed:
             return
         try:
             result = await self.sink.send(batch)
@@ -264,7 +292,8 @@ class DeliveryEngine:
         self.metrics.request_seconds.labels(self.name).observe(result.seconds)
         self.metrics.request_bytes.labels(self.name).inc(result.body_bytes)
         now = self.clock()
-        self._apply(self.policy.decide(batch, request.attempt, result.outcome, now), now)
+        with contextlib.suppress(Fault):  # reported by _dead; the fault stops the engine
+            self._apply(self.policy.decide(batch, request.attempt, result.outcome, now), now)
         self._wake.set()
 
     def _apply(self, decision: Decision, now: float) -> None:
@@ -274,6 +303,7 @@ class DeliveryEngine:
         if decision.delivered:
             self._finish(decision.delivered, "delivered", "")
             self.last_progress = now
+            self.outage.delivered()
         for item, reason, detail in decision.dead:
             self._dead(item, reason, detail)
         for key, seconds, threshold in decision.penalties:
@@ -293,13 +323,7 @@ class DeliveryEngine:
         retry = decision.retry
         if retry is not None:
             heapq.heappush(self._retries, (retry.due, next(self._seq), retry.batch, retry.attempt))
-            log.warning(
-                "%s request failed (%s); %d events retry in %.1fs",
-                self.name,
-                retry.reason,
-                len(retry.batch),
-                retry.after,
-            )
+            self.outage.retrying(retry.reason, len(retry.batch), retry.after, len(self._live))
 
     def _set_credentials(self, failing: bool) -> None:
         if failing != self.credentials_failing:
@@ -314,15 +338,19 @@ class DeliveryEngine:
 
     # -- endings ---------------------------------------------------------------------------------
     def _dead(self, item: Pending, reason: str, detail: str = "") -> None:
-        self.dead.write(
-            reason,
-            item.position,
-            destination=self.name,
-            event=self.decode(item.encoded),
-            event_type=item.event_type,
-            detail=detail,
-            first_attempt=item.first_attempt,
-        )
+        try:
+            self.dead.write(
+                reason,
+                item.position,
+                destination=self.name,
+                event=self.decode(item.encoded),
+                event_type=item.event_type,
+                detail=detail,
+                first_attempt=item.first_attempt,
+            )
+        except Fault as fault:  # the event does not end: it stays pending, never acknowledged
+            self.faults.report(fault)
+            raise
         self._finish([item], "dead_lettered", reason)
 
     def _finish(self, items: list[Pending], outcome: str, reason: str) -> None:
@@ -346,13 +374,14 @@ class DeliveryEngine:
         self._wake.set()
 
     async def drain(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
-        """Send everything now (no batch age) and wait until nothing is pending; ``False`` on timeout."""
+        """Send everything now (no batch age) and wait until nothing is pending; ``False`` on timeout or
+        after a fault (at once: what is pending then never finishes)."""
         self.flush()
         self._flush_now = True
         self._wake.set()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
-            return True
+            return not self.faults.failed
         except TimeoutError:
             return False
         finally:

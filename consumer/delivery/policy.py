@@ -156,7 +156,8 @@ class RetryPolicy:
         delay = outcome.after if outcome.after is not None else self.backoff.delay(tries)
         due = min(now + delay, min(p.first_attempt for p in batch) + self.retry_window)
         self.gate = max(self.gate, due)
-        return Retry(due, batch, attempt + 1, due - now, outcome.reason)
+        # A window already over gives a due time in the past: the batch is looked at again at once.
+        return Retry(due, batch, attempt + 1, max(0.0, due - now), outcome.reason)
 
     def _throttled(self, d: Decision, batch: list[Pending], outcome: Throttled, now: float) -> None:
         penalty = outcome.after if outcome.after is not None else self.penalty

@@ -28,6 +28,8 @@ class Summary:
     dead_lettered: Counter[str] = field(default_factory=Counter)
     unreadable: list[str] = field(default_factory=list)
     done_label: str = "delivered"
+    exit: tuple[int, str] | None = None
+    """The process exit code and its name, once the command has decided it (``--summary-json``)."""
 
     def delivered(self, destination: str, event_types: Counter[str]) -> None:
         """Count deliveries by ``destination``: ``event_types`` says how many of each type."""
@@ -46,6 +48,7 @@ class Summary:
             "dead_lettered": dict(sorted(self.dead_lettered.items())),
             "unreadable": list(self.unreadable),
             "per_event_type": {t: {"read": self.read[t], self.done_label: self.done[t]} for t in types},
+            **({"exit_code": self.exit[0], "exit": self.exit[1]} if self.exit is not None else {}),
         }
 
     def render(self) -> str:

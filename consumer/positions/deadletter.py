@@ -10,11 +10,17 @@ when known. Records without ``destination`` (written before fan-out existed) are
 :meth:`DeadLetterWriter.sync` makes everything written so far durable; sources call it before they
 commit positions, so a dead-lettered event is never committed before it is on disk. The records are
 personal data: the directory is created ``0700`` and each file ``0600`` (:mod:`.private`).
+
+An output that cannot be written (not a directory, no space left, read-only, no permission) is a
+:class:`~consumer.ops.faults.Fault` naming the directory and the OS error, raised by the call that met it
+and by every later ``write``/``sync``: the event whose record failed is never reported done, and
+nothing written before it counts as durable.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import socket
 import time
@@ -25,6 +31,7 @@ from typing import IO, Any
 import orjson
 
 from consumer.events import AmplitudeEvent, Position
+from consumer.ops.faults import Fault, io_fault
 from consumer.positions.private import open_private, private_dir
 
 
@@ -38,6 +45,13 @@ class DeadLetterWriter:
         self._tag = f"{socket.gethostname()}-{os.getpid()}"
         self._dirty = False
         self.count = 0
+        self.fault: Fault | None = None
+        """Set once the output could not be written; every later write or sync raises it."""
+
+    def _failed(self, exc: OSError) -> Fault:
+        if self.fault is None:
+            self.fault = io_fault(f"dead-letter output {self.directory}", exc)
+        return self.fault
 
     def _file(self, now: float) -> IO[bytes]:
         hour = time.strftime("%Y%m%dT%H", time.gmtime(now))
@@ -82,23 +96,37 @@ class DeadLetterWriter:
             record["event"] = event
         if raw is not None:
             record["raw"] = base64.b64encode(raw).decode("ascii")
-        self._file(now).write(orjson.dumps(record) + b"\n")
+        if self.fault is not None:
+            raise self.fault
+        try:
+            self._file(now).write(orjson.dumps(record) + b"\n")
+        except OSError as exc:
+            raise self._failed(exc) from None
         self._dirty = True
         self.count += 1
 
     def sync(self) -> None:
-        """Flush and fsync what has been written."""
+        """Flush and fsync what has been written (:class:`Fault` if it cannot be)."""
+        if self.fault is not None:
+            raise self.fault
         if self._fh is not None and self._dirty:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            try:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            except OSError as exc:
+                raise self._failed(exc) from None
             self._dirty = False
 
     def close(self) -> None:
-        """Sync and close the current file."""
-        self.sync()
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        """Sync and close the current file; the file is closed even when the sync raises its fault."""
+        try:
+            self.sync()
+        finally:
+            fh, self._fh = self._fh, None
+            if fh is not None:
+                # The buffer could not be flushed: already the writer's fault (the descriptor is closed).
+                with contextlib.suppress(OSError):
+                    fh.close()
 
 
 def read_dead_letters(paths: list[str]) -> Iterator[tuple[str, int, dict[str, Any]]]:

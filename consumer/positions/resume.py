@@ -5,7 +5,8 @@ and version (S3 and Azure ETag, GCS generation), so a changed file is replayed a
 one is never fetched twice. ``next_record[file]`` is the index of the first record not yet done (the
 contiguous done prefix), so an interrupted replay resumes mid-file. The state is written atomically
 (temporary file + rename) and only after the dead-letter output is synced, so it never claims more
-than is safely done.
+than is safely done. A state that cannot be written is a :class:`~consumer.ops.faults.Fault` naming the
+file and the OS error (the previous state stays as it was).
 
 One state file per job: the sorted input roots (absolute paths, URLs as given without a trailing
 ``/``), when there is one the selection (event types, time window), and the destinations when they
@@ -26,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from consumer.ops.faults import io_fault
 from consumer.positions.private import open_private, private_dir
 from consumer.sources.store import StoredObject, is_url
 
@@ -92,15 +94,18 @@ class ResumeState:
         self.next_record.pop(ident, None)
 
     def save(self) -> None:
-        """Write the state atomically (no-op without a state directory)."""
+        """Write the state atomically (no-op without a state directory); :class:`Fault` if it cannot be."""
         if self.path is None:
             return
-        private_dir(self.path.parent)
         tmp = self.path.with_suffix(".tmp")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)  # a left-over file would keep its own mode: the state must get 0600
-        with open_private(tmp, append=False) as fh:
-            fh.write(orjson.dumps({"done": self.done, "next_record": self.next_record}))
-            fh.flush()
-            os.fsync(fh.fileno())  # the rename must never expose an empty file after a power cut
-        os.replace(tmp, self.path)
+        try:
+            private_dir(self.path.parent)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)  # a left-over file would keep its own mode: the state must get 0600
+            with open_private(tmp, append=False) as fh:
+                fh.write(orjson.dumps({"done": self.done, "next_record": self.next_record}))
+                fh.flush()
+                os.fsync(fh.fileno())  # the rename must never expose an empty file after a power cut
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise io_fault(f"resume state {self.path}", exc) from None

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from consumer.decode.avro import Message
 from consumer.sources.selection import Selection
 from consumer.sources.worker_messages import PrepareBatch
-from consumer.sources.worker_process import Worker, spawn, stop
+from consumer.sources.worker_process import RestartBudget, Worker, spawn, stop
 
 if TYPE_CHECKING:
     from consumer.transform.base import Mapper
@@ -44,6 +44,7 @@ class MessageWorker:
         self._sent_schemas: set[int] = set()
         self._sent_unusable: set[int] = set()
         self._mappers = tuple(mappers)
+        self.budget = RestartBudget()
         self._waiting: deque[asyncio.Future[bytes]] = deque()
         self._lock = threading.Lock()
         # One sender thread: requests reach the pipe in the order their futures were queued, and a
@@ -105,10 +106,12 @@ class MessageWorker:
 
     def restart(self, died: int | None) -> bool:
         """Replace the worker process ``died`` (a pid from :class:`WorkerDied`); ``False`` if it was
-        replaced already (every batch it held reports its death)."""
+        replaced already (every batch it held reports its death). A worker that keeps dying is a
+        :class:`~consumer.ops.faults.Fault` (see :class:`~.worker_process.RestartBudget`)."""
         old = self._worker
         if old is None or old.process.pid != died:
             return False
+        self.budget.spend("worker processes", old.process.exitcode)
         self._sent_schemas.clear()
         self._sent_unusable.clear()
         with contextlib.suppress(OSError):

@@ -13,13 +13,16 @@ import contextlib
 import multiprocessing
 import pickle
 import signal
+import time
 import traceback
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from consumer.decode.avro import DecodeError
+from consumer.ops.faults import Fault
 from consumer.sources.files import ReadError, ReadProgress, read_object
 from consumer.sources.selection import RecordFilter, Selection
 from consumer.sources.store import StoredObject
@@ -168,3 +171,35 @@ def stop(workers: list[Worker]) -> None:
             worker.process.terminate()
             worker.process.join(2.0)
         worker.conn.close()
+
+
+class RestartBudget:
+    """How many worker deaths a run survives: at most ``limit`` within any ``window`` seconds.
+
+    A worker that dies now and then (the kernel's OOM killer, an operator's ``kill``) is replaced and
+    its work done again; one that keeps dying (a mapper that crashes the interpreter, no memory for a
+    new one) would otherwise be replaced for ever while nothing progresses. :meth:`spend` records one
+    death and raises a :class:`~consumer.ops.faults.Fault` once the budget is spent.
+    """
+
+    def __init__(
+        self, limit: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._deaths: deque[float] = deque()
+
+    def spend(self, what: str, exitcode: int | None) -> None:
+        """Record the death of ``what`` (exit code ``exitcode``); :class:`Fault` once there were too many."""
+        now = self.clock()
+        deaths = self._deaths
+        deaths.append(now)
+        while deaths and deaths[0] <= now - self.window:
+            deaths.popleft()
+        if len(deaths) > self.limit:
+            raise Fault(
+                f"{what} keep dying: {len(deaths)} deaths within {self.window:.0f}s "
+                f"(the last with exit code {'unknown' if exitcode is None else exitcode}); "
+                "not starting another"
+            )

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from consumer.decode.avro import DecodeError
 from consumer.events import Position
+from consumer.ops.faults import Fault
 from consumer.sources.files import ReadError, ReadProgress
 from consumer.sources.selection import Selection
 from consumer.sources.store import StoredObject
@@ -44,7 +45,7 @@ from consumer.sources.worker_messages import (
     ObjectEnd,
     ReadObject,
 )
-from consumer.sources.worker_process import Worker, spawn, stop
+from consumer.sources.worker_process import RestartBudget, Worker, spawn, stop
 
 if TYPE_CHECKING:
     from consumer.transform.base import Mapper
@@ -70,6 +71,9 @@ class WorkerPool:
         self._tickets = 0
         self._turn = 0
         self._closed = False
+        self.budget = RestartBudget()
+        self._broken: Fault | None = None
+        """Set once workers died too often: every later read raises it (the run stops)."""
 
     def start(self) -> None:
         """Start the processes (they load in parallel with whatever the caller does next)."""
@@ -91,6 +95,8 @@ class WorkerPool:
         """A worker for ``ticket`` once every earlier ticket has had its turn; ``None`` if cancelled."""
         with self._cv:
             while True:
+                if self._broken is not None:
+                    raise self._broken
                 gone = cancelled.is_set() or self._closed
                 if ticket == self._turn and (gone or self._free):
                     self._turn += 1
@@ -119,7 +125,10 @@ class WorkerPool:
         worker.cancel.clear()
         ended = False
         try:
-            worker.conn.send(ReadObject(obj, skip))
+            try:
+                worker.conn.send(ReadObject(obj, skip))
+            except OSError as exc:  # it died while it waited for work
+                raise ReadError(obj.url, progress.records, f"worker died ({type(exc).__name__})") from exc
             while True:
                 header = self._header(worker, obj, progress)
                 progress.records, progress.filtered = header.records, header.filtered
@@ -178,9 +187,27 @@ class WorkerPool:
                 self._all.remove(worker)
             if self._closed:
                 return
-        log.warning("worker process %s ended; starting another", worker.process.pid)
         worker.conn.close()
-        replacement = self._spawn()
+        log.warning("worker process %s ended; starting another", worker.process.pid)
+        self._replace(worker.process.exitcode)
+
+    def _replace(self, exitcode: int | None) -> None:
+        """Start a worker in place of one that died (with ``exitcode``), within the restart budget; a
+        replacement that dies while starting is one more death. Once the budget is spent every later
+        read raises its :class:`~consumer.ops.faults.Fault`."""
+        try:
+            while True:
+                self.budget.spend("worker processes", exitcode)
+                try:
+                    replacement = self._spawn()
+                    break
+                except (OSError, EOFError) as exc:  # it died before it had read its arguments
+                    log.warning("a new worker process died while starting (%s)", type(exc).__name__)
+        except Fault as fault:
+            with self._cv:
+                self._broken = fault
+                self._cv.notify_all()
+            return
         self._release(replacement)
 
     def close(self) -> None:

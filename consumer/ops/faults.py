@@ -1,0 +1,88 @@
+"""Faults of our own I/O and processes: the run ends cleanly and says why.
+
+Bad input is dead-lettered and processing goes on; a fault of ours — the dead-letter output or the
+resume state cannot be written, the metrics port is taken, the schema registry answers something that
+is not a registry's answer, worker processes keep dying — is not input, and going on would either lose
+events or hang. Such a fault is raised as a :class:`Fault` whose message names the path or endpoint
+and the OS error, and reported once to the run's :class:`Faults`:
+
+* the first fault reported is kept (:attr:`Faults.first`) and logged at error level; later ones are
+  logged and dropped (they are usually the same cause seen again);
+* every listener is told at once (the delivery engines stop starting requests and stop taking
+  events, the run loop stops reading and committing), so no task waits for work that cannot finish;
+* the command ends with :attr:`Faults.first` as its reason and a non-zero exit code.
+
+:func:`check_writable` is the start-up check of a directory the run will write to: a clear error before
+anything is read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger("currents.faults")
+
+
+class Fault(Exception):
+    """A fault of our own I/O or processes: the run must end. ``str()`` names the edge and the cause."""
+
+
+class Faults:
+    """The run's fault latch: the first :class:`Fault` reported and who to tell (see the module)."""
+
+    def __init__(self) -> None:
+        self.first: Fault | None = None
+        self._listeners: list[Callable[[Fault], None]] = []
+
+    @property
+    def failed(self) -> bool:
+        """Whether a fault was reported."""
+        return self.first is not None
+
+    def listen(self, listener: Callable[[Fault], None]) -> None:
+        """Call ``listener(fault)`` when the first fault is reported (at once if one already was)."""
+        self._listeners.append(listener)
+        if self.first is not None:
+            listener(self.first)
+
+    def report(self, fault: Fault) -> None:
+        """Record ``fault``; the first one stops the run (every listener is told once)."""
+        if self.first is not None:
+            if fault is not self.first:
+                log.error("also: %s", fault)
+            return
+        self.first = fault
+        log.error("stopping: %s", fault)
+        for listener in self._listeners:
+            try:
+                listener(fault)
+            except Exception:  # one listener failing must not keep the others from stopping
+                log.exception("a fault listener failed")
+
+    def raise_first(self) -> None:
+        """Raise the first fault reported, if any."""
+        if self.first is not None:
+            raise self.first
+
+
+def io_fault(what: str, exc: OSError) -> Fault:
+    """A :class:`Fault` for an OS error at ``what`` (e.g. ``dead-letter output /data/dl``)."""
+    reason = exc.strerror or type(exc).__name__
+    code = f"[Errno {exc.errno}] " if exc.errno is not None else ""
+    where = f" ({exc.filename})" if exc.filename else ""
+    return Fault(f"cannot write the {what}: {code}{reason}{where}")
+
+
+def check_writable(directory: str, what: str) -> None:
+    """Create ``directory`` if needed and prove a file can be created in it; :class:`Fault` if not."""
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise io_fault(f"{what} {directory}", exc) from None
