@@ -1,11 +1,15 @@
-"""The Kafka daemon in tests: events to produce, its environment, a daemon running in-process, commits."""
+"""The Kafka daemon in tests: events to produce, its environment, a daemon running in-process or as a
+child process, commits."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import os
+import sys
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from aiokafka import TopicPartition
 from currents_devkit.broker import EmbeddedBroker
@@ -52,14 +56,16 @@ def make_events(
     return messages, expected
 
 
-async def produce_bulk(bootstrap: str, messages: list[tuple[bytes, bytes]]) -> dict[TopicPartition, int]:
-    """Produce messages round-robin over partitions in one producer session; returns end offsets."""
+async def produce_bulk(
+    bootstrap: str, messages: list[tuple[bytes, bytes]], client: Mapping[str, Any] | None = None
+) -> dict[TopicPartition, int]:
+    """Produce messages round-robin over partitions; returns end offsets (``client``: producer options)."""
     per: dict[int, list[bytes]] = {}
     for i, (_, value) in enumerate(messages):
         per.setdefault(i % PARTITIONS, []).append(value)
     ends: dict[TopicPartition, int] = {}
     for partition, values in per.items():
-        metas = await produce(bootstrap, TOPIC, values, partition=partition)
+        metas = await produce(bootstrap, TOPIC, values, partition=partition, client=client)
         ends[TopicPartition(TOPIC, partition)] = max(m.offset for m in metas) + 1
     return ends
 
@@ -91,8 +97,11 @@ def delivered_ids(sim: AmplitudeSimulator) -> set[str]:
     return {e.event["insert_id"] for e in sim.events}
 
 
-async def all_committed(bootstrap: str, group: str, ends: dict[TopicPartition, int]) -> bool:
-    committed = await committed_offsets(bootstrap, group, ends)
+async def all_committed(
+    bootstrap: str, group: str, ends: dict[TopicPartition, int], client: Mapping[str, Any] | None = None
+) -> bool:
+    """Whether ``group`` has committed every partition of ``ends`` to its end."""
+    committed = await committed_offsets(bootstrap, group, ends, client)
     return all(committed.get(tp, -1) >= end for tp, end in ends.items())
 
 
@@ -112,3 +121,33 @@ async def running_daemon(settings: Settings) -> AsyncIterator[Daemon]:
         daemon.stop()
         assert await asyncio.wait_for(task, 60) == 0
         await close_all(destinations)
+
+
+_started: list[asyncio.subprocess.Process] = []
+
+
+async def start_daemon_process(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    """``currents-consumer run`` as a child process with ``env`` added, its output appended to ``log``;
+    :func:`kill_started_daemons` ends it if the test does not."""
+    fh = open(log, "ab")  # noqa: SIM115, ASYNC230 - handed to the child process
+    try:
+        # ResourceWarnings as errors: a Kafka consumer or socket left to the garbage collector then
+        # leaves a Traceback in the log instead of a warning nobody reads.
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-W", "error::ResourceWarning", "-m", "consumer", "run",
+            env={**os.environ, **env}, stdout=fh, stderr=fh,
+        )  # fmt: skip
+    finally:
+        fh.close()
+    _started.append(proc)
+    return proc
+
+
+def kill_started_daemons() -> None:
+    """SIGKILL every daemon :func:`start_daemon_process` started that still runs (a test that failed
+    midway must not leave its daemon delivering behind it)."""
+    while _started:
+        proc = _started.pop()
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()

@@ -55,9 +55,12 @@ async def produce(
     *,
     partition: int | None = None,
     key: bytes | None = None,
+    client: Mapping[str, Any] | None = None,
 ) -> list[RecordMetadata]:
-    """Send every value to ``topic`` (one partition if given), wait for all acks, return metadata."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, **BULK_PRODUCER)
+    """Send every value to ``topic`` (one partition if given), wait for all acks, return metadata.
+
+    ``client`` adds producer options (``security_protocol``, ``ssl_context`` for a TLS broker)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, **BULK_PRODUCER, **(client or {}))
     await producer.start()
     try:
         futures = [await producer.send(topic, value, key=key, partition=partition) for value in values]
@@ -86,14 +89,18 @@ async def produce_per_partition(
 
 
 async def committed_offsets(
-    bootstrap_servers: str, group_id: str, partitions: Iterable[TopicPartition]
+    bootstrap_servers: str,
+    group_id: str,
+    partitions: Iterable[TopicPartition],
+    client: Mapping[str, Any] | None = None,
 ) -> dict[TopicPartition, int]:
-    """The group's committed offsets for ``partitions``; partitions with none are omitted.
+    """The group's committed offsets for ``partitions``; partitions with none are omitted (``client``
+    adds admin-client options, as for :func:`produce`).
 
     The partitions must be named: Tansu answers the "all partitions" form of OffsetFetch
     with a malformed response (see ``tests/test_broker.py``).
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **(client or {}))
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group_id, partitions=list(partitions))

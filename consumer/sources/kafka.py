@@ -4,16 +4,22 @@ Contract: offsets are never auto-committed (the daemon commits the contiguous do
 decoding turns every message into either a :class:`~consumer.events.CurrentsRecord` or a
 :class:`~consumer.decode.avro.DecodeError` carrying topic/partition/offset and the raw value; a schema
 registry that cannot be reached raises :class:`~consumer.decode.registry.RegistryUnavailable` so that the
-caller waits instead of dead-lettering good messages.
+caller waits instead of dead-lettering good messages. :func:`probe` says in words why a broker cannot
+be reached (refused, no answer, a certificate not trusted), which aiokafka's own errors do not.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import re
+import ssl
 from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.errors import KafkaError, SaslAuthenticationFailed
 from aiokafka.helpers import create_ssl_context
 
 from consumer.decode.avro import DecodeError, Message, split_confluent
@@ -46,17 +52,92 @@ def build_consumer(settings: KafkaSettings) -> AIOKafkaConsumer:
         "fetch_max_bytes": FETCH_BYTES,
         "security_protocol": settings.security_protocol,
     }
-    if settings.security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = create_ssl_context(
-            cafile=settings.ssl_cafile or None,
-            certfile=settings.ssl_certfile or None,
-            keyfile=settings.ssl_keyfile or None,
-        )
+    context = tls_context(settings)
+    if context is not None:
+        options["ssl_context"] = context
     if settings.security_protocol.startswith("SASL"):
         options["sasl_mechanism"] = settings.sasl_mechanism
         options["sasl_plain_username"] = settings.sasl_username
         options["sasl_plain_password"] = settings.sasl_password.reveal()
     return AIOKafkaConsumer(**options)
+
+
+def tls_context(settings: KafkaSettings) -> ssl.SSLContext | None:
+    """The TLS context of the configured protocol (``None`` without TLS): the system's trust store, or
+    only ``--ssl-cafile`` when given; a client certificate when ``--ssl-certfile`` is given."""
+    if settings.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=settings.ssl_cafile or None,
+        certfile=settings.ssl_certfile or None,
+        keyfile=settings.ssl_keyfile or None,
+    )
+    return context
+
+
+PROBE_TIMEOUT = 5.0
+"""Seconds :func:`probe` waits for a connection and its TLS handshake."""
+
+
+async def probe(settings: KafkaSettings) -> str:
+    """Why the first bootstrap server cannot be reached with the configured transport, in words for
+    the operator; ``""`` when a connection (and its TLS handshake, if configured) succeeds.
+
+    Only connects and closes: no Kafka request, no credentials sent.
+    """
+    first = settings.bootstrap_servers.split(",")[0].strip()
+    host, _, port = first.rpartition(":")
+    if not host or not port.isdigit():
+        return f"{first!r} is not host:port"
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, int(port), ssl=tls_context(settings)), PROBE_TIMEOUT
+        )
+    except ssl.SSLCertVerificationError as exc:
+        return f"its TLS certificate is not trusted: {exc.verify_message} (check --ssl-cafile)"
+    except ssl.SSLError as exc:
+        return f"TLS handshake failed: {exc.reason or exc}"
+    except TimeoutError:
+        return f"no answer within {PROBE_TIMEOUT:.0f}s"
+    except OSError as exc:
+        # asyncio's strerror is "Connect call failed (addr)"; the errno's own text says why.
+        return os.strerror(exc.errno) if exc.errno else str(exc)
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError):
+        await writer.wait_closed()
+    return ""
+
+
+SCRAM_REFUSALS: tuple[type[Exception], ...] = (KeyError, ValueError)
+"""What aiokafka's SCRAM client raises instead of a Kafka error when a broker refuses the exchange
+with an ``e=`` message (Tansu does, for an unknown user): a ``KeyError`` for the missing ``v=``
+signature, a ``ValueError`` for a wrong nonce or signature."""
+
+
+def refused_login(settings: KafkaSettings, exc: BaseException) -> bool:
+    """Whether ``exc``, raised while connecting, is the broker refusing the SASL login."""
+    if isinstance(exc, SaslAuthenticationFailed):
+        return True
+    return settings.security_protocol.startswith("SASL") and isinstance(exc, SCRAM_REFUSALS)
+
+
+async def explain_start_failure(settings: KafkaSettings, exc: Exception) -> str:
+    """Why connecting to Kafka failed, for the operator: the refused login, the transport problem
+    :func:`probe` finds, or aiokafka's own error. Never contains the SASL password."""
+    if refused_login(settings, exc):
+        return (
+            f"the broker refused the SASL {settings.sasl_mechanism} login of user "
+            f"{settings.sasl_username!r} (check --sasl-username, --sasl-password, --sasl-mechanism)"
+        )
+    reason = await probe(settings)
+    if reason:
+        return reason
+    if settings.security_protocol.startswith("SASL"):
+        return (
+            f"connected, but the broker closed the connection during SASL {settings.sasl_mechanism} "
+            "(is it a mechanism the broker offers?)"
+        )
+    return str(exc) if isinstance(exc, KafkaError) and str(exc) else type(exc).__name__
 
 
 def subscribe(

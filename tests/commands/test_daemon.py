@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import os
 import signal
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,41 +26,20 @@ from daemon_harness import (
     daemon_env,
     delivered_ids,
     in_process_settings,
+    kill_started_daemons,
     make_events,
     produce_bulk,
     running_daemon,
+    start_daemon_process,
 )
 from kafka_harness import committed_offsets, eventually, produce
-
-_started: list[asyncio.subprocess.Process] = []
 
 
 @pytest.fixture(autouse=True)
 def _no_daemon_outlives_its_test() -> Iterator[None]:
     """A test that fails midway must not leave its daemon running (and delivering) behind it."""
     yield
-    while _started:
-        proc = _started.pop()
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-
-
-async def start_daemon_process(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
-    fh = open(log, "ab")  # noqa: SIM115, ASYNC230 - handed to the child process
-    try:
-        # ResourceWarnings as errors: a Kafka consumer or socket left to the garbage collector then
-        # leaves a Traceback in the log instead of a warning nobody reads.
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-W", "error::ResourceWarning", "-m", "consumer", "run",
-            env={**os.environ, **env}, stdout=fh, stderr=fh,
-        )  # fmt: skip
-    finally:
-        fh.close()
-    _started.append(proc)
-    return proc
-
-
+    kill_started_daemons()
 
 
 async def test_sigkill_mid_stream_then_restart_loses_nothing(
