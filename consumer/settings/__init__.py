@@ -8,16 +8,56 @@ section and never read ``os.environ`` themselves.
 
 Modules: :mod:`.fields` (value types, parsers, option metadata), :mod:`.delivery`, :mod:`.partners`,
 :mod:`.sources`, :mod:`.mapping` (the sections), :mod:`.model` (:class:`Settings`, :data:`OPTIONS`),
-:mod:`.load` (precedence, flags, errors).
+:mod:`.loader` (precedence, flags, errors).
 """
 
-from consumer.settings.delivery import AmplitudeSettings, LimitSettings
-from consumer.settings.fields import Option, Secret, SettingsError, parse_duration
-from consumer.settings.load import add_arguments, load
-from consumer.settings.mapping import MappingConfig, PropertyMode
-from consumer.settings.model import OPTION_BY_KEY, OPTIONS, Settings
-from consumer.settings.partners import DESTINATIONS, MovableInkSettings, RemergeSettings
-from consumer.settings.sources import InputSettings, KafkaSettings
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from consumer.settings.delivery import AmplitudeSettings, LimitSettings
+    from consumer.settings.fields import Option, Secret, SettingsError, parse_duration
+    from consumer.settings.loader import add_arguments, load
+    from consumer.settings.mapping import MappingConfig, PropertyMode
+    from consumer.settings.model import OPTION_BY_KEY, OPTIONS, Settings
+    from consumer.settings.partners import DESTINATIONS, MovableInkSettings, RemergeSettings
+    from consumer.settings.sources import InputSettings, KafkaSettings
+
+# Loaded on first use (PEP 562): a worker process that only unpickles a mapper needs the section it
+# holds (``MappingConfig``), not pydantic-settings and every other section (about 70 ms per worker).
+_MODULE_OF = {
+    "AmplitudeSettings": "delivery",
+    "DESTINATIONS": "partners",
+    "InputSettings": "sources",
+    "KafkaSettings": "sources",
+    "LimitSettings": "delivery",
+    "MappingConfig": "mapping",
+    "MovableInkSettings": "partners",
+    "OPTIONS": "model",
+    "OPTION_BY_KEY": "model",
+    "Option": "fields",
+    "PropertyMode": "mapping",
+    "RemergeSettings": "partners",
+    "Secret": "fields",
+    "Settings": "model",
+    "SettingsError": "fields",
+    "add_arguments": "loader",
+    "load": "loader",
+    "parse_duration": "fields",
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _MODULE_OF[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DESTINATIONS",
