@@ -3,7 +3,8 @@
 - ``docs/configuration.md`` holds exactly what ``scripts/gen_config_doc.py`` prints (regenerate with
   ``python scripts/gen_config_doc.py --write``);
 - ``docs/config.example.toml`` is accepted by ``currents-consumer config`` and names every option;
-- ``docs/mapping.md`` lists every type of Braze's table with its Amplitude name;
+- ``docs/mapping.md`` lists every type of Braze's table with its Amplitude name, and holds exactly what
+  ``scripts/gen_mapping_doc.py`` prints (the two profiles side by side; ``--write`` regenerates it);
 - ``docs/operations.md`` has a heading for every alert's runbook anchor and names every metric;
 - relative links in ``README.md`` and ``docs/*.md`` point at existing files and headings.
 """
@@ -30,12 +31,17 @@ DOCS = ROOT / "docs"
 EXAMPLE = DOCS / "config.example.toml"
 
 
-def gen_config_doc() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_config_doc", ROOT / "scripts" / "gen_config_doc.py")
+def script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def gen_config_doc() -> ModuleType:
+    return script("gen_config_doc")
 
 
 def test_configuration_doc_is_generated_from_the_code() -> None:
@@ -104,6 +110,17 @@ def test_mapping_doc_lists_every_braze_type() -> None:
     for event_type, spec in BRAZE_TYPES.items():
         name = prefix + spec.name + ("<name>" if event_type == "users.behaviors.CustomEvent" else "")
         assert f"| `{event_type}` | `{name}` |" in text, event_type
+
+
+def test_mapping_doc_profiles_table_is_generated_from_the_code() -> None:
+    gen = script("gen_mapping_doc")
+    text = (DOCS / "mapping.md").read_text()
+    start, end = text.index(gen.BEGIN), text.index(gen.END) + len(gen.END)
+    assert text[start:end] == gen.generated(), (
+        "docs/mapping.md is out of date: run python scripts/gen_mapping_doc.py --write"
+    )
+    # the 40 seed types and the 80 glossary types: 83 (three seed news feed types are not in the glossary)
+    assert text[start:end].count("\n| `") == 83
 
 
 def github_anchors(markdown: str) -> set[str]:

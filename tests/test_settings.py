@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from consumer.settings import (
     OPTIONS,
+    MappingConfig,
     Secret,
     Settings,
     SettingsError,
@@ -391,6 +392,33 @@ def test_a_refused_secret_carries_no_trace_of_its_value(tmp_path: Path) -> None:
 def test_the_batch_api_default_rate_says_where_it_came_from() -> None:
     s = load(None, {"AMPLITUDE_API": "batch"})
     assert s.describe()["limits.device_rate"] == {"value": 1000.0, "source": "default (batch API)"}
+
+
+def test_the_mapping_profile_from_flag_env_and_file_sets_its_own_defaults(tmp_path: Path) -> None:
+    seed = load(None, {}).mapping
+    assert (seed.profile, seed.braze_id_property, seed.device_fields_top_level) == ("seed", "braze_id", True)
+    cfg = write(tmp_path, '[mapping]\nprofile = "glossary"\n')
+    for s in (
+        load(parse("--mapping-profile", "glossary"), {}),
+        load(None, {"CURRENTS_MAPPING_PROFILE": "glossary"}),
+        load(None, {"CURRENTS_CONFIG": cfg}),
+    ):
+        m = s.mapping
+        assert (m.profile, m.braze_id_property, m.device_fields_top_level) == ("glossary", "", False)
+        assert s.describe()["mapping.braze_id_property"] == {
+            "value": "",
+            "source": "default (glossary profile)",
+        }
+    # a value given for one of them wins, wherever it comes from; code gets the same defaults
+    s = load(parse("--mapping-profile", "glossary"), {"CURRENTS_BRAZE_ID_PROPERTY": "bid"})
+    assert (s.mapping.braze_id_property, s.mapping.device_fields_top_level) == ("bid", False)
+    assert s.describe()["mapping.braze_id_property"]["source"] == "env CURRENTS_BRAZE_ID_PROPERTY"
+    assert MappingConfig(profile="glossary").braze_id_property == ""
+    assert MappingConfig(profile="glossary", device_fields_top_level=True).device_fields_top_level
+    with pytest.raises(
+        SettingsError, match=r"--mapping-profile \(from env CURRENTS_MAPPING_PROFILE\): 'gloss'"
+    ):
+        load(None, {"CURRENTS_MAPPING_PROFILE": "gloss"})
 
 
 def test_settings_built_in_code_never_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,7 @@ from pydantic_settings import PydanticBaseSettingsSource
 
 from consumer.settings.delivery import BATCH_API_DEVICE_RATE
 from consumer.settings.fields import Option, OptionError, SettingsError
-from consumer.settings.mapping import names_table
+from consumer.settings.mapping import GLOSSARY_DEFAULTS, names_table
 from consumer.settings.model import OPTION_BY_KEY, OPTIONS, Settings
 
 
@@ -95,6 +95,10 @@ def load(args: argparse.Namespace | None = None, env: Mapping[str, str] | None =
     ]
     if _raw(levels, "amplitude.api") == "batch" and _raw(levels, "limits.device_rate") is None:
         levels.append(Layer({"limits.device_rate": BATCH_API_DEVICE_RATE}, "default (batch API)"))
+    if _raw(levels, "mapping.profile") == "glossary":
+        # MappingConfig applies these too; as a level, ``config`` shows where the values came from
+        glossary = {f"mapping.{key}": value for key, value in GLOSSARY_DEFAULTS.items()}
+        levels.append(Layer(glossary, "default (glossary profile)"))
     sources = {
         o.key: next((lv.origin(o.key) for lv in levels if o.key in lv.values), "default") for o in OPTIONS
     }

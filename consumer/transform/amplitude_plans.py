@@ -8,6 +8,11 @@ level (device fields, advertising ids).
 Each step is chosen when the plan is compiled, so converting one event does not branch on its kind
 (and on the config only for the top-level fields).
 
+The profile (``MappingConfig.profile``) chooses the table the plans read: ``seed``
+(:data:`~consumer.transform.amplitude_tables.BRAZE_TYPES`, with the purchase and location rules
+here) or ``glossary`` (:data:`~consumer.transform.amplitude_glossary.GLOSSARY`, whose per-type
+top-level fields and constants become one step per type).
+
 Steps run in plan order and only ever add keys, so the key order of an event, which is what its bytes
 on the wire are, is fixed by the plan. Few steps, on purpose: a call per event costs about 2 % of the
 conversion, so what almost every event needs is grouped (listed properties with the Braze id; device
@@ -22,6 +27,7 @@ from typing import Any
 
 from consumer.events import AmplitudeEvent
 from consumer.settings import MappingConfig
+from consumer.transform.amplitude_glossary import GLOSSARY
 from consumer.transform.amplitude_tables import (
     BRAZE_TYPES,
     FIELD_RENAMES,
@@ -67,8 +73,15 @@ class Plans(dict[str, Plan | None]):
     def __init__(self, config: MappingConfig, valid_id: Mapping[str, bool]) -> None:
         super().__init__()
         self._config = config
-        # Depends on the config only: built once, shared by every plan.
-        self._top_level = _top_level_step(config, valid_id)
+        self._valid_id = valid_id
+        self._glossary = glossary = config.profile == "glossary"
+        self._types = GLOSSARY.types if glossary else BRAZE_TYPES
+        self._renames = GLOSSARY.renames if glossary else FIELD_RENAMES
+        self._kinds = _GLOSSARY_KIND_STEPS if glossary else _KIND_STEPS
+        # Depends on the config only: built once, shared by every plan. The glossary's advertising
+        # ids are per-type top-level fields (:func:`_glossary_step`).
+        ad_ids = config.ad_ids_top_level and not glossary
+        self._top_level = _top_level_step(config.device_fields_top_level, ad_ids, valid_id)
 
     def __missing__(self, event_type: str) -> Plan | None:
         plan = self[event_type] = self._compile(event_type)
@@ -76,54 +89,61 @@ class Plans(dict[str, Plan | None]):
 
     def _compile(self, event_type: str) -> Plan | None:
         config = self._config
-        if not is_exported(config, event_type):
+        if not is_exported(config, event_type, self._types):
             return None
         custom = event_type == CUSTOM
         if custom:
             name = config.event_prefix + config.custom_event_prefix
         else:
-            name = amplitude_name(config, event_type)
+            name = amplitude_name(config, event_type, self._types)
         # The Braze id property comes right after the record's fields, before custom-event and
         # purchase properties.
-        steps = _properties_steps(config, event_type)
-        kind = _KIND_STEPS.get(event_type)
+        spec = self._types.get(event_type)
+        steps = _properties_steps(config, spec, self._renames)
+        kind = self._kinds.get(event_type)
         if kind is not None:
             steps.append(kind(config))
+        if self._glossary:
+            steps.append(_glossary_step(spec, config.ad_ids_top_level, self._valid_id))
         if self._top_level is not None:
             steps.append(self._top_level)
         return Plan(name, custom, tuple(steps))
 
 
 # --- event_properties from the record's fields ------------------------------------------------------
-def _properties_steps(config: MappingConfig, event_type: str) -> list[Step]:
-    """Braze's property list for the type, or every field (``properties="all"``, types outside it),
-    then the Braze id property."""
-    spec = BRAZE_TYPES.get(event_type)
+def _properties_steps(config: MappingConfig, spec: TypeSpec | None, renames: Mapping[str, str]) -> list[Step]:
+    """The profile's property list for the type (``spec``), or every field (``properties="all"``,
+    types outside the table), then the Braze id property. ``renames``: Currents field -> property."""
     braze_id = config.braze_id_property
     if spec is not None and config.properties == "braze":
-        pairs = _listed_pairs(spec)
+        pairs = _listed_pairs(spec, renames)
         if not any(source in FLOAT32_FIELDS for source, _ in pairs):
             return [_listed_properties(pairs, braze_id)]  # the usual case: one step for both
         steps = [_listed_float32_properties(pairs)]
     else:
-        steps = [_all_properties]
+        steps = [_all_properties_step(renames)]
     if braze_id:
         steps.append(_braze_id_step(braze_id))
     return steps
 
 
-def _listed_pairs(spec: TypeSpec) -> tuple[tuple[str, str], ...]:
+def _listed_pairs(spec: TypeSpec, renames: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """(currents field, property name) for each property Braze sends for the type."""
-    # The seed names some fields differently from today's schema: read either name.
-    reverse = {v: k for k, v in FIELD_RENAMES.items()}
+    # Braze names some fields differently from today's schema: read either name.
+    reverse = {v: k for k, v in renames.items()}
     pairs = tuple((reverse.get(p, p), p) for p in spec.properties)
     return pairs + tuple((p, p) for p in spec.properties if p in reverse)
 
 
-def _all_properties(record: Record, event: AmplitudeEvent, props: Properties) -> None:
-    for key, value in record.items():
-        if value is not None and key not in _NOT_PROPERTIES:
-            props[FIELD_RENAMES.get(key, key)] = f32(value) if key in FLOAT32_FIELDS else value
+def _all_properties_step(renames: Mapping[str, str]) -> Step:
+    """Every non-null field except the identity ones and ``properties``, renamed by ``renames``."""
+
+    def all_properties(record: Record, event: AmplitudeEvent, props: Properties) -> None:
+        for key, value in record.items():
+            if value is not None and key not in _NOT_PROPERTIES:
+                props[renames.get(key, key)] = f32(value) if key in FLOAT32_FIELDS else value
+
+    return all_properties
 
 
 def _listed_properties(pairs: tuple[tuple[str, str], ...], braze_id_property: str) -> Step:
@@ -177,6 +197,16 @@ def _custom_event_step(config: MappingConfig) -> Step:
     return custom_event
 
 
+def _purchase_properties_step(config: MappingConfig) -> Step:
+    """Only the purchase properties (the glossary profile: its top-level fields are per type)."""
+    prefix = config.purchase_property_prefix
+
+    def purchase_properties(record: Record, event: AmplitudeEvent, props: Properties) -> None:
+        merge_json_properties(props, record.get("properties"), prefix)
+
+    return purchase_properties
+
+
 def _purchase_step(config: MappingConfig) -> Step:
     """Purchase properties, then ``productId``, and ``price`` with ``quantity`` (Amplitude's revenue)."""
     prefix = config.purchase_property_prefix
@@ -220,16 +250,21 @@ _KIND_STEPS: dict[str, Callable[[MappingConfig], Step]] = {
     _PURCHASE: _purchase_step,
     _LOCATION: _location_step,
 }
+# The glossary has no location or quantity rule: its top-level fields are per type (_glossary_step).
+_GLOSSARY_KIND_STEPS: dict[str, Callable[[MappingConfig], Step]] = {
+    CUSTOM: _custom_event_step,
+    _PURCHASE: _purchase_properties_step,
+}
 
 
 # --- fields sent top level --------------------------------------------------------------------------
-def _top_level_step(config: MappingConfig, valid_id: Mapping[str, bool]) -> Step | None:
-    """Device fields and advertising ids as Amplitude's own fields, as configured; None for neither.
+def _top_level_step(device_fields: bool, ad_ids: bool, valid_id: Mapping[str, bool]) -> Step | None:
+    """Device fields and advertising ids (by ``ad_id_type``) as Amplitude's own fields, as chosen;
+    None for neither.
 
-    One step for both, with the config read from the closure: it runs for almost every event, and two
+    One step for both, with the flags read from the closure: it runs for almost every event, and two
     flag checks cost less than a second call.
     """
-    device_fields, ad_ids = config.device_fields_top_level, config.ad_ids_top_level
     if not (device_fields or ad_ids):
         return None
 
@@ -252,3 +287,30 @@ def _top_level_step(config: MappingConfig, valid_id: Mapping[str, bool]) -> Step
                     event[field] = value
 
     return top_level
+
+
+# Currents fields that are identifiers: copied top level only when Amplitude accepts them.
+_ID_SOURCES = frozenset({"ad_id"})
+
+
+def _glossary_step(spec: TypeSpec | None, ad_ids: bool, valid_id: Mapping[str, bool]) -> Step:
+    """The glossary's top-level fields of one type: its constants (``library``; the common ones for
+    a type outside the glossary) and its copied fields (``productId``, ``price``, ``adid`` and
+    ``idfa``). An advertising id is copied only when ``ad_ids`` and a valid id; ``price`` as float32."""
+    constants = spec.constants if spec is not None else GLOSSARY.constants
+    copies = tuple(
+        (source, target, source in FLOAT32_FIELDS, source in _ID_SOURCES)
+        for source, target in (spec.top_level if spec is not None else ())
+        if ad_ids or source not in _ID_SOURCES
+    )
+
+    def glossary(record: Record, event: AmplitudeEvent, props: Properties) -> None:
+        for key, constant in constants:
+            event[key] = constant
+        for source, target, float32, identifier in copies:
+            value = record.get(source)
+            if value is None or (identifier and not (value and valid_id[value])):
+                continue
+            event[target] = f32(value) if float32 else value
+
+    return glossary

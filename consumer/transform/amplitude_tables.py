@@ -1,17 +1,19 @@
-"""Braze's Currents -> Amplitude mapping table, as data.
+"""Braze's Currents -> Amplitude mapping table of the ``seed`` profile, as data.
 
 For every event type Braze's own connector exports: the Amplitude name (after the ``[Appboy] ``
 prefix) and the Currents fields it sends as ``event_properties`` (from the partner page's per-event
 listings). :func:`is_exported` and :func:`amplitude_name` apply a user's
-:class:`~consumer.settings.MappingConfig` (prefixes, names, enabled and disabled types) to it.
+:class:`~consumer.settings.MappingConfig` (prefixes, names, enabled and disabled types) to it or to
+another profile's table (:mod:`consumer.transform.amplitude_glossary`).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from consumer.settings import MappingConfig
@@ -53,10 +55,18 @@ _NEWSFEED = ("card_id", *_DEVICE)
 
 @dataclass(frozen=True, slots=True)
 class TypeSpec:
-    """How one Currents event type becomes an Amplitude event by default."""
+    """How one Currents event type becomes an Amplitude event by default.
+
+    ``properties`` are the ``event_properties`` names (a renamed field under its new name);
+    ``top_level`` the (Currents field, Amplitude field) pairs copied to the event itself and
+    ``constants`` the fixed top-level fields: the ``seed`` table has neither (its top-level fields
+    are rules of the plans), the ``glossary`` table lists them per type.
+    """
 
     name: str
     properties: tuple[str, ...]
+    top_level: tuple[tuple[str, str], ...] = ()
+    constants: tuple[tuple[str, Any], ...] = ()
 
 
 # Event type -> (Amplitude name after the prefix, event_properties Braze sends).
@@ -195,16 +205,20 @@ def derived_name(event_type: str) -> str:
     return " ".join(words)
 
 
-def is_exported(config: MappingConfig, event_type: str) -> bool:
-    """Whether events of ``event_type`` are sent (otherwise skipped as ``unmapped_type``)."""
+def is_exported(config: MappingConfig, event_type: str, types: Mapping[str, TypeSpec] = BRAZE_TYPES) -> bool:
+    """Whether events of ``event_type`` are sent (otherwise skipped as ``unmapped_type``): in the
+    profile's ``types`` or enabled, and not disabled."""
     if any(fnmatch.fnmatchcase(event_type, pat) for pat in config.disabled):
         return False
-    return event_type in BRAZE_TYPES or any(fnmatch.fnmatchcase(event_type, pat) for pat in config.enabled)
+    return event_type in types or any(fnmatch.fnmatchcase(event_type, pat) for pat in config.enabled)
 
 
-def amplitude_name(config: MappingConfig, event_type: str) -> str:
-    """The Amplitude ``event_type`` (with prefix) of a non-custom event type."""
+def amplitude_name(
+    config: MappingConfig, event_type: str, types: Mapping[str, TypeSpec] = BRAZE_TYPES
+) -> str:
+    """The Amplitude ``event_type`` (with prefix) of a non-custom event type: the configured name,
+    else the profile's (``types``), else one derived from the type."""
     if event_type in config.names:
         return config.event_prefix + config.names[event_type]
-    spec = BRAZE_TYPES.get(event_type)
+    spec = types.get(event_type)
     return config.event_prefix + (spec.name if spec else derived_name(event_type))
