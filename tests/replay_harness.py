@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,11 @@ class Command:
         return code, (await self.out).decode(), (await self.err).decode()
 
 
-async def start(args: list[str], env: dict[str, str], cwd: Path) -> Command:
+async def start(
+    args: list[str], env: dict[str, str], cwd: Path, *, preexec_fn: Callable[[], None] | None = None
+) -> Command:
+    """``python -m consumer ARGS`` with ``env`` added (``preexec_fn`` runs in the child before it
+    executes, e.g. :func:`fault_harness.without_file_overrides`)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AMPLITUDE_", "CURRENTS_"))}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -42,6 +46,7 @@ async def start(args: list[str], env: dict[str, str], cwd: Path) -> Command:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,  # its own process group, as a command started from a shell
+        preexec_fn=preexec_fn,
     )
     assert proc.stdout is not None and proc.stderr is not None
     return Command(proc, asyncio.create_task(proc.stdout.read()), asyncio.create_task(proc.stderr.read()))

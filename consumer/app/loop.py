@@ -148,8 +148,8 @@ class RunLoop:
 
     async def finish(self, grace: float) -> bool:
         """Wait for every event taken to finish; once stopped (before or during the wait), at most
-        ``grace`` seconds more. ``False`` if some were left unfinished (they are read again), at once
-        after a fault."""
+        ``grace`` seconds more. ``False`` if some were left unfinished (they are read again); after a fault,
+        as soon as the requests already in flight are answered (at most ``grace`` seconds)."""
         pipeline = self.pipeline
         if self.faults.failed:
             drained = False
@@ -166,6 +166,8 @@ class RunLoop:
                 waiting.cancel()
                 await asyncio.gather(waiting, return_exceptions=True)
                 drained = await pipeline.drain(grace)
+        if self.faults.failed:  # nothing new starts; the requests already sent get the grace to end
+            await pipeline.settle(grace)
         if not drained:
             log.warning("%d events not finished; they will be read again", pipeline.pending)
         return drained

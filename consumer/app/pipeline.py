@@ -272,6 +272,10 @@ class Pipeline:
         results = await asyncio.gather(*(e.drain(timeout) for e in self.engines))
         return all(results)
 
+    async def settle(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait up to ``timeout`` s for every destination's requests in flight to be answered."""
+        await asyncio.gather(*(e.settle(timeout) for e in self.engines))
+
     async def close(self) -> None:
         """Stop every engine; pending events are abandoned (never acknowledged). Sinks stay open: whoever
         built the destinations closes them (:func:`~consumer.app.destinations.close_all`)."""

@@ -15,6 +15,9 @@ shutdown. Guarantees:
   is ever committed for a partition no longer owned.
 * **Shutdown.** :meth:`Daemon.stop` (SIGTERM/SIGINT): stop fetching, finish events in flight within
   ``shutdown_grace``, commit, leave the group.
+* **A fault ends it.** A fault of its own I/O (see :mod:`consumer.ops.faults`) turns readiness off at
+  once; nothing more is read, started or committed, the requests already sent get ``shutdown_grace``
+  for their answers, and :meth:`run` raises the fault (``run`` exits 4).
 * **Garbage never stalls a partition.** Undecodable values are dead-lettered with topic/partition/
   offset and raw bytes, and acknowledged; an unreachable schema registry is waited for instead.
 """
@@ -36,6 +39,7 @@ from consumer.app.loop import RunLoop
 from consumer.decode.avro import DecodeError, Message
 from consumer.decode.registry import RegistryClient, RegistryUnavailable
 from consumer.events import Position
+from consumer.ops.faults import Fault
 from consumer.ops.health import Health
 from consumer.ops.metrics import Metrics
 from consumer.settings import Settings
@@ -295,29 +299,64 @@ class Daemon:
         for worker in self.workers:
             worker.start()
         async with loop.running((self.progress_interval, self._report), on_close=self._close):
-            while not loop.stopping.is_set():
-                self._beat()
-                await self._feed()
-                self._flow_control()
-                fetched = await self.consumer.fetch(200 if self.backlog else 500, 2000)
-                for tp, messages in fetched.items():
-                    if tp in self.owned:
-                        self.backlog.extend(messages)
-                if time.monotonic() - self._last_commit >= self.kafka.commit_interval:
-                    await self.commit()
-            log.info("stopping: finishing events in flight (up to %.0fs)", self.kafka.shutdown_grace)
-            self.consumer.pause()
-            self.backlog.clear()
-            self.inflight.clear()
-            await loop.finish(self.kafka.shutdown_grace)
-            await self.commit()
+            try:
+                await self._consume()
+            except Fault as fault:  # reported once; requests in flight still get the grace below
+                loop.faults.report(fault)
+            await self._wind_down()
         return 0
+
+    async def _consume(self) -> None:
+        """Fetch, feed and commit until stopped (a signal, or a fault reported anywhere in the run)."""
+        loop = self.loop
+        while not loop.stopping.is_set():
+            self._beat()
+            await self._feed()
+            self._flow_control()
+            fetched = await self.consumer.fetch(200 if self.backlog else 500, 2000)
+            for tp, messages in fetched.items():
+                if tp in self.owned:
+                    self.backlog.extend(messages)
+            if time.monotonic() - self._last_commit >= self.kafka.commit_interval:
+                await self.commit()
+
+    async def _wind_down(self) -> None:
+        """Stop reading, give the events in flight ``shutdown_grace`` to finish, commit what is done.
+
+        After a fault nothing more is committed (:meth:`RunLoop.commit`) and no request starts; the
+        requests already sent still get the grace for their answers, so the exit does not cut exchanges
+        Amplitude is answering. Readiness is off from the first fault on (:meth:`ready`)."""
+        grace = self.kafka.shutdown_grace
+        if self.loop.faults.failed:
+            log.error("stopping after a fault: nothing more is committed; exiting within %.0fs", grace)
+        else:
+            log.info("stopping: finishing events in flight (up to %.0fs)", grace)
+        self.consumer.pause()
+        self.backlog.clear()
+        self._abandon_inflight()
+        await self.loop.finish(grace)
+        await self.commit()
+
+    def _abandon_inflight(self) -> None:
+        """Forget the batches being prepared (their messages are read again after a restart). Nobody
+        awaits their answers any more: each is cancelled, or its exception (a dead worker's) retrieved,
+        so none is left for asyncio to report as never retrieved."""
+        for batch in self.inflight:
+            future = batch.results
+            if future is None:
+                continue
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()
+        self.inflight.clear()
 
     def _beat(self) -> None:
         if self.health is not None:
             self.health.beat()
 
     async def _close(self) -> None:
+        self._abandon_inflight()
         for worker in self.workers:
             worker.close()
         await self.consumer.close()

@@ -387,6 +387,11 @@ class DeliveryEngine:
         finally:
             self._flush_now = False
 
+    async def settle(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait up to ``timeout`` s for the requests in flight to be answered (after a fault none starts)."""
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=timeout)
+
     async def close(self) -> None:
         """Stop the pump and cancel requests in flight; pending events are abandoned (not acknowledged)."""
         if self._pump is not None:

@@ -67,7 +67,12 @@ class AmplitudeSettings(Section):
     )
     concurrency: Int = option(8, "--concurrency", "CURRENTS_CONCURRENCY", "requests in flight at once", ge=1)
     timeout: Duration = option(
-        30.0, "--request-timeout", "CURRENTS_REQUEST_TIMEOUT", "timeout of one request", gt=0
+        30.0,
+        "--request-timeout",
+        "CURRENTS_REQUEST_TIMEOUT",
+        "deadline for one whole request, from waiting for a connection to the last byte of the answer"
+        " (not per read: a trickled answer ends there too; the batch is retried)",
+        gt=0,
     )
     gzip: Bool = option(True, "--gzip", "CURRENTS_GZIP", "gzip request bodies")
 

@@ -87,7 +87,11 @@ class MovableInkSettings(Section):
         0.0, "--movableink-rate", "MOVABLEINK_RATE", "events per second to Movable Ink (0 = unlimited)", ge=0
     )
     timeout: Duration = _movableink(
-        30.0, "--movableink-timeout", "MOVABLEINK_TIMEOUT", "timeout of one Movable Ink request", gt=0
+        30.0,
+        "--movableink-timeout",
+        "MOVABLEINK_TIMEOUT",
+        "deadline for one whole Movable Ink request (connection wait to the last byte)",
+        gt=0,
     )
     retry_window: Duration = _movableink(
         48 * 3600.0,
@@ -164,7 +168,11 @@ class RemergeSettings(Section):
         0.0, "--remerge-rate", "REMERGE_RATE", "events per second to Remerge (0 = unlimited)", ge=0
     )
     timeout: Duration = _remerge(
-        30.0, "--remerge-timeout", "REMERGE_TIMEOUT", "timeout of one Remerge request", gt=0
+        30.0,
+        "--remerge-timeout",
+        "REMERGE_TIMEOUT",
+        "deadline for one whole Remerge request (connection wait to the last byte)",
+        gt=0,
     )
     retry_window: Duration = _remerge(
         48 * 3600.0,

@@ -9,10 +9,8 @@ import asyncio
 import contextlib
 import os
 import socket
-import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,34 +19,12 @@ import pytest
 from amplitude_harness import KEY, dead_letters, insert_ids, simulator
 from currents_devkit.simulator.server import AmplitudeSimulator
 from currents_devkit.synth import Synth, write_container
+from fault_harness import as_root, tmpfs, without_file_overrides, worker_children
 from replay_harness import last_json, start
 
 CUSTOM = "users.behaviors.CustomEvent"
 BOUND = 30.0
 """Seconds within which a faulty run must have ended (it takes about two here)."""
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, *, size: str = "64k", full: bool = False, read_only: bool = False) -> Iterator[Path]:
-    """A real tmpfs of ``size`` at ``path`` (filled to the last byte with ``full``, remounted read-only
-    with ``read_only``), unmounted at the end; the test is skipped where mounting is not allowed."""
-    path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        if full:
-            with contextlib.suppress(OSError), open(path / "filler", "wb") as fh:
-                while True:
-                    fh.write(b"\0" * 4096)
-                    fh.flush()
-        if read_only:
-            subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=True)
 
 
 def write_input(root: Path, n: int = 300) -> set[str]:
@@ -222,18 +198,6 @@ def test_the_tmpfs_helper_really_fills_and_unmounts(tmp_path: Path) -> None:
     assert not os.path.ismount(tmp_path / "t")
 
 
-def worker_children(pid: int) -> list[int]:
-    """The worker processes (``spawn_main``) among ``pid``'s children (not the resource tracker)."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            for child in (task / "children").read_text().split():
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-                if b"spawn_main" in cmdline:
-                    found.append(int(child))
-    return found
-
-
 async def test_a_worker_that_keeps_dying_ends_the_replay_and_the_next_run_loses_nothing(
     tmp_path: Path,
 ) -> None:
@@ -266,9 +230,7 @@ async def test_a_worker_that_keeps_dying_ends_the_replay_and_the_next_run_loses_
         code, _, stderr = await command.finish(within=5)
         seconds = time.monotonic() - began
         assert code == 4, (killed, stderr[-3000:])
-        assert (
-            "stopped: worker processes keep dying: 6 deaths within 60s (the last with exit code " in stderr
-        )
+        assert "stopped: worker processes keep dying: 6 deaths within 60s (the last with exit code " in stderr
         assert len(killed) >= 6
         assert "Traceback" not in stderr
         summary = await second_run_accounts_for_everything(
@@ -276,3 +238,33 @@ async def test_a_worker_that_keeps_dying_ends_the_replay_and_the_next_run_loses_
         )
         assert summary["unreadable"] == []
         print(f"worker deaths: exit after {seconds:.1f}s, killed {len(killed)}")
+
+
+@pytest.mark.parametrize(
+    ("option", "what"), [("dead-letter", "dead-letter output"), ("state-dir", "resume state directory")]
+)
+async def test_a_directory_the_run_may_not_write_is_refused_with_the_real_eacces(
+    tmp_path: Path, option: str, what: str
+) -> None:
+    """The kernel's own EACCES: a directory of another owner (mode 0755), a child without root's
+    overrides; refused before anything is read, and the run with a writable directory loses nothing."""
+    as_root()
+    expected = write_input(tmp_path / "in")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chown(locked, 65534, 65534)
+    locked.chmod(0o755)
+    dead, state = (locked, tmp_path / "state") if option == "dead-letter" else (tmp_path / "dl", locked)
+    async with simulator() as sim:
+        env = {"AMPLITUDE_API_KEY": KEY, "CURRENTS_LOG_FORMAT": "json"}
+        command = await start(
+            args(sim, tmp_path, dead, state), env, tmp_path, preexec_fn=without_file_overrides
+        )
+        code, _, stderr = await command.finish(within=BOUND)
+        assert code == 2, stderr
+        assert (
+            f"configuration error: cannot write the {what} {locked}: [Errno 13] Permission denied" in stderr
+        )
+        assert sim.stats.requests_total == 0, "something was read and sent"
+        assert list(locked.iterdir()) == []
+        await second_run_accounts_for_everything(sim, tmp_path, expected, tmp_path / "state")
