@@ -47,6 +47,7 @@ SECRET_ENV = (
 )
 ALERT_ANCHORS = {
     "CurrentsAmplitudeCredentialsFailing": "amplitude-credentials-failing",
+    "CurrentsDestinationUrlWrong": "destination-url-wrong",
     "CurrentsOldestPendingEventOld": "oldest-pending-event-too-old",
     "CurrentsDeadLettersIncreasing": "dead-letters-increasing",
     "CurrentsConsumerLagGrowing": "consumer-lag-growing",
@@ -403,6 +404,7 @@ def test_alerts_and_runbooks() -> None:
     for name, anchor in ALERT_ANCHORS.items():
         assert alerts[name]["annotations"]["runbook_url"] == f"docs/operations.md#{anchor}"
     assert alerts["CurrentsAmplitudeCredentialsFailing"]["for"] == "5m"
+    assert alerts["CurrentsDestinationUrlWrong"]["for"] == "2m"
     assert alerts["CurrentsConsumerLagGrowing"]["for"] == "30m"
     assert "86400" in alerts["CurrentsOldestPendingEventOld"]["expr"]
 

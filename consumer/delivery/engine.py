@@ -18,7 +18,9 @@ Contract
   aside in a per-key queue and go out, one per token, as soon as it has one; every other event keeps
   flowing (one hot device never holds back the others). Events over the daily quota are dead-lettered
   (``daily_quota``). Events still failing when their retry window ends are dead-lettered
-  (``retry_window_expired``).
+  (``retry_window_expired``, with the last answer they had: ``last_answer`` and ``last_status``).
+* Refused credentials and a URL that is not the destination API's hold the events like any retry;
+  :class:`~consumer.delivery.refusals.Refusals` reports them (a line per change of state, gauges).
 * :meth:`drain` flushes and waits until nothing is pending (or a time bound passes); :meth:`close`
   stops the engine, abandoning whatever is still pending (its positions are never acknowledged, so a
   restart re-reads them).
@@ -50,6 +52,7 @@ from consumer.delivery.batching import Batcher, Request
 from consumer.delivery.departures import Departures
 from consumer.delivery.outage import OutageLog
 from consumer.delivery.policy import Decision, RetryPolicy
+from consumer.delivery.refusals import Refusals
 from consumer.delivery.throttle import ProjectLimiter, key_limiter
 from consumer.events import Pending, json_payload
 from consumer.ops.faults import Fault, Faults
@@ -108,11 +111,12 @@ class DeliveryEngine:
             self.batcher,
             fits=self._fits,
             expired=self.policy.expired,
-            dead=self._dead,
+            dead=self._dead_waiting,
         )
         self.limiter = self.departures.limiter
         self._seq = itertools.count()
-        self._retries: list[tuple[float, int, list[Pending], int]] = []
+        # (due, tie-break, batch, attempt, the answer that sent it here: reason and HTTP status)
+        self._retries: list[tuple[float, int, list[Pending], int, tuple[str, int]]] = []
         self._live: dict[int, Pending] = {}
         self._bytes = 0
         self._inflight: set[asyncio.Task[None]] = set()
@@ -125,8 +129,7 @@ class DeliveryEngine:
         self._pump: asyncio.Task[None] | None = None
         self.project = ProjectLimiter(limits.project_rate)
         self.last_progress = clock()
-        self.credentials_failing = False
-        metrics.credentials_failing.labels(name).set(0)  # the series exists before anything fails
+        self.refusals = Refusals(name, metrics)
         self.outage = OutageLog(name, clock=clock)
         self.faults = faults if faults is not None else Faults()
         self.faults.listen(self._stop_on_fault)
@@ -216,8 +219,8 @@ class DeliveryEngine:
         batcher, policy = self.batcher, self.policy
         self.departures.release_due(now)
         while self._retries and self._retries[0][0] <= now:
-            _, _, batch, attempt = heapq.heappop(self._retries)
-            live = [p for p in batch if not self._expired_dead(p, now)]
+            _, _, batch, attempt, last = heapq.heappop(self._retries)
+            live = [p for p in batch if not self._expired_dead(p, now, last)]
             if live:
                 batcher.queue(live, attempt)
         batcher.seal_if_due(now, self._flush_now)
@@ -269,9 +272,9 @@ class DeliveryEngine:
         self._dead(item, "payload_too_large", f"{item.size} bytes")
         return False
 
-    def _expired_dead(self, item: Pending, now: float) -> bool:
+    def _expired_dead(self, item: Pending, now: float, last: tuple[str, int]) -> bool:
         if self.policy.expired(item, now):
-            self._dead(item, "retry_window_expired")
+            self._dead(item, "retry_window_expired", last=last)
             return True
         return False
 
@@ -293,13 +296,14 @@ class DeliveryEngine:
         self.metrics.request_bytes.labels(self.name).inc(result.body_bytes)
         now = self.clock()
         with contextlib.suppress(Fault):  # reported by _dead; the fault stops the engine
-            self._apply(self.policy.decide(batch, request.attempt, result.outcome, now), now)
+            decision = self.policy.decide(batch, request.attempt, result.outcome, now)
+            self._apply(decision, now, result.status)
         self._wake.set()
 
-    def _apply(self, decision: Decision, now: float) -> None:
-        """Carry out the policy's decision about one answered request."""
-        if decision.credentials is not None:
-            self._set_credentials(decision.credentials)
+    def _apply(self, decision: Decision, now: float, status: int) -> None:
+        """Carry out the policy's decision about one request answered with HTTP ``status`` (0: none)."""
+        retry = decision.retry
+        self.refusals.update(decision.credentials, decision.endpoint, retry.reason if retry else "")
         if decision.delivered:
             self._finish(decision.delivered, "delivered", "")
             self.last_progress = now
@@ -320,24 +324,18 @@ class DeliveryEngine:
             )
         for batch, attempt in reversed(decision.resend):
             self.batcher.front(batch, attempt)
-        retry = decision.retry
         if retry is not None:
-            heapq.heappush(self._retries, (retry.due, next(self._seq), retry.batch, retry.attempt))
-            self.outage.retrying(retry.reason, len(retry.batch), retry.after, len(self._live))
-
-    def _set_credentials(self, failing: bool) -> None:
-        if failing != self.credentials_failing:
-            self.credentials_failing = failing
-            self.metrics.credentials_failing.labels(self.name).set(1 if failing else 0)
-            if failing:
-                log.error(
-                    "%s refuses our credentials; events are kept and retried within the window", self.name
-                )
-            else:
-                log.info("%s accepts our credentials again", self.name)
+            entry = (retry.due, next(self._seq), retry.batch, retry.attempt, (retry.reason, status))
+            heapq.heappush(self._retries, entry)
+            self.outage.retrying(
+                retry.reason, len(retry.batch), retry.after, len(self._live), self.refusals.cause, status
+            )
 
     # -- endings ---------------------------------------------------------------------------------
-    def _dead(self, item: Pending, reason: str, detail: str = "") -> None:
+    def _dead(
+        self, item: Pending, reason: str, detail: str = "", last: tuple[str, int] | None = None
+    ) -> None:
+        """Dead-letter ``item``; ``last`` is the last answer it had (reason, HTTP status), if any."""
         try:
             self.dead.write(
                 reason,
@@ -347,11 +345,19 @@ class DeliveryEngine:
                 event_type=item.event_type,
                 detail=detail,
                 first_attempt=item.first_attempt,
+                last_answer=last,
             )
         except Fault as fault:  # the event does not end: it stays pending, never acknowledged
             self.faults.report(fault)
             raise
         self._finish([item], "dead_lettered", reason)
+
+    def _dead_waiting(self, item: Pending, reason: str, detail: str) -> None:
+        """Dead-letter an event that waited aside; one whose window ran out there gets the destination's
+        last failing answer, since that is what kept it waiting."""
+        self._dead(
+            item, reason, detail, self.outage.last_answer if reason == "retry_window_expired" else None
+        )
 
     def _finish(self, items: list[Pending], outcome: str, reason: str) -> None:
         live = self._live

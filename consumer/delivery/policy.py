@@ -12,6 +12,10 @@
   ``Retry-After``), never later than the end of its oldest event's retry window;
 * fatal -> dead-letter the batch.
 
+Refused credentials and an endpoint that does not answer as the destination's API (a wrong URL) are
+retry-later answers too: the events are held within their window, never dead-lettered for it, and the
+decision says so (:attr:`Decision.credentials`, :attr:`Decision.endpoint`) for the engine's alert.
+
 What is resent at once keeps the rate tokens it holds ("admitted"): Amplitude counted none of a request
 it refused as a whole.
 
@@ -96,6 +100,9 @@ class Decision:
     retry: Retry | None = None
     credentials: bool | None = None
     """``True``: the destination refuses our credentials; ``False``: it accepts them; ``None``: unknown."""
+    endpoint: str | None = None
+    """The (masked) URL when its answer was not the destination API's (the URL is wrong); ``""`` when the
+    answer was the API's; ``None``: unknown (no answer, or one any server could give)."""
 
 
 class RetryPolicy:
@@ -127,9 +134,7 @@ class RetryPolicy:
     def decide(self, batch: list[Pending], attempt: int, outcome: Outcome, now: float) -> Decision:
         """The decision for ``batch`` (sent as ``attempt``) answered with ``outcome`` at ``now``."""
         d = Decision()
-        if isinstance(outcome, Delivered | Rejected | Throttled):
-            # Only an answer about the events proves the key was accepted; a 5xx or a 413 does not.
-            d.credentials = False
+        _configuration(d, outcome)
         if not isinstance(outcome, RetryLater):
             self.failures = 0
             self.gate = 0.0
@@ -143,8 +148,6 @@ class RetryPolicy:
             self._throttled(d, batch, outcome, now)
         elif isinstance(outcome, RetryLater):
             d.retry = self._retry_later(batch, attempt, outcome, now)
-            if outcome.credentials:
-                d.credentials = True
         elif isinstance(outcome, Fatal):
             d.dead = [(item, outcome.reason, outcome.detail) for item in batch]
         return d
@@ -177,6 +180,17 @@ class RetryPolicy:
         d.hold_until = now + penalty
         if resend:
             d.resend.append((resend, 0))
+
+
+def _configuration(d: Decision, outcome: Outcome) -> None:
+    """What ``outcome`` proves about our credentials and the endpoint URL."""
+    if isinstance(outcome, Delivered | Rejected | Throttled):
+        # Only an answer about the events proves the key was accepted; a 5xx or a 413 does not.
+        d.credentials, d.endpoint = False, ""
+    elif isinstance(outcome, RetryLater) and outcome.credentials:
+        d.credentials, d.endpoint = True, ""  # the API itself refused the key: the URL is right
+    elif isinstance(outcome, RetryLater) and outcome.endpoint:
+        d.endpoint = outcome.endpoint
 
 
 def _rejected(d: Decision, batch: list[Pending], attempt: int, outcome: Rejected) -> None:

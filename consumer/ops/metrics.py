@@ -99,6 +99,12 @@ class Metrics:
             ["destination"],
             registry=r,
         )
+        self.endpoint_misconfigured = Gauge(
+            "currents_destination_misconfigured",
+            "1 while the destination's URL answers as no destination API does (reason: what it answered)",
+            ["destination", "reason"],
+            registry=r,
+        )
         self.last_progress = Gauge(
             "currents_last_progress_timestamp_seconds", "When the pipeline last made progress", registry=r
         )

@@ -6,7 +6,9 @@ Each line has ``reason``, ``time`` (ISO 8601 UTC), ``position`` (topic/partition
 file/record), and either ``event`` (the payload as the ``destination`` would have received it: an
 Amplitude event with its ``insert_id``, a Movable Ink event, Remerge's query parameters without the
 key) with ``destination``, or ``raw`` (undecodable input, base64) — plus ``event_type`` and ``detail``
-when known. Records without ``destination`` (written before fan-out existed) are Amplitude's.
+when known, and ``last_answer`` with ``last_status`` when the destination had answered the event (why a
+retry window ran out: ``invalid_api_key`` and 400, ``http_404`` and 404, ``timeout`` and 0). Records
+without ``destination`` (written before fan-out existed) are Amplitude's.
 :meth:`DeadLetterWriter.sync` makes everything written so far durable; sources call it before they
 commit positions, so a dead-lettered event is never committed before it is on disk. The records are
 personal data: the directory is created ``0700`` and each file ``0600`` (:mod:`.private`).
@@ -76,8 +78,12 @@ class DeadLetterWriter:
         raw: bytes | None = None,
         detail: str = "",
         first_attempt: float | None = None,
+        last_answer: tuple[str, int] | None = None,
     ) -> None:
-        """Append one record (buffered; durable after :meth:`sync`)."""
+        """Append one record (buffered; durable after :meth:`sync`).
+
+        ``last_answer`` is the last answer a destination gave the event, as (reason, HTTP status, 0 for
+        none): written as ``last_answer`` and ``last_status``, it says why a retry window ran out."""
         now = time.time()
         record: dict[str, Any] = {
             "reason": reason,
@@ -92,6 +98,8 @@ class DeadLetterWriter:
             record["detail"] = detail
         if first_attempt is not None:
             record["first_attempt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(first_attempt))
+        if last_answer is not None:
+            record["last_answer"], record["last_status"] = last_answer
         if event is not None:
             record["event"] = event
         if raw is not None:

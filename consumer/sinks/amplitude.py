@@ -6,6 +6,12 @@ payload too large (split); some devices/users throttled or over the daily quota;
 timeouts, connection errors, credentials); or a fatal answer for the whole batch. What to do about
 each outcome is decided one level up, in :mod:`consumer.delivery.engine`.
 
+An answer Amplitude never gives says the URL is wrong, not the events: a 404 or 405 (a path other than
+``/2/httpapi`` or ``/batch``), a redirect, a 2xx whose body is not Amplitude's (JSON with ``code`` or
+``events_ingested``), or a body that is not JSON where Amplitude answers JSON (every status below 500;
+a proxy's 5xx page stays an outage). It is ``RetryLater(endpoint=<masked URL>)``: held like refused
+credentials, never dead-lettered for it.
+
 One exchange never outlasts ``timeout`` (``--request-timeout``), from waiting for a pooled connection
 to the last byte of the answer, however slowly the answer comes: it ends as ``RetryLater("timeout")``.
 
@@ -36,6 +42,7 @@ from consumer.sinks.base import (
     SendResult,
     Throttled,
     TooLarge,
+    masked_url,
     retry_after,
 )
 
@@ -65,13 +72,20 @@ def _indices(mapping: Any, what: str, reasons: dict[int, str], size: int) -> Non
                     reasons.setdefault(i, f"{what}:{name}")
 
 
-def classify(status: int, body: Any, headers: httpx.Headers, batch: Sequence[Pending]) -> Outcome:
-    """Map one Amplitude answer to an :data:`Outcome` (pure; tested against every documented body)."""
+NOT_JSON = object()
+"""The ``body`` to :func:`classify` of an answer that is empty or not JSON."""
+
+
+def classify(
+    status: int, body: Any, headers: httpx.Headers, batch: Sequence[Pending], *, url: str = ""
+) -> Outcome:
+    """Map one Amplitude answer to an :data:`Outcome` (pure; tested against every documented body).
+
+    ``body`` is the parsed JSON (:data:`NOT_JSON` when there was none); ``url`` (masked) is what an
+    answer that is not Amplitude's names as the wrong endpoint."""
     data = body if isinstance(body, dict) else {}
     if 200 <= status < 300:
-        return Delivered()
-    if status == 400:
-        return _classify_400(data, headers, batch)
+        return Delivered() if _amplitude_accepted(status, data) else _not_amplitude(body, url)
     if status == 413:
         return TooLarge()
     if status == 429:
@@ -80,7 +94,23 @@ def classify(status: int, body: Any, headers: httpx.Headers, batch: Sequence[Pen
         return RetryLater("forbidden", retry_after(headers), credentials=True)
     if status >= 500 or status == 408:
         return RetryLater(f"http_{status}", retry_after(headers))
+    if status in (404, 405) or 300 <= status < 400:
+        return RetryLater(f"http_{status}", retry_after(headers), endpoint=url or "?")
+    if not isinstance(body, dict):
+        return _not_amplitude(body, url)
+    if status == 400:
+        return _classify_400(data, headers, batch)
     return Fatal(f"http_{status}", str(data.get("error", ""))[:200])
+
+
+def _amplitude_accepted(status: int, data: dict[str, Any]) -> bool:
+    """Whether a 2xx body is Amplitude's: it carries ``code`` (the status) or ``events_ingested``."""
+    return data.get("code") == status or isinstance(data.get("events_ingested"), int)
+
+
+def _not_amplitude(body: Any, url: str) -> RetryLater:
+    """An answer Amplitude never sends: the URL is not Amplitude's endpoint."""
+    return RetryLater("not_json" if body is NOT_JSON else "not_amplitude", endpoint=url or "?")
 
 
 def _classify_400(data: dict[str, Any], headers: httpx.Headers, batch: Sequence[Pending]) -> Outcome:
@@ -182,6 +212,8 @@ class AmplitudeSink:
     def __init__(self, settings: AmplitudeSettings, client: httpx.AsyncClient | None = None) -> None:
         self.settings = settings
         self.url = settings.endpoint
+        self.masked_url = masked_url(self.url)
+        """The URL as log lines and metrics may show it."""
         self._key = settings.api_key.reveal()
         self._client = client or httpx.AsyncClient(
             timeout=httpx.Timeout(settings.timeout),
@@ -221,6 +253,10 @@ class AmplitudeSink:
                 response = await self._client.post(self.url, content=content, headers=headers)
         except (httpx.TimeoutException, TimeoutError):
             return SendResult(RetryLater("timeout"), 0, time.perf_counter() - started, size)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            # The URL itself is unusable (no scheme, bad host): a wrong endpoint, not an outage.
+            unusable = RetryLater(f"connection:{type(exc).__name__}", endpoint=self.masked_url)
+            return SendResult(unusable, 0, time.perf_counter() - started, size)
         except httpx.TransportError as exc:
             # The exception text can carry the URL but never the body (where the key is).
             return SendResult(
@@ -230,10 +266,10 @@ class AmplitudeSink:
             content.release()
         seconds = time.perf_counter() - started
         try:
-            data = orjson.loads(response.content) if response.content else {}
+            data = orjson.loads(response.content) if response.content else NOT_JSON
         except orjson.JSONDecodeError:
-            data = {}
-        outcome = classify(response.status_code, data, response.headers, batch)
+            data = NOT_JSON
+        outcome = classify(response.status_code, data, response.headers, batch, url=self.masked_url)
         if isinstance(outcome, Fatal) and self._key and self._key in outcome.detail:
             # A proxy or a future error text that echoes the key must not carry it to dead-letter files.
             outcome = Fatal(outcome.reason, outcome.detail.replace(self._key, "***"))

@@ -4,7 +4,13 @@ A :class:`Sink` makes exactly one exchange per :meth:`Sink.send` call and never 
 raises for trouble at the destination: every answer (and every transport failure) is classified into
 one :data:`Outcome`. What to do about it (split, hold back, back off, dead-letter) is the delivery
 engine's policy (:mod:`consumer.delivery.policy`). :class:`RequestCaps` is what a request of a
-destination may carry. Secrets (API keys, passwords) never appear in an outcome.
+destination may carry. Secrets (API keys, passwords) never appear in an outcome: a URL an outcome
+names is masked first (:func:`masked_url`).
+
+Two answers say the *configuration* is wrong rather than the events, and hold the events (retried within
+their window, never dead-lettered for it) while an alert fires: refused credentials
+(``RetryLater.credentials``) and an answer that is not the destination API's (``RetryLater.endpoint``:
+a 404 or 405, a redirect, a body the API never sends), which means the URL is wrong.
 """
 
 from __future__ import annotations
@@ -53,12 +59,15 @@ class RetryLater:
     """Nothing (known to be) ingested; send the same batch again later.
 
     ``after`` is a server-requested delay (``Retry-After``) if any; ``credentials`` marks an invalid API
-    key or a missing one (alert, keep the events within the retry window).
+    key or a missing one (alert, keep the events within the retry window); ``endpoint`` is set (to the
+    masked URL) when the answer is not the destination API's, so the URL is wrong (alert, keep the events
+    within the retry window).
     """
 
     reason: str
     after: float | None = None
     credentials: bool = False
+    endpoint: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +89,22 @@ class SendResult:
     status: int
     seconds: float
     body_bytes: int = field(default=0)
+
+
+def masked_url(url: str) -> str:
+    """``url`` fit for a log line or a metric: user information and query replaced by ``***``.
+
+    A URL may carry a password (``https://user:pass@host``) or a key (``?key=...``); what is left (scheme,
+    host, port, path) is what an operator needs to see that the URL is wrong. Plain string work, so a URL
+    no parser accepts (the very case to report) is masked too."""
+    base, query, _ = url.partition("#")[0].partition("?")
+    scheme, sep, rest = base.partition("://")
+    if not sep:
+        scheme, rest = "", base
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}{'?***' if query else ''}"
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

@@ -8,7 +8,10 @@ docstring documents. Where the partners legitimately differ the table says so pe
   names nothing, so a one-event sink retries later after ``Retry-After``;
 * credentials: Amplitude refuses a bad key with a 400 ("Invalid API key") and a 403, both retried and
   flagged; its 401 is another 4xx (fatal). The webhook sinks flag 401 and 403 (a bad key or password
-  answers there) and treat the 400 like any other refusal of the event.
+  answers there) and treat the 400 like any other refusal of the event;
+* a wrong URL (404, 405, a web page): every sink retries later naming the URL (masked) as the wrong
+  endpoint, except Movable Ink's 404, which may be its key (in the path) and is flagged as credentials;
+  only Amplitude documents its bodies, so only it tells a web page's 200 from a delivery.
 
 Every sink makes exactly one request per send, never raises, and no outcome, result or repr carries
 a secret, even when the answer (or a transport error's text) echoes it. No send outlasts the sink's
@@ -154,6 +157,10 @@ ANSWERS: dict[str, Callable[[SinkCase], Handler]] = {
     "connection-error": _fixed(_raise(httpx.ConnectError)),
     "401": _echo(401),
     "403": _echo(403),
+    # A wrong URL: a path the API does not serve, or a web server that is not the API at all.
+    "404": _fixed(_answer(404, {"code": 404, "error": "Not found"})),
+    "405": _fixed(_answer(405)),
+    "200-html": _fixed(lambda request: httpx.Response(200, text="<html>It works!</html>")),
 }
 
 SHARED: dict[str, Outcome] = {
@@ -168,6 +175,7 @@ SHARED: dict[str, Outcome] = {
 }
 ONE_EVENT: dict[str, Outcome] = {
     **SHARED,
+    "200-html": Delivered(),  # their answers' bodies are not documented: the status decides
     "400-naming-events": Rejected({0: "http_400"}),
     "400-bad-key": Rejected({0: "http_400"}),
     "429-throttled": RetryLater("http_429", 7.0),
@@ -184,9 +192,20 @@ EXPECTED: dict[str, dict[str, Outcome]] = {
         ),
         "401": Fatal("http_401", "refused: ***"),
         "403": RetryLater("forbidden", None, credentials=True),
+        "404": RetryLater("http_404", endpoint="http://amplitude.test/2/httpapi"),
+        "405": RetryLater("http_405", endpoint="http://amplitude.test/2/httpapi"),
+        "200-html": RetryLater("not_json", endpoint="http://amplitude.test/2/httpapi"),
     },
-    "movableink": ONE_EVENT,
-    "remerge": ONE_EVENT,
+    "movableink": {
+        **ONE_EVENT,
+        "404": RetryLater("http_404", None, credentials=True),  # the key is in the path
+        "405": RetryLater("http_405", endpoint="http://movableink.test/v1/behavioral/***"),
+    },
+    "remerge": {
+        **ONE_EVENT,
+        "404": RetryLater("http_404", endpoint="http://remerge.test/event"),
+        "405": RetryLater("http_405", endpoint="http://remerge.test/event"),
+    },
 }
 
 

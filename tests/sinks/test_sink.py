@@ -14,8 +14,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumer.settings import load
-from consumer.sinks.amplitude import AmplitudeSink, RequestBody, build_body, classify
-from consumer.sinks.base import Delivered, Fatal, Outcome, Rejected, RetryLater, Throttled, TooLarge
+from consumer.sinks.amplitude import NOT_JSON, AmplitudeSink, RequestBody, build_body, classify
+from consumer.sinks.base import (
+    Delivered,
+    Fatal,
+    Outcome,
+    Rejected,
+    RetryLater,
+    Throttled,
+    TooLarge,
+    masked_url,
+)
 
 BATCH = [pending(event(i, device=f"device-{i % 3}"), i) for i in range(10)]
 NO_HEADERS = httpx.Headers()
@@ -91,7 +100,6 @@ def test_400_indices_outside_the_batch_are_ignored() -> None:
         {"code": 400, "error": "Request missing required field", "missing_field": "events"},
         {"code": 400, "error": "Invalid JSON request body"},
         {"code": 400, "events_with_invalid_fields": {"time": [50]}},  # names no event of this batch
-        "<html>bad request</html>",
     ],
 )
 def test_400_naming_no_event_is_fatal_for_the_batch(body: Any) -> None:
@@ -158,10 +166,75 @@ def test_server_failures_are_retried(status: int) -> None:
     assert outcome(status, None, {"retry-after": "1.5"}) == RetryLater(f"http_{status}", 1.5)
 
 
-@pytest.mark.parametrize("status", [401, 404, 405, 409, 422])
+@pytest.mark.parametrize("status", [401, 409, 422])
 def test_other_4xx_are_fatal_with_the_status(status: int) -> None:
     result = outcome(status, {"code": status, "error": "nope"})
     assert result == Fatal(f"http_{status}", "nope")
+
+
+URL = "http://amplitude.test/"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "reason"),
+    [
+        (404, {"code": 404, "error": "Not found"}, "http_404"),  # a path other than /2/httpapi or /batch
+        (405, NOT_JSON, "http_405"),
+        (301, NOT_JSON, "http_301"),  # httpx follows no redirect: http:// for https://, a moved host
+        (200, NOT_JSON, "not_json"),  # a web page
+        (200, {}, "not_amplitude"),  # some other API's JSON
+        (200, {"status": "ok", "code": "200"}, "not_amplitude"),
+        (204, NOT_JSON, "not_json"),
+        (400, NOT_JSON, "not_json"),  # Amplitude's 400s are JSON naming the problem
+        (401, NOT_JSON, "not_json"),
+    ],
+)
+def test_an_answer_amplitude_never_gives_says_the_endpoint_is_wrong(
+    status: int, body: Any, reason: str
+) -> None:
+    """Held like refused credentials (retried within the window, never dead-lettered), naming the URL."""
+    result = classify(status, body, NO_HEADERS, BATCH, url=URL)
+    assert result == RetryLater(reason, endpoint=URL)
+
+
+@pytest.mark.parametrize("status", [413, 429, 500, 502, 503, 504])
+def test_a_proxy_page_for_a_limit_or_an_outage_is_not_a_wrong_endpoint(status: int) -> None:
+    """A load balancer in front of Amplitude answers these with HTML: still a split, a wait, a retry."""
+    result = classify(status, NOT_JSON, NO_HEADERS, BATCH, url=URL)
+    assert not (isinstance(result, RetryLater) and result.endpoint)
+
+
+def test_amplitude_accepts_with_code_or_events_ingested() -> None:
+    assert classify(200, {"code": 200}, NO_HEADERS, BATCH, url=URL) == Delivered()
+    assert classify(200, {"events_ingested": 10}, NO_HEADERS, BATCH, url=URL) == Delivered()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:pa55@proxy.example/2/httpapi?key=abc#x", "https://***@proxy.example/2/httpapi?***"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("https://api2.amplitude.com/2/httpapi", "https://api2.amplitude.com/2/httpapi"),
+    ],
+)
+def test_masked_url_hides_user_information_and_query(url: str, shown: str) -> None:
+    assert masked_url(url) == shown
+
+
+async def test_a_wrong_endpoint_is_named_masked_and_without_the_key() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="<html><body>Welcome to nginx!</body></html>")
+
+    url = "https://ops:s3cr3t-pass@gateway.example/ingest?token=t0k3n"
+    sink = mock_sink(handler, AMPLITUDE_URL=url)
+    try:
+        result = await sink.send(BATCH)
+    finally:
+        await sink.close()
+    assert result.outcome == RetryLater("not_json", endpoint="https://***@gateway.example/ingest?***")
+    assert result.status == 200
+    for secret in (KEY, "s3cr3t-pass", "t0k3n"):
+        assert secret not in repr(result)
 
 
 KEYS = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)

@@ -24,6 +24,7 @@ from consumer.sinks.webhook import MovableInkSink, RemergeSink, classify_single
 MI_KEY = "mi-path-key-7d1e"
 MI_PASSWORD = "mi-pass-word-93b"
 RM_KEY = "rm/k&y+4c=0"
+URL = "http://partner.test/path"
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,8 @@ def assert_no_secret(result: SendResult) -> None:
         (409, {}, Rejected({0: "http_409"})),
         (401, {}, RetryLater("http_401", None, credentials=True)),
         (403, {"Retry-After": "30"}, RetryLater("http_403", 30.0, credentials=True)),
-        (404, {}, RetryLater("http_404", None, credentials=True)),
+        (404, {}, RetryLater("http_404", None, endpoint=URL)),
+        (405, {}, RetryLater("http_405", None, endpoint=URL)),
         (408, {}, RetryLater("http_408")),
         (429, {"Retry-After": "7"}, RetryLater("http_429", 7.0)),
         (429, {"Retry-After": "soon"}, RetryLater("http_429", None)),
@@ -136,11 +138,17 @@ def assert_no_secret(result: SendResult) -> None:
         (503, {"Retry-After": "2.5"}, RetryLater("http_503", 2.5)),
         (413, {}, TooLarge()),
         (414, {}, TooLarge()),
-        (301, {}, RetryLater("http_301", None, credentials=True)),
+        (301, {}, RetryLater("http_301", None, endpoint=URL)),
     ],
 )
 def test_classify_single(status: int, headers: dict[str, str], expected: Outcome) -> None:
-    assert classify_single(status, httpx.Headers(headers)) == expected
+    assert classify_single(status, httpx.Headers(headers), url=URL) == expected
+
+
+def test_a_404_is_the_key_when_the_key_is_in_the_path() -> None:
+    """Movable Ink's key is in the path (``/behavioral/<key>``): its 404 may be a wrong key."""
+    outcome = classify_single(404, httpx.Headers(), url=URL, key_in_path=True)
+    assert outcome == RetryLater("http_404", None, credentials=True)
 
 
 async def test_movable_ink_request(server: tuple[WebServer, Scripted]) -> None:
@@ -199,7 +207,6 @@ async def test_remerge_request(server: tuple[WebServer, Scripted]) -> None:
         (Response(204), Delivered()),
         (Response(400, b'{"error": "bad"}'), Rejected({0: "http_400"})),
         (Response(401), RetryLater("http_401", None, credentials=True)),
-        (Response(404), RetryLater("http_404", None, credentials=True)),
         (Response(413), TooLarge()),
         (Response(429, headers={"retry-after": "3"}), RetryLater("http_429", 3.0)),
         (Response(503), RetryLater("http_503")),
@@ -225,6 +232,30 @@ async def test_answers_are_classified(
     assert result.outcome == expected
     assert result.status == response.status
     assert len(handler.requests) == 1
+    assert_no_secret(result)
+
+
+@pytest.mark.parametrize("status", [404, 405])
+@pytest.mark.parametrize("kind", ["movableink", "remerge"])
+async def test_a_wrong_path_names_the_url_without_the_key(
+    server: tuple[WebServer, Scripted], kind: str, status: int
+) -> None:
+    srv, handler = server
+    handler.answers = [Response(status)]
+    base = f"http://127.0.0.1:{srv.port}"
+    if kind == "movableink":
+        sink: MovableInkSink | RemergeSink = MovableInkSink(mi_settings(base))
+        pending, shown = MI_ITEM, f"{base}/behavioral/***"
+    else:
+        sink, pending, shown = RemergeSink(rm_settings(base + "/event")), RM_ITEM, f"{base}/event"
+    try:
+        result = await sink.send([pending])
+    finally:
+        await sink.close()
+    if kind == "movableink" and status == 404:  # the key is in its path: a 404 may be the key
+        assert result.outcome == RetryLater("http_404", None, credentials=True)
+    else:
+        assert result.outcome == RetryLater(f"http_{status}", None, endpoint=shown)
     assert_no_secret(result)
 
 
@@ -268,7 +299,7 @@ async def test_an_unusable_endpoint_is_a_configuration_failure_without_the_key(
         result = await sink.send([MI_ITEM])
     finally:
         await sink.close()
-    assert result.outcome == RetryLater(f"connection:{error}", None, credentials=True)
+    assert result.outcome == RetryLater(f"connection:{error}", None, endpoint=f"{endpoint}/behavioral/***")
     assert_no_secret(result)
 
 
