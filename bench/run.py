@@ -209,6 +209,7 @@ def ratios(cells: dict[str, dict[str, Any]]) -> dict[str, float | None]:
         "convert_over_fastavro": ("convert", "fastavro"),
         "replay_over_convert": ("replay", "convert"),
         "replay_over_sdk": ("replay", "sdk"),
+        "replay_over_sdk_tuned": ("replay", "sdk-tuned"),
         "kafka_over_replay": ("kafka", "replay"),
     }
     out = {key: ratio(a, b) for key, (a, b) in pairs.items()}
@@ -220,7 +221,7 @@ def consistency(cells: dict[str, dict[str, Any]]) -> list[str]:
     """Cross-row checks: every delivering row must deliver what ``convert`` converts."""
     problems = []
     expected = cells.get("convert", {}).get("events_out")
-    for name in ("replay", "sdk", "kafka"):
+    for name in ("replay", "sdk", "sdk-tuned", "kafka"):
         got = cells.get(name, {}).get("events_out")
         if expected is not None and got is not None and got != expected:
             problems.append(f"{name} delivered {got} events, convert converted {expected}")
@@ -234,6 +235,7 @@ _LABELS = {
     "replay": "replay -> simulator (HTTP)",
     "fanout": "replay fan-out: Amp+MI+Remerge",
     "sdk": "fastavro + Amplitude SDK",
+    "sdk-tuned": "fastavro + SDK, tuned, own mapping",
     "kafka": "Kafka daemon -> simulator",
     "kafka-outage": "Kafka daemon, 60 s outage",
 }
@@ -414,9 +416,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
     print()
     print(
         f"wall-time rate ratios: replay/fastavro {r['replay_over_fastavro']}  "
-        f"convert/fastavro {r['convert_over_fastavro']}  replay/SDK {r['replay_over_sdk']}\n"
+        f"convert/fastavro {r['convert_over_fastavro']}  replay/SDK {r['replay_over_sdk']}  "
+        f"replay/tuned SDK {r['replay_over_sdk_tuned']}\n"
         f"CPU-time rate ratios:  replay/fastavro {r['replay_over_fastavro_cpu']}  "
-        f"convert/fastavro {r['convert_over_fastavro_cpu']}  replay/SDK {r['replay_over_sdk_cpu']}\n"
+        f"convert/fastavro {r['convert_over_fastavro_cpu']}  replay/SDK {r['replay_over_sdk_cpu']}  "
+        f"replay/tuned SDK {r['replay_over_sdk_tuned_cpu']}\n"
         f"Kafka daemon/replay: {r['kafka_over_replay']} (wall)  {r['kafka_over_replay_cpu']} (CPU)"
     )
     if fit:
