@@ -34,8 +34,11 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
     return dict(sub.choices)
 
 
-def cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``currents-consumer ARGV`` in a child, in a clean environment (no AMPLITUDE_* of the caller's)."""
+def cli(
+    *argv: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``currents-consumer ARGV`` in a child, in a clean environment (no AMPLITUDE_* of the caller's);
+    in ``cwd``, so that a command which wrongly ran leaves its output directories there."""
     base = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": os.environ.get("PYTHONPATH", str(ROOT)),
@@ -47,6 +50,7 @@ def cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=cwd,
     )
 
 
@@ -125,8 +129,10 @@ def test_each_command_lists_only_the_options_it_reads() -> None:
         ((), "currents-consumer", "the following arguments are required: COMMAND"),
     ],
 )
-def test_a_usage_error_is_two_lines_and_exit_2(argv: tuple[str, ...], prog: str, wrong: str) -> None:
-    proc = cli(*argv, env={"AMPLITUDE_API_KEY": "k"})
+def test_a_usage_error_is_two_lines_and_exit_2(
+    argv: tuple[str, ...], prog: str, wrong: str, tmp_path: Path
+) -> None:
+    proc = cli(*argv, env={"AMPLITUDE_API_KEY": "k"}, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stdout == ""
     first, second = proc.stderr.splitlines()  # never the whole usage, never a traceback
@@ -148,6 +154,6 @@ def test_log_level_is_a_choice_in_any_case_from_every_source(tmp_path: Path) -> 
         SettingsError, match=r"--log-level \(from env CURRENTS_LOG_LEVEL\): 'loud' is not one of"
     ):
         load(parser.parse_args([]), {"CURRENTS_LOG_LEVEL": "loud"})
-    proc = cli("config", env={"CURRENTS_LOG_LEVEL": "loud"})
+    proc = cli("config", env={"CURRENTS_LOG_LEVEL": "loud"}, cwd=tmp_path)
     assert proc.returncode == 2 and "configuration error: --log-level" in proc.stderr
     assert "Traceback" not in proc.stderr
