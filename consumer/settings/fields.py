@@ -185,13 +185,13 @@ def option(
 
 GROUPS: dict[str, str] = {
     "input": "input selection",
+    "kafka": "Kafka",
     "destination": "destinations",
     "amplitude": "Amplitude",
     "limits": "limits and retries",
     "mapping": "mapping",
     "movableink": "Movable Ink",
     "remerge": "Remerge",
-    "kafka": "Kafka",
     "workers": "operations",
     "metrics": "operations",
     "logs": "operations",

@@ -69,8 +69,17 @@ def test_config_on_a_terminal_is_a_table_grouped_like_help() -> None:
     lines = out.splitlines()
     assert re.fullmatch(r"\s+option\s+value\s+source", lines[0])
     titles = [line[:-1] for line in lines if line.endswith(":") and not line.startswith(" ")]
-    assert titles[:5] == ["input selection", "destinations", "Amplitude", "limits and retries", "mapping"]
-    assert {"Movable Ink", "Remerge", "Kafka", "operations"} <= set(titles)
+    assert titles == [
+        "input selection",
+        "Kafka",
+        "destinations",
+        "Amplitude",
+        "limits and retries",
+        "mapping",
+        "Movable Ink",
+        "Remerge",
+        "operations",
+    ]
 
     def row(flag: str) -> list[str]:
         return next(line.split() for line in lines if line.split()[:1] == [flag])
