@@ -33,26 +33,12 @@ def _subcommands() -> dict[str, argparse.ArgumentParser]:
     return dict(sub.choices)
 
 
-def _duration(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
-
-
 def _default(opt: Option) -> str:
-    value = opt.default
     if opt.secret:
         return "none (secret)"
-    if opt.parse is parse_duration:
-        return f"`{_duration(float(value))}`"
-    if isinstance(value, tuple):
-        return "none" if not value else "`" + ",".join(value) + "`"
-    if isinstance(value, bool):
-        return f"`{str(value).lower()}`"
-    if value == "":
-        return "empty"
-    return f"`{value}`"
+    if opt.default in ("", ()):
+        return "none"
+    return f"`{opt.shown_default()}`"  # as --help shows it: 48h, true, '[Appboy] '
 
 
 def _meaning(opt: Option) -> str:

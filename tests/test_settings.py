@@ -25,7 +25,8 @@ SECRET = "sk-live-7d1e0c2b9a"
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    add_arguments(parser, ("delivery", "io", "mapping", "obs", "kafka"))
+    groups = ("destination", "amplitude", "limits", "dead_letter", "state", "mapping", "metrics", "logs", "kafka")
+    add_arguments(parser, groups)
     return parser.parse_args(list(argv))
 
 
@@ -425,7 +426,7 @@ def test_settings_built_in_code_never_read_the_environment(monkeypatch: pytest.M
     for name in ("CURRENTS_METRICS_PORT", "METRICS_PORT", "metrics_port", "AMPLITUDE_API_KEY", "LOG_LEVEL"):
         monkeypatch.setenv(name, "9")
     s = Settings()
-    assert s.metrics_port == 0 and s.log_level == "INFO" and not s.amplitude.api_key
+    assert s.metrics_port == 0 and s.log_level == "info" and not s.amplitude.api_key
     assert s.destinations == ("amplitude",) and s.limits.max_pending == 50_000
 
 

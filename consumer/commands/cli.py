@@ -15,13 +15,12 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from consumer import __version__
-from consumer.commands.plugins import DEVKIT_COMMANDS, DEVKIT_HINT, Command, register_plugins
-from consumer.ops.exits import EPILOG, ExitCode, exit_code
+from consumer.commands.plugins import DEVKIT_COMMANDS, DEVKIT_HINT, Command
+from consumer.ops.exits import ExitCode, exit_code
 from consumer.ops.faults import Fault, check_writable
 from consumer.ops.logs import register_secret
 from consumer.ops.summary import Summary
-from consumer.settings import Settings, SettingsError, add_arguments, load
+from consumer.settings import Settings, SettingsError, load
 
 if TYPE_CHECKING:
     from consumer.sources.selection import Selection
@@ -209,7 +208,11 @@ def _cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
-    print(json.dumps(settings.describe(), indent=2, default=str))
+    from consumer.commands.show_config import as_json, as_table
+
+    # A person at a terminal reads a table; a pipe, a script or --json gets the JSON, unchanged.
+    table = sys.stdout.isatty() and not args.json
+    print(as_table(settings.describe()) if table else as_json(settings.describe()))
     return 0
 
 
@@ -218,78 +221,19 @@ BUILT_IN = ("convert", "replay", "run", "redrive", "config")
 
 
 def build_parser(plugins: bool = True) -> tuple[argparse.ArgumentParser, dict[str, Command]]:
-    """The argument parser and the function behind each subcommand (with the installed plugins' ones
-    unless ``plugins`` is false: finding them reads every installed distribution's metadata, about
-    0.1 s, which a replay Job or a daemon start need not pay)."""
-    parser = argparse.ArgumentParser(
-        prog="currents-consumer",
-        description="Braze Currents (Avro) to Amplitude: Kafka daemon, file replay, dry-run convert.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"currents-consumer {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    raw = argparse.RawDescriptionHelpFormatter
-    commands: dict[str, Command] = {}
+    """The argument parser (:mod:`consumer.commands.parser`) and the function behind each subcommand
+    (with the installed plugins' ones unless ``plugins`` is false: finding them reads every installed
+    distribution's metadata, about 0.1 s, which a replay Job or a daemon start need not pay)."""
+    from consumer.commands.parser import build
 
-    roots = "Currents Avro files or directories (recursive), or s3://, gs://, az:// bucket prefixes"
-    p = sub.add_parser(
-        "convert",
-        epilog=EPILOG,
-        formatter_class=raw,
-        help="print the Amplitude events for Currents Avro files (dry run)",
-    )
-    p.add_argument("paths", nargs="+", metavar="PATH", help=roots)
-    p.add_argument("--summary-json", action="store_true", help="print the summary as JSON on stderr")
-    add_arguments(p, ("mapping", "input"))
-    commands["convert"] = _cmd_convert
-
-    p = sub.add_parser(
-        "replay",
-        epilog=EPILOG,
-        formatter_class=raw,
-        help="deliver Currents Avro files to Amplitude (backfill, resumable)",
-    )
-    p.add_argument("paths", nargs="+", metavar="PATH", help=roots)
-    p.add_argument("--summary-json", action="store_true", help="print the final summary as JSON")
-    p.add_argument(
-        "--grace", type=float, default=30.0, help="seconds to finish in-flight events on SIGINT/SIGTERM"
-    )
-    p.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="list the objects a replay would read (state, bytes, URL) and totals; read and send nothing",
-    )
-    add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs", "input", "workers"))
-    commands["replay"] = _cmd_replay
-
-    p = sub.add_parser(
-        "run",
-        epilog=EPILOG,
-        formatter_class=raw,
-        help="the Kafka daemon: consume Currents events and deliver them to Amplitude",
-    )
-    add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs", "kafka", "workers"))
-    commands["run"] = _cmd_run
-
-    p = sub.add_parser(
-        "redrive",
-        epilog=EPILOG,
-        formatter_class=raw,
-        help="re-send dead-lettered events (same insert_id: no double counting)",
-    )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="dead-letter files or directories")
-    p.add_argument("--reason", action="append", help="only records whose reason matches (glob, repeatable)")
-    p.add_argument("--summary-json", action="store_true", help="print the final summary as JSON")
-    add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs"))
-    commands["redrive"] = _cmd_redrive
-
-    p = sub.add_parser("config", help="print the effective configuration (secrets masked)")
-    add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs", "kafka", "input", "workers"))
-    commands["config"] = _cmd_config
-    if plugins:
-        commands.update(register_plugins(sub, add_arguments))
-    return parser, commands
+    handlers: dict[str, Command] = {
+        "convert": _cmd_convert,
+        "replay": _cmd_replay,
+        "run": _cmd_run,
+        "redrive": _cmd_redrive,
+        "config": _cmd_config,
+    }
+    return build(handlers, plugins)
 
 
 def main(argv: list[str] | None = None) -> None:

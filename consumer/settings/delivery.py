@@ -20,7 +20,8 @@ from consumer.settings.fields import (
 )
 from consumer.settings.fields import option as _option
 
-option = partial(_option, group="delivery")
+_amplitude = partial(_option, group="amplitude")
+_limits = partial(_option, group="limits")
 
 HTTP_V2_EVENTS_CAP = 2000
 
@@ -28,53 +29,58 @@ HTTP_V2_EVENTS_CAP = 2000
 class AmplitudeSettings(Section):
     """The Amplitude destination: where, how, and the request caps."""
 
-    api_key: SecretText = option("", "--api-key", "AMPLITUDE_API_KEY", "Amplitude project API key")
-    region: Annotated[Literal["us", "eu"], AS_TEXT] = option(
+    api_key: SecretText = _amplitude(
+        "", "--api-key", "AMPLITUDE_API_KEY", "Amplitude project API key", metavar="KEY"
+    )
+    region: Annotated[Literal["us", "eu"], AS_TEXT] = _amplitude(
         "us", "--region", "AMPLITUDE_REGION", "Amplitude region"
     )
-    url: Text = option(
+    url: Text = _amplitude(
         "",
         "--amplitude-url",
         "AMPLITUDE_URL",
         "full endpoint URL, overrides --region/--api (proxies, the simulator)",
+        metavar="URL",
     )
-    api: Annotated[Literal["http", "batch"], AS_TEXT] = option(
+    api: Annotated[Literal["http", "batch"], AS_TEXT] = _amplitude(
         "http", "--api", "AMPLITUDE_API", "HTTP V2 API or Batch API"
     )
-    min_id_length: Int = option(
+    min_id_length: Int = _amplitude(
         1,
         "--min-id-length",
         "AMPLITUDE_MIN_ID_LENGTH",
         "options.min_id_length sent with every request (Braze ids can be 1 character)",
         ge=0,
     )
-    max_events: Int = option(
+    max_events: Int = _amplitude(
         0,
         "--batch-events",
         "CURRENTS_BATCH_EVENTS",
         "events per request (0 = the endpoint's cap: 2000)",
         ge=0,
     )
-    max_bytes: Int = option(
+    max_bytes: Int = _amplitude(
         0,
         "--batch-bytes",
         "CURRENTS_BATCH_BYTES",
         "request body bytes (0 = the endpoint's cap: 1 MB HTTP V2, 20 MB Batch)",
+        metavar="BYTES",
         ge=0,
     )
-    batch_age: Duration = option(
+    batch_age: Duration = _amplitude(
         0.5, "--batch-age", "CURRENTS_BATCH_AGE", "send a partial batch after this long", ge=0
     )
-    concurrency: Int = option(8, "--concurrency", "CURRENTS_CONCURRENCY", "requests in flight at once", ge=1)
-    timeout: Duration = option(
+    concurrency: Int = _amplitude(
+        8, "--concurrency", "CURRENTS_CONCURRENCY", "requests in flight at once", ge=1
+    )
+    timeout: Duration = _amplitude(
         30.0,
         "--request-timeout",
         "CURRENTS_REQUEST_TIMEOUT",
-        "deadline for one whole request, from waiting for a connection to the last byte of the answer"
-        " (not per read: a trickled answer ends there too; the batch is retried)",
+        "deadline for one whole request, connection wait to last byte (not per read; then retried)",
         gt=0,
     )
-    gzip: Bool = option(True, "--gzip", "CURRENTS_GZIP", "gzip request bodies")
+    gzip: Bool = _amplitude(True, "--gzip", "CURRENTS_GZIP", "gzip request bodies")
 
     @model_validator(mode="after")
     def _batch_api_allows_more_events(self) -> AmplitudeSettings:
@@ -113,55 +119,62 @@ per user (HTTP V2: 30)."""
 class LimitSettings(Section):
     """Throttling, retry window and memory bounds."""
 
-    device_rate: Float = option(
-        30.0, "--device-rate", "CURRENTS_DEVICE_RATE", "events per second per device and per user", gt=0
+    device_rate: Float = _limits(
+        30.0,
+        "--device-rate",
+        "CURRENTS_DEVICE_RATE",
+        "events per second per device and per user",
+        gt=0,
+        metavar="RATE",
     )
-    device_daily_limit: Int = option(
+    device_daily_limit: Int = _limits(
         500_000,
         "--device-daily-limit",
         "CURRENTS_DEVICE_DAILY_LIMIT",
         "events per UTC day per device and per user; above it events are dead-lettered (daily_quota)",
         ge=1,  # 0 would dead-letter every event as over its daily quota
     )
-    project_rate: Float = option(
+    project_rate: Float = _limits(
         0.0,
         "--project-rate",
         "CURRENTS_PROJECT_RATE",
         "events per second for the whole project (0 = unlimited)",
         ge=0,
+        metavar="RATE",
     )
-    retry_window: Duration = option(
+    retry_window: Duration = _limits(
         48 * 3600.0,
         "--retry-window",
         "CURRENTS_RETRY_WINDOW",
         "how long an event may keep failing before it is dead-lettered (e.g. 90s, 30m, 48h)",
         gt=0,
     )
-    max_backoff: Duration = option(
+    max_backoff: Duration = _limits(
         300.0,
         "--max-backoff",
         "CURRENTS_MAX_BACKOFF",
         "longest wait between retries of a failing request",
         ge=0,
     )
-    throttle_penalty: Duration = option(
+    throttle_penalty: Duration = _limits(
         30.0,
         "--throttle-penalty",
         "CURRENTS_THROTTLE_PENALTY",
         "how long a device or user Amplitude answered 429 for is held back (unless it sends Retry-After)",
         ge=0,
     )
-    max_pending: Int = option(
+    max_pending: Int = _limits(
         50_000,
         "--max-pending",
         "CURRENTS_MAX_PENDING",
         "events held in memory (batching, throttled, in flight) before input pauses",
         ge=1,
     )
-    max_pending_bytes: Int = option(
+    max_pending_bytes: Int = _limits(
         256 << 20,
         "--max-pending-bytes",
         "CURRENTS_MAX_PENDING_BYTES",
         "bytes of events held in memory before input pauses",
+        metavar="BYTES",
         ge=1,  # 0 would deadlock: the engine would never have room again after its first event
     )

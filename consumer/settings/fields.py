@@ -2,7 +2,8 @@
 
 An option is one field of a frozen section model, declared with :func:`option`: its type (one of the
 aliases here, a ``Literal`` of choices, or :class:`Secret`), default, bounds (``ge``/``gt``/``le``),
-flag, environment variable, help and group. Everything else (the argparse flags, the environment
+flag, environment variable, help, the help group it is listed in (:data:`GROUPS`) and the
+metavar a person types in place of its value. Everything else (the argparse flags, the environment
 names, the TOML keys, ``config`` output, the generated docs) is derived from that declaration.
 
 The aliases accept two shapes of input: text (a flag or an environment variable), parsed by the
@@ -62,6 +63,15 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
+def format_duration(seconds: float) -> str:
+    """Seconds as a person writes a duration: ``172800.0`` -> ``48h``, ``0.5`` -> ``0.5s``. Days are
+    given in hours (``48h``), as Amplitude's and Braze's documents give retry windows."""
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
 def parse_bool(text: str) -> bool:
     """``1/true/yes/on`` or ``0/false/no/off``, any case."""
     lowered = str(text).strip().lower()
@@ -70,6 +80,11 @@ def parse_bool(text: str) -> bool:
     if lowered in {"0", "false", "no", "off"}:
         return False
     raise ValueError(f"not a boolean: {text!r}")
+
+
+def fold(text: str) -> str:
+    """A choice given in any case (``INFO``, ``Info``): compared in lower case."""
+    return str(text).strip().lower()
 
 
 def parse_list(text: str) -> tuple[str, ...]:
@@ -121,6 +136,8 @@ def _coerced(parse: Callable[[str], Any], kind: type, secret: bool = False) -> B
 
 AS_TEXT = _coerced(str, str)
 """The before-validator of text options, for ``Annotated[Literal[...], AS_TEXT]`` choices."""
+AS_FOLDED_TEXT = _coerced(fold, str)
+"""Like :data:`AS_TEXT`, but any case of a choice is accepted (``--log-level INFO``)."""
 Text = Annotated[str, AS_TEXT]
 Int = Annotated[int, _coerced(int, int)]
 Float = Annotated[float, _coerced(float, float)]
@@ -149,11 +166,54 @@ def option(
     ge: float | None = None,
     gt: float | None = None,
     le: float | None = None,
+    metavar: str = "",
 ) -> Any:
     """Declare one option: its default and bounds, and where it can come from (flag, environment;
-    the TOML key is the field's path). ``switch`` makes the flag take no value (``--event-time``)."""
-    meta: dict[str, JsonValue] = {"flag": flag, "env": env, "group": group, "switch": switch}
+    the TOML key is the field's path). ``switch`` makes the flag take no value (``--event-time``).
+    ``group`` is a key of :data:`GROUPS`: the commands that read the option add its group, and
+    ``--help`` lists it under the group's title. ``metavar`` is what ``--help`` shows in place of the
+    value (default: from the type, see :func:`default_metavar`)."""
+    meta: dict[str, JsonValue] = {
+        "flag": flag,
+        "env": env,
+        "group": group,
+        "switch": switch,
+        "metavar": metavar,
+    }
     return Field(default, description=help, ge=ge, gt=gt, le=le, json_schema_extra=meta)
+
+
+GROUPS: dict[str, str] = {
+    "input": "input selection",
+    "kafka": "Kafka",
+    "destination": "destinations",
+    "amplitude": "Amplitude",
+    "limits": "limits and retries",
+    "mapping": "mapping",
+    "movableink": "Movable Ink",
+    "remerge": "Remerge",
+    "workers": "operations",
+    "metrics": "operations",
+    "logs": "operations",
+    "dead_letter": "operations",
+    "state": "operations",
+}
+"""Option groups, in the order ``--help`` shows them, and the title each is listed under. A group is
+the unit a command selects (``run`` reads ``dead_letter`` but not ``state``); several groups may
+share a title."""
+
+_METAVARS: dict[Callable[[str], Any], str] = {
+    parse_duration: "DURATION",
+    parse_bool: "true|false",
+    int: "N",
+    float: "N",
+    canonical_instant: "TIME",
+}
+
+
+def default_metavar(parse: Callable[[str], Any], secret: bool) -> str:
+    """What ``--help`` shows for a value of this parser when the option declares no metavar."""
+    return "SECRET" if secret else _METAVARS.get(parse, "TEXT")
 
 
 @dataclass(frozen=True)
@@ -172,3 +232,25 @@ class Option:
     group: str = "delivery"
     switch: bool = False  # a flag without a value; environment and file say true/false
     bounds: str = ""  # e.g. "at least 1", for out-of-range messages
+    metavar: str = ""  # what --help shows for the value; empty for choices and switches
+
+    def shown_default(self) -> str:
+        """The default as a person writes it (see :meth:`shown`); ``none`` for a secret."""
+        return "none" if self.secret else self.shown(self.default)
+
+    def shown(self, value: Any) -> str:
+        """A value of this option as a person writes it: ``48h``, ``true``, ``30``, ``a,b``,
+        ``'[Appboy] '`` (quoted when blanks are part of it), ``none`` for an empty list or text."""
+        if self.parse is parse_duration and isinstance(value, int | float):
+            return format_duration(float(value))
+        if isinstance(value, tuple | list):
+            return ",".join(value) or "none"
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, float):
+            return f"{value:g}"
+        if value == "":
+            return "none"
+        if isinstance(value, str) and value != value.strip():
+            return repr(value)
+        return str(value)

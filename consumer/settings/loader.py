@@ -19,36 +19,49 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import PydanticBaseSettingsSource
 
 from consumer.settings.delivery import BATCH_API_DEVICE_RATE
-from consumer.settings.fields import Option, OptionError, SettingsError
+from consumer.settings.fields import GROUPS, Option, OptionError, SettingsError
 from consumer.settings.mapping import GLOSSARY_DEFAULTS, names_table
 from consumer.settings.model import OPTION_BY_KEY, OPTIONS, Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser, groups: tuple[str, ...]) -> None:
-    """Add the flags of the option ``groups`` to a subcommand parser (all default to unset)."""
-    parser.add_argument("--config", default=None, help="TOML config file (env CURRENTS_CONFIG)")
-    if "destinations" in groups:
-        groups = (*groups, "movableink", "remerge")
-    for opt in OPTIONS:
-        if opt.group not in groups:
+    """Add ``--config`` and the flags of the option ``groups`` (keys of :data:`GROUPS`: the ones the
+    command reads) to a subcommand parser, each under its group's title. Every flag defaults to unset,
+    so the loader can tell a given value from the environment's or the file's."""
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        raise ValueError(f"unknown option groups: {', '.join(unknown)}; known: {', '.join(GROUPS)}")
+    parser.add_argument(
+        "--config", default=None, metavar="PATH", help="TOML config file (env CURRENTS_CONFIG)"
+    )
+    titled: dict[str, argparse._ArgumentGroup] = {}
+    for key, title in GROUPS.items():
+        if key not in groups:
             continue
-        help_text = f"{opt.help} [env {opt.env}; default {_show_default(opt)}]"
-        kwargs: dict[str, Any] = {"default": None, "help": help_text, "dest": opt.key}
-        if opt.choices:
-            kwargs["choices"] = opt.choices
-        if opt.repeatable:
-            kwargs["action"] = "append"
-        if opt.switch:
-            kwargs.update(action="store_const", const="true")
-        parser.add_argument(opt.flag, **kwargs)
+        for opt in OPTIONS:
+            if opt.group == key:
+                if title not in titled:
+                    titled[title] = parser.add_argument_group(title)
+                titled[title].add_argument(opt.flag, **_argument(opt))
 
 
-def _show_default(opt: Option) -> str:
-    if opt.secret:
-        return "none"
-    if isinstance(opt.default, tuple):
-        return ",".join(opt.default) or "none"
-    return repr(opt.default) if isinstance(opt.default, str) else str(opt.default)
+def _argument(opt: Option) -> dict[str, Any]:
+    """The ``add_argument`` keywords of one option: its help line says the environment variable and
+    the default as a person writes it."""
+    kwargs: dict[str, Any] = {
+        "default": None,
+        "help": f"{opt.help} (env {opt.env}; default {opt.shown_default()})".replace("%", "%%"),
+        "dest": opt.key,
+    }
+    if opt.metavar:
+        kwargs["metavar"] = opt.metavar
+    if opt.choices:
+        kwargs.update(choices=opt.choices, type=opt.parse)  # the parse folds case where allowed
+    if opt.repeatable:
+        kwargs["action"] = "append"
+    if opt.switch:
+        kwargs.update(action="store_const", const="true")
+    return kwargs
 
 
 class Layer(PydanticBaseSettingsSource):

@@ -49,37 +49,53 @@ class MappingConfig(Section):
         "event_properties: the profile's per-type list (braze), or every non-null field (all)",
     )
     enabled: Words = _mapping(
-        (), "--enable-type", "CURRENTS_ENABLE_TYPES", "also export these event types (glob, repeatable)"
+        (),
+        "--enable-type",
+        "CURRENTS_ENABLE_TYPES",
+        "also export these event types (glob, repeatable)",
+        metavar="GLOB",
     )
     disabled: Words = _mapping(
-        (), "--disable-type", "CURRENTS_DISABLE_TYPES", "never export these event types (glob, repeatable)"
+        (),
+        "--disable-type",
+        "CURRENTS_DISABLE_TYPES",
+        "never export these event types (glob, repeatable)",
+        metavar="GLOB",
     )
     event_prefix: Text = _mapping(
-        "[Appboy] ", "--event-prefix", "CURRENTS_EVENT_PREFIX", "prefix of every Amplitude event name"
+        "[Appboy] ",
+        "--event-prefix",
+        "CURRENTS_EVENT_PREFIX",
+        "prefix of every Amplitude event name",
+        metavar="PREFIX",
     )
     custom_event_prefix: Text = _mapping(
         "[Custom Event] ",
         "--custom-event-prefix",
         "CURRENTS_CUSTOM_EVENT_PREFIX",
         "prefix of custom event names, after --event-prefix",
+        metavar="PREFIX",
     )
     custom_property_prefix: Text = _mapping(
         "[Custom event property] ",
         "--custom-property-prefix",
         "CURRENTS_CUSTOM_PROPERTY_PREFIX",
         "prefix of each custom event property",
+        metavar="PREFIX",
     )
     purchase_property_prefix: Text = _mapping(
         "[Purchase property] ",
         "--purchase-property-prefix",
         "CURRENTS_PURCHASE_PROPERTY_PREFIX",
         "prefix of each purchase property",
+        metavar="PREFIX",
     )
     braze_id_property: Text = _mapping(
         "braze_id",
         "--braze-id-property",
         "CURRENTS_BRAZE_ID_PROPERTY",
         "event property holding Braze's internal user id (empty: not sent; glossary profile: empty)",
+        metavar="NAME",
     )
     device_fields_top_level: Bool = _mapping(
         True,

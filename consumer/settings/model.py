@@ -18,7 +18,19 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from consumer.settings.delivery import AmplitudeSettings, LimitSettings
-from consumer.settings.fields import AS_TEXT, Coerce, Int, Option, Secret, Section, Text, Words, option
+from consumer.settings.fields import (
+    AS_FOLDED_TEXT,
+    AS_TEXT,
+    Coerce,
+    Int,
+    Option,
+    Secret,
+    Section,
+    Text,
+    Words,
+    default_metavar,
+    option,
+)
 from consumer.settings.mapping import MappingConfig
 from consumer.settings.partners import DESTINATIONS, MovableInkSettings, RemergeSettings
 from consumer.settings.sources import InputSettings, KafkaSettings
@@ -46,8 +58,9 @@ class Settings(BaseSettings):
         ("amplitude",),
         "--destination",
         "CURRENTS_DESTINATIONS",
-        "destinations every event goes to (repeatable; amplitude, movableink, remerge)",
-        group="delivery",
+        "destinations every event goes to (repeatable)",
+        group="destination",
+        metavar="{" + ",".join(DESTINATIONS) + "}",
     )
     movableink: MovableInkSettings = Field(default_factory=MovableInkSettings)
     remerge: RemergeSettings = Field(default_factory=RemergeSettings)
@@ -57,10 +70,16 @@ class Settings(BaseSettings):
         "--dead-letter",
         "CURRENTS_DEAD_LETTER",
         "dead-letter directory (JSON lines)",
-        group="io",
+        group="dead_letter",
+        metavar="PATH",
     )
     state_dir: Text = option(
-        ".currents-state", "--state-dir", "CURRENTS_STATE_DIR", "replay resume state directory", group="io"
+        ".currents-state",
+        "--state-dir",
+        "CURRENTS_STATE_DIR",
+        "replay resume state directory",
+        group="state",
+        metavar="PATH",
     )
     input: InputSettings = Field(default_factory=InputSettings)
     mapping: MappingConfig = Field(default_factory=MappingConfig)
@@ -70,7 +89,8 @@ class Settings(BaseSettings):
         "--metrics-port",
         "CURRENTS_METRICS_PORT",
         "port for /metrics, /livez, /readyz (0 = off)",
-        group="obs",
+        group="metrics",
+        metavar="PORT",
         ge=0,
         le=65535,
     )
@@ -79,9 +99,11 @@ class Settings(BaseSettings):
         "--log-format",
         "CURRENTS_LOG_FORMAT",
         "log lines: json, text, or auto (text on a tty)",
-        group="obs",
+        group="logs",
     )
-    log_level: Text = option("INFO", "--log-level", "CURRENTS_LOG_LEVEL", "log level", group="obs")
+    log_level: Annotated[Literal["debug", "info", "warning", "error"], AS_FOLDED_TEXT] = option(
+        "info", "--log-level", "CURRENTS_LOG_LEVEL", "least severe log lines written (any case)", group="logs"
+    )
     sources: Mapping[str, str] = Field(default_factory=dict)
 
     @classmethod
@@ -153,6 +175,9 @@ def _option_of(key: str, info: FieldInfo) -> Option:
         group=str(meta["group"]),
         switch=bool(meta["switch"]),
         bounds=_bounds(info),
+        metavar=""
+        if literal or meta["switch"]
+        else str(meta["metavar"] or default_metavar(coerce.parse, coerce.secret)),
     )
 
 

@@ -35,12 +35,13 @@ class MovableInkSettings(Section):
         "--movableink-endpoint",
         "MOVABLEINK_ENDPOINT",
         "Movable Ink Customer Data API endpoint (events go to <endpoint>/behavioral/<key>)",
+        metavar="URL",
     )
     key: SecretText = _movableink(
-        "", "--movableink-key", "MOVABLEINK_KEY", "the <key> path segment Movable Ink gave you"
+        "", "--movableink-key", "MOVABLEINK_KEY", "the <key> path segment Movable Ink gave you", metavar="KEY"
     )
     username: SecretText = _movableink(
-        "", "--movableink-username", "MOVABLEINK_USERNAME", "HTTP Basic user name"
+        "", "--movableink-username", "MOVABLEINK_USERNAME", "HTTP Basic user name", metavar="NAME"
     )
     password: SecretText = _movableink(
         "", "--movableink-password", "MOVABLEINK_PASSWORD", "HTTP Basic password"
@@ -50,6 +51,7 @@ class MovableInkSettings(Section):
         "--movableink-event-type",
         "MOVABLEINK_EVENT_TYPES",
         "Currents event types sent to Movable Ink (glob, repeatable)",
+        metavar="GLOB",
     )
     event_names: EventNames = _movableink(
         "snake_case",
@@ -62,6 +64,7 @@ class MovableInkSettings(Section):
         "--movableink-purchase-event",
         "MOVABLEINK_PURCHASE_EVENT",
         "event name of a Currents purchase",
+        metavar="NAME",
     )
     anonymous_id: Annotated[Literal["device_id", "email_md5", "braze_id"], AS_TEXT] = _movableink(
         "device_id",
@@ -84,7 +87,12 @@ class MovableInkSettings(Section):
         ge=1,
     )
     rate: Float = _movableink(
-        0.0, "--movableink-rate", "MOVABLEINK_RATE", "events per second to Movable Ink (0 = unlimited)", ge=0
+        0.0,
+        "--movableink-rate",
+        "MOVABLEINK_RATE",
+        "events per second to Movable Ink (0 = unlimited)",
+        ge=0,
+        metavar="RATE",
     )
     timeout: Duration = _movableink(
         30.0,
@@ -115,32 +123,39 @@ class RemergeSettings(Section):
         "--remerge-endpoint",
         "REMERGE_ENDPOINT",
         "Remerge event tracking endpoint",
+        metavar="URL",
     )
-    key: SecretText = _remerge("", "--remerge-key", "REMERGE_KEY", "the key Remerge gave you")
-    partner: Text = _remerge("braze", "--remerge-partner", "REMERGE_PARTNER", "partner parameter")
+    key: SecretText = _remerge("", "--remerge-key", "REMERGE_KEY", "the key Remerge gave you", metavar="KEY")
+    partner: Text = _remerge(
+        "braze", "--remerge-partner", "REMERGE_PARTNER", "partner parameter", metavar="NAME"
+    )
     app_ids: Words = _remerge(
         (),
         "--remerge-app-id",
         "REMERGE_APP_IDS",
         "BRAZE_APP_ID=STORE_APP_ID pairs (repeatable): the store app id sent for a Braze app",
+        metavar="BRAZE_APP_ID=STORE_APP_ID",
     )
     ios_app_id: Text = _remerge(
         "",
         "--remerge-ios-app-id",
         "REMERGE_IOS_APP_ID",
         "store app id of iOS events whose Braze app is not in --remerge-app-id (e.g. 012345678)",
+        metavar="ID",
     )
     android_app_id: Text = _remerge(
         "",
         "--remerge-android-app-id",
         "REMERGE_ANDROID_APP_ID",
         "store app id of Android events whose Braze app is not in --remerge-app-id (e.g. com.example)",
+        metavar="ID",
     )
     event_types: Words = _remerge(
         _PARTNER_TYPES,
         "--remerge-event-type",
         "REMERGE_EVENT_TYPES",
         "Currents event types sent to Remerge (glob, repeatable)",
+        metavar="GLOB",
     )
     event_names: EventNames = _remerge(
         "verbatim",
@@ -149,7 +164,11 @@ class RemergeSettings(Section):
         "custom event names as sent: verbatim or snake_case",
     )
     purchase_event: Text = _remerge(
-        "purchase", "--remerge-purchase-event", "REMERGE_PURCHASE_EVENT", "event name of a Currents purchase"
+        "purchase",
+        "--remerge-purchase-event",
+        "REMERGE_PURCHASE_EVENT",
+        "event name of a Currents purchase",
+        metavar="NAME",
     )
     non_app_event: Bool = _remerge(
         True,
@@ -165,7 +184,12 @@ class RemergeSettings(Section):
         ge=1,
     )
     rate: Float = _remerge(
-        0.0, "--remerge-rate", "REMERGE_RATE", "events per second to Remerge (0 = unlimited)", ge=0
+        0.0,
+        "--remerge-rate",
+        "REMERGE_RATE",
+        "events per second to Remerge (0 = unlimited)",
+        ge=0,
+        metavar="RATE",
     )
     timeout: Duration = _remerge(
         30.0,

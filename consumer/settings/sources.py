@@ -34,31 +34,52 @@ class KafkaSettings(Section):
         "--bootstrap-servers",
         "KAFKA_BOOTSTRAP_SERVERS",
         "Kafka bootstrap servers (host:port, comma-separated)",
+        metavar="HOST:PORT",
     )
     topics: Words = _kafka(
-        (), "--topic", "KAFKA_TOPICS", "topics to consume (repeatable; env comma-separated)"
+        (), "--topic", "KAFKA_TOPICS", "topics to consume (repeatable; env comma-separated)", metavar="TOPIC"
     )
     topic_pattern: Text = _kafka(
-        "", "--topic-pattern", "KAFKA_TOPIC_PATTERN", "regex of topics to consume (instead of --topic)"
+        "",
+        "--topic-pattern",
+        "KAFKA_TOPIC_PATTERN",
+        "regex of topics to consume (instead of --topic)",
+        metavar="REGEX",
     )
-    group_id: Text = _kafka("currents-consumer", "--group-id", "KAFKA_GROUP_ID", "consumer group")
-    client_id: Text = _kafka("currents-consumer", "--client-id", "KAFKA_CLIENT_ID", "Kafka client id")
+    group_id: Text = _kafka(
+        "currents-consumer", "--group-id", "KAFKA_GROUP_ID", "consumer group", metavar="NAME"
+    )
+    client_id: Text = _kafka(
+        "currents-consumer", "--client-id", "KAFKA_CLIENT_ID", "Kafka client id", metavar="NAME"
+    )
     security_protocol: Annotated[Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"], AS_TEXT] = _kafka(
         "PLAINTEXT", "--security-protocol", "KAFKA_SECURITY_PROTOCOL", "Kafka security protocol"
     )
     sasl_mechanism: Annotated[Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], AS_TEXT] = _kafka(
         "PLAIN", "--sasl-mechanism", "KAFKA_SASL_MECHANISM", "SASL mechanism"
     )
-    sasl_username: Text = _kafka("", "--sasl-username", "KAFKA_SASL_USERNAME", "SASL user name")
+    sasl_username: Text = _kafka(
+        "", "--sasl-username", "KAFKA_SASL_USERNAME", "SASL user name", metavar="NAME"
+    )
     sasl_password: SecretText = _kafka("", "--sasl-password", "KAFKA_SASL_PASSWORD", "SASL password")
-    ssl_cafile: Text = _kafka("", "--ssl-cafile", "KAFKA_SSL_CAFILE", "CA bundle for TLS")
-    ssl_certfile: Text = _kafka("", "--ssl-certfile", "KAFKA_SSL_CERTFILE", "client certificate (mTLS)")
-    ssl_keyfile: Text = _kafka("", "--ssl-keyfile", "KAFKA_SSL_KEYFILE", "client key (mTLS)")
+    ssl_cafile: Text = _kafka("", "--ssl-cafile", "KAFKA_SSL_CAFILE", "CA bundle for TLS", metavar="PATH")
+    ssl_certfile: Text = _kafka(
+        "", "--ssl-certfile", "KAFKA_SSL_CERTFILE", "client certificate (mTLS)", metavar="PATH"
+    )
+    ssl_keyfile: Text = _kafka("", "--ssl-keyfile", "KAFKA_SSL_KEYFILE", "client key (mTLS)", metavar="PATH")
     schema_registry_url: Text = _kafka(
-        "", "--schema-registry-url", "SCHEMA_REGISTRY_URL", "Confluent Schema Registry for wire-format values"
+        "",
+        "--schema-registry-url",
+        "SCHEMA_REGISTRY_URL",
+        "Confluent Schema Registry for wire-format values",
+        metavar="URL",
     )
     schema_registry_username: Text = _kafka(
-        "", "--schema-registry-username", "SCHEMA_REGISTRY_USERNAME", "Schema Registry basic-auth user"
+        "",
+        "--schema-registry-username",
+        "SCHEMA_REGISTRY_USERNAME",
+        "Schema Registry basic-auth user",
+        metavar="NAME",
     )
     schema_registry_password: SecretText = _kafka(
         "", "--schema-registry-password", "SCHEMA_REGISTRY_PASSWORD", "Schema Registry basic-auth password"
@@ -68,6 +89,7 @@ class KafkaSettings(Section):
         "--topic-event-type",
         "KAFKA_TOPIC_EVENT_TYPES",
         "TOPIC=EVENT_TYPE: values on TOPIC are plain Avro of that type (repeatable)",
+        metavar="TOPIC=EVENT_TYPE",
     )
     commit_interval: Duration = _kafka(
         5.0, "--commit-interval", "CURRENTS_COMMIT_INTERVAL", "how often done offsets are committed"
@@ -104,6 +126,7 @@ class InputSettings(Section):
         "--event-type",
         "CURRENTS_EVENT_TYPES",
         "only these event types (glob on the event_type= partition and on each file's type, repeatable)",
+        metavar="GLOB",
     )
     since: Instant = _input(
         "",

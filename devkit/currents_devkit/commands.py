@@ -65,22 +65,36 @@ def register(sub: SubParsers, add_arguments: AddOptions) -> dict[str, Command]:
     """Add ``demo``, ``simulate`` and ``sample`` to the ``currents-consumer`` parser."""
     commands: dict[str, Command] = {}
     p = sub.add_parser("demo", help="run everything on an embedded broker and Amplitude simulator (no setup)")
-    p.add_argument("--events", type=int, default=20_000, help="Currents events to produce")
-    p.add_argument("--partitions", type=int, default=4)
-    add_arguments(p, ("delivery", "destinations", "mapping", "obs"))
+    p.add_argument(
+        "--events", type=int, default=20_000, metavar="N", help="Currents events to produce (default 20000)"
+    )
+    p.add_argument(
+        "--partitions", type=int, default=4, metavar="N", help="partitions of the demo topic (default 4)"
+    )
+    add_arguments(
+        p, ("destination", "amplitude", "limits", "movableink", "remerge", "mapping", "workers", "logs")
+    )
     commands["demo"] = cmd_demo
 
     p = sub.add_parser(
         "simulate", help="run a local Amplitude, Movable Ink and Remerge simulator (demos, tests)"
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=9000)
-    p.add_argument("--accept-key", action="append", help="API keys to accept (repeatable; none = any key)")
+    p.add_argument(
+        "--host", default="127.0.0.1", metavar="HOST", help="address to listen on (default 127.0.0.1)"
+    )
+    p.add_argument("--port", type=int, default=9000, metavar="PORT", help="port to listen on (default 9000)")
+    p.add_argument(
+        "--accept-key",
+        action="append",
+        metavar="KEY",
+        help="Amplitude API keys to accept (repeatable; none = any key)",
+    )
     p.add_argument(
         "--rate-window",
         type=float,
         default=30.0,
-        help="seconds over which per-device rates are averaged (Amplitude: 30)",
+        metavar="SECONDS",
+        help="seconds over which per-device rates are averaged (default 30, as Amplitude)",
     )
     p.add_argument(
         "--movableink-credentials",
@@ -95,7 +109,11 @@ def register(sub: SubParsers, add_arguments: AddOptions) -> dict[str, Command]:
         help="Movable Ink /behavioral/<key> keys to accept (repeatable; none = any)",
     )
     p.add_argument(
-        "--movableink-max-bytes", type=int, default=32768, help="largest Movable Ink body (larger: 413)"
+        "--movableink-max-bytes",
+        type=int,
+        default=32768,
+        metavar="BYTES",
+        help="largest Movable Ink body (larger: 413; default 32768)",
     )
     p.add_argument(
         "--remerge-key",
@@ -103,19 +121,21 @@ def register(sub: SubParsers, add_arguments: AddOptions) -> dict[str, Command]:
         metavar="KEY",
         help="Remerge keys to accept (repeatable)",
     )
-    add_arguments(p, ("obs",))
+    add_arguments(p, ("logs",))
     commands["simulate"] = cmd_simulate
 
     p = sub.add_parser("sample", help="write synthetic Currents Avro files in the Currents storage layout")
-    p.add_argument("out", metavar="DIR")
-    p.add_argument("--events", type=int, default=20_000)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("out", metavar="DIR", help="directory to write the files under")
+    p.add_argument("--events", type=int, default=20_000, metavar="N", help="events to write (default 20000)")
+    p.add_argument(
+        "--seed", type=int, default=1, metavar="N", help="random seed: the same seed writes the same files"
+    )
     p.add_argument(
         "--layout",
         choices=SAMPLE_LAYOUTS,
         default="current",
         help="generation of object keys: current (version=N/us-01/, offsets not padded), "
-        "2019 (<schema-id>/<zone>/, 10-digit offsets) or 2017 (no cluster in the names)",
+        "2019 (<schema-id>/<zone>/, 10-digit offsets) or 2017 (no cluster in the names; default current)",
     )
     add_arguments(p, ())
     commands["sample"] = cmd_sample

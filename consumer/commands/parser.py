@@ -1,0 +1,145 @@
+"""The ``currents-consumer`` argument parser: its subcommands, their flags, help and usage errors.
+
+Help is laid out by rich-argparse (colour on a terminal, plain text in a pipe), each command's
+settings grouped under the titles of :data:`consumer.settings.fields.GROUPS`; a command lists only
+the option groups it reads. A usage error prints two lines (what is wrong, where help is) and exits
+2, as git and pip do, instead of argparse's whole usage block first.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+from rich_argparse import RawDescriptionRichHelpFormatter
+
+from consumer import __version__
+from consumer.commands.plugins import Command, register_plugins
+from consumer.ops.exits import EPILOG
+from consumer.settings import add_arguments, parse_duration
+from consumer.settings.fields import GROUPS
+
+
+class HelpFormatter(RawDescriptionRichHelpFormatter):
+    """rich-argparse's layout; group titles as declared (not Title Cased), epilogs as written."""
+
+    group_name_formatter = str
+
+
+class CommandLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are two lines, whose usage line is short and whose help uses
+    :class:`HelpFormatter`; ``add_parser`` makes subcommands of this class too, plugins' included."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """``PROG: error: MESSAGE`` and where to find help, on stderr; exit 2 (bad usage)."""
+        self.exit(2, f"{self.prog}: error: {message}\nsee '{self.prog} --help'\n")
+
+    def format_usage(self) -> str:
+        """The usage line, with ``[options]`` in place of every option: help lists them below."""
+        self._shorten_usage()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        """The whole help: usage, positional arguments, the option groups, the epilog."""
+        self._shorten_usage()
+        return super().format_help()
+
+    def _shorten_usage(self) -> None:
+        if self.usage is not None:
+            return
+        words = ["%(prog)s", "[options]"]
+        for action in self._actions:
+            if not action.option_strings:
+                words.append(_positional(action))
+        self.usage = " ".join(words)
+
+
+def _positional(action: argparse.Action) -> str:
+    if isinstance(action, argparse._SubParsersAction):
+        return f"{action.metavar or 'COMMAND'} ..."
+    name = str(action.metavar or action.dest)
+    forms = {"+": f"{name} [{name} ...]", "*": f"[{name} ...]", "?": f"[{name}]"}
+    return forms.get(str(action.nargs), name)
+
+
+ROOTS = "Currents Avro files or directories (recursive), or s3://, gs://, az:// bucket prefixes"
+SUMMARY_JSON = "print the final summary as JSON on stderr"
+DELIVERY = ("destination", "amplitude", "limits", "movableink", "remerge", "mapping")
+"""The option groups of every command that delivers events."""
+
+
+def build(
+    handlers: Mapping[str, Command], plugins: bool
+) -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+    """The parser of every built-in command (``handlers`` maps each name to its function) and, with
+    ``plugins``, of the installed plugins' commands; returns it with the function behind each."""
+    # typed as the base class: the plugin interface takes subparsers of ArgumentParser (at run time
+    # add_parser makes them of this parser's class)
+    parser: argparse.ArgumentParser = CommandLineParser(
+        prog="currents-consumer",
+        description="Braze Currents (Avro) to Amplitude: Kafka daemon, file replay, dry-run convert.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"currents-consumer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "convert", epilog=EPILOG, help="print the Amplitude events for Currents Avro files (dry run)"
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help=ROOTS)
+    p.add_argument("--summary-json", action="store_true", help=SUMMARY_JSON)
+    add_arguments(p, ("input", "mapping"))
+
+    p = sub.add_parser(
+        "replay", epilog=EPILOG, help="deliver Currents Avro files to Amplitude (backfill, resumable)"
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help=ROOTS)
+    p.add_argument("--summary-json", action="store_true", help=SUMMARY_JSON)
+    p.add_argument(
+        "--grace",
+        type=parse_duration,
+        default=30.0,
+        metavar="DURATION",
+        help="time to finish in-flight events on SIGINT/SIGTERM (default 30s)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the objects a replay would read (state, bytes, URL) and totals; read and send nothing",
+    )
+    add_arguments(p, ("input", "workers", *DELIVERY, "metrics", "logs", "dead_letter", "state"))
+
+    p = sub.add_parser(
+        "run", epilog=EPILOG, help="the Kafka daemon: consume Currents events and deliver them to Amplitude"
+    )
+    add_arguments(p, ("kafka", "workers", *DELIVERY, "metrics", "logs", "dead_letter"))
+
+    p = sub.add_parser(
+        "redrive", epilog=EPILOG, help="re-send dead-lettered events (same insert_id: no double counting)"
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="dead-letter files or directories")
+    p.add_argument(
+        "--reason",
+        action="append",
+        metavar="GLOB",
+        help="only records whose reason matches (glob, repeatable)",
+    )
+    p.add_argument("--summary-json", action="store_true", help=SUMMARY_JSON)
+    add_arguments(p, (*DELIVERY, "logs", "dead_letter"))
+
+    p = sub.add_parser("config", help="print the effective configuration (secrets masked)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON (key: value and source), as it is printed when stdout is not a terminal",
+    )
+    add_arguments(p, tuple(GROUPS))  # it shows every setting, so it takes every one
+    commands = dict(handlers)
+    if plugins:
+        commands.update(register_plugins(sub, add_arguments))
+    return parser, commands
