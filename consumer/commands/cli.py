@@ -200,7 +200,9 @@ def _cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> int:
         destinations = make_destinations(settings)
         try:
-            summary = await redrive(args.paths, destinations, settings, metrics, tuple(args.reason or ()))
+            summary = await redrive(
+                args.paths, destinations, settings, metrics, tuple(args.reason or ()), args.move_to
+            )
         finally:
             await close_all(destinations)
         return _print_summary(summary, args.summary_json, exit_code(summary))
@@ -280,6 +282,12 @@ def build_parser(plugins: bool = True) -> tuple[argparse.ArgumentParser, dict[st
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="dead-letter files or directories")
     p.add_argument("--reason", action="append", help="only records whose reason matches (glob, repeatable)")
+    p.add_argument(
+        "--move-to",
+        metavar="DIR",
+        help="move each dead-letter file whose records were all re-sent to DIR once they are settled "
+        "(failures again are in the new dead-letter output), so a second redrive does not repeat it",
+    )
     p.add_argument("--summary-json", action="store_true", help="print the final summary as JSON")
     add_arguments(p, ("delivery", "destinations", "io", "mapping", "obs"))
     commands["redrive"] = _cmd_redrive
