@@ -16,7 +16,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from consumer import __version__
-from consumer.commands.plugins import DEVKIT_COMMANDS, DEVKIT_HINT, Command, register_plugins
+from consumer.commands.plugins import DEVKIT_COMMANDS, Command, devkit_hint, register_plugins
 from consumer.ops.exits import EPILOG, ExitCode, exit_code
 from consumer.ops.faults import Fault, check_writable
 from consumer.ops.logs import register_secret
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     words = sys.argv[1:] if argv is None else argv
     parser, commands = build_parser(plugins=not (words and words[0] in BUILT_IN))
     if words and words[0] in DEVKIT_COMMANDS and words[0] not in commands:
-        print(f"currents-consumer: {DEVKIT_HINT.format(command=words[0])}", file=sys.stderr)
+        print(f"currents-consumer: {devkit_hint(words[0])}", file=sys.stderr)
         raise SystemExit(2)
     args = parser.parse_args(argv)
     try:
