@@ -221,10 +221,10 @@ class Replay:
             pool=self.pool,
         )
         view = progress_view(self.settings.log_format)
-        # The bar's totals come from a listing ahead, as --dry-run's (only on a terminal).
-        totals = await asyncio.to_thread(self._to_read) if view.listing_ahead else None
-        snapshot = self._snapshots(totals)
+        snapshot: Callable[[], Snapshot] | None = None
         try:
+            # The bar's totals: a listing ahead, as --dry-run's (a listing error ends the run here).
+            snapshot = self._snapshots(await asyncio.to_thread(self._to_read) if view.listing_ahead else None)
             # Checkpoints go on while the last events drain (a hot device's backlog can take minutes):
             # a file finished meanwhile must not be replayed after a crash.
             async with self.loop.running(
@@ -239,7 +239,9 @@ class Replay:
                     if self.pool is not None:
                         self.pool.close()
         finally:
-            view.close(snapshot())
+            if self.pool is not None:  # the listing ahead failed: the workers are stopped here (idempotent)
+                self.pool.close()
+            view.close(snapshot() if snapshot is not None else None)
         self.result.unfinished = sorted(self.files)
         return self.result
 

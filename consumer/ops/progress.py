@@ -46,8 +46,9 @@ class ProgressView(Protocol):
     def update(self, snap: Snapshot) -> None:
         """Show ``snap``."""
 
-    def close(self, last: Snapshot) -> None:
-        """Stop showing progress, ``last`` being the run's final figures; idempotent."""
+    def close(self, last: Snapshot | None) -> None:
+        """Stop showing progress, ``last`` being the run's final figures (``None``: it never started);
+        idempotent."""
 
 
 class LogView:
@@ -59,7 +60,7 @@ class LogView:
         """Log ``snap``'s line at INFO."""
         log.info("progress %s", snap.line)
 
-    def close(self, last: Snapshot) -> None:
+    def close(self, last: Snapshot | None) -> None:
         """Nothing to stop: the summary follows."""
 
 
@@ -86,15 +87,23 @@ class BarView:
             redirect_stdout=False,  # convert-like output on stdout is never ours to move
         )
         self._task = self._progress.add_task("replay", total=None, files="0", events="0", rate="0")
+        self._moved: list[tuple[logging.StreamHandler[TextIO], TextIO]] = []
+        self._started = self._closed = False
+
+    def _start(self) -> None:
+        # Started by the first update, not on creation: a run that fails before it starts reading (a
+        # listing error) leaves the terminal as it found it.
+        self._started = True
         original = sys.stderr
         self._progress.start()  # replaces sys.stderr by a proxy that prints above the bar
         # Log handlers keep the stream they were given: point those on stderr at rich's proxy while
         # the bar is shown, so a warning prints above the bar instead of through it.
         self._moved = _move_handlers(original, sys.stderr) if sys.stderr is not original else []
-        self._closed = False
 
     def update(self, snap: Snapshot) -> None:
         """Render ``snap``: the bar follows bytes (files when no sizes are known)."""
+        if not self._started:
+            self._start()
         files = str(snap.files_done) if snap.files_total is None else f"{snap.files_done}/{snap.files_total}"
         by_bytes = bool(snap.bytes_total)
         fields: dict[str, Any] = {"files": files, "events": f"{snap.events:,}", "rate": f"{snap.rate:,.0f}"}
@@ -106,12 +115,16 @@ class BarView:
         )
         self._progress.refresh()
 
-    def close(self, last: Snapshot) -> None:
-        """Leave ``last`` on screen and give the log handlers their stream back."""
+    def close(self, last: Snapshot | None) -> None:
+        """Leave ``last`` on screen (drawn even if no tick came first) and give the log handlers their
+        stream back; with ``last`` ``None`` and nothing drawn yet, the terminal is left untouched."""
         if self._closed:
             return
         self._closed = True
-        self.update(last)
+        if last is not None:
+            self.update(last)
+        if not self._started:
+            return
         for handler, stream in self._moved:
             handler.setStream(stream)
         self._progress.stop()
