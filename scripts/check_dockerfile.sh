@@ -9,8 +9,11 @@
 #    but the Dockerfile forgets to copy fails here too), `pip wheel --no-deps . -w DIST` there
 # 3. check the wheel carries the Avro schemas (consumer/decode/schemas/*.avsc) and the script's module
 # 4. install the wheel into a fresh venv without pip of its own, as the Dockerfile does
-# 5. run VENV/bin/currents-consumer --help from an unrelated working directory, with
-#    PYTHONDONTWRITEBYTECODE=1 as in the image: proves the package and its schemas come from the wheel.
+# 5. run VENV/bin/currents-consumer --help and COMMAND --help of every built-in command from an
+#    unrelated working directory, with PYTHONDONTWRITEBYTECODE=1 as in the image: proves the package and
+#    its schemas come from the wheel.
+# 6. run VENV/bin/currents-consumer demo: without the dev kit or pip it exits 2 with one line saying
+#    how to run the demo from a clone.
 # Step 4 downloads the runtime dependencies from PyPI.
 set -euo pipefail
 
@@ -82,15 +85,26 @@ step "fresh venv without pip, install the wheel (as the Dockerfile does)"
     --quiet "${wheels[0]}"
 [ -x "$work/venv/bin/currents-consumer" ] || fail "the wheel installed no currents-consumer script"
 
-step "currents-consumer --help from another directory"
+step "currents-consumer --help, and COMMAND --help of every command, from another directory"
 mkdir "$work/elsewhere"
-(cd "$work/elsewhere" && env -u PYTHONPATH PYTHONDONTWRITEBYTECODE=1 \
-    "$work/venv/bin/currents-consumer" --help) || fail "currents-consumer --help failed"
+commands=$(cd "$work/elsewhere" && env -u PYTHONPATH "$work/venv/bin/python" -c \
+    'from consumer.commands.cli import BUILT_IN; print(*BUILT_IN)') || fail "cannot list the commands"
+for command in "" $commands; do
+    # shellcheck disable=SC2086  # no command: the top-level --help
+    (cd "$work/elsewhere" && env -u PYTHONPATH PYTHONDONTWRITEBYTECODE=1 \
+        "$work/venv/bin/currents-consumer" $command --help >/dev/null) \
+        || fail "currents-consumer $command --help failed"
+    echo "  currents-consumer $command --help: ok"
+done
 
-step "without the dev kit, currents-consumer demo names the extra to install"
-hint=$(cd "$work/elsewhere" && env -u PYTHONPATH "$work/venv/bin/currents-consumer" demo 2>&1) && \
-    fail "currents-consumer demo succeeded without the dev kit"
-grep -q "currents-consumer\[devkit\]" <<<"$hint" || fail "no hint to install the dev kit: $hint"
-echo "  $hint"
+step "without the dev kit (and without pip, as in the image), currents-consumer demo says how to run it"
+set +e
+hint=$(cd "$work/elsewhere" && env -u PYTHONPATH "$work/venv/bin/currents-consumer" demo 2>&1)
+code=$?
+set -e
+[ "$code" -eq 2 ] || fail "currents-consumer demo exited $code, not 2 (usage): $hint"
+[ "$(wc -l <<<"$hint")" -eq 1 ] || fail "the demo's hint is not one line: $hint"
+grep -q "from a clone" <<<"$hint" || fail "the demo's hint does not say how to run it: $hint"
+echo "  exit $code: $hint"
 
 printf '\ncheck_dockerfile: ok\n'

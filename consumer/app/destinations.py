@@ -51,10 +51,6 @@ class Destination:
     shape: RequestCaps
     limits: LimitSettings
 
-    def tag(self, reason: str) -> str:
-        """The dead-letter/skip reason as recorded: Amplitude's own, the others' prefixed by their name."""
-        return reason if self.name == "amplitude" else f"{self.name}:{reason}"
-
     def pending(self, payload: Payload, event_type: str, position: Position, now: float) -> Pending:
         """``payload`` on its way here: encoded once, with its limiter keys; its retry window starts at
         ``now``. Raises ``TypeError`` if the payload cannot be encoded."""

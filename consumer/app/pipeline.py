@@ -68,7 +68,7 @@ class Pipeline:
         self.metrics = metrics
         self.on_ack = on_ack
         self.on_ack_many = on_ack_many or self._ack_each
-        self.summary = Summary(primary=self.destinations[0].name)
+        self.summary = Summary.of([d.name for d in self.destinations])
         self.faults = faults if faults is not None else Faults()
         self.engines = [
             DeliveryEngine(
@@ -108,7 +108,7 @@ class Pipeline:
                 for event_type, n in types.items():
                     metrics.count(metrics.delivered, event_type, n, destination=name)
             else:
-                summary.dead_lettered[destination.tag(reason)] += len(items)
+                summary.dead(name, reason, len(items))
                 metrics.count(metrics.dead_lettered, reason, len(items), destination=name)
             if self._owed:
                 last = self._last_payload
@@ -192,7 +192,7 @@ class Pipeline:
                     queue.append(Pending(event_type, position, encoded, now, keys))
                     owed += 1
             elif isinstance(out, Skip):
-                self.summary.skipped[dest.tag(out.reason)] += 1
+                self.summary.skip(dest.name, out.reason)
                 self.metrics.count(self.metrics.skipped, out.reason, destination=dest.name)
             else:
                 self._unencodable(dest, position, event_type, out.detail)
@@ -212,7 +212,7 @@ class Pipeline:
 
     def _unencodable(self, dest: Destination, position: Position, event_type: str, detail: str) -> None:
         self._write_dead("unencodable", position, destination=dest.name, event_type=event_type, detail=detail)
-        self.summary.dead_lettered[dest.tag("unencodable")] += 1
+        self.summary.dead(dest.name, "unencodable")
         self.metrics.count(self.metrics.dead_lettered, "unencodable", destination=dest.name)
 
     def dead_letter_input(
@@ -226,7 +226,7 @@ class Pipeline:
     ) -> None:
         """Record input that never became an event (undecodable bytes, unreadable file) and acknowledge it."""
         self._write_dead(reason, position, raw=raw, detail=detail, event_type=event_type)
-        self.summary.dead_lettered[reason] += 1
+        self.summary.dead_input(reason)
         self.metrics.count(self.metrics.dead_lettered, reason, destination=INPUT)
         self.on_ack(position)
 

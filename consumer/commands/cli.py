@@ -15,7 +15,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from consumer.commands.plugins import DEVKIT_COMMANDS, DEVKIT_HINT, Command
+from consumer.commands.plugins import DEVKIT_COMMANDS, Command, devkit_hint
 from consumer.ops.exits import ExitCode, exit_code
 from consumer.ops.faults import Fault, check_writable
 from consumer.ops.logs import register_secret
@@ -199,7 +199,9 @@ def _cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> int:
         destinations = make_destinations(settings)
         try:
-            summary = await redrive(args.paths, destinations, settings, metrics, tuple(args.reason or ()))
+            summary = await redrive(
+                args.paths, destinations, settings, metrics, tuple(args.reason or ()), args.move_to
+            )
         finally:
             await close_all(destinations)
         return _print_summary(summary, args.summary_json, exit_code(summary))
@@ -241,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     words = sys.argv[1:] if argv is None else argv
     parser, commands = build_parser(plugins=not (words and words[0] in BUILT_IN))
     if words and words[0] in DEVKIT_COMMANDS and words[0] not in commands:
-        print(f"currents-consumer: {DEVKIT_HINT.format(command=words[0])}", file=sys.stderr)
+        print(f"currents-consumer: {devkit_hint(words[0])}", file=sys.stderr)
         raise SystemExit(2)
     args = parser.parse_args(argv)
     try:

@@ -129,6 +129,12 @@ def build(
         metavar="GLOB",
         help="only records whose reason matches (glob, repeatable)",
     )
+    p.add_argument(
+        "--move-to",
+        metavar="DIR",
+        help="move each dead-letter file whose records were all re-sent to DIR once they are settled "
+        "(failures again are in the new dead-letter output), so a second redrive does not repeat it",
+    )
     p.add_argument("--summary-json", action="store_true", help=SUMMARY_JSON)
     add_arguments(p, (*DELIVERY, "logs", "dead_letter"))
 

@@ -25,6 +25,20 @@ DEVKIT_HINT = (
     "the {command!r} command comes with the dev kit: pip install 'currents-consumer[devkit]' "
     "(from a checkout: pip install -e ./devkit)"
 )
+IMAGE_HINT = (
+    "the {command!r} command comes with the dev kit, which this installation has no pip to add (the "
+    "container image runs the product only): run it from a clone instead, with Python 3.11+: "
+    "pip install -e . -e ./devkit && currents-consumer {command}"
+)
+"""The hint where the dev kit cannot be installed into this Python (no pip: the image's venv)."""
+
+
+def devkit_hint(command: str) -> str:
+    """One line saying how to get the dev kit's ``command``: where this Python has pip, the extra to
+    install; where it has none (the container image), how to run it from a clone."""
+    from importlib.util import find_spec
+
+    return (DEVKIT_HINT if find_spec("pip") is not None else IMAGE_HINT).format(command=command)
 
 Command = Callable[[argparse.Namespace, "Settings"], int]
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"

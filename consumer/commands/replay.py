@@ -15,17 +15,19 @@ read into the pipeline; they are counted apart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from consumer.app.destinations import Destination
 from consumer.app.loop import RunLoop
+from consumer.commands.replay_plan import plan
 from consumer.decode.avro import DecodeError
 from consumer.ops.health import Health
 from consumer.ops.metrics import Metrics
+from consumer.ops.progress import ProgressView, Snapshot, progress_view
 from consumer.ops.summary import Summary
 from consumer.positions.resume import ResumeState, object_identity
 from consumer.settings import Settings
@@ -45,6 +47,7 @@ class _FileState:
     ident: str
     fully_read: bool = False
     records: int = 0
+    size: int = 0
 
 
 @dataclass
@@ -54,6 +57,8 @@ class ReplayResult:
     summary: Summary
     files_resumed: int = 0
     files_done: int = 0
+    bytes_done: int = 0
+    """The listed size of the files finished by this run."""
     unfinished: list[str] = field(default_factory=list)
     filtered: int = 0
     """Records the selection left out (another event type, outside the ``--event-time`` window)."""
@@ -118,6 +123,7 @@ class Replay:
         self.tracker.forget((path, -1))
         del self.files[path]
         self.result.files_done += 1
+        self.result.bytes_done += fs.size
 
     def _save(self, offsets: Mapping[Stream, int]) -> None:
         """Record each unfinished file's done prefix (and the files finished meanwhile) in the state."""
@@ -142,7 +148,9 @@ class Replay:
 
     async def _read(self, source: FileSource, reader: ObjectReader) -> None:
         path = reader.obj.url
-        fs = self.files[path] = _FileState(object_identity(reader.obj), records=reader.skip)
+        fs = self.files[path] = _FileState(
+            object_identity(reader.obj), records=reader.skip, size=reader.obj.size
+        )
         stream = (path, -1)
         prepare = self.pipeline.preparer.prepare
         stopping = self.loop.stopping
@@ -212,20 +220,28 @@ class Replay:
             save=self._save,
             pool=self.pool,
         )
-        tty = sys.stderr.isatty()
-        # Checkpoints go on while the last events drain (a hot device's backlog can take minutes): a
-        # file finished meanwhile must not be replayed after a crash.
-        async with self.loop.running(
-            (0.5 if tty else self.progress_interval, self._reporter(tty)),
-            (self.checkpoint_interval, self.checkpoint),
-            on_close=self._close,
-        ):
-            try:
-                await self._read_all(source)
-                await self.loop.finish(grace)
-            finally:
-                if self.pool is not None:
-                    self.pool.close()
+        view = progress_view(self.settings.log_format)
+        snapshot: Callable[[], Snapshot] | None = None
+        try:
+            # The bar's totals: a listing ahead, as --dry-run's (a listing error ends the run here).
+            snapshot = self._snapshots(await asyncio.to_thread(self._to_read) if view.listing_ahead else None)
+            # Checkpoints go on while the last events drain (a hot device's backlog can take minutes):
+            # a file finished meanwhile must not be replayed after a crash.
+            async with self.loop.running(
+                (0.5 if view.listing_ahead else self.progress_interval, self._reporter(view, snapshot)),
+                (self.checkpoint_interval, self.checkpoint),
+                on_close=self._close,
+            ):
+                try:
+                    await self._read_all(source)
+                    await self.loop.finish(grace)
+                finally:
+                    if self.pool is not None:
+                        self.pool.close()
+        finally:
+            if self.pool is not None:  # the listing ahead failed: the workers are stopped here (idempotent)
+                self.pool.close()
+            view.close(snapshot() if snapshot is not None else None)
         self.result.unfinished = sorted(self.files)
         return self.result
 
@@ -236,18 +252,33 @@ class Replay:
         finally:
             await self.source.close()
 
-    def _reporter(self, tty: bool) -> Callable[[], None]:
-        started = time.monotonic()
+    def _to_read(self) -> tuple[int, int]:
+        """Files and bytes still to read, from a listing like ``--dry-run``'s (finished ones left out)."""
+        files = size = 0
+        for obj, status in plan(self.paths, self.selection, self.state):
+            if status != "done":
+                files += 1
+                size += obj.size
+        return files, size
 
+    def _snapshots(self, totals: tuple[int, int] | None) -> Callable[[], Snapshot]:
+        """What each progress tick shows: the run's figures now, against ``totals`` (files, bytes)."""
+        started = time.monotonic()
+        files_total, bytes_total = totals if totals is not None else (None, None)
+
+        def snapshot() -> Snapshot:
+            read = sum(self.result.summary.read.values())
+            rate = read / max(1e-9, time.monotonic() - started)
+            done = self.result.files_done
+            line = f"files done {done} {self.loop.counts()} ({rate:,.0f} ev/s)"
+            return Snapshot(done, read, rate, line, files_total, self.result.bytes_done, bytes_total)
+
+        return snapshot
+
+    def _reporter(self, view: ProgressView, snapshot: Callable[[], Snapshot]) -> Callable[[], None]:
         def report() -> None:
             if self.health is not None:
                 self.health.beat()  # /livez: the replay's loop is turning
-            read = sum(self.result.summary.read.values())
-            rate = read / max(1e-9, time.monotonic() - started)
-            line = f"files done {self.result.files_done} {self.loop.counts()} ({rate:,.0f} ev/s)"
-            if tty:
-                print(f"\r{line}   ", end="", file=sys.stderr, flush=True)
-            else:
-                log.info("progress %s", line)
+            view.update(snapshot())
 
         return report

@@ -24,7 +24,15 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from currents_devkit.demo import run_demo
 
     setup(settings.log_format, settings.log_level)
-    return asyncio.run(run_demo(settings, n_events=args.events, partitions=args.partitions))
+    return asyncio.run(
+        run_demo(
+            settings,
+            n_events=args.events,
+            partitions=args.partitions,
+            keep=args.keep,
+            summary_json=args.summary_json,
+        )
+    )
 
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
@@ -71,6 +79,15 @@ def register(sub: SubParsers, add_arguments: AddOptions) -> dict[str, Command]:
     p.add_argument(
         "--partitions", type=int, default=4, metavar="N", help="partitions of the demo topic (default 4)"
     )
+    p.add_argument(
+        "--keep",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="keep the demo's files (broker log, dead-letter output): in DIR, or without DIR in the "
+        "temporary directory it would otherwise remove",
+    )
+    p.add_argument("--summary-json", action="store_true", help="print the final summary as JSON")
     add_arguments(
         p, ("destination", "amplitude", "limits", "movableink", "remerge", "mapping", "workers", "logs")
     )

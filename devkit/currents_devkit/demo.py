@@ -5,13 +5,17 @@ registry serving the shipped schemas, and the simulator (Amplitude, Movable Ink 
 produces a realistic mixed stream of Currents events (every mapped type, Confluent-framed, keyed by
 device, one hot device, a few garbage messages); runs the real daemon, fanning out to all three
 destinations unless ``--destination`` says otherwise, until every offset is committed; prints the
-summary, what each destination received, and how long the hot device's events trailed everyone else's.
+summary (per destination: delivered, skipped and dead-lettered by reason), what each destination
+received, and how long the hot device's events trailed everyone else's. Its temporary directory is
+removed at the end unless ``--keep`` says otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import shutil
 import sys
 import tempfile
 import time
@@ -71,9 +75,35 @@ async def _until_committed(daemon: Daemon, ends: dict[TopicPartition, int]) -> N
     daemon.stop()
 
 
-async def run_demo(base: Settings, n_events: int = 20_000, partitions: int = 4, seed: int = 7) -> int:
-    """Run the demo; returns the process exit code."""
-    work = Path(tempfile.mkdtemp(prefix="currents-demo-"))
+async def run_demo(
+    base: Settings,
+    n_events: int = 20_000,
+    partitions: int = 4,
+    seed: int = 7,
+    *,
+    keep: str | None = None,
+    summary_json: bool = False,
+) -> int:
+    """Run the demo; returns the process exit code.
+
+    Its files (the broker's log, the dead-letter output) go to a temporary directory removed at the
+    end, whatever happens; ``keep=""`` keeps that directory and ``keep=DIR`` works in ``DIR`` instead
+    and keeps it (both named in the report).
+    """
+    work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="currents-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        return await _run(base, n_events, partitions, seed, work, summary_json)
+    finally:
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {work} (broker.log, dead-letter/)", file=sys.stderr)
+
+
+async def _run(
+    base: Settings, n_events: int, partitions: int, seed: int, work: Path, summary_json: bool
+) -> int:
     async with EmbeddedBroker(log_path=work / "broker.log") as broker:
         await broker.create_topic(TOPIC, partitions)
         registry = LocalRegistry()
@@ -141,18 +171,20 @@ async def run_demo(base: Settings, n_events: int = 20_000, partitions: int = 4, 
                 watcher.cancel()
                 await close_all(destinations)
             elapsed = time.monotonic() - started
-            _print_report(daemon, sim, hot, elapsed, work)
+            _print_report(daemon, sim, hot, elapsed, summary_json)
             return code
         finally:
             await sim.stop()
             await registry.stop()
 
 
-def _print_report(daemon: Daemon, sim: AmplitudeSimulator, hot: str, elapsed: float, work: Path) -> None:
+def _print_report(
+    daemon: Daemon, sim: AmplitudeSimulator, hot: str, elapsed: float, summary_json: bool
+) -> None:
     summary = daemon.pipeline.summary
     out = sys.stderr
     print(f"\n== currents-consumer demo: done in {elapsed:.1f}s", file=out)
-    print(summary.render(), file=out)
+    print(json.dumps(summary.as_dict()) if summary_json else summary.render(), file=out)
     events = sim.events
     per_device = Counter(e.event.get("device_id") for e in events)
     hot_times = [e.received_at for e in events if e.event.get("device_id") == hot]
@@ -177,4 +209,3 @@ def _print_report(daemon: Daemon, sim: AmplitudeSimulator, hot: str, elapsed: fl
         print(f"Movable Ink simulator received {len(mi)} events {dict(kinds)}", file=out)
     if "remerge" in names:
         print(f"Remerge simulator received {len(sim.remerge_events())} events", file=out)
-    print(f"dead-letter records: {work / 'dead-letter'}", file=out)

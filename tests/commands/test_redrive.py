@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from amplitude_harness import (
     MOVABLEINK_KEY,
     MOVABLEINK_PASSWORD,
@@ -25,6 +26,7 @@ from consumer.commands.redrive import redrive
 from consumer.events import Position
 from consumer.ops.metrics import Metrics
 from consumer.positions.deadletter import DeadLetterWriter
+from consumer.settings import SettingsError
 from consumer.sinks.amplitude import AmplitudeSink
 
 
@@ -130,3 +132,63 @@ async def test_redrive_sends_each_record_to_the_destination_it_names(tmp_path: P
     assert summary.by_destination == Counter({"amplitude": 1, "movableink": 1})
     assert summary.skipped == Counter({"destination_not_enabled:remerge": 1})
     assert dead_letters(s.dead_letter) == []
+
+
+def _dead_letter_file(directory: Path, records: list[tuple[str, dict[str, object] | None]]) -> Path:
+    """One dead-letter file under ``directory`` holding ``records`` (reason, event or ``None`` for raw input)."""
+    writer = DeadLetterWriter(directory)
+    for i, (reason, ev) in enumerate(records):
+        if ev is None:
+            writer.write(reason, Position("topic", 0, i), raw=b"\x01junk")
+        else:
+            writer.write(reason, Position("f.avro", -1, i), event=ev, event_type="t")
+    writer.close()
+    (path,) = directory.iterdir()
+    return path
+
+
+async def test_redrive_move_to_moves_settled_files_so_a_second_redrive_sends_nothing_again(
+    tmp_path: Path,
+) -> None:
+    old, done = tmp_path / "old", tmp_path / "done"
+    sent = _dead_letter_file(old / "a", [("retry_window_expired", event(i)) for i in range(3)])
+    # one record fails again: the file is moved, its failure is in the new dead-letter output
+    failing = _dead_letter_file(
+        old / "b", [("retry_window_expired", event(3)), ("invalid_field:time", event(4, time="later"))]
+    )
+    # raw input cannot be re-sent: the file stays, with the event beside it
+    mixed = _dead_letter_file(old / "c", [("undecodable", None), ("retry_window_expired", event(5))])
+    async with simulator() as sim:
+        s = settings(sim, tmp_path)
+        sink = AmplitudeSink(s.amplitude)
+        metrics = Metrics(CollectorRegistry())
+        try:
+            for _ in range(2):
+                await redrive([str(old)], [amplitude_destination(s, sink)], s, metrics, move_to=str(done))
+        finally:
+            await sink.close()
+    assert Counter(insert_ids(sim.events)) == Counter({f"ev-{i:06d}": 1 for i in (0, 1, 2, 3, 5)})
+    assert sim.stats.events_duplicate == 1, "only the kept file's event (ev-000005) was sent twice"
+    assert not sent.exists() and (done / "a" / sent.name).exists()
+    assert not failing.exists() and (done / "b" / failing.name).exists()
+    assert mixed.exists() and not (done / "c").exists()
+    again = dead_letters(s.dead_letter)
+    assert [r["event"]["insert_id"] for r in again] == ["ev-000004"], "dead-lettered again once, not twice"
+    assert {r["reason"] for r in again} == {"invalid_field:time"}
+
+
+async def test_redrive_refuses_a_move_to_inside_what_it_redrives(tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    _dead_letter_file(old, [("retry_window_expired", event(0))])
+    async with simulator() as sim:
+        s = settings(sim, tmp_path)
+        sink = AmplitudeSink(s.amplitude)
+        try:
+            with pytest.raises(SettingsError, match="inside"):
+                await redrive(
+                    [str(old)], [amplitude_destination(s, sink)], s, Metrics(CollectorRegistry()),
+                    move_to=str(old / "done"),
+                )
+        finally:
+            await sink.close()
+        assert sim.events == []
