@@ -36,8 +36,10 @@ def _selection(settings: Settings) -> Selection:
 
 def _cmd_convert(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.commands.convert import convert
+    from consumer.sources.files import Listing
     from consumer.sources.store import StoreError
 
+    listing = Listing()
     try:
         summary = convert(
             args.paths,
@@ -45,11 +47,20 @@ def _cmd_convert(args: argparse.Namespace, settings: Settings) -> int:
             sys.stdout.buffer,
             selection=_selection(settings),
             files_in_flight=settings.input.files_in_flight,
+            listing=listing,
         )
     except StoreError as exc:
         print(f"currents-consumer: {exc}", file=sys.stderr)
         return 2
-    return _print_summary(summary, args.summary_json, exit_code(summary))
+    code = _print_summary(summary, args.summary_json, exit_code(summary))
+    _say_nothing_found(listing.nothing_found(args.paths))
+    return code
+
+
+def _say_nothing_found(why: str | None) -> None:
+    """Say why a run read nothing (exit code 0 all the same: nothing to do is not a failure)."""
+    if why is not None:
+        print(f"currents-consumer: nothing to read: {why}", file=sys.stderr)
 
 
 def _print_summary(summary: Summary, as_json: bool, code: ExitCode) -> int:
@@ -146,6 +157,7 @@ def _replay_with(
             print(f"  files already finished by an earlier run: {result.files_resumed}", file=sys.stderr)
         if result.filtered:
             print(f"  records left out by the selection: {result.filtered}", file=sys.stderr)
+        _say_nothing_found(result.nothing_found)
         if fault is not None:
             print(f"currents-consumer: stopped: {fault}", file=sys.stderr)
             print("  nothing unfinished was recorded as done: fix the cause and run again", file=sys.stderr)

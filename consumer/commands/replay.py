@@ -62,6 +62,8 @@ class ReplayResult:
     unfinished: list[str] = field(default_factory=list)
     filtered: int = 0
     """Records the selection left out (another event type, outside the ``--event-time`` window)."""
+    nothing_found: str | None = None
+    """Why no object was listed at all (no Avro files, or all outside the selection), else ``None``."""
 
 
 class Replay:
@@ -243,6 +245,8 @@ class Replay:
                 self.pool.close()
             view.close(snapshot() if snapshot is not None else None)
         self.result.unfinished = sorted(self.files)
+        if not self.stopped:  # a stopped listing did not see everything
+            self.result.nothing_found = source.listing.nothing_found(self.paths)
         return self.result
 
     async def _close(self) -> None:
