@@ -119,6 +119,7 @@ class Daemon:
         self._last_commit = time.monotonic()
         self._registry_wait = 1.0
         self.progress_interval = 10.0
+        self._unstarted = 0
 
     # -- callbacks -------------------------------------------------------------------------------
     def _acked_on(self, stream: Stream) -> None:
@@ -332,10 +333,25 @@ class Daemon:
         else:
             log.info("stopping: finishing events in flight (up to %.0fs)", grace)
         self.consumer.pause()
+        # Fetched but never handed to delivery: not committed either, the group reads them again.
+        self._unstarted = len(self.backlog) + sum(len(b.messages) - b.next for b in self.inflight)
         self.backlog.clear()
         self._abandon_inflight()
         await self.loop.finish(grace)
         await self.commit()
+
+    def closing_lines(self) -> list[str]:
+        """After a stop, for people: how many fetched events were neither delivered nor dead-lettered
+        (their offsets are not committed: the group reads them again), or nothing when every one was."""
+        left = self.loop.unfinished + self._unstarted
+        if not left:
+            return []
+        within = "" if self.loop.faults.failed else f" within --shutdown-grace {self.kafka.shutdown_grace:g}s"
+        return [
+            f"currents-consumer: {left} fetched events were neither delivered nor dead-lettered{within}:"
+            " their offsets were not committed, so the consumer group reads them again when a member next"
+            " starts (Amplitude drops the events it already has by insert_id, within 7 days)"
+        ]
 
     def _abandon_inflight(self) -> None:
         """Forget the batches being prepared (their messages are read again after a restart). Nobody

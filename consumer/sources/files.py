@@ -60,16 +60,17 @@ class Listing:
     def nothing_found(self, roots: list[str]) -> str | None:
         """Why nothing was found under ``roots`` (a line for people), or ``None`` if something was.
 
-        ``no Avro files under ROOTS``, or ``nothing under ROOTS is inside the selection: N date=
-        partitions outside --since/--until, M event_type= partitions of other types (--event-type)``.
+        ``nothing to read: no Avro files under ROOTS``, or ``nothing to read: nothing under ROOTS is
+        inside the selection: N date= partitions outside --since/--until, M event_type= partitions of
+        other types (--event-type)``.
         """
         if self.objects:
             return None
         where = ", ".join(roots)
         if not self.left_out:
-            return f"no Avro files under {where}"
+            return f"nothing to read: no Avro files under {where}"
         reasons = ", ".join(f"{n} {LEFT_OUT[why]}" for why, n in sorted(self.left_out.items()))
-        return f"nothing under {where} is inside the selection: {reasons}"
+        return f"nothing to read: nothing under {where} is inside the selection: {reasons}"
 
 
 def list_objects(

@@ -35,7 +35,7 @@ def test_a_listing_counts_what_the_selection_left_out_by_reason(tmp_path: Path) 
     assert listing.objects == 0 and set(listing.left_out) == {"window"}
     assert listing.left_out["window"] == len({p.parents[2] for p in paths})  # date= folders
     assert listing.nothing_found([str(tmp_path / "in")]) == (
-        f"nothing under {tmp_path / 'in'} is inside the selection: "
+        f"nothing to read: nothing under {tmp_path / 'in'} is inside the selection: "
         f"{listing.left_out['window']} date= partitions outside --since/--until"
     )
 
