@@ -293,9 +293,11 @@ class Daemon:
     async def run(self) -> int:
         """Consume until :meth:`stop`; returns the exit code (0 after a clean shutdown)."""
         loop = self.loop
-        if not await self.consumer.start(loop.stopping, self._beat):
-            async with loop.running():
-                pass  # nothing was read: close the pipeline and the dead-letters
+        # The registry first: a member that joined the group and then waited for it would hold partitions.
+        registry_ok = self.registry is None or await self.registry.wait_reachable(loop.stopping, self._beat)
+        if not registry_ok or not await self.consumer.start(loop.stopping, self._beat):
+            async with loop.running(on_close=self._close):
+                pass  # nothing was read: close the pipeline, the clients and the dead-letters
             return 0
         for worker in self.workers:
             worker.start()
