@@ -125,3 +125,15 @@ async def test_replay_of_an_empty_directory_and_of_a_window_after_every_file_say
         assert code == 0, err
         assert "date= partitions outside --since/--until" in err
         assert sim.events == []
+
+
+async def test_a_dry_run_that_would_read_nothing_says_why(tmp_path: Path) -> None:
+    tree(tmp_path / "in")
+    args = ["replay", str(tmp_path / "in"), "--dry-run", "--state-dir", "", "--event-type", "nope.*"]
+    code, out, err = await (await start(args, {}, tmp_path)).finish()
+    assert code == 0, err
+    assert out == ""
+    assert err.splitlines()[-1].startswith(
+        f"nothing to read: nothing under {tmp_path / 'in'} is inside the selection: "
+    )
+    assert err.splitlines()[-1].endswith(" event_type= partitions of other types (--event-type)")
