@@ -74,6 +74,9 @@ class RunLoop:
         )
         self.stopping = asyncio.Event()
         """Set by :meth:`stop` (and by the first fault): the command stops reading."""
+        self.unfinished = 0
+        """Events taken but neither delivered, skipped nor dead-lettered when :meth:`finish` gave up (at
+        the end of the grace, or after a fault): never acknowledged, so read again by a later run."""
         self.faults.listen(lambda _: self.stop())
 
     # -- positions -------------------------------------------------------------------------------
@@ -169,7 +172,8 @@ class RunLoop:
         if self.faults.failed:  # nothing new starts; the requests already sent get the grace to end
             await pipeline.settle(grace)
         if not drained:
-            log.warning("%d events not finished; they will be read again", pipeline.pending)
+            self.unfinished = pipeline.pending
+            log.warning("%d events not finished; they will be read again", self.unfinished)
         return drained
 
     def counts(self) -> str:

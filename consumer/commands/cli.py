@@ -36,8 +36,10 @@ def _selection(settings: Settings) -> Selection:
 
 def _cmd_convert(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.commands.convert import convert
+    from consumer.sources.files import Listing
     from consumer.sources.store import StoreError
 
+    listing = Listing()
     try:
         summary = convert(
             args.paths,
@@ -45,11 +47,16 @@ def _cmd_convert(args: argparse.Namespace, settings: Settings) -> int:
             sys.stdout.buffer,
             selection=_selection(settings),
             files_in_flight=settings.input.files_in_flight,
+            listing=listing,
         )
     except StoreError as exc:
         print(f"currents-consumer: {exc}", file=sys.stderr)
         return 2
-    return _print_summary(summary, args.summary_json, exit_code(summary))
+    code = _print_summary(summary, args.summary_json, exit_code(summary))
+    why = listing.nothing_found(args.paths)
+    if why is not None:  # exit code 0 all the same: nothing to do is not a failure
+        print(f"currents-consumer: {why}", file=sys.stderr)
+    return code
 
 
 def _print_summary(summary: Summary, as_json: bool, code: ExitCode) -> int:
@@ -139,18 +146,10 @@ def _replay_with(
             fault = exc
         finally:
             await close_all(destinations)
-        result = replay.result
-        code = exit_code(result.summary, interrupted=replay.stopped, fault=fault is not None)
-        _print_summary(result.summary, args.summary_json, code)
-        if result.files_resumed:
-            print(f"  files already finished by an earlier run: {result.files_resumed}", file=sys.stderr)
-        if result.filtered:
-            print(f"  records left out by the selection: {result.filtered}", file=sys.stderr)
-        if fault is not None:
-            print(f"currents-consumer: stopped: {fault}", file=sys.stderr)
-            print("  nothing unfinished was recorded as done: fix the cause and run again", file=sys.stderr)
-        elif replay.stopped:
-            print("  interrupted: run the same command again to resume", file=sys.stderr)
+        code = exit_code(replay.result.summary, interrupted=replay.stopped, fault=fault is not None)
+        _print_summary(replay.result.summary, args.summary_json, code)
+        for line in replay.closing_lines(fault):
+            print(line, file=sys.stderr)
         return code
 
     return asyncio.run(run())
@@ -183,7 +182,10 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"currents-consumer: stopped: {fault}", file=sys.stderr)
         finally:
             await close_all(destinations)
-        return _print_summary(daemon.pipeline.summary, True, code)
+        _print_summary(daemon.pipeline.summary, True, code)
+        for line in daemon.closing_lines():
+            print(line, file=sys.stderr)
+        return int(code)
 
     return asyncio.run(run())
 

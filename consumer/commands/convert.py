@@ -19,7 +19,7 @@ import orjson
 from consumer.decode.avro import DecodeError
 from consumer.ops.summary import Summary
 from consumer.settings import MappingConfig
-from consumer.sources.files import ReadError, list_objects
+from consumer.sources.files import Listing, ReadError, list_objects
 from consumer.sources.readahead import ReadAhead
 from consumer.sources.selection import Selection
 from consumer.sources.stores import Stores
@@ -35,13 +35,22 @@ def convert(
     *,
     selection: Selection | None = None,
     files_in_flight: int = 1,
+    listing: Listing | None = None,
 ) -> Summary:
-    """Convert every selected file under ``paths``; return the run's summary."""
-    return asyncio.run(_convert(paths, mapping, out, err, selection or Selection(), files_in_flight))
+    """Convert every selected file under ``paths``; return the run's summary. ``listing`` (when given)
+    is filled with what the listing found (:meth:`Listing.nothing_found` says why nothing was)."""
+    listing = listing if listing is not None else Listing()
+    return asyncio.run(_convert(paths, mapping, out, err, selection or Selection(), files_in_flight, listing))
 
 
 async def _convert(
-    paths: list[str], mapping: MappingConfig, out: BinaryIO, err: TextIO, selection: Selection, in_flight: int
+    paths: list[str],
+    mapping: MappingConfig,
+    out: BinaryIO,
+    err: TextIO,
+    selection: Selection,
+    in_flight: int,
+    listing: Listing,
 ) -> Summary:
     transformer = Transformer(mapping)
     summary = Summary(done_label="converted")
@@ -49,7 +58,10 @@ async def _convert(
     write = out.write
     stores = Stores()
     ahead = ReadAhead(
-        list_objects(paths, selection, stores), stores, in_flight=in_flight, keep=selection.record_filter()
+        list_objects(paths, selection, stores, listing),
+        stores,
+        in_flight=in_flight,
+        keep=selection.record_filter(),
     )
     async with contextlib.aclosing(ahead.readers()) as readers:
         async for reader in readers:

@@ -25,6 +25,7 @@ from consumer.app.destinations import Destination
 from consumer.app.loop import RunLoop
 from consumer.commands.replay_plan import plan
 from consumer.decode.avro import DecodeError
+from consumer.ops.faults import Fault
 from consumer.ops.health import Health
 from consumer.ops.metrics import Metrics
 from consumer.ops.progress import ProgressView, Snapshot, progress_view
@@ -62,6 +63,8 @@ class ReplayResult:
     unfinished: list[str] = field(default_factory=list)
     filtered: int = 0
     """Records the selection left out (another event type, outside the ``--event-time`` window)."""
+    nothing_found: str | None = None
+    """Why no object was listed at all (no Avro files, or all outside the selection), else ``None``."""
 
 
 class Replay:
@@ -100,6 +103,8 @@ class Replay:
         """The worker processes (``--workers``): given started (their mappers those of ``destinations``,
         their selection this replay's), or started by :meth:`run`; closed when it returns."""
         self.source: FileSource | None = None
+        self.grace = 30.0
+        """The grace :meth:`run` was given (for :meth:`closing_lines`)."""
 
     @property
     def stopped(self) -> bool:
@@ -206,6 +211,7 @@ class Replay:
         After :meth:`stop`, events already read get ``grace`` seconds to finish; the rest are left for
         the next run (the resume state records only what is done).
         """
+        self.grace = grace
         if not self.selection.empty:
             log.info("replaying %s", self.selection.describe())
         workers = self.settings.input.workers
@@ -243,7 +249,54 @@ class Replay:
                 self.pool.close()
             view.close(snapshot() if snapshot is not None else None)
         self.result.unfinished = sorted(self.files)
+        if not self.stopped:  # a stopped listing did not see everything
+            self.result.nothing_found = source.listing.nothing_found(self.paths)
         return self.result
+
+    def closing_lines(self, fault: Fault | None) -> list[str]:
+        """What the run leaves behind, for people, after the summary: files an earlier run finished,
+        records the selection left out, why nothing was read, and after a fault or a signal what
+        happens to what is unfinished and how the next run goes on (which, without a state directory,
+        is from the beginning)."""
+        result, lines = self.result, []
+        if result.files_resumed:
+            lines.append(f"  files already finished by an earlier run: {result.files_resumed}")
+        if result.filtered:
+            lines.append(f"  records left out by the selection: {result.filtered}")
+        if result.nothing_found is not None:
+            lines.append(f"currents-consumer: {result.nothing_found}")
+        if fault is not None:
+            lines.append(f"currents-consumer: stopped: {fault}")
+        if fault is not None or self.stopped:
+            lines += self._unfinished_lines(stopped_by="stopped" if fault is not None else "interrupted")
+        return lines
+
+    def _unfinished_lines(self, stopped_by: str) -> list[str]:
+        """After a fault or a signal: what became of the events still in flight, and where the next run
+        begins (where this one stopped, or from the beginning without a state directory)."""
+        lines = []
+        kept = bool(self.settings.state_dir)
+        if self.loop.unfinished:
+            within = f" within --grace {self.grace:g}s" if stopped_by == "interrupted" else ""
+            then = (
+                "their files are not recorded as done in the resume state, so the next run reads them again"
+                if kept
+                else "no resume state is kept (--state-dir ''), only a new run from the beginning sends them"
+            )
+            lines.append(
+                f"  {self.loop.unfinished} events were neither delivered nor dead-lettered{within}: {then}"
+            )
+        if not kept:
+            lines.append(
+                f"  {stopped_by}: without a state directory (--state-dir '') nothing records what was done,"
+                " so running again starts from the beginning and sends everything again (Amplitude drops"
+                " the events it already has by insert_id, within 7 days)"
+            )
+        elif stopped_by == "stopped":
+            lines.append("  nothing unfinished was recorded as done: fix the cause and run again")
+        else:
+            lines.append("  interrupted: run the same command again to resume")
+        return lines
 
     async def _close(self) -> None:
         assert self.source is not None

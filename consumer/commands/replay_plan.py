@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from consumer.decode.avro import event_type_from_path
 from consumer.instants import format_instant
 from consumer.positions.resume import ResumeState, object_identity
-from consumer.sources.files import list_objects
+from consumer.sources.files import Listing, list_objects
 from consumer.sources.selection import Selection, partition_span
 from consumer.sources.store import StoredObject
 
@@ -59,9 +59,12 @@ def _queue_hour(url: str) -> int | None:
     return None
 
 
-def plan(paths: list[str], selection: Selection, state: ResumeState) -> Iterator[tuple[StoredObject, str]]:
-    """Each selected object with what a replay would do with it: ``todo``, ``resume@N`` or ``done``."""
-    for obj in list_objects(paths, selection):
+def plan(
+    paths: list[str], selection: Selection, state: ResumeState, listing: Listing | None = None
+) -> Iterator[tuple[StoredObject, str]]:
+    """Each selected object with what a replay would do with it: ``todo``, ``resume@N`` or ``done``
+    (``listing`` counts what was found and left out, as for a replay)."""
+    for obj in list_objects(paths, selection, listing=listing):
         ident = object_identity(obj)
         if state.is_done(ident):
             yield obj, "done"
@@ -77,7 +80,8 @@ def dry_run(
     """Print the plan (objects on ``out``, totals on ``err``) and return the totals."""
     rows: dict[str, _Row] = {}
     total = _Row()
-    for obj, status in plan(paths, selection, state):
+    listing = Listing()
+    for obj, status in plan(paths, selection, state, listing):
         print(f"{status}\t{obj.size}\t{obj.url}", file=out)
         hour = _queue_hour(obj.url)
         event_type = event_type_from_path(obj.url) or "(no event_type= partition)"
@@ -111,4 +115,7 @@ def dry_run(
         f"{total.done_objects} finished by an earlier run",
         file=err,
     )
+    why = listing.nothing_found(paths)
+    if why is not None:
+        print(why, file=err)
     return summary

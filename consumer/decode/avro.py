@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, cast
 
 import fastavro
 
@@ -30,6 +30,8 @@ Message = tuple[str, int, int, "bytes | None"]
 """One Kafka message as decoding needs it: (topic, partition, offset, value)."""
 
 CONFLUENT_MAGIC = 0
+CONTAINER_MAGIC = b"Obj\x01"
+"""The first four bytes of every Avro Object Container File."""
 _PATH_EVENT_TYPE = re.compile(r"event_type=([A-Za-z0-9_.]+)")
 # Bad bytes surface from fastavro (and its codecs) as almost any exception type: ValueError, EOFError,
 # IndexError, KeyError, zlib.error, cramjam errors, SchemaParseException for a damaged header... At this
@@ -79,11 +81,13 @@ def iter_container(fo: IO[bytes], source: str) -> Iterator[CurrentsRecord]:
     The event type comes from the writer schema's full name, else from the ``event_type=`` path
     segment. Records before a corruption are yielded; the corruption then raises :class:`DecodeError`
     with the index of the first record that could not be read (the rest of the file is unreachable
-    once a block is damaged, since Avro blocks have no independent framing to resync on).
+    once a block is damaged, since Avro blocks have no independent framing to resync on). Bytes that
+    do not start with :data:`CONTAINER_MAGIC` (a ``.toml``, a gzip, an empty file) are "not an Avro
+    container file", said before fastavro reads them (it would try to read a header out of anything).
     """
     index = 0
     try:
-        reader = fastavro.reader(fo)
+        reader = fastavro.reader(_checked_container(fo, source))
         event_type = _schema_event_type(reader.writer_schema) or event_type_from_path(source)
         if event_type is None:
             raise DecodeError(Position(source, -1, 0), "cannot tell the event type (schema name or path)")
@@ -96,6 +100,42 @@ def iter_container(fo: IO[bytes], source: str) -> Iterator[CurrentsRecord]:
         raise
     except _DECODE_FAILURES as exc:
         raise DecodeError(Position(source, -1, index), _reason(exc)) from exc
+
+
+def _checked_container(fo: IO[bytes], source: str) -> IO[bytes]:
+    """``fo`` read from its start again, once its first bytes proved it is an Avro container file."""
+    head = b""
+    while len(head) < len(CONTAINER_MAGIC):  # a raw stream may hand out fewer bytes than asked
+        more = fo.read(len(CONTAINER_MAGIC) - len(head))
+        if not more:
+            break
+        head += more
+    if head != CONTAINER_MAGIC:
+        starts = f"it starts with {head!r}" if head else "it is empty"
+        raise DecodeError(Position(source, -1, 0), f"not an Avro container file ({starts})")
+    return cast(IO[bytes], _Rewound(head, fo))
+
+
+class _Rewound:
+    """A reader that gives back ``head`` (bytes already read) before the rest of ``fo``.
+
+    Seeking back instead would cost an object store a second request; fastavro reads records with
+    ``read`` alone (``tell`` only when reading raw blocks, which this module never does).
+    """
+
+    def __init__(self, head: bytes, fo: IO[bytes]) -> None:
+        self._head = head
+        self._fo = fo
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._head:
+            return self._fo.read(n)
+        head = self._head
+        if 0 <= n < len(head):
+            self._head = head[n:]
+            return head[:n]
+        self._head = b""
+        return head + self._fo.read(-1 if n < 0 else n - len(head))
 
 
 def _reason(exc: BaseException) -> str:

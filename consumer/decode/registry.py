@@ -10,18 +10,33 @@ string, a 404 without the registry's ``error_code`` body (a URL pointing at some
 for it would empty the topic into the dead-letters, and waiting would never end, so the run stops and
 names the endpoint.
 
+:meth:`RegistryClient.check` asks once (``GET /subjects``) whether the registry can be reached at all,
+so that a daemon says at start-up, before it joins the consumer group, that the URL does not resolve or
+is refused, instead of only when the first Confluent-framed message arrives. Every message about the
+registry names its URL with the password of any ``user:password@`` part masked, and the cause in words
+(the name does not resolve, connection refused, no answer within N s, HTTP status).
+
 The dev kit's ``currents_devkit.registry.LocalRegistry`` serves the shipped schemas over the same API.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import fastavro
 import httpx
 import orjson
 
 from consumer.ops.faults import Fault
+
+log = logging.getLogger("currents.daemon")
 
 
 class UnknownSchema(Exception):
@@ -45,6 +60,34 @@ def _answer(content: bytes) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
+TIMEOUT = 10.0
+"""Seconds a registry request may take, from connecting to the last byte of the answer."""
+
+
+def masked_url(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part (if any) replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def unreachable_reason(url: str, exc: httpx.HTTPError) -> str:
+    """Why ``url`` could not be asked, in words: the name does not resolve, the OS error of the
+    connection (refused, unreachable), no answer in time, or the exception's type."""
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer within {TIMEOUT:.0f}s"
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, socket.gaierror):
+            return f"the name {urlsplit(url).hostname} does not resolve"
+        if isinstance(cause, OSError) and cause.errno:
+            return os.strerror(cause.errno)
+        cause = cause.__cause__ or cause.__context__
+    return type(exc).__name__
+
+
 class RegistryClient:
     """Resolves Confluent schema ids to parsed Avro schemas, with a permanent cache.
 
@@ -55,8 +98,10 @@ class RegistryClient:
         self, url: str, username: str = "", password: str = "", client: httpx.AsyncClient | None = None
     ) -> None:
         self.url = url.rstrip("/")
+        self.shown_url = masked_url(self.url)
+        """The URL as messages show it (no password)."""
         auth = httpx.BasicAuth(username, password) if username else None
-        self._client = client or httpx.AsyncClient(timeout=10.0, auth=auth)
+        self._client = client or httpx.AsyncClient(timeout=TIMEOUT, auth=auth)
         self._cache: dict[int, Any] = {}
 
     def schema_for_id(self, schema_id: int) -> Any | None:
@@ -67,6 +112,38 @@ class RegistryClient:
         """Every schema loaded so far, by id (the cache itself: do not change it)."""
         return self._cache
 
+    async def check(self) -> None:
+        """Ask the registry once whether it can be reached (``GET /subjects``); raise
+        :class:`RegistryUnavailable` naming the URL and the cause when it cannot, or when it answers
+        with an error status. Any other answer counts as reachable: what it serves is judged by
+        :meth:`fetch`, id by id."""
+        try:
+            response = await self._client.get(f"{self.url}/subjects")
+        except httpx.HTTPError as exc:
+            raise self._unavailable(unreachable_reason(self.url, exc)) from None
+        if response.status_code >= 500 or response.status_code in (401, 403):
+            raise self._unavailable(f"HTTP {response.status_code}")
+
+    async def wait_reachable(self, stopping: asyncio.Event, beat: Callable[[], None]) -> bool:
+        """:meth:`check` until it passes: while the registry cannot be reached, log why (its URL and
+        the cause) and ask again after 1 s, 2 s ... 30 s, calling ``beat`` between attempts; ``False``
+        if ``stopping`` is set first."""
+        wait = 1.0
+        while not stopping.is_set():
+            try:
+                await self.check()
+                return True
+            except RegistryUnavailable as exc:
+                log.error("%s; retrying in %.0fs", exc, wait)
+            beat()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), wait)
+            wait = min(30.0, wait * 2)
+        return False
+
+    def _unavailable(self, reason: str) -> RegistryUnavailable:
+        return RegistryUnavailable(f"schema registry unreachable at {self.shown_url}: {reason}")
+
     async def fetch(self, schema_id: int) -> Any:
         """Load (once) and return the parsed schema of ``schema_id``."""
         cached = self._cache.get(schema_id)
@@ -75,15 +152,15 @@ class RegistryClient:
         try:
             response = await self._client.get(f"{self.url}/schemas/ids/{schema_id}")
         except httpx.HTTPError as exc:
-            raise RegistryUnavailable(f"schema registry unreachable: {type(exc).__name__}") from None
-        where = f"{self.url}/schemas/ids/{schema_id}"
+            raise self._unavailable(unreachable_reason(self.url, exc)) from None
+        where = f"{self.shown_url}/schemas/ids/{schema_id}"
         status, body = response.status_code, _answer(response.content)
         if status == 404:
             if body is None or "error_code" not in body:
                 raise RegistryAnswerInvalid(f"schema registry {where}: HTTP 404 that is not a registry's")
             raise UnknownSchema(f"schema id {schema_id} not found in the registry")
         if status != 200:
-            raise RegistryUnavailable(f"schema registry answered HTTP {status}")
+            raise self._unavailable(f"HTTP {status}")
         if body is None or not isinstance(body.get("schema"), str):
             kind = response.headers.get("content-type", "no content type")
             raise RegistryAnswerInvalid(

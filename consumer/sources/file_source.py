@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from consumer.sources.base import Stream
-from consumer.sources.files import list_objects
+from consumer.sources.files import Listing, list_objects
 from consumer.sources.readahead import ObjectReader, ReadAhead
 from consumer.sources.selection import Selection
 from consumer.sources.store import StoredObject
@@ -41,8 +41,10 @@ class FileSource:
         pool: WorkerPool | None = None,
     ) -> None:
         self.stores = Stores()
+        self.listing = Listing()
+        """What the listing found and what the selection left out (complete once reading ended)."""
         self._ahead = ReadAhead(
-            list_objects(paths, selection, self.stores),
+            list_objects(paths, selection, self.stores, self.listing),
             self.stores,
             in_flight=in_flight,
             admit=admit,

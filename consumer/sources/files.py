@@ -16,13 +16,14 @@ wrong with the object and the next run reads it again from where this one stoppe
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, cast
 
 from consumer.decode.avro import DecodeError, iter_container
 from consumer.events import CurrentsRecord, Position
-from consumer.sources.selection import RecordFilter, Selection
+from consumer.sources.selection import LEFT_OUT, RecordFilter, Selection
 from consumer.sources.store import LocalStore, Store, StoredObject
 from consumer.sources.stores import Stores
 
@@ -47,26 +48,63 @@ class ReadProgress:
     filtered: int = 0
 
 
+@dataclass
+class Listing:
+    """What a listing found: the objects it yielded, and the directories the selection left out, by
+    :data:`~consumer.sources.selection.LEFT_OUT` reason (a pruned directory is never listed, so what it
+    holds is not counted)."""
+
+    objects: int = 0
+    left_out: Counter[str] = field(default_factory=Counter)
+
+    def nothing_found(self, roots: list[str]) -> str | None:
+        """Why nothing was found under ``roots`` (a line for people), or ``None`` if something was.
+
+        ``nothing to read: no Avro files under ROOTS``, or ``nothing to read: nothing under ROOTS is
+        inside the selection: N date= partitions outside --since/--until, M event_type= partitions of
+        other types (--event-type)``.
+        """
+        if self.objects:
+            return None
+        where = ", ".join(roots)
+        if not self.left_out:
+            return f"nothing to read: no Avro files under {where}"
+        reasons = ", ".join(f"{n} {LEFT_OUT[why]}" for why, n in sorted(self.left_out.items()))
+        return f"nothing to read: nothing under {where} is inside the selection: {reasons}"
+
+
 def list_objects(
-    roots: list[str], selection: Selection | None = None, stores: Stores | None = None
+    roots: list[str],
+    selection: Selection | None = None,
+    stores: Stores | None = None,
+    listing: Listing | None = None,
 ) -> Iterator[StoredObject]:
     """Every candidate object under ``roots`` that ``selection`` may select, in a stable order.
 
     Every root is checked before anything is listed: a local path that does not exist raises
     ``FileNotFoundError`` naming it, an object-store root that is missing or cannot be reached
-    raises :class:`~consumer.sources.store.StoreError`.
+    raises :class:`~consumer.sources.store.StoreError`. ``listing``, when given, counts what was found
+    and what the selection left out, as the listing goes.
     """
     stores = stores or Stores()
+    tally = listing if listing is not None else Listing()
     for root in roots:
         stores.get(root).check(root)
-    keep_dir = selection.keep_dir if selection is not None else _everything
+
+    def keep_dir(segment: str) -> bool:
+        reason = selection.left_out(segment) if selection is not None else None
+        if reason is not None:
+            tally.left_out[reason] += 1
+        return reason is None
+
     for root in roots:
-        if selection is None or selection.keep_root(root):
-            yield from stores.get(root).walk(root, keep_dir)
-
-
-def _everything(_: str) -> bool:
-    return True
+        reason = selection.root_left_out(root) if selection is not None else None
+        if reason is not None:
+            tally.left_out[reason] += 1
+            continue
+        for obj in stores.get(root).walk(root, keep_dir):
+            tally.objects += 1
+            yield obj
 
 
 def list_files(paths: list[str]) -> Iterator[str]:

@@ -7,13 +7,19 @@ drops its repeats for ``interval`` seconds, then lets one through that says how 
 outage shows as one line per problem when it starts and one per interval while it lasts. A different
 message (another node, another error) is a different problem and passes at once; nothing aiokafka
 logs once (a rebalance, a first failure) is delayed or changed.
+
+While the daemon is connecting (:meth:`RepeatSuppressor.connecting`), aiokafka's lines about a failed
+bootstrap (``Unable connect to "host:port"``, ``Unable to request metadata from "host:port"``) are not
+logged at all: the daemon's own line for that attempt says the same, with the cause in words, so each
+attempt is one line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 AIOKAFKA_LOGGERS = (
     "aiokafka",
@@ -26,6 +32,9 @@ AIOKAFKA_LOGGERS = (
 """The loggers of aiokafka that report connection and coordinator failures (a filter on a logger
 does not apply to its children, so each is named)."""
 
+
+BOOTSTRAP_FAILURES = ('Unable connect to "', 'Unable to request metadata from "')
+"""How aiokafka's lines about a failed bootstrap begin (their templates, before the arguments)."""
 
 MAX_TRACKED = 1000
 """Distinct messages remembered; past that the memory is cleared (messages with changing numbers in
@@ -41,9 +50,21 @@ class RepeatSuppressor(logging.Filter):
         self._clock = clock
         self._seen: dict[tuple[str, str], tuple[float, int]] = {}
         """(logger, message) -> (when it last passed, repeats dropped since)."""
+        self._connecting = 0
+
+    @contextlib.contextmanager
+    def connecting(self) -> Iterator[None]:
+        """While inside, aiokafka's bootstrap failures are dropped (the caller logs each attempt)."""
+        self._connecting += 1
+        try:
+            yield
+        finally:
+            self._connecting -= 1
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Whether ``record`` is logged; a record passed after drops gets their count appended."""
+        if self._connecting and isinstance(record.msg, str) and record.msg.startswith(BOOTSTRAP_FAILURES):
+            return False
         key = (record.name, record.getMessage())
         now = self._clock()
         last = self._seen.get(key)

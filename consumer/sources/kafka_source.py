@@ -63,42 +63,76 @@ class KafkaSource:
         self.settings = settings
         self.rebalance = rebalance
         self._factory = factory
-        quiet_repeats()
-        self.consumer = factory(settings)
+        self._quiet = quiet_repeats()
+        # Built by start(): a consumer built earlier would be left unclosed by a run that ends before
+        # it starts (a metrics port taken), and aiokafka reports that as an error at exit.
+        self._consumer: AIOKafkaConsumer | None = None
         self.is_paused = False
         """Whether :meth:`pause` holds (partitions assigned meanwhile start paused)."""
 
+    @property
+    def consumer(self) -> AIOKafkaConsumer:
+        """The aiokafka consumer (only once :meth:`start` has connected)."""
+        assert self._consumer is not None, "KafkaSource.start() first"
+        return self._consumer
+
     async def start(self, stopping: asyncio.Event, beat: Callable[[], None]) -> bool:
         """Connect and join the group, retrying with backoff while Kafka is unreachable (calling
-        ``beat`` between attempts, the process is alive); ``False`` if ``stopping`` is set first."""
+        ``beat`` between attempts, the process is alive); ``False`` if ``stopping`` is set first,
+        also in the middle of an attempt (a broker that accepts and never answers does not hold a
+        stop). Each failed attempt is one line, with its cause; aiokafka's own line about the same
+        failed bootstrap is not logged."""
         wait = 1.0
         while True:
-            subscribe(self.consumer, self.settings, _Listener(self))
-            try:
-                await self.consumer.start()
+            self._consumer = self._factory(self.settings)
+            subscribe(self._consumer, self.settings, _Listener(self))
+            with self._quiet.connecting():
+                failure = await self._attempt(self._consumer, stopping)
+            if failure is None:
                 return True
-            except Exception as exc:
-                if not isinstance(exc, KafkaError) and not refused_login(self.settings, exc):
-                    raise
+            if isinstance(failure, Exception) and not stopping.is_set():
                 # aiokafka's error says only that bootstrapping failed (or is a KeyError from its
                 # SCRAM client); the operator needs to know why.
                 log.error(
                     "cannot reach Kafka at %s: %s; retrying in %.0fs",
                     self.settings.bootstrap_servers,
-                    await explain_start_failure(self.settings, exc),
+                    await explain_start_failure(self.settings, failure),
                     wait,
                 )
             # A consumer whose start failed is not reused: close it, and build a fresh one only to
             # retry: one built while the stop came would be left unclosed (a ResourceWarning at exit).
-            with contextlib.suppress(Exception):
-                await self.consumer.stop()
+            with contextlib.suppress(Exception):  # a consumer whose start failed half-way
+                await self.close()
             beat()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), wait)
             if stopping.is_set():
                 return False
-            self.consumer = self._factory(self.settings)
             wait = min(30.0, wait * 2)
+
+    async def _attempt(self, consumer: AIOKafkaConsumer, stopping: asyncio.Event) -> BaseException | None:
+        """One ``consumer.start()``: ``None`` once connected, else why not (a stop that came first
+        cancels the attempt and is returned as :class:`asyncio.CancelledError`). Exceptions that are
+        not a failure to connect are raised."""
+        starting = asyncio.ensure_future(consumer.start())
+        stopped = asyncio.ensure_future(stopping.wait())
+        try:
+            await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not starting.done():
+                starting.cancel()
+            await asyncio.gather(starting, stopped, return_exceptions=True)
+        if starting.cancelled():
+            return asyncio.CancelledError()
+        exc = starting.exception()
+        if exc is None:
+            return None
+        if not isinstance(exc, Exception) or (
+            not isinstance(exc, KafkaError) and not refused_login(self.settings, exc)
+        ):
+            raise exc
+        return exc
 
     async def fetch(self, timeout_ms: int, max_records: int) -> dict[Stream, list[Any]]:
         """Messages fetched per partition (waits up to ``timeout_ms`` for some; rebalance callbacks run
@@ -148,5 +182,8 @@ class KafkaSource:
         return True
 
     async def close(self) -> None:
-        """Leave the group and close the connections (commits nothing)."""
-        await self.consumer.stop()
+        """Leave the group and close the connections (commits nothing); nothing to do before
+        :meth:`start` built a consumer, or after it is closed."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()

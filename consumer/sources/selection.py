@@ -39,6 +39,12 @@ EVENT_TIME_SLACK = 86400
 _HOUR_SEGMENT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:-(\d{2}))?$")
 RecordFilter = Callable[[CurrentsRecord], bool]
 
+LEFT_OUT = {
+    "event_type": "event_type= partitions of other types (--event-type)",
+    "window": "date= partitions outside --since/--until",
+}
+"""Why a selection leaves a directory out, and how a line for people says it."""
+
 
 def partition_span(segment: str) -> tuple[int, int] | None:
     """``date=2024-05-01-13`` -> the hour it covers ``(start, end)``; ``None`` if it is not one."""
@@ -120,19 +126,35 @@ class Selection:
 
     def keep_dir(self, segment: str) -> bool:
         """Whether a directory named ``segment`` may hold selected files."""
+        return self.left_out(segment) is None
+
+    def left_out(self, segment: str) -> str | None:
+        """Why a directory named ``segment`` holds no selected file (a :data:`LEFT_OUT` key), or ``None``
+        when it may hold some."""
         if segment.startswith("event_type="):
-            return self.type_selected(segment[len("event_type=") :])
+            return None if self.type_selected(segment[len("event_type=") :]) else "event_type"
         span = partition_span(segment)
         if span is None:
-            return True
+            return None
         start, end = span
         if self.event_time:
-            return self.since is None or end + EVENT_TIME_SLACK > self.since
-        return (self.since is None or end > self.since) and (self.until is None or start < self.until)
+            inside = self.since is None or end + EVENT_TIME_SLACK > self.since
+        else:
+            inside = (self.since is None or end > self.since) and (self.until is None or start < self.until)
+        return None if inside else "window"
 
     def keep_root(self, root: str) -> bool:
         """Whether a root path given by the user is inside the selection (``.../event_type=X/...``)."""
-        return all(self.keep_dir(segment) for segment in root.replace("\\", "/").split("/") if segment)
+        return self.root_left_out(root) is None
+
+    def root_left_out(self, root: str) -> str | None:
+        """Why a root path given by the user is outside the selection (a :data:`LEFT_OUT` key), or
+        ``None`` when it is not."""
+        for segment in root.replace("\\", "/").split("/"):
+            reason = self.left_out(segment) if segment else None
+            if reason is not None:
+                return reason
+        return None
 
     # -- records -------------------------------------------------------------------------------------
     def record_filter(self) -> RecordFilter | None:

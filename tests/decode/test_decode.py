@@ -93,6 +93,48 @@ def test_not_avro_at_all() -> None:
         list(iter_container(io.BytesIO(b"PK\x03\x04 this is a zip"), "junk.avro"))
 
 
+@pytest.mark.parametrize(
+    ("data", "starts"),
+    [
+        (b'[input]\nevent_types = ["users.*"]\n', "it starts with b'[inp'"),
+        (b"\x1f\x8b\x08\x00gzip", "it starts with b'\\x1f\\x8b\\x08\\x00'"),
+        (b"Obj", "it starts with b'Obj'"),
+        (b"", "it is empty"),
+    ],
+)
+def test_a_file_that_is_not_an_avro_container_is_named_as_such(data: bytes, starts: str) -> None:
+    # Handed to fastavro, a .toml failed with "ValueError: read length must be non-negative or -1".
+    with pytest.raises(DecodeError) as info:
+        list(iter_container(io.BytesIO(data), "docs/config.example.toml"))
+    assert info.value.reason == f"not an Avro container file ({starts})"
+    assert info.value.position == Position("docs/config.example.toml", -1, 0)
+
+
+class _Trickle(io.RawIOBase):
+    """A stream whose first reads hand out at most 3 bytes (a raw socket's first pieces)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+        self._short = 2
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if self._short:
+            self._short -= 1
+            return self._data.read(3 if n < 0 else min(n, 3))
+        return self._data.read(n)
+
+
+def test_the_magic_check_loses_no_byte_of_a_stream_read_in_pieces(tmp_path: Path) -> None:
+    records = list(Synth(seed=5).records("users.messages.email.Open", 20))
+    path = tmp_path / "pieces.avro"
+    write_container(path, "users.messages.email.Open", records, codec="deflate")
+    out = list(iter_container(_Trickle(path.read_bytes()), str(path)))  # type: ignore[arg-type]
+    assert [r.record for r in out] == records
+
+
 def test_confluent_round_trip_and_errors() -> None:
     event_type = "users.behaviors.Purchase"
     record = next(Synth(seed=4).records(event_type, 1))
