@@ -178,13 +178,21 @@ class RunLoop:
 
     def counts(self) -> str:
         """The progress figures both commands print: read, delivered, skipped, dead-lettered, pending,
-        held devices."""
+        held devices. With several destinations each has its own figures (``amplitude: delivered N
+        skipped N dead-lettered N``): summed, the skips of three destinations would exceed ``read``."""
         p = self.pipeline
         s = p.summary
+        tail = f"pending {p.pending} held-devices {p.throttled_keys()}"
+        if len(s.destinations) > 1:
+            each = [
+                f"{name}: delivered {c.delivered} skipped {c.skipped.total()} "
+                f"dead-lettered {c.dead_lettered.total()}"
+                for name, c in s.destinations.items()
+            ]
+            return " | ".join([f"read {sum(s.read.values())}", *each, tail])
         return (
             f"read {sum(s.read.values())} delivered {sum(s.done.values())} "
-            f"skipped {sum(s.skipped.values())} dead-lettered {sum(s.dead_lettered.values())} "
-            f"pending {p.pending} held-devices {p.throttled_keys()}"
+            f"skipped {sum(s.skipped.values())} dead-lettered {sum(s.dead_lettered.values())} {tail}"
         )
 
 
