@@ -27,6 +27,25 @@ class Command:
         return code, (await self.out).decode(), (await self.err).decode()
 
 
+def replay_argv(
+    url: str, tmp_path: Path, *extra: str, dead_letter: Path | None = None, state: Path | str | None = None
+) -> list[str]:
+    """``replay TMP/in`` to ``url`` with its dead-letter output and resume state under ``tmp_path``
+    (unless given; ``state=""`` is no state) and the summary as JSON, then ``extra``."""
+    return [
+        "replay",
+        str(tmp_path / "in"),
+        "--amplitude-url",
+        url,
+        "--dead-letter",
+        str(tmp_path / "dead-letter" if dead_letter is None else dead_letter),
+        "--state-dir",
+        str(tmp_path / "state" if state is None else state),
+        "--summary-json",
+        *extra,
+    ]
+
+
 async def start(
     args: list[str], env: dict[str, str], cwd: Path, *, preexec_fn: Callable[[], None] | None = None
 ) -> Command:

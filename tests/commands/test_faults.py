@@ -20,7 +20,7 @@ from amplitude_harness import KEY, dead_letters, insert_ids, simulator
 from currents_devkit.simulator.server import AmplitudeSimulator
 from currents_devkit.synth import Synth, write_container
 from fault_harness import as_root, tmpfs, without_file_overrides, worker_children
-from replay_harness import last_json, start
+from replay_harness import last_json, replay_argv, start
 
 CUSTOM = "users.behaviors.CustomEvent"
 BOUND = 30.0
@@ -43,22 +43,10 @@ def write_input(root: Path, n: int = 300) -> set[str]:
 
 
 def args(sim: AmplitudeSimulator, tmp_path: Path, dead_letter: Path, state: Path, *extra: str) -> list[str]:
-    return [
-        "replay",
-        str(tmp_path / "in"),
-        "--amplitude-url",
-        sim.http_v2_url,
-        "--dead-letter",
-        str(dead_letter),
-        "--state-dir",
-        str(state),
-        "--min-id-length",
-        "8",
-        "--batch-age",
-        "20ms",
-        "--summary-json",
-        *extra,
-    ]
+    return replay_argv(
+        sim.http_v2_url, tmp_path, "--min-id-length", "8", "--batch-age", "20ms", *extra,
+        dead_letter=dead_letter, state=state,
+    )  # fmt: skip
 
 
 async def replay(argv: list[str], cwd: Path) -> tuple[int, str, float]:

@@ -19,7 +19,7 @@ from amplitude_harness import KEY, dead_letters, eventually, insert_ids, setting
 from currents_devkit.simulator.server import AmplitudeSimulator
 from currents_devkit.synth import Synth, write_container, write_currents_tree
 from prometheus_client import CollectorRegistry
-from replay_harness import last_json, running, start
+from replay_harness import last_json, replay_argv, running, start
 
 from consumer.app.destinations import amplitude_destination
 from consumer.commands.replay import Replay
@@ -208,35 +208,12 @@ async def test_a_stop_while_the_last_events_drain_is_bounded_by_the_grace_time(t
 # -- the command line, in a subprocess ----------------------------------------------------------------
 
 
-
-
-
-
-
-
 def replay_args(sim: AmplitudeSimulator, tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        "replay",
-        str(tmp_path / "in"),
-        "--amplitude-url",
-        sim.http_v2_url,
-        "--dead-letter",
-        str(tmp_path / "dead-letter"),
-        "--state-dir",
-        str(tmp_path / "state"),
-        "--batch-age",
-        "20ms",
-        "--max-backoff",
-        "200ms",
-        "--throttle-penalty",
-        "300ms",
-        "--log-format",
-        "json",
-        "--summary-json",
+    return replay_argv(
+        sim.http_v2_url, tmp_path,
+        "--batch-age", "20ms", "--max-backoff", "200ms", "--throttle-penalty", "300ms", "--log-format", "json",
         *extra,
-    ]
-
-
+    )  # fmt: skip
 
 
 async def test_replay_command_names_damaged_files_and_delivers_everything_else(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from amplitude_harness import KEY, dead_letters, simulator
 from currents_devkit.synth import Synth, write_currents_tree
-from replay_harness import last_json, start
+from replay_harness import last_json, replay_argv, start
 
 from consumer.sources.files import Listing, list_objects
 from consumer.sources.selection import Selection
@@ -86,21 +86,7 @@ async def test_replay_dead_letters_a_file_that_is_not_avro_and_delivers_the_othe
     toml = tmp_path / "in" / "notes.toml"
     toml.write_text('[input]\nevent_types = ["users.*"]\n')
     async with simulator() as sim:
-        args = [
-            "replay",
-            str(tmp_path / "in"),
-            "--amplitude-url",
-            sim.http_v2_url,
-            "--dead-letter",
-            str(tmp_path / "dead-letter"),
-            "--state-dir",
-            "",
-            "--metrics-port",
-            "0",
-            "--workers",
-            workers,
-            "--summary-json",
-        ]
+        args = replay_argv(sim.http_v2_url, tmp_path, "--metrics-port", "0", "--workers", workers, state="")
         code, _, err = await (await start(args, {"AMPLITUDE_API_KEY": KEY}, tmp_path)).finish()
         assert code == 1, err
         summary = last_json(err)

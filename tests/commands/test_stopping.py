@@ -28,7 +28,7 @@ from daemon_harness import (
     start_daemon_process,
 )
 from kafka_harness import committed_offsets, eventually
-from replay_harness import last_json, running
+from replay_harness import last_json, replay_argv, running
 
 NO_STATE = (
     "without a state directory (--state-dir '') nothing records what was done, so running again starts"
@@ -46,26 +46,11 @@ def _no_daemon_outlives_its_test() -> Iterator[None]:
 
 
 def replay_args(sim: AmplitudeSimulator, tmp_path: Path, state_dir: str, *extra: str) -> list[str]:
-    return [
-        "replay",
-        str(tmp_path / "in"),
-        "--amplitude-url",
-        sim.http_v2_url,
-        "--dead-letter",
-        str(tmp_path / "dead-letter"),
-        "--state-dir",
-        state_dir,
-        "--metrics-port",
-        "0",
-        "--grace",
-        "0.5",
-        "--max-backoff",
-        "200ms",
-        "--retry-window",
-        "1h",
-        "--summary-json",
-        *extra,
-    ]
+    return replay_argv(
+        sim.http_v2_url, tmp_path,
+        "--metrics-port", "0", "--grace", "0.5", "--max-backoff", "200ms", "--retry-window", "1h", *extra,
+        state=state_dir,
+    )  # fmt: skip
 
 
 async def interrupted_during_an_outage(tmp_path: Path, state_dir: str) -> tuple[str, int, int]:

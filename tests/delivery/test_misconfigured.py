@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import socket
 from pathlib import Path
 
 import httpx
@@ -18,40 +17,20 @@ import pytest
 from amplitude_harness import KEY, dead_letters, eventually, simulator
 from currents_devkit.simulator.server import AmplitudeSimulator
 from currents_devkit.synth import Synth, write_currents_tree
-from replay_harness import last_json, running
+from objectstore_harness import free_port
+from replay_harness import last_json, replay_argv, running
 
 EVENTS = 600
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def replay_args(tmp_path: Path, url: str, *extra: str) -> list[str]:
     """``replay`` of ``tmp_path/in`` to ``url`` in requests of 20 events (many requests, so a line per
     request would show), with short waits."""
-    return [
-        "replay",
-        str(tmp_path / "in"),
-        "--amplitude-url",
-        url,
-        "--dead-letter",
-        str(tmp_path / "dead-letter"),
-        "--state-dir",
-        "",
-        "--batch-events",
-        "20",
-        "--batch-age",
-        "20ms",
-        "--max-backoff",
-        "200ms",
-        "--log-format",
-        "json",
-        "--summary-json",
-        *extra,
-    ]
+    return replay_argv(
+        url, tmp_path,
+        "--batch-events", "20", "--batch-age", "20ms", "--max-backoff", "200ms", "--log-format", "json", *extra,
+        state="",
+    )  # fmt: skip
 
 
 def lines_with(stderr: str, text: str) -> list[str]:
