@@ -50,7 +50,8 @@ class ReadProgress:
 def list_objects(
     roots: list[str], selection: Selection | None = None, stores: Stores | None = None
 ) -> Iterator[StoredObject]:
-    """Every candidate object under ``roots`` that ``selection`` may select, in a stable order.
+    """Every candidate object under ``roots`` that ``selection`` may select (in its shard, if it has
+    one), in a stable order.
 
     Every root is checked before anything is listed: a local path that does not exist raises
     ``FileNotFoundError`` naming it, an object-store root that is missing or cannot be reached
@@ -62,7 +63,11 @@ def list_objects(
     keep_dir = selection.keep_dir if selection is not None else _everything
     for root in roots:
         if selection is None or selection.keep_root(root):
-            yield from stores.get(root).walk(root, keep_dir)
+            objects = stores.get(root).walk(root, keep_dir)
+            if selection is not None and selection.shard is not None:
+                # here, where every store's listing passes, so local and remote roots shard alike
+                objects = (obj for obj in objects if selection.in_shard(root, obj.url))
+            yield from objects
 
 
 def _everything(_: str) -> bool:
