@@ -314,7 +314,69 @@ def test_replay_job() -> None:
     assert not daemon_selector.items() <= job["spec"]["template"]["metadata"]["labels"].items()
 
 
-@pytest.mark.parametrize("directory", [*DAEMON_KUSTOMIZATIONS, "deploy/replay"])
+def test_sharded_replay_job(tmp_path: Path) -> None:
+    """deploy/replay-sharded: an Indexed Job whose N agrees in completions, parallelism and --shards,
+    Amplitude's budgets divided by N, the pods on the node of the ReadWriteOnce claims, and the pod's
+    own command with each JOB_COMPLETION_INDEX taking a disjoint share that covers the tree."""
+    from currents_devkit.synth import Synth, write_currents_tree
+
+    from consumer.sources.files import list_files
+
+    docs = render("deploy/replay-sharded")
+    job = one(docs, "Job", "currents-replay")
+    spec = pod_spec(job)
+    assert_locked_down(spec)
+    (container,) = spec["containers"]
+    assert_secrets_from_secret(container)
+    args = container["args"]
+    shards = int(args[args.index("--shards") + 1])
+    assert shards > 1
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == shards
+    assert job["spec"]["backoffLimitPerIndex"] >= 1, "a failed shard is retried on its own"
+    (source,) = container["envFrom"]
+    env = one(docs, "ConfigMap", source["configMapRef"]["name"])["data"]
+    assert 0 < float(env["CURRENTS_PROJECT_RATE"]) * shards <= 50_000, "over Amplitude's project limit"
+    assert 0 < float(env["CURRENTS_DEVICE_RATE"]) * shards <= 30, "over Amplitude's per-device limit"
+    (term,) = spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert (
+        term["labelSelector"]["matchLabels"].items() <= job["spec"]["template"]["metadata"]["labels"].items()
+    )
+    single = one(render("deploy/replay"), "Job", "currents-replay")
+    assert pod_spec(single)["volumes"] == spec["volumes"], "the shards keep their states on the same claims"
+
+    write_currents_tree(tmp_path / "in", Synth(4, devices=20), 1500, max_per_file=50, codecs=("null",))
+    base = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "devkit")]),
+    }
+    pod_args = [args[0], str(tmp_path / "in"), *args[2:], "--dry-run", "--state-dir", str(tmp_path / "state")]
+
+    def dry_run(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "consumer", *pod_args],
+            env={**base, **env, **extra},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    listed: list[str] = []
+    for index in range(shards):
+        proc = dry_run(JOB_COMPLETION_INDEX=str(index))
+        assert proc.returncode == 0, proc.stderr
+        assert f"shard {index}/{shards}" in proc.stderr
+        listed += [line.split("\t")[2] for line in proc.stdout.splitlines()]
+    everything = list(list_files([str(tmp_path / "in")]))
+    assert len(everything) > 10 and sorted(listed) == sorted(everything), "shards overlap or miss objects"
+    missing = dry_run()
+    assert missing.returncode == 2 and "JOB_COMPLETION_INDEX" in missing.stderr
+
+
+@pytest.mark.parametrize("directory", [*DAEMON_KUSTOMIZATIONS, "deploy/replay", "deploy/replay-sharded"])
 def test_the_program_accepts_the_rendered_configuration(directory: str, tmp_path: Path) -> None:
     """`currents-consumer config` with the pod's environment and config file: valid, secrets masked."""
     docs = render(directory)
@@ -349,7 +411,10 @@ def test_the_program_accepts_the_rendered_configuration(directory: str, tmp_path
     assert "env" in proc.stdout
 
 
-@pytest.mark.parametrize(("directory", "kind"), [("deploy/base", "Deployment"), ("deploy/replay", "Job")])
+@pytest.mark.parametrize(
+    ("directory", "kind"),
+    [("deploy/base", "Deployment"), ("deploy/replay", "Job"), ("deploy/replay-sharded", "Job")],
+)
 def test_the_command_the_manifest_runs_exists(directory: str, kind: str) -> None:
     """The pod's args name a subcommand of the installed program (the image's ENTRYPOINT)."""
     (container,) = pod_spec(one(render(directory), kind))["containers"]

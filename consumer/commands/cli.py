@@ -85,7 +85,9 @@ def _cmd_replay_dry_run(args: argparse.Namespace, settings: Settings) -> int:
 
     selection = _selection(settings)
     try:
-        state = ResumeState.load(settings.state_dir, args.paths, selection.key(), settings.destinations)
+        state = ResumeState.load(
+            settings.state_dir, args.paths, selection.key(), settings.destinations, selection.shard
+        )
         dry_run(args.paths, selection, state, sys.stdout, sys.stderr, args.summary_json)
     except (ValueError, StoreError) as exc:
         print(f"currents-consumer: {exc}", file=sys.stderr)

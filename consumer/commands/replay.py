@@ -86,7 +86,11 @@ class Replay:
         self.settings = settings
         self.selection = Selection.of_input(settings.input)
         self.state = ResumeState.load(
-            settings.state_dir, paths, self.selection.key(), tuple(d.name for d in destinations)
+            settings.state_dir,
+            paths,
+            self.selection.key(),
+            tuple(d.name for d in destinations),
+            self.selection.shard,
         )
         self.loop = RunLoop(
             destinations, settings.dead_letter, metrics, on_acked=self._maybe_finish, clock=clock

@@ -4,6 +4,7 @@ Lists the selected objects exactly as the replay would (same roots, selection an
 prints one line per object on ``out`` — ``todo``, ``resume@<record>`` or ``done`` (finished by an
 earlier run), its size in bytes and its URL — then, on ``err``, the objects and bytes per event type
 with the queue hours they span, and the totals. Nothing is fetched but listings; nothing is written.
+With ``--shard`` only the shard's objects are listed, and the totals say which shard they are.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def dry_run(
     out.flush()
     summary = {
         "selection": selection.describe(),
+        "shard": f"{selection.shard.index}/{selection.shard.count}" if selection.shard else None,
         **total.as_dict(),
         "per_event_type": {t: rows[t].as_dict() for t in sorted(rows)},
     }
@@ -111,7 +113,8 @@ def dry_run(
         )
     print(
         f"would read {total.objects - total.done_objects} objects "
-        f"({(total.bytes - total.done_bytes) / 1e6:.1f} MB) of {total.objects} selected; "
+        f"({(total.bytes - total.done_bytes) / 1e6:.1f} MB) of {total.objects} selected"
+        f"{' in ' + selection.shard.describe() if selection.shard else ''}; "
         f"{total.done_objects} finished by an earlier run",
         file=err,
     )

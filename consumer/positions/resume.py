@@ -13,6 +13,13 @@ One state file per job: the sorted input roots (absolute paths, URLs as given wi
 are not Amplitude alone: a run that selects differently, or delivers to other destinations, must not
 take another's finished files for its own.
 
+A shard (``--shard I/N``) is part of the identity too: shard ``I`` of ``N`` keeps
+``replay-<job>.shard-I-of-N.json`` beside its siblings, so the shards of one job never share or
+overwrite a state. A run sharded differently from the states already kept for the same job (another
+N, or sharded where an earlier run was not, or the reverse) is refused with a ``ValueError``
+naming them: its shards would take other objects than the finished ones, and a silent fresh start
+would send the whole job again. Run it with the same sharding, or move the job's states away.
+
 The state names input files, which can be personal data: the directory is created ``0700`` and the
 state file ``0600`` (:mod:`consumer.positions.private`), whatever mode an older version gave it.
 """
@@ -22,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +37,7 @@ import orjson
 
 from consumer.ops.faults import io_fault
 from consumer.positions.private import open_private, private_dir
+from consumer.sources.selection import Shard
 from consumer.sources.store import StoredObject, is_url
 
 
@@ -47,6 +56,33 @@ def _root(path: str) -> str:
     return path.rstrip("/") if is_url(path) else os.path.abspath(path)
 
 
+def _shard_suffix(shard: Shard | None) -> str:
+    return f".shard-{shard.index}-of-{shard.count}" if shard is not None else ""
+
+
+def _refuse_other_sharding(directory: Path, job: str, shard: Shard | None) -> None:
+    """``ValueError`` if a state of ``job`` kept under another shard count exists in ``directory``."""
+    count = shard.count if shard is not None else 1
+    pattern = re.compile(rf"^replay-{job}(?:\.shard-(\d+)-of-(\d+))?\.json$")
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ValueError(f"cannot read resume state directory {directory}: {exc}") from exc
+    for name in names:
+        m = pattern.match(name)
+        if m is None or int(m.group(2) or 1) == count:
+            continue
+        theirs = f"as shard {m.group(1)}/{m.group(2)}" if m.group(2) else "by an unsharded run"
+        mine = shard.describe() if shard is not None else "unsharded"
+        raise ValueError(
+            f"resume state {directory / name} of this replay was kept {theirs}; this run is {mine}. "
+            f"A different sharding takes other objects than the finished ones: run with the same "
+            f"sharding, or move replay-{job}*.json out of {directory} to start this job afresh"
+        )
+
+
 class ResumeState:
     """Finished files and per-file progress for one replay job (keyed by its input paths)."""
 
@@ -63,10 +99,12 @@ class ResumeState:
         inputs: list[str],
         selection: str = "",
         destinations: tuple[str, ...] = ("amplitude",),
+        shard: Shard | None = None,
     ) -> ResumeState:
         """The state of the replay of ``inputs`` (selected by ``selection``, a
-        :meth:`~consumer.sources.selection.Selection.key`, delivered to ``destinations``) under ``state_dir``
-        (``None`` = do not keep state)."""
+        :meth:`~consumer.sources.selection.Selection.key`, delivered to ``destinations``, ``shard`` of
+        its objects) under ``state_dir`` (``None`` = do not keep state). ``ValueError`` if the state
+        cannot be read, or states of this job were kept with another sharding."""
         if not state_dir:
             return cls(None)
         material = "\0".join(sorted(_root(p) for p in inputs))
@@ -75,7 +113,8 @@ class ResumeState:
         if tuple(destinations) != ("amplitude",):  # Amplitude alone keeps the key it always had
             material += "\0destinations:" + ",".join(sorted(destinations))
         job = hashlib.sha256(material.encode()).hexdigest()[:16]
-        path = Path(state_dir) / f"replay-{job}.json"
+        path = Path(state_dir) / f"replay-{job}{_shard_suffix(shard)}.json"
+        _refuse_other_sharding(Path(state_dir), job, shard)
         try:
             data = orjson.loads(path.read_bytes())
         except FileNotFoundError:

@@ -154,6 +154,30 @@ class InputSettings(Section):
         "files (objects) fetched and decoded at once, ahead of the one being delivered",
         ge=1,
     )
+    shard: Text = _input(
+        "",
+        "--shard",
+        "CURRENTS_SHARD",
+        "take only shard I of N: a stable share of the selected objects by a hash of their key (I counts "
+        "from 0 to N-1, as Kubernetes' JOB_COMPLETION_INDEX does); its own resume state",
+        metavar="I/N",
+    )
+    shards: Int = _input(
+        0,
+        "--shards",
+        "CURRENTS_SHARDS",
+        "split the objects into N shards and take the one --shard-index names (JOB_COMPLETION_INDEX in a "
+        "Kubernetes Indexed Job); 0 = not sharded",
+        ge=0,
+    )
+    shard_index: Text = _input(
+        "",
+        "--shard-index",
+        "JOB_COMPLETION_INDEX",
+        "this process's shard with --shards, from 0 to N-1 (a Kubernetes Indexed Job sets "
+        "JOB_COMPLETION_INDEX)",
+        metavar="I",
+    )
     workers: Int = _option(
         2,
         "--workers",
@@ -169,3 +193,41 @@ class InputSettings(Section):
         if self.since and self.until and self.since >= self.until:
             raise OptionError("until", f"{self.until!r} is out of range (after --since)")
         return self
+
+    @model_validator(mode="after")
+    def _one_shard(self) -> InputSettings:
+        self.shard_of()
+        return self
+
+    def shard_of(self) -> tuple[int, int] | None:
+        """``(index, count)`` of this process's shard, or ``None`` when the objects are not sharded.
+
+        Raises :class:`OptionError` naming the option to blame: ``--shard`` and ``--shards`` together,
+        an ``I/N`` that does not parse or is out of range, ``--shards`` without an index.
+        """
+        if self.shard and self.shards:
+            raise OptionError("shards", "use --shard I/N or --shards N (with JOB_COMPLETION_INDEX), not both")
+        if self.shard:
+            index, _, count = self.shard.partition("/")
+            if not (index.strip().isdigit() and count.strip().isdigit()):
+                raise OptionError("shard", f"{self.shard!r} is not I/N (e.g. 0/3: the first of 3 shards)")
+            return _in_range("shard", self.shard, int(index), int(count))
+        if not self.shards:
+            return None
+        if not self.shard_index:
+            raise OptionError(
+                "shards",
+                f"--shards {self.shards} needs this process's shard index: JOB_COMPLETION_INDEX (set by a "
+                "Kubernetes Job with completionMode: Indexed) or --shard-index is not set",
+            )
+        if not self.shard_index.strip().isdigit():
+            raise OptionError("shard_index", f"{self.shard_index!r} is not a whole number from 0")
+        return _in_range("shard_index", self.shard_index, int(self.shard_index), self.shards)
+
+
+def _in_range(field: str, given: str, index: int, count: int) -> tuple[int, int]:
+    if count < 1:
+        raise OptionError(field, f"{given!r} is out of range (at least 1 shard)")
+    if not 0 <= index < count:
+        raise OptionError(field, f"{given!r} is out of range (the index runs from 0 to {count - 1})")
+    return index, count

@@ -79,7 +79,8 @@ def list_objects(
     stores: Stores | None = None,
     listing: Listing | None = None,
 ) -> Iterator[StoredObject]:
-    """Every candidate object under ``roots`` that ``selection`` may select, in a stable order.
+    """Every candidate object under ``roots`` that ``selection`` may select (in its shard, if it has
+    one), in a stable order.
 
     Every root is checked before anything is listed: a local path that does not exist raises
     ``FileNotFoundError`` naming it, an object-store root that is missing or cannot be reached
@@ -102,7 +103,12 @@ def list_objects(
         if reason is not None:
             tally.left_out[reason] += 1
             continue
+        in_shard = selection.in_shard if selection is not None and selection.shard is not None else None
         for obj in stores.get(root).walk(root, keep_dir):
+            # here, where every store's listing passes, so local and remote roots shard alike
+            if in_shard is not None and not in_shard(root, obj.url):
+                tally.left_out["shard"] += 1
+                continue
             tally.objects += 1
             yield obj
 

@@ -16,11 +16,19 @@ segments alone, so whole partitions are pruned before they are listed:
 
 A path segment that does not parse (another layout, a date without the hour) is never pruned:
 a Selection only leaves out what it can prove is outside it.
+
+A :class:`Shard` (``--shard I/N``) takes a stable share of the selected objects: those whose key
+relative to its root hashes (BLAKE2b, the same in every process and release) to ``I`` modulo ``N``.
+The N shards of one selection are disjoint and together cover it; an object's shard depends on its
+key alone, so files added later never move a finished file to another shard, and the same tree
+under another prefix, bucket or mount shards alike.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from consumer.events import CurrentsRecord
 from consumer.instants import format_instant, parse_instant
+from consumer.sources.store import is_url
 
 if TYPE_CHECKING:
     from consumer.settings import InputSettings
@@ -42,8 +51,10 @@ RecordFilter = Callable[[CurrentsRecord], bool]
 LEFT_OUT = {
     "event_type": "event_type= partitions of other types (--event-type)",
     "window": "date= partitions outside --since/--until",
+    "shard": "objects in other shards (--shard/--shards)",
 }
-"""Why a selection leaves a directory out, and how a line for people says it."""
+"""Why a selection leaves a directory (or, for ``shard``, an object) out, and how a line for people
+says it."""
 
 
 def partition_span(segment: str) -> tuple[int, int] | None:
@@ -62,6 +73,42 @@ def partition_span(segment: str) -> tuple[int, int] | None:
 
 
 @dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count`` (0-based, as Kubernetes' ``JOB_COMPLETION_INDEX``)."""
+
+    index: int
+    count: int
+
+    def takes(self, key: str) -> bool:
+        """Whether the object of ``key`` (relative to its root, ``/``-separated) is in this shard."""
+        digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+        return int.from_bytes(digest, "big") % self.count == self.index
+
+    def describe(self) -> str:
+        """``shard 1/3`` (for logs, the dry run and messages)."""
+        return f"shard {self.index}/{self.count}"
+
+
+def relative_key(root: str, url: str) -> str:
+    """The key of an object listed under ``root``, relative to it and ``/``-separated.
+
+    An object given as the root itself is keyed by its name. For object stores the bucket (or
+    container) and the root's prefix are left out, whatever URL form named them (``az://c/p`` and
+    ``abfs://c@account.dfs.core.windows.net/p`` list the same keys).
+    """
+    if not is_url(root):
+        rel = os.path.relpath(url, root)
+        return os.path.basename(url) if rel == "." else rel.replace(os.sep, "/")
+    root_parts = [p for p in root.partition("://")[2].split("/") if p]
+    url_parts = [p for p in url.partition("://")[2].split("/") if p]
+    if root_parts:
+        root_parts[0] = root_parts[0].split("@", 1)[0]  # abfs://container@account...: the container
+    if url_parts[: len(root_parts)] == root_parts and len(url_parts) > len(root_parts):
+        return "/".join(url_parts[len(root_parts) :])
+    return url_parts[-1] if url_parts else url  # the root named the object itself
+
+
+@dataclass(frozen=True)
 class Selection:
     """Event-type globs and a time window; the empty selection takes everything."""
 
@@ -69,33 +116,46 @@ class Selection:
     since: int | None = None
     until: int | None = None
     event_time: bool = False
+    shard: Shard | None = None
     _type_cache: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(
-        cls, event_types: tuple[str, ...] = (), since: str = "", until: str = "", event_time: bool = False
+        cls,
+        event_types: tuple[str, ...] = (),
+        since: str = "",
+        until: str = "",
+        event_time: bool = False,
+        shard: tuple[int, int] | None = None,
     ) -> Selection:
-        """From option values (times as :func:`parse_instant` reads them, ``""`` = unbounded)."""
+        """From option values (times as :func:`parse_instant` reads them, ``""`` = unbounded; ``shard``
+        is ``(index, count)``)."""
         return cls(
             tuple(event_types),
             parse_instant(since) if since else None,
             parse_instant(until) if until else None,
             event_time,
+            Shard(*shard) if shard is not None and shard[1] > 1 else None,  # 0/1 is everything
         )
 
     @classmethod
     def of_input(cls, settings: InputSettings) -> Selection:
-        """From the ``input`` settings (``--event-type``, ``--since``, ``--until``, ``--event-time``)."""
-        return cls.of(settings.event_types, settings.since, settings.until, settings.event_time)
+        """From the ``input`` settings (``--event-type``, ``--since``, ``--until``, ``--event-time``,
+        ``--shard`` / ``--shards``)."""
+        return cls.of(
+            settings.event_types, settings.since, settings.until, settings.event_time, settings.shard_of()
+        )
 
     @property
     def empty(self) -> bool:
         """Whether everything is selected."""
-        return not self.event_types and self.since is None and self.until is None
+        return not self.event_types and self.since is None and self.until is None and self.shard is None
 
     def key(self) -> str:
-        """A canonical text of the selection ("" when empty): two runs select alike iff keys are equal."""
-        if self.empty:
+        """A canonical text of the event types and window ("" when there are none): two runs select
+        alike from the same objects iff keys are equal. The shard is not part of it: the resume state
+        keys it on its own (:mod:`consumer.positions.resume`)."""
+        if not self.event_types and self.since is None and self.until is None:
             return ""
         window = [format_instant(t) if t is not None else "" for t in (self.since, self.until)]
         basis = "event" if self.event_time else "queued"
@@ -110,6 +170,8 @@ class Selection:
             since = format_instant(self.since) if self.since is not None else ""
             until = format_instant(self.until) if self.until is not None else ""
             parts.append(f"{'event time' if self.event_time else 'queued'} {since}..{until}")
+        if self.shard is not None:
+            parts.append(self.shard.describe())
         return "; ".join(parts) or "everything"
 
     # -- paths ---------------------------------------------------------------------------------------
@@ -142,6 +204,10 @@ class Selection:
         else:
             inside = (self.since is None or end > self.since) and (self.until is None or start < self.until)
         return None if inside else "window"
+
+    def in_shard(self, root: str, url: str) -> bool:
+        """Whether an object listed under ``root`` is in this run's shard (always, unsharded)."""
+        return self.shard is None or self.shard.takes(relative_key(root, url))
 
     def keep_root(self, root: str) -> bool:
         """Whether a root path given by the user is inside the selection (``.../event_type=X/...``)."""
