@@ -86,6 +86,8 @@ async def test_three_replicas_one_hot_device(
     ingested = [e.event["insert_id"] for e in sim.events]
     assert len(ingested) == len(set(ingested)) == len(expected)
     assert set(ingested) == expected
+    # A copy sent again (a request whose answer was lost) is dropped by its insert_id, never counted.
+    assert {e.event["insert_id"] for e in sim.duplicates} <= expected
     dead = tmp_path / "dead-letter"
     assert not dead.exists() or not any(p.stat().st_size for p in dead.rglob("*") if p.is_file())
     # Every member really did carry the hot device, and their sum was over the limit.
@@ -102,7 +104,8 @@ async def test_three_replicas_one_hot_device(
     print(
         f"\nmany replicas, {'keyed by device' if keyed else 'unkeyed'}: {REPLICAS} daemons, {len(other_at)} events of others, "
         f"{len(hot_at)} of one device; requests {sim.stats.requests_total}, 429s {statuses.get(429, 0)} "
-        f"({share:.1%}), events refused and re-sent {sim.stats.events_rejected}; "
+        f"({share:.1%}), events refused and re-sent {sim.stats.events_rejected}, "
+        f"duplicates dropped {len(sim.duplicates)}; "
         f"others delivered in {max(other_at) - start:.1f} s, hot device in {max(hot_at) - min(hot_at):.1f} s "
         f"(ideal at {DEVICE_RATE}/s: {len(hot_at) / DEVICE_RATE:.1f} s), "
         f"last hot event {max(hot_at) - max(other_at):+.1f} s after the last other"
