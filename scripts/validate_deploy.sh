@@ -10,9 +10,9 @@
 #      schemas bundled in the package (offline; 1.37.0 bundles 1.25 to 1.37). Strict rejects unknown
 #      fields. kubernetes-validate only warns about kinds it has no schema for: any such kind other
 #      than the Prometheus Operator CRDs below fails here.
-#   3. a structural check of those CRDs (PrometheusRule, PodMonitor) and of the Grafana dashboard in
-#      its ConfigMap: required keys, runbook_url anchors, and only metric names that
-#      consumer/ops/metrics.py declares.
+#   3. a structural check of those CRDs (PrometheusRule, PodMonitor, KEDA's ScaledObject) and of the
+#      Grafana dashboard in its ConfigMap: required keys, runbook_url anchors, only metric names that
+#      consumer/ops/metrics.py declares, and a ScaledObject that targets a Deployment rendered with it.
 # Then, on its own: deploy/monitoring/grafana-dashboard.json parses and has panels with queries.
 # With promtool on PATH (apt-get install prometheus): `promtool check rules` on the alerts and on
 # the dashboard's queries, and `promtool test rules` on deploy/monitoring/alerts.test.yaml. Without
@@ -22,7 +22,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 versions=${KUBE_VERSIONS:-"1.30.0 1.37.0"}
 # Kinds with no bundled schema that are checked structurally instead (kind apiVersion, as in the WARN).
-crd_kinds_re='kind (PrometheusRule|PodMonitor) with api version monitoring\.coreos\.com/v1 '
+crd_kinds_re='kind ((PrometheusRule|PodMonitor) with api version monitoring\.coreos\.com/v1|ScaledObject with api version keda\.sh/v1alpha1) '
 work=$(mktemp -d "${TMPDIR:-/tmp}/validate-deploy.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
@@ -132,6 +132,27 @@ def check_pod_monitor(where: str, doc: dict) -> None:
         errors.append(f"{where}: podMetricsEndpoints need a port")
 
 
+def check_scaled_object(where: str, doc: dict, docs: list[dict]) -> None:
+    """KEDA's ScaledObject: a Deployment of the same render as target, sane bounds, a Kafka trigger."""
+    spec = doc.get("spec") or {}
+    target = (spec.get("scaleTargetRef") or {}).get("name")
+    deployments = {d["metadata"]["name"] for d in docs if d.get("kind") == "Deployment"}
+    if target not in deployments:
+        errors.append(f"{where}: scaleTargetRef.name {target!r} is not a Deployment here {sorted(deployments)}")
+    low, high = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount")
+    if not (isinstance(low, int) and isinstance(high, int) and 0 <= low <= high):
+        errors.append(f"{where}: needs integers 0 <= minReplicaCount <= maxReplicaCount")
+    for trigger in spec.get("triggers") or [{}]:
+        meta = trigger.get("metadata") or {}
+        if trigger.get("type") != "kafka":
+            errors.append(f"{where}: trigger type {trigger.get('type')!r}, expected kafka")
+        for key in ("bootstrapServers", "consumerGroup", "topic", "lagThreshold"):
+            if not isinstance(meta.get(key), str) or not meta[key]:
+                errors.append(f"{where}: kafka trigger needs metadata.{key} as a non-empty string")
+        if not str(meta.get("lagThreshold", "")).isdigit():
+            errors.append(f"{where}: lagThreshold must be a whole number (as a string)")
+
+
 def check_dashboard(where: str, text: str) -> list[str]:
     """Check one dashboard; return its queries."""
     try:
@@ -165,9 +186,8 @@ def check_dashboard(where: str, text: str) -> list[str]:
 work = pathlib.Path(sys.argv[1])
 for arg in sys.argv[2:]:
     directory, _, path = arg.partition("=")
-    for doc in yaml.safe_load_all(pathlib.Path(path).read_text()):
-        if not doc:
-            continue
+    docs = [doc for doc in yaml.safe_load_all(pathlib.Path(path).read_text()) if doc]
+    for doc in docs:
         kind, name = doc.get("kind"), (doc.get("metadata") or {}).get("name")
         where = f"{directory}: {kind}/{name}"
         if not kind or not doc.get("apiVersion") or not name:
@@ -176,6 +196,8 @@ for arg in sys.argv[2:]:
             check_prometheus_rule(where, doc)
         elif kind == "PodMonitor":
             check_pod_monitor(where, doc)
+        elif kind == "ScaledObject":
+            check_scaled_object(where, doc, docs)
         elif kind == "ConfigMap" and (doc["metadata"].get("labels") or {}).get("grafana_dashboard"):
             for key, text in (doc.get("data") or {}).items():
                 check_dashboard(f"{where} {key}", text)

@@ -3,10 +3,14 @@ child process, commits."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
+import json
 import os
+import random
 import sys
+import zlib
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -151,3 +155,62 @@ def kill_started_daemons() -> None:
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
+
+
+HOT_DEVICE = "hot-device-0000000001"
+
+
+def make_events_with_hot_device(
+    n: int, hot: int, seed: int
+) -> tuple[list[tuple[bytes, bytes]], set[str], set[str]]:
+    """``n`` deliverable messages of many devices with ``hot`` more of :data:`HOT_DEVICE` (one user too)
+    shuffled among them: (messages, every insert_id expected, the hot device's insert_ids)."""
+    rng = random.Random(seed)
+    synth = Synth(seed=seed + 1, devices=1)  # not make_events' seed: its ids would repeat
+    transformer = Transformer()
+    others, other_ids = make_events(n, seed, deliverable_only=True)
+    hot_messages: list[tuple[bytes, bytes]] = []
+    hot_ids: set[str] = set()
+    while len(hot_messages) < hot:
+        event_type, record = next(synth.mixed(1, event_types=sorted(BRAZE_TYPES)))
+        if "device_id" not in record:
+            continue
+        record["device_id"] = HOT_DEVICE
+        if "external_user_id" in record:
+            record["external_user_id"] = "hot-user-1"
+        if isinstance(transformer.transform(event_type, record), Skip):
+            continue
+        frame = confluent_frame(local_schema_id(event_type), avro_body(event_type, record))
+        hot_messages.append((HOT_DEVICE.encode(), frame))
+        hot_ids.add(record["id"])
+    messages = others + hot_messages
+    rng.shuffle(messages)
+    return messages, other_ids | hot_ids, hot_ids
+
+
+def last_assignment(log: Path) -> list[str] | None:
+    """The partitions of the daemon's latest ``assigned [...]`` log line (JSON logs), or None."""
+    latest: list[str] | None = None
+    if not log.exists():
+        return None
+    for line in log.read_text().splitlines():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            msg = json.loads(line)["msg"]
+            if msg.startswith("assigned ["):
+                latest = ast.literal_eval(msg[len("assigned ") :])
+            elif msg.startswith("revoked "):
+                latest = []
+    return latest
+
+
+async def produce_keyed(bootstrap: str, messages: list[tuple[bytes, bytes]]) -> dict[TopicPartition, int]:
+    """Produce messages as a producer keyed by device does: one key's messages all to one partition (a
+    stable hash of the key; Kafka's default partitioner uses murmur2), in order; returns end offsets."""
+    per: dict[int, list[bytes]] = {}
+    for key, value in messages:
+        per.setdefault(zlib.crc32(key) % PARTITIONS, []).append(value)
+    ends: dict[TopicPartition, int] = {}
+    for partition, values in per.items():
+        metas = await produce(bootstrap, TOPIC, values, partition=partition)
+        ends[TopicPartition(TOPIC, partition)] = max(m.offset for m in metas) + 1
+    return ends

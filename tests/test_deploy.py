@@ -34,6 +34,7 @@ DAEMON_KUSTOMIZATIONS = [
     "deploy/overlays/production",
     "deploy/overlays/local",
     "deploy/overlays/destinations",
+    "deploy/overlays/autoscale",
 ]
 IMAGE_UID = 10001
 METRICS_PORT = 9400
@@ -290,6 +291,48 @@ def test_overlays_change_what_they_say() -> None:
     assert production["spec"]["replicas"] > base["spec"]["replicas"]
     memory = [pod_spec(d)["containers"][0]["resources"]["limits"]["memory"] for d in (base, production)]
     assert memory == ["512Mi", "1Gi"]
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """``NAME=value`` lines of a kustomize env file (comments and blank lines ignored)."""
+    lines = [ln.strip() for ln in path.read_text().splitlines()]
+    return dict(ln.split("=", 1) for ln in lines if ln and not ln.startswith("#"))
+
+
+def test_autoscale_overlay_scales_the_daemon_on_its_groups_lag() -> None:
+    """KEDA's ScaledObject (no schema to validate against: checked here field by field) scales the
+    daemon's Deployment on its own group's lag, never past one pod per partition, and the Deployment no
+    longer pins a replica count that would fight the autoscaler."""
+    docs = render("deploy/overlays/autoscale")
+    deployment = one(docs, "Deployment")
+    scaled = one(docs, "ScaledObject")
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    spec = scaled["spec"]
+    target = spec["scaleTargetRef"]
+    assert target.get("kind", "Deployment") == "Deployment"
+    assert target["name"] == deployment["metadata"]["name"]
+    assert "replicas" not in deployment["spec"], "the autoscaler owns the replica count"
+    config = env_file(DEPLOY / "base" / "config.env")
+    partitions = int(env_file(DEPLOY / "overlays" / "autoscale" / "partitions.env")["KAFKA_TOPIC_PARTITIONS"])
+    assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= partitions
+    assert spec["cooldownPeriod"] > 0
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "kafka"
+    meta = trigger["metadata"]
+    assert meta["consumerGroup"] == config["KAFKA_GROUP_ID"]
+    assert meta["topic"] == config["KAFKA_TOPICS"]
+    assert meta["bootstrapServers"] == config["KAFKA_BOOTSTRAP_SERVERS"]
+    assert meta["offsetResetPolicy"] == config.get("KAFKA_AUTO_OFFSET_RESET", "earliest")
+    assert int(meta["lagThreshold"]) >= 1000, "a lag one pod clears in seconds must not add pods"
+    assert meta.get("allowIdleConsumers", "false") == "false", "a member beyond the partitions idles"
+    # Scale-in is a rebalance per pod: one pod at a time, each given its drain before SIGKILL.
+    down = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
+    assert [(p["type"], p["value"]) for p in down["policies"]] == [("Pods", 1)]
+    grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
+    assert grace > 30, "SIGTERM drains for --shutdown-grace (30 s) before the commit"
+    assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    # The partition count is a rendering input only, never applied to the cluster.
+    assert not [d for d in docs if d["kind"] == "ConfigMap" and "KAFKA_TOPIC_PARTITIONS" in d.get("data", {})]
 
 
 def test_replay_job() -> None:
