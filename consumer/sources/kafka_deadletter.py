@@ -1,0 +1,188 @@
+"""Dead letters on a Kafka topic: the producer ``run`` writes them with, the reader of ``redrive``.
+
+Both are clients of the cluster of ``--bootstrap-servers`` with its security settings
+(:func:`~consumer.sources.kafka.connection_options`). Guarantees:
+
+* **Acknowledged before done.** :meth:`TopicProducer.send` only queues; :meth:`TopicProducer.settle`
+  sends everything queued, in order, and returns once the broker acknowledged every record
+  (``acks=all``). The daemon settles before it commits offsets, so a dead-lettered event's offset is
+  never committed before its record is on the topic.
+* **A refused write is a fault.** A record the producer or broker refuses (too large, no leader, no
+  broker within :data:`SETTLE_TIMEOUT`) is a :class:`~consumer.ops.faults.Fault` naming the topic and
+  the cause; every later call raises the same fault, so nothing queued after it counts as written.
+* **Not idempotent.** Tansu does not answer ``InitProducerId``, so the producer is not idempotent: a
+  send retried after a lost answer may write a record twice. Redrive re-sends with the record's
+  ``insert_id``, so a duplicate record costs a duplicate request, never a duplicate event.
+* **Reading is bounded.** :class:`TopicReader` snapshots each partition's end when it starts and reads
+  up to it (or a given offset range); records written later (redrive's own dead letters) are left for
+  the next redrive. With a consumer group, :meth:`TopicReader.commit` commits what was read, once the
+  caller has settled it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
+
+from consumer.events import Position
+from consumer.ops.faults import Fault
+from consumer.settings import KafkaSettings, SettingsError
+from consumer.sources.kafka import connection_options
+
+SETTLE_TIMEOUT = 60.0
+"""Seconds :meth:`TopicProducer.settle` waits for the broker's acknowledgements before it is a fault."""
+READ_STALL = 30.0
+"""Seconds :meth:`TopicReader.records` waits for a record it knows is there before it is a fault."""
+
+Ranges = Mapping[int, tuple[int, int | None]]
+"""Partition -> (first offset, last offset or ``None`` for the end), both included."""
+
+
+def _cause(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class TopicProducer:
+    """Queues keyed records for one topic and writes them on :meth:`settle`; see the module docstring."""
+
+    def __init__(self, settings: KafkaSettings, topic: str) -> None:
+        self.settings = settings
+        self.topic = topic
+        self._queue: list[tuple[bytes | None, bytes]] = []
+        self._producer: AIOKafkaProducer | None = None
+        self.fault: Fault | None = None
+
+    def _failed(self, cause: str) -> Fault:
+        if self.fault is None:
+            self.fault = Fault(f"cannot write the dead-letter topic {self.topic}: {cause}")
+        return self.fault
+
+    def send(self, key: bytes | None, value: bytes) -> None:
+        """Queue one record (written by the next :meth:`settle`)."""
+        if self.fault is not None:
+            raise self.fault
+        self._queue.append((key, value))
+
+    async def settle(self) -> None:
+        """Write every queued record and wait until the broker acknowledged each; :class:`Fault` if not."""
+        if self.fault is not None:
+            raise self.fault
+        if not self._queue:
+            return
+        queued, self._queue = self._queue, []
+        try:
+            await asyncio.wait_for(self._write(queued), SETTLE_TIMEOUT)
+        except TimeoutError:
+            raise self._failed(f"not acknowledged within {SETTLE_TIMEOUT:.0f}s") from None
+        except (KafkaError, OSError) as exc:
+            raise self._failed(_cause(exc)) from None
+
+    async def _write(self, records: list[tuple[bytes | None, bytes]]) -> None:
+        producer = self._producer
+        if producer is None:
+            producer = AIOKafkaProducer(**connection_options(self.settings), acks="all", linger_ms=5)
+            self._producer = producer
+            await producer.start()
+        futures = [await producer.send(self.topic, value, key=key) for key, value in records]
+        await asyncio.gather(*futures)
+
+    async def close(self) -> None:
+        """Settle what is queued, then stop the producer (stopped even when the settle raises)."""
+        try:
+            await self.settle()
+        finally:
+            producer, self._producer = self._producer, None
+            if producer is not None:
+                await producer.stop()
+
+
+class TopicReader:
+    """Reads a dead-letter topic from a consumer group's committed offsets (or the beginning), or a
+    given offset range, up to the end each partition had when reading began."""
+
+    def __init__(
+        self, settings: KafkaSettings, topic: str, *, group: str | None = None, ranges: Ranges | None = None
+    ) -> None:
+        """Check the choice (a group of redrive's own, or offset ranges); nothing is read yet."""
+        if group and ranges:
+            raise SettingsError("redrive: give --group or --offsets, not both")
+        if group and group == settings.group_id:
+            raise SettingsError(f"redrive --group {group}: that is the daemon's group (--group-id)")
+        self.topic = topic
+        self.servers = settings.bootstrap_servers
+        self.group = group or None
+        self.ranges = dict(ranges or {})
+        options = {**connection_options(settings), "enable_auto_commit": False}
+        self._consumer = AIOKafkaConsumer(group_id=self.group, auto_offset_reset="earliest", **options)
+        self._ends: dict[TopicPartition, int] = {}
+
+    async def records(self) -> list[tuple[Position, bytes]]:
+        """Every record to redrive, with its position on the topic, in offset order per partition."""
+        consumer = self._consumer
+        await consumer.start()
+        bounds = await self._bounds()
+        got: list[tuple[Position, bytes]] = []
+        todo = {tp for tp, (start, end) in bounds.items() if start < end}
+        self._ends = {tp: bounds[tp][1] for tp in todo}
+        if not todo:
+            return got
+        consumer.assign(sorted(todo))
+        for tp in todo:
+            consumer.seek(tp, bounds[tp][0])
+        stalled = time.monotonic() + READ_STALL
+        while todo:
+            batches = await consumer.getmany(*todo, timeout_ms=500)
+            for tp, messages in batches.items():
+                end = bounds[tp][1]
+                got.extend(
+                    (Position(tp.topic, tp.partition, m.offset), m.value) for m in messages if m.offset < end
+                )
+                if messages:
+                    stalled = time.monotonic() + READ_STALL
+                if await consumer.position(tp) >= end:
+                    todo.discard(tp)
+            if todo and time.monotonic() > stalled:
+                raise Fault(f"dead-letter topic {self.topic}: no records within {READ_STALL:.0f}s")
+        return got
+
+    async def _bounds(self) -> dict[TopicPartition, tuple[int, int]]:
+        """Per partition, the first offset to read and the one after the last."""
+        consumer = self._consumer
+        await consumer.topics()  # loads the cluster's metadata
+        partitions = consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            raise SettingsError(f"no dead-letter topic {self.topic} on {self.servers}")
+        unknown = sorted(set(self.ranges) - partitions)
+        if unknown:
+            raise SettingsError(f"--offsets: {self.topic} has no partition {unknown[0]}")
+        tps = [TopicPartition(self.topic, p) for p in sorted(self.ranges or partitions)]
+        firsts = await consumer.beginning_offsets(tps)
+        ends = await consumer.end_offsets(tps)
+        bounds: dict[TopicPartition, tuple[int, int]] = {}
+        for tp in tps:
+            start, end = firsts[tp], ends[tp]
+            if tp.partition in self.ranges:
+                first, last = self.ranges[tp.partition]
+                start, end = max(start, first), end if last is None else min(end, last + 1)
+            elif self.group is not None:
+                committed = await consumer.committed(tp)
+                start = max(start, committed) if committed is not None else start
+            bounds[tp] = (start, end)
+        return bounds
+
+    async def commit(self) -> None:
+        """With a group, commit every partition read up to where reading stopped."""
+        if self.group is not None and self._ends:
+            try:
+                await self._consumer.commit(dict(self._ends))
+            except KafkaError as exc:
+                raise Fault(f"cannot commit redrive's group {self.group}: {_cause(exc)}") from None
+
+    async def close(self) -> None:
+        """Leave the cluster."""
+        await self._consumer.stop()
