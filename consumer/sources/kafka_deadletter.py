@@ -13,9 +13,9 @@ Both are clients of the cluster of ``--bootstrap-servers`` with its security set
 * **Not idempotent.** Tansu does not answer ``InitProducerId``, so the producer is not idempotent: a
   send retried after a lost answer may write a record twice. Redrive re-sends with the record's
   ``insert_id``, so a duplicate record costs a duplicate request, never a duplicate event.
-* **Reading is bounded.** :class:`TopicReader` snapshots each partition's end when it starts and reads
-  up to it (or a given offset range); records written later (redrive's own dead letters) are left for
-  the next redrive. With a consumer group, :meth:`TopicReader.commit` commits what was read, once the
+* **Reading is bounded.** :class:`TopicReader` reads each partition up to its high watermark (or a given
+  offset range) and stops; redrive writes its own new dead letters only after reading, so they are
+  left for the next redrive. With a consumer group, :meth:`TopicReader.commit` commits what was read, once the
   caller has settled it.
 """
 
@@ -127,31 +127,41 @@ class TopicReader:
         await consumer.start()
         bounds = await self._bounds()
         got: list[tuple[Position, bytes]] = []
-        todo = {tp for tp, (start, end) in bounds.items() if start < end}
-        self._ends = {tp: bounds[tp][1] for tp in todo}
-        if not todo:
-            return got
-        consumer.assign(sorted(todo))
-        for tp in todo:
-            consumer.seek(tp, bounds[tp][0])
+        consumer.assign(sorted(bounds))
+        for tp, (start, _) in bounds.items():
+            consumer.seek(tp, start)
+        todo = set(bounds)
         stalled = time.monotonic() + READ_STALL
         while todo:
-            batches = await consumer.getmany(*todo, timeout_ms=500)
+            batches = await consumer.getmany(*todo, timeout_ms=200)
             for tp, messages in batches.items():
-                end = bounds[tp][1]
+                stop = bounds[tp][1]
                 got.extend(
-                    (Position(tp.topic, tp.partition, m.offset), m.value) for m in messages if m.offset < end
+                    (Position(tp.topic, tp.partition, m.offset), m.value)
+                    for m in messages
+                    if stop is None or m.offset < stop
                 )
-                if messages:
-                    stalled = time.monotonic() + READ_STALL
-                if await consumer.position(tp) >= end:
+                stalled = time.monotonic() + READ_STALL
+            for tp in list(todo):
+                end = self._end(tp, bounds[tp][1])
+                if end is not None and await consumer.position(tp) >= end:
                     todo.discard(tp)
+                    self._ends[tp] = end
             if todo and time.monotonic() > stalled:
                 raise Fault(f"dead-letter topic {self.topic}: no records within {READ_STALL:.0f}s")
         return got
 
-    async def _bounds(self) -> dict[TopicPartition, tuple[int, int]]:
-        """Per partition, the first offset to read and the one after the last."""
+    def _end(self, tp: TopicPartition, stop: int | None) -> int | None:
+        """Where reading ``tp`` ends: its high watermark as the last fetch answered it (Tansu's
+        ListOffsets answers the last batch's base offset + 1, not the end), or ``stop`` if lower;
+        ``None`` until a fetch answered."""
+        high: int | None = self._consumer.highwater(tp)
+        if high is None:
+            return None
+        return high if stop is None else min(stop, high)
+
+    async def _bounds(self) -> dict[TopicPartition, tuple[int, int | None]]:
+        """Per partition, the first offset to read and the one after the last (``None``: the end)."""
         consumer = self._consumer
         await consumer.topics()  # loads the cluster's metadata
         partitions = consumer.partitions_for_topic(self.topic)
@@ -162,17 +172,16 @@ class TopicReader:
             raise SettingsError(f"--offsets: {self.topic} has no partition {unknown[0]}")
         tps = [TopicPartition(self.topic, p) for p in sorted(self.ranges or partitions)]
         firsts = await consumer.beginning_offsets(tps)
-        ends = await consumer.end_offsets(tps)
-        bounds: dict[TopicPartition, tuple[int, int]] = {}
+        bounds: dict[TopicPartition, tuple[int, int | None]] = {}
         for tp in tps:
-            start, end = firsts[tp], ends[tp]
+            start, stop = firsts[tp], None
             if tp.partition in self.ranges:
                 first, last = self.ranges[tp.partition]
-                start, end = max(start, first), end if last is None else min(end, last + 1)
+                start, stop = max(start, first), None if last is None else last + 1
             elif self.group is not None:
                 committed = await consumer.committed(tp)
                 start = max(start, committed) if committed is not None else start
-            bounds[tp] = (start, end)
+            bounds[tp] = (start, stop)
         return bounds
 
     async def commit(self) -> None:
