@@ -89,7 +89,7 @@ class Settings(BaseSettings):
         "dead-letter",
         "--dead-letter",
         "CURRENTS_DEAD_LETTER",
-        "dead-letter directory (JSON lines), or kafka://TOPIC of the --bootstrap-servers cluster (run)",
+        "dead-letter directory (JSON lines), or kafka://TOPIC of --bootstrap-servers (run, redrive)",
         group="dead_letter",
         metavar="PATH|kafka://TOPIC",
     )
