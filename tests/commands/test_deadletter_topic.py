@@ -36,6 +36,9 @@ from kafka_harness import committed_offsets, drain, eventually, plain_consumer, 
 from objectstore_harness import free_port
 from test_daemon_faults import CUSTOM, by_offset, custom_events, polling_readiness
 
+from consumer.commands.redrive import parse_offsets
+from consumer.settings import SettingsError
+
 DLQ = "currents-dead-letters"
 GROUP = "it-group"
 
@@ -205,3 +208,10 @@ async def test_a_refused_dead_letter_record_stops_the_daemon_with_nothing_commit
     committed = (await committed_offsets(broker.bootstrap_servers, GROUP, [tp])).get(tp, 0)
     assert committed == big_at, f"committed {committed}: the refused record is at {big_at}"
     print(f"refused dead-letter record at offset {big_at}: exit 4 {seconds:.1f}s after it was produced")
+
+
+def test_offsets_are_partition_first_last_with_an_open_end() -> None:
+    assert parse_offsets(["0:10-20", "2:5-"]) == {0: (10, 20), 2: (5, None)}
+    for bad in (["0:20-10"], ["x:1-2"], ["0:1"], ["1:1-2", "1:3-4"]):
+        with pytest.raises(SettingsError):
+            parse_offsets(bad)
