@@ -3,10 +3,11 @@
 Both are clients of the cluster of ``--bootstrap-servers`` with its security settings
 (:func:`~consumer.sources.kafka.connection_options`). Guarantees:
 
-* **Acknowledged before done.** :meth:`TopicProducer.send` only queues; :meth:`TopicProducer.settle`
-  sends everything queued, in order, and returns once the broker acknowledged every record
-  (``acks=all``). The daemon settles before it commits offsets, so a dead-lettered event's offset is
-  never committed before its record is on the topic.
+* **Acknowledged before done.** :meth:`TopicProducer.send` queues (and hands a full queue to the
+  producer in the background); :meth:`TopicProducer.settle` sends everything queued, in order, and
+  returns once the broker acknowledged every record (``acks=all``). The daemon settles before it
+  commits offsets, so a dead-lettered event's offset is never committed before its record is on the
+  topic.
 * **A refused write is a fault.** A record the producer or broker refuses (too large, no leader, no
   broker within :data:`SETTLE_TIMEOUT`) is a :class:`~consumer.ops.faults.Fault` naming the topic and
   the cause; every later call raises the same fault, so nothing queued after it counts as written.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -36,6 +38,8 @@ from consumer.sources.kafka import connection_options
 
 SETTLE_TIMEOUT = 60.0
 """Seconds :meth:`TopicProducer.settle` waits for the broker's acknowledgements before it is a fault."""
+EAGER = 1000
+"""Records queued before :class:`TopicProducer` hands them to the producer without waiting to settle."""
 READ_STALL = 30.0
 """Seconds :meth:`TopicReader.records` waits for a record it knows is there before it is a fault."""
 
@@ -48,13 +52,22 @@ def _cause(exc: BaseException) -> str:
 
 
 class TopicProducer:
-    """Queues keyed records for one topic and writes them on :meth:`settle`; see the module docstring."""
+    """Queues keyed records for one topic and writes them on :meth:`settle`; see the module docstring.
 
-    def __init__(self, settings: KafkaSettings, topic: str) -> None:
+    Once ``eager`` records are queued they are handed to the producer at once, without waiting for
+    :meth:`settle` (which still waits for their acknowledgements): a commit held back for long (behind
+    an event still being retried) does not keep every dead letter since in memory. One task hands
+    records over at a time, in the order written, so one device's records keep their order."""
+
+    def __init__(self, settings: KafkaSettings, topic: str, *, eager: int = EAGER) -> None:
         self.settings = settings
         self.topic = topic
+        self.eager = eager
         self._queue: list[tuple[bytes | None, bytes]] = []
         self._producer: AIOKafkaProducer | None = None
+        self._handing: asyncio.Task[None] | None = None
+        self._acks: list[asyncio.Future[Any]] = []
+        self._error: BaseException | None = None
         self.fault: Fault | None = None
 
     def _failed(self, cause: str) -> Fault:
@@ -63,42 +76,76 @@ class TopicProducer:
         return self.fault
 
     def send(self, key: bytes | None, value: bytes) -> None:
-        """Queue one record (written by the next :meth:`settle`)."""
+        """Queue one record (written by the next :meth:`settle`, or sooner once ``eager`` are queued)."""
         if self.fault is not None:
             raise self.fault
+        if self._error is not None:
+            raise self._failed(_cause(self._error))
         self._queue.append((key, value))
+        if len(self._queue) >= self.eager and self._handing is None:
+            self._handing = asyncio.get_running_loop().create_task(self._hand_over())
 
-    async def settle(self) -> None:
-        """Write every queued record and wait until the broker acknowledged each; :class:`Fault` if not."""
-        if self.fault is not None:
-            raise self.fault
-        if not self._queue:
-            return
-        queued, self._queue = self._queue, []
+    async def _hand_over(self) -> None:
+        """Hand every queued record to the producer, in order, until none is left (records written
+        meanwhile included); a failure is kept for :meth:`send` and :meth:`settle` to raise."""
         try:
-            await asyncio.wait_for(self._write(queued), SETTLE_TIMEOUT)
-        except TimeoutError:
-            raise self._failed(f"not acknowledged within {SETTLE_TIMEOUT:.0f}s") from None
+            while self._queue:
+                queued, self._queue = self._queue, []
+                producer = await self._started()
+                for key, value in queued:
+                    self._acks.append(await producer.send(self.topic, value, key=key))
         except (KafkaError, OSError) as exc:
-            raise self._failed(_cause(exc)) from None
+            self._error = exc
+        finally:
+            self._handing = None
 
-    async def _write(self, records: list[tuple[bytes | None, bytes]]) -> None:
+    async def _started(self) -> AIOKafkaProducer:
         producer = self._producer
         if producer is None:
             producer = AIOKafkaProducer(**connection_options(self.settings), acks="all", linger_ms=5)
             self._producer = producer
             await producer.start()
-        futures = [await producer.send(self.topic, value, key=key) for key, value in records]
-        await asyncio.gather(*futures)
+        return producer
+
+    async def settle(self) -> None:
+        """Write every queued record and wait until the broker acknowledged each; :class:`Fault` if not."""
+        if self.fault is not None:
+            raise self.fault
+        try:
+            await asyncio.wait_for(self._settle(), SETTLE_TIMEOUT)
+        except TimeoutError:
+            raise self._failed(f"not acknowledged within {SETTLE_TIMEOUT:.0f}s") from None
+        except (KafkaError, OSError) as exc:
+            raise self._failed(_cause(exc)) from None
+
+    async def _settle(self) -> None:
+        handing = self._handing
+        if handing is None and self._queue:
+            handing = self._handing = asyncio.get_running_loop().create_task(self._hand_over())
+        if handing is not None:
+            await asyncio.shield(handing)  # a timeout leaves it to close(), which cancels it
+        if self._error is not None:
+            raise self._error
+        acks, self._acks = self._acks, []
+        await asyncio.gather(*acks)
 
     async def close(self) -> None:
-        """Settle what is queued, then stop the producer (stopped even when the settle raises)."""
+        """Settle what is queued, then stop the producer (stopped even when the settle raises; records
+        not acknowledged by then are abandoned: their events were never reported done)."""
         try:
             await self.settle()
         finally:
+            handing, self._handing = self._handing, None
+            if handing is not None:
+                handing.cancel()
+                await asyncio.gather(handing, return_exceptions=True)
             producer, self._producer = self._producer, None
             if producer is not None:
                 await producer.stop()
+            for ack in self._acks:  # retrieved, so none is reported as never retrieved
+                if ack.done() and not ack.cancelled():
+                    ack.exception()
+            self._acks = []
 
 
 class TopicReader:
