@@ -35,6 +35,7 @@ DAEMON_KUSTOMIZATIONS = [
     "deploy/overlays/local",
     "deploy/overlays/destinations",
     "deploy/overlays/autoscale",
+    "deploy/overlays/dead-letter-topic",
 ]
 IMAGE_UID = 10001
 METRICS_PORT = 9400
@@ -245,10 +246,18 @@ def test_config_and_dead_letter_mounts(directory: str) -> None:
     env = env_of(container)
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in spec["volumes"]}
-    dead_letter = volumes[mounts[env["CURRENTS_DEAD_LETTER"]["value"]]["name"]]
-    if directory != "deploy/overlays/local":  # the local trial overlay trades durability for no RWX class
-        claim = one(docs, "PersistentVolumeClaim", dead_letter["persistentVolumeClaim"]["claimName"])
+    target = env["CURRENTS_DEAD_LETTER"]["value"]
+    if target.startswith("kafka://"):  # dead letters on a topic: no volume, no claim, no shared disk
+        assert "dead-letter" not in volumes and not any(d["kind"] == "PersistentVolumeClaim" for d in docs)
+    elif directory != "deploy/overlays/local":  # the local trial overlay trades durability for no RWX
+        claim = one(
+            docs,
+            "PersistentVolumeClaim",
+            volumes[mounts[target]["name"]]["persistentVolumeClaim"]["claimName"],
+        )
         assert claim["spec"]["accessModes"] == ["ReadWriteMany"], "shared by all replicas"
+    else:
+        assert "emptyDir" in volumes[mounts[target]["name"]]
     config_file = Path(env["CURRENTS_CONFIG"]["value"])
     config_mount = mounts[str(config_file.parent)]
     assert config_mount["readOnly"] is True
@@ -291,6 +300,12 @@ def test_overlays_change_what_they_say() -> None:
     assert production["spec"]["replicas"] > base["spec"]["replicas"]
     memory = [pod_spec(d)["containers"][0]["resources"]["limits"]["memory"] for d in (base, production)]
     assert memory == ["512Mi", "1Gi"]
+    topic = one(render("deploy/overlays/dead-letter-topic"), "Deployment")
+    assert topic["spec"]["replicas"] == production["spec"]["replicas"]
+    assert (
+        env_of(pod_spec(topic)["containers"][0])["CURRENTS_DEAD_LETTER"]["value"]
+        == "kafka://currents-dead-letters"
+    )
 
 
 def env_file(path: Path) -> dict[str, str]:

@@ -5,9 +5,9 @@ the :class:`~consumer.app.pipeline.Pipeline`, wired so that every finished event
 dead-lettered) acknowledges its position in the tracker. It guarantees:
 
 * **Only the done prefix is committed, dead-letters first.** :meth:`RunLoop.done_prefix` answers, per
-  stream, the contiguous acknowledged prefix; :meth:`RunLoop.commit` syncs the dead-letter output to
-  disk *before* handing positions to the :class:`~consumer.sources.base.Source`, so a dead-lettered
-  event is never committed before it is durable.
+  stream, the contiguous acknowledged prefix; :meth:`RunLoop.commit` settles the dead-letter output (on
+  disk, or acknowledged by the broker) *before* handing positions to the
+  :class:`~consumer.sources.base.Source`, so a dead-lettered event is never committed before it is durable.
 * **Periodic work while running** (progress lines, checkpoints) runs in tasks that
   :meth:`RunLoop.running` starts and always cancels; on the way out the pipeline is closed, then the
   command's own resources, then the dead-letter writer (synced).
@@ -37,7 +37,7 @@ from consumer.app.pipeline import Pipeline
 from consumer.events import Position
 from consumer.ops.faults import Fault, Faults
 from consumer.ops.metrics import Metrics
-from consumer.positions.deadletter import DeadLetterWriter
+from consumer.positions.deadletter import DeadLetterOutput, DeadLetterWriter
 from consumer.positions.tracker import OffsetTracker
 from consumer.sources.base import Source, Stream
 
@@ -53,14 +53,15 @@ class RunLoop:
     def __init__(
         self,
         destinations: Sequence[Destination],
-        dead_letter_dir: str,
+        dead_letter: str | DeadLetterOutput,
         metrics: Metrics,
         *,
         on_acked: Callable[[Stream], None] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.tracker = OffsetTracker()
-        self.dead = DeadLetterWriter(dead_letter_dir)
+        # A directory by name (replay), or the output the command opened (run: a file or a topic).
+        self.dead = DeadLetterWriter(dead_letter) if isinstance(dead_letter, str) else dead_letter
         self._on_acked = on_acked
         self.faults = Faults()
         self.pipeline = Pipeline(
@@ -104,7 +105,7 @@ class RunLoop:
         if self.faults.failed:
             return False
         with self._reporting(reraise=True):
-            self.dead.sync()
+            await self.dead.settle()
         return await source.commit(offsets)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -136,7 +137,7 @@ class RunLoop:
                         await on_close()
             finally:
                 with self._reporting():
-                    self.dead.close()
+                    await self.dead.aclose()
         self.faults.raise_first()
 
     @contextlib.contextmanager

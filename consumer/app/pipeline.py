@@ -34,7 +34,7 @@ from consumer.events import CurrentsRecord, Pending, Position
 from consumer.ops.faults import Fault, Faults
 from consumer.ops.metrics import Metrics
 from consumer.ops.summary import Summary
-from consumer.positions.deadletter import DeadLetterWriter
+from consumer.positions.deadletter import DeadLetterOutput
 from consumer.transform.base import Skip
 from consumer.transform.prepare import Output, Prepared, Preparer
 
@@ -53,7 +53,7 @@ class Pipeline:
     def __init__(
         self,
         destinations: Sequence[Destination],
-        dead_letter: DeadLetterWriter,
+        dead_letter: DeadLetterOutput,
         metrics: Metrics,
         on_ack: AckCallback,
         *,

@@ -67,11 +67,21 @@ def _print_summary(summary: Summary, as_json: bool, code: ExitCode) -> int:
     return int(code)
 
 
-def _check_outputs(settings: Settings, *, state: bool) -> None:
+def _check_outputs(settings: Settings, *, state: bool, topic: bool = False) -> None:
     """Prove the dead-letter directory (and with ``state`` the resume-state directory, unless it is
-    ``''``: no state) can be written, before anything is read; a :class:`Fault` is a usage error."""
+    ``''``: no state) can be written, before anything is read; a :class:`Fault` is a usage error.
+    A dead-letter topic (``kafka://TOPIC``) is only for the commands that say ``topic``."""
+    from consumer.settings.model import dead_letter_topic
+
+    to_topic = dead_letter_topic(settings.dead_letter) is not None
+    if to_topic and not topic:
+        raise SettingsError(
+            f"--dead-letter {settings.dead_letter}: replay writes dead letters to a directory "
+            "(a topic is for run and redrive, which know the Kafka cluster)"
+        )
     try:
-        check_writable(settings.dead_letter, "dead-letter output")
+        if not to_topic:
+            check_writable(settings.dead_letter, "dead-letter output")
         if state and settings.state_dir:
             check_writable(settings.state_dir, "resume state directory")
     except Fault as fault:
@@ -164,7 +174,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     if not settings.kafka.topics and not settings.kafka.topic_pattern:
         raise SettingsError("no topics: give --topic (or KAFKA_TOPICS) or --topic-pattern")
-    _check_outputs(settings, state=False)
+    _check_outputs(settings, state=False, topic=True)
     metrics = prepare(settings)
     register_secret(settings.kafka.sasl_password.reveal())
     register_secret(settings.kafka.schema_registry_password.reveal())
@@ -195,16 +205,25 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.app.destinations import close_all
     from consumer.app.runtime import make_destinations, prepare
-    from consumer.commands.redrive import redrive
+    from consumer.commands.redrive import parse_offsets, redrive
 
-    _check_outputs(settings, state=False)
+    _check_outputs(settings, state=False, topic=True)
+    ranges = parse_offsets(args.offsets or [])
     metrics = prepare(settings)
+    register_secret(settings.kafka.sasl_password.reveal())
 
     async def run() -> int:
         destinations = make_destinations(settings)
         try:
             summary = await redrive(
-                args.paths, destinations, settings, metrics, tuple(args.reason or ()), args.move_to
+                args.paths,
+                destinations,
+                settings,
+                metrics,
+                tuple(args.reason or ()),
+                args.move_to,
+                group=args.group,
+                ranges=ranges,
             )
         finally:
             await close_all(destinations)

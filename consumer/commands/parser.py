@@ -122,7 +122,12 @@ def build(
     p = sub.add_parser(
         "redrive", epilog=EPILOG, help="re-send dead-lettered events (same insert_id: no double counting)"
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="dead-letter files or directories")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="dead-letter files or directories, or one kafka://TOPIC (of --bootstrap-servers)",
+    )
     p.add_argument(
         "--reason",
         action="append",
@@ -135,8 +140,21 @@ def build(
         help="move each dead-letter file whose records were all re-sent to DIR once they are settled "
         "(failures again are in the new dead-letter output), so a second redrive does not repeat it",
     )
+    p.add_argument(
+        "--group",
+        metavar="NAME",
+        help="from a topic: redrive's own consumer group; starts at its committed offsets and commits "
+        "what was read once every event settled (never the daemon's --group-id)",
+    )
+    p.add_argument(
+        "--offsets",
+        action="append",
+        metavar="P:FROM-TO",
+        help="from a topic: only partition P's offsets FROM to TO, both included (TO may be left "
+        "out: to the end; repeatable)",
+    )
     p.add_argument("--summary-json", action="store_true", help=SUMMARY_JSON)
-    add_arguments(p, (*DELIVERY, "logs", "dead_letter"))
+    add_arguments(p, ("kafka", *DELIVERY, "logs", "dead_letter"))
 
     p = sub.add_parser("config", help="print the effective configuration (secrets masked)")
     p.add_argument(

@@ -40,6 +40,7 @@ def devkit_hint(command: str) -> str:
 
     return (DEVKIT_HINT if find_spec("pip") is not None else IMAGE_HINT).format(command=command)
 
+
 Command = Callable[[argparse.Namespace, "Settings"], int]
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 AddOptions = Callable[[argparse.ArgumentParser, tuple[str, ...]], None]

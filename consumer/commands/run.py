@@ -5,7 +5,8 @@ acknowledge -> commit the contiguous done prefix per partition, periodically, on
 shutdown. Guarantees:
 
 * **At-least-once.** An offset is committed only when it and every offset before it on its partition
-  is done (delivered, skipped or dead-lettered, the dead-letter record synced to disk first). A SIGKILL
+  is done (delivered, skipped or dead-lettered, the dead-letter record synced to disk or
+  acknowledged by the broker of ``--dead-letter kafka://TOPIC`` first). A SIGKILL
   at any instant re-reads from the last commit; Amplitude deduplicates on ``insert_id``.
 * **Bounded memory, Kafka is the buffer.** Fetched messages wait in a backlog of at most one fetch;
   when the delivery engine is full (an Amplitude outage, hot devices) every assigned partition is
@@ -42,6 +43,7 @@ from consumer.events import Position
 from consumer.ops.faults import Fault
 from consumer.ops.health import Health
 from consumer.ops.metrics import Metrics
+from consumer.positions.deadletter import open_dead_letters
 from consumer.settings import Settings
 from consumer.sources.base import Stream
 from consumer.sources.kafka import MessageDecoder, build_consumer
@@ -87,7 +89,8 @@ class Daemon:
         self.settings = settings
         self.kafka = settings.kafka
         self.metrics = metrics
-        self.loop = RunLoop(destinations, settings.dead_letter, metrics, on_acked=self._acked_on)
+        dead = open_dead_letters(settings.dead_letter, settings.kafka)  # a directory, or kafka://TOPIC
+        self.loop = RunLoop(destinations, dead, metrics, on_acked=self._acked_on)
         self.tracker = self.loop.tracker
         self.dead = self.loop.dead
         self.pipeline = self.loop.pipeline

@@ -57,7 +57,7 @@ from consumer.delivery.throttle import ProjectLimiter, key_limiter
 from consumer.events import Pending, json_payload
 from consumer.ops.faults import Fault, Faults
 from consumer.ops.metrics import Metrics
-from consumer.positions.deadletter import DeadLetterWriter
+from consumer.positions.deadletter import DeadLetterOutput
 from consumer.settings import LimitSettings
 from consumer.sinks.base import RequestCaps, RetryLater, SendResult, Sink
 
@@ -80,7 +80,7 @@ class DeliveryEngine:
         caps: RequestCaps,
         limits: LimitSettings,
         sink: Sink,
-        dead_letter: DeadLetterWriter,
+        dead_letter: DeadLetterOutput,
         on_done: DoneCallback,
         metrics: Metrics,
         *,

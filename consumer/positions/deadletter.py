@@ -17,6 +17,12 @@ An output that cannot be written (not a directory, no space left, read-only, no 
 :class:`~consumer.ops.faults.Fault` naming the directory and the OS error, raised by the call that met it
 and by every later ``write``/``sync``: the event whose record failed is never reported done, and
 nothing written before it counts as durable.
+
+``--dead-letter kafka://TOPIC`` writes the same records to a topic of the ``--bootstrap-servers``
+cluster instead (:class:`DeadLetterTopic`, for many replicas with no shared disk): each record is one
+message, keyed by the event's ``device_id`` (else ``user_id``) so a redrive keeps per-device order, and
+:meth:`DeadLetterOutput.settle` returns once the broker acknowledged every record (a refused record is
+the same kind of fault). The loop settles either output before it commits.
 """
 
 from __future__ import annotations
@@ -35,37 +41,41 @@ import orjson
 from consumer.events import AmplitudeEvent, Position
 from consumer.ops.faults import Fault, io_fault
 from consumer.positions.private import open_private, private_dir
+from consumer.settings import KafkaSettings, SettingsError
+from consumer.settings.model import dead_letter_topic
+from consumer.sources.kafka_deadletter import TopicProducer
 
 
-class DeadLetterWriter:
-    """Appends dead-letter records; :meth:`sync` flushes and fsyncs."""
+def open_dead_letters(target: str, kafka: KafkaSettings | None) -> DeadLetterOutput:
+    """The output ``--dead-letter`` names: a topic of the ``kafka`` cluster, or a directory.
+    A topic without Kafka settings (a command that reads no Kafka) is a :class:`SettingsError`."""
+    topic = dead_letter_topic(target)
+    if topic is None:
+        return DeadLetterWriter(target)
+    if kafka is None:
+        raise SettingsError(f"--dead-letter {target}: this command writes dead letters to a directory")
+    return DeadLetterTopic(kafka, topic)
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.directory = Path(directory)
-        self._fh: IO[bytes] | None = None
-        self._hour = ""
-        self._tag = f"{socket.gethostname()}-{os.getpid()}"
-        self._dirty = False
+
+class DeadLetterOutput:
+    """What every dead-letter output does: build the records (see the module docstring), count them,
+    keep the first fault. Subclasses say where a record goes and what makes it durable."""
+
+    def __init__(self) -> None:
         self.count = 0
         self.fault: Fault | None = None
         """Set once the output could not be written; every later write or sync raises it."""
 
-    def _failed(self, exc: OSError) -> Fault:
-        if self.fault is None:
-            self.fault = io_fault(f"dead-letter output {self.directory}", exc)
-        return self.fault
+    def _append(self, record: dict[str, Any], now: float) -> None:
+        raise NotImplementedError
 
-    def _file(self, now: float) -> IO[bytes]:
-        hour = time.strftime("%Y%m%dT%H", time.gmtime(now))
-        if self._fh is None or hour != self._hour:
-            if self._fh is not None:
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-                self._fh.close()
-            private_dir(self.directory)
-            self._fh = open_private(self.directory / f"dead-letter-{hour}-{self._tag}.jsonl", append=True)
-            self._hour = hour
-        return self._fh
+    async def settle(self) -> None:
+        """Make everything written so far durable (:class:`Fault` if it cannot be)."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Settle and release the output; released even when the settle raises its fault."""
+        raise NotImplementedError
 
     def write(
         self,
@@ -106,12 +116,52 @@ class DeadLetterWriter:
             record["raw"] = base64.b64encode(raw).decode("ascii")
         if self.fault is not None:
             raise self.fault
+        self._append(record, now)
+        self.count += 1
+
+
+class DeadLetterWriter(DeadLetterOutput):
+    """Appends dead-letter records to hourly files; :meth:`sync` flushes and fsyncs."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        super().__init__()
+        self.directory = Path(directory)
+        self._fh: IO[bytes] | None = None
+        self._hour = ""
+        self._tag = f"{socket.gethostname()}-{os.getpid()}"
+        self._dirty = False
+
+    def _failed(self, exc: OSError) -> Fault:
+        if self.fault is None:
+            self.fault = io_fault(f"dead-letter output {self.directory}", exc)
+        return self.fault
+
+    def _file(self, now: float) -> IO[bytes]:
+        hour = time.strftime("%Y%m%dT%H", time.gmtime(now))
+        if self._fh is None or hour != self._hour:
+            if self._fh is not None:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+                self._fh.close()
+            private_dir(self.directory)
+            self._fh = open_private(self.directory / f"dead-letter-{hour}-{self._tag}.jsonl", append=True)
+            self._hour = hour
+        return self._fh
+
+    def _append(self, record: dict[str, Any], now: float) -> None:
         try:
             self._file(now).write(orjson.dumps(record) + b"\n")
         except OSError as exc:
             raise self._failed(exc) from None
         self._dirty = True
-        self.count += 1
+
+    async def settle(self) -> None:
+        """:meth:`sync`."""
+        self.sync()
+
+    async def aclose(self) -> None:
+        """:meth:`close`."""
+        self.close()
 
     def sync(self) -> None:
         """Flush and fsync what has been written (:class:`Fault` if it cannot be)."""
@@ -135,6 +185,46 @@ class DeadLetterWriter:
                 # The buffer could not be flushed: already the writer's fault (the descriptor is closed).
                 with contextlib.suppress(OSError):
                     fh.close()
+
+
+class DeadLetterTopic(DeadLetterOutput):
+    """Writes each dead-letter record as one message of a Kafka topic, keyed by device; :meth:`settle`
+    waits for the broker's acknowledgements (a refusal is a :class:`Fault` naming the topic)."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+        super().__init__()
+        self.topic = topic
+        self._producer = TopicProducer(kafka, topic)
+
+    def _append(self, record: dict[str, Any], now: float) -> None:
+        self._producer.send(device_key(record), orjson.dumps(record))
+
+    async def settle(self) -> None:
+        """Wait until the broker acknowledged every record written so far."""
+        if self.fault is not None:
+            raise self.fault
+        try:
+            await self._producer.settle()
+        except Fault as fault:
+            self.fault = fault
+            raise
+
+    async def aclose(self) -> None:
+        """Settle, then stop the producer (stopped even when the settle raises)."""
+        try:
+            await self.settle()
+        finally:
+            await self._producer.close()
+
+
+def device_key(record: dict[str, Any]) -> bytes | None:
+    """The message key of a dead-letter record: its event's ``device_id``, else ``user_id`` (``None``
+    for input that never became an event), so one device's records share a partition."""
+    event = record.get("event")
+    if not isinstance(event, dict):
+        return None
+    key = event.get("device_id") or event.get("user_id")
+    return str(key).encode() if key else None
 
 
 def read_dead_letters(paths: list[str]) -> Iterator[tuple[str, int, dict[str, Any]]]:

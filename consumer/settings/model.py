@@ -8,6 +8,7 @@ the TOML key from the field's path, the choices from its ``Literal`` type, the b
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal
@@ -44,6 +45,25 @@ def _known_destinations(chosen: tuple[str, ...]) -> tuple[str, ...]:
     return chosen
 
 
+DEAD_LETTER_TOPIC = "kafka://"
+"""How ``--dead-letter`` names a topic of the ``--bootstrap-servers`` cluster instead of a directory."""
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def dead_letter_topic(target: str) -> str | None:
+    """The topic ``--dead-letter kafka://TOPIC`` names, or ``None`` when it names a directory."""
+    return target[len(DEAD_LETTER_TOPIC) :] if target.startswith(DEAD_LETTER_TOPIC) else None
+
+
+def _dead_letter_target(target: str) -> str:
+    topic = dead_letter_topic(target)
+    if topic is not None and (not _TOPIC_NAME.fullmatch(topic) or topic in (".", "..")):
+        raise ValueError(
+            f"{target!r}: kafka://TOPIC takes a Kafka topic name (letters, digits, '.', '_', '-'; 1 to 249)"
+        )
+    return target
+
+
 class Settings(BaseSettings):
     """Everything a command needs, resolved once and frozen. ``sources`` says where each value came from.
 
@@ -65,13 +85,13 @@ class Settings(BaseSettings):
     movableink: MovableInkSettings = Field(default_factory=MovableInkSettings)
     remerge: RemergeSettings = Field(default_factory=RemergeSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
-    dead_letter: Text = option(
+    dead_letter: Annotated[str, AS_TEXT, AfterValidator(_dead_letter_target)] = option(
         "dead-letter",
         "--dead-letter",
         "CURRENTS_DEAD_LETTER",
-        "dead-letter directory (JSON lines)",
+        "dead-letter directory (JSON lines), or kafka://TOPIC of --bootstrap-servers (run, redrive)",
         group="dead_letter",
-        metavar="PATH",
+        metavar="PATH|kafka://TOPIC",
     )
     state_dir: Text = option(
         ".currents-state",

@@ -36,9 +36,8 @@ FETCH_BYTES = 1 << 20
 def build_consumer(settings: KafkaSettings) -> AIOKafkaConsumer:
     """An aiokafka consumer configured for manual commits and the configured security."""
     options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
+        **connection_options(settings),
         "group_id": settings.group_id,
-        "client_id": settings.client_id,
         "enable_auto_commit": False,
         "auto_offset_reset": settings.auto_offset_reset,
         "session_timeout_ms": int(settings.session_timeout * 1000),
@@ -50,6 +49,16 @@ def build_consumer(settings: KafkaSettings) -> AIOKafkaConsumer:
         # Currents events, and a record batch bigger than the limit still comes whole.
         "max_partition_fetch_bytes": FETCH_PARTITION_BYTES,
         "fetch_max_bytes": FETCH_BYTES,
+    }
+    return AIOKafkaConsumer(**options)
+
+
+def connection_options(settings: KafkaSettings) -> dict[str, Any]:
+    """The options every aiokafka client of the cluster takes (the daemon's consumer, the dead-letter
+    producer and reader): servers, client id, the configured security."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": settings.client_id,
         "security_protocol": settings.security_protocol,
     }
     context = tls_context(settings)
@@ -59,7 +68,7 @@ def build_consumer(settings: KafkaSettings) -> AIOKafkaConsumer:
         options["sasl_mechanism"] = settings.sasl_mechanism
         options["sasl_plain_username"] = settings.sasl_username
         options["sasl_plain_password"] = settings.sasl_password.reveal()
-    return AIOKafkaConsumer(**options)
+    return options
 
 
 def tls_context(settings: KafkaSettings) -> ssl.SSLContext | None:

@@ -170,7 +170,7 @@ async def test_only_the_contiguous_done_prefix_is_ever_committed(
         loop.ack(p[2])
         assert await commit() == p[4].offset + 1
     finally:
-        loop.dead.close()
+        await loop.dead.aclose()
         await loop.pipeline.close()
         await close_all(destinations)
         await opened.aclose()

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from consumer.events import Position
-from consumer.positions.deadletter import DeadLetterWriter, read_dead_letters
+from consumer.positions.deadletter import (
+    DeadLetterTopic,
+    DeadLetterWriter,
+    device_key,
+    open_dead_letters,
+    read_dead_letters,
+)
+from consumer.settings import SettingsError, load
 
 
 def test_records_carry_reason_time_position_and_the_event(tmp_path: Path) -> None:
@@ -74,3 +81,23 @@ def test_nothing_written_means_no_file(tmp_path: Path) -> None:
     writer = DeadLetterWriter(tmp_path / "dl")
     writer.close()
     assert not (tmp_path / "dl").exists()
+
+
+def test_a_topic_record_is_keyed_by_device_then_user_and_raw_input_has_no_key() -> None:
+    assert device_key({"event": {"device_id": "dev-1", "user_id": "u-1"}}) == b"dev-1"
+    assert device_key({"event": {"device_id": None, "user_id": "u-1"}}) == b"u-1"
+    assert device_key({"event": {"device_id": "", "user_id": ""}}) is None
+    assert device_key({"raw": "AAE="}) is None
+
+
+def test_dead_letter_option_names_a_directory_or_a_topic(tmp_path: Path) -> None:
+    kafka = load(None, env={}).kafka
+    assert isinstance(open_dead_letters(str(tmp_path / "dl"), kafka), DeadLetterWriter)
+    topic = open_dead_letters("kafka://currents-dl", kafka)
+    assert isinstance(topic, DeadLetterTopic) and topic.topic == "currents-dl"
+    assert not list(tmp_path.iterdir()), "nothing is created before a record is written"
+    with pytest.raises(SettingsError, match="writes dead letters to a directory"):
+        open_dead_letters("kafka://currents-dl", None)
+    for bad in ("kafka://", "kafka://a b", "kafka://..", "kafka://" + "x" * 250):
+        with pytest.raises(SettingsError, match="kafka://TOPIC takes a Kafka topic name"):
+            load(None, env={"CURRENTS_DEAD_LETTER": bad})
