@@ -32,7 +32,7 @@ def test_a_missing_root_stops_before_anything_is_listed(cloud: ObjectBucket, tmp
     with pytest.raises(StoreError, match=f"no such object or prefix: {cloud.url('nope')}"):
         next(list_objects([cloud.url("currents"), cloud.url("nope")]))
     missing = f"{cloud.scheme}://no-such-bucket-here"
-    with pytest.raises(StoreError, match=f"(no such object or prefix|cannot list): {missing}"):
+    with pytest.raises(StoreError, match=f"no such object or prefix: {missing}"):
         next(list_objects([f"{missing}/x"]))
 
 
