@@ -137,7 +137,7 @@ class CloudStore:
         if _BACKENDS[self.scheme][1] == "adlfs" and [str(e["name"]).rstrip("/") for e in entries] == [path]:
             # adlfs lists a directory that holds a "directory marker" blob (``prefix/``, as tools
             # create) as that one empty file, hiding everything in it: list the level through the SDK.
-            entries = self._call(self._url(path), fsspec_sync, self.fs, _azure_level, self.fs, path)
+            entries = self._call(self._url(path), _on_loop, self.fs, _azure_level, self.fs, path)
         return entries
 
     def _walk(self, path: str, keep_dir: KeepDir) -> Iterator[StoredObject]:
@@ -189,7 +189,7 @@ class CloudStore:
         return cast(IO[bytes], self.fs.open(path, "rb", block_size=READ_BLOCK, cache_type="readahead"))
 
 
-def fsspec_sync(fs: Any, fn: Callable[..., Any], *args: Any) -> Any:
+def _on_loop(fs: Any, fn: Callable[..., Any], *args: Any) -> Any:
     """``fn(*args)``, a coroutine function, run to its end on the loop of the async file system ``fs``."""
     from fsspec.asyn import sync
 
