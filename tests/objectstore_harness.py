@@ -15,6 +15,7 @@ code path of the product knows it is talking to an emulator.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -236,7 +237,7 @@ class GCS(ObjectBucket):
         # The emulator fails a media upload of no bytes; a multipart one (metadata, empty media) works.
         boundary = "currents-empty"
         parts = (
-            f'--{boundary}\r\nContent-Type: application/json\r\n\r\n{{"name": "{key}"}}\r\n'
+            f"--{boundary}\r\nContent-Type: application/json\r\n\r\n{json.dumps({'name': key})}\r\n"
             f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n\r\n--{boundary}--\r\n"
         )
         headers = {"Content-Type": f"multipart/related; boundary={boundary}"}
