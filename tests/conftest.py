@@ -4,14 +4,29 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
 from currents_devkit.broker import EmbeddedBroker
 from currents_devkit.registry import LocalRegistry
 from currents_devkit.simulator.server import AmplitudeSimulator, SimulatorConfig
-from objectstore_harness import S3, aws_env, new_bucket, s3_server
+from objectstore_harness import (
+    GCS,
+    S3,
+    Azure,
+    ObjectBucket,
+    aws_env,
+    azurite_server,
+    gcs_server,
+    new_azure_container,
+    new_bucket,
+    new_gcs_bucket,
+    s3_server,
+)
 from sim_harness import FakeClock, FakeSleep
+
+B = TypeVar("B", bound=ObjectBucket)
 
 
 @pytest.fixture
@@ -56,6 +71,38 @@ def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> S3:
     for name, value in aws_env(s3_endpoint).items():
         monkeypatch.setenv(name, value)
     return new_bucket(s3_endpoint)
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint() -> Iterator[str]:
+    """gcp-storage-emulator on loopback, one per test session."""
+    with gcs_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def gcs(gcs_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> GCS:
+    """A fresh bucket on that emulator, with ``STORAGE_EMULATOR_HOST`` pointing at it."""
+    return _pointed_at(new_gcs_bucket(gcs_endpoint), monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's blob service on loopback, one per test session; yields its connection string."""
+    with azurite_server(tmp_path_factory.mktemp("azurite")) as connection_string:
+        yield connection_string
+
+
+@pytest.fixture
+def azure(azurite: str, monkeypatch: pytest.MonkeyPatch) -> Azure:
+    """A fresh container on Azurite, with ``AZURE_STORAGE_CONNECTION_STRING`` naming its account."""
+    return _pointed_at(new_azure_container(azurite), monkeypatch)
+
+
+def _pointed_at(bucket: B, monkeypatch: pytest.MonkeyPatch) -> B:
+    for name, value in bucket.env.items():
+        monkeypatch.setenv(name, value)
+    return bucket
 
 
 @pytest.fixture

@@ -1,28 +1,70 @@
-"""A real S3-compatible server for tests (moto's server mode on a free loopback port) and buckets laid
-out exactly as Braze Currents writes them.
+"""Real object-store servers for tests, one per cloud, on free loopback ports, and buckets laid out
+exactly as Braze Currents writes them:
 
-The server is started once per test session; each test gets its own bucket. The process environment
-points botocore (and so s3fs) at it with ``AWS_ENDPOINT_URL`` and dummy keys, the way a deployment
-points at an S3-compatible store — no code path of the product knows it is talking to moto.
+* S3: moto's server mode (in-process), reached through ``AWS_ENDPOINT_URL`` and dummy keys;
+* GCS: gcp-storage-emulator (in-process), reached through ``STORAGE_EMULATOR_HOST``;
+* Azure Blob: Azurite (a Node.js process, ``.ci/node`` or ``$AZURITE_BLOB``), reached through
+  ``AZURE_STORAGE_CONNECTION_STRING`` with Azurite's published development account.
+
+Each test gets its own bucket (container), arranged through a client of its own (boto3, the JSON API
+over httpx, azure-storage-blob), never through the fsspec client the product reads with. The process
+environment points the product at the server the way a deployment points at a compatible store — no
+code path of the product knows it is talking to an emulator.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
+import shutil
 import socket
+import subprocess
+import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import quote
 
 import boto3
+import httpx
+import pytest
+from currents_devkit.synth import Synth, write_currents_tree
 from moto.server import ThreadedMotoServer
 
-__all__ = ["S3", "aws_env", "listing_order", "s3_server"]
+__all__ = [
+    "CLOUDS",
+    "GCS",
+    "S3",
+    "Azure",
+    "ObjectBucket",
+    "aws_env",
+    "azurite_server",
+    "currents_tree",
+    "gcs_server",
+    "listing_order",
+    "new_azure_container",
+    "new_bucket",
+    "new_gcs_bucket",
+    "s3_server",
+]
+
+CLOUDS = ("s3", "gcs", "azure")
+"""The names of the bucket fixtures of tests/conftest.py, one per cloud, for ``request.getfixturevalue``."""
+
+# gcsfs (2025+) asks GCS's gRPC storage-control API what kind of bucket it reads; an emulator serves
+# only the JSON API, so each new client would wait 60 s for that answer. Read at gcsfs's import: set
+# before any test imports it (this module is imported by conftest.py). Real GCS answers it.
+_GCS_ENV = {"GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
+for _name, _value in _GCS_ENV.items():
+    os.environ.setdefault(_name, _value)
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def listing_order(key: str) -> list[list[tuple[int, str]]]:
@@ -35,10 +77,31 @@ def listing_order(key: str) -> list[list[tuple[int, str]]]:
     ]
 
 
+def currents_tree(root: Path) -> list[Path]:
+    """A small Currents tree with the side files real buckets have."""
+    paths = write_currents_tree(
+        root, Synth(21, devices=50), 600, integrations=2, hours=3, max_per_file=40,
+        event_types=("users.messages.email.Send", "users.behaviors.CustomEvent", "users.messages.sms.Send"),
+    )  # fmt: skip
+    (root / "_SUCCESS").write_bytes(b"")
+    (paths[0].parent / "part.avro.crc").write_bytes(b"crc")
+    (root / ".hidden").mkdir()
+    (root / ".hidden" / "x.avro").write_bytes(paths[0].read_bytes())
+    return paths
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def unavailable(reason: str) -> None:
+    """A server a test needs cannot be started: skipped on a developer's machine, a failure in CI (the
+    ``CI`` variable set), where .ci/run installs every server and none may be silently left out."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set: .ci/run installs it, so this is a failure, not a skip)")
+    pytest.skip(reason)
 
 
 def aws_env(endpoint: str) -> dict[str, str]:
@@ -54,19 +117,29 @@ def aws_env(endpoint: str) -> dict[str, str]:
     }
 
 
-@dataclass
-class S3:
-    """One bucket on the test server, and a boto3 client to arrange it."""
+class ObjectBucket:
+    """One bucket (an Azure container) on a test server: its URLs, its objects arranged apart from the
+    product, and the environment of a process that reads it."""
 
-    endpoint: str
+    scheme: ClassVar[str]
     bucket: str
-    client: Any
+
+    @property
+    def env(self) -> dict[str, str]:
+        raise NotImplementedError
 
     def url(self, key: str = "") -> str:
-        return f"s3://{self.bucket}/{key}".rstrip("/")
+        return f"{self.scheme}://{self.bucket}/{key}".rstrip("/")
 
     def put(self, key: str, body: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def version(self, key: str) -> str:
+        """What a listing of the product calls the object's version: S3 and Azure ETag, GCS generation."""
+        raise NotImplementedError
 
     def upload_tree(self, root: Path, prefix: str) -> dict[str, Path]:
         """Every file under ``root`` at ``prefix/<relative path>``; returns key -> local file."""
@@ -76,6 +149,32 @@ class S3:
             self.put(key, path.read_bytes())
             keys[key] = path
         return keys
+
+
+# -- S3 (moto) ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class S3(ObjectBucket):
+    """One bucket on the moto server, and a boto3 client to arrange it."""
+
+    scheme: ClassVar[str] = "s3"
+    endpoint: str
+    bucket: str
+    client: Any
+
+    @property
+    def env(self) -> dict[str, str]:
+        return aws_env(self.endpoint)
+
+    def put(self, key: str, body: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def version(self, key: str) -> str:
+        return self.etag(key)
 
     def etag(self, key: str) -> str:
         return str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"]).strip('"')
@@ -107,3 +206,206 @@ def new_bucket(endpoint: str) -> S3:
     bucket = f"currents-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=bucket)
     return S3(endpoint, bucket, client)
+
+
+# -- GCS (gcp-storage-emulator) ----------------------------------------------------------------------
+
+
+@dataclass
+class GCS(ObjectBucket):
+    """One bucket on the GCS emulator, arranged through the JSON API (httpx), as gsutil would."""
+
+    scheme: ClassVar[str] = "gs"
+    endpoint: str
+    bucket: str
+    client: httpx.Client = field(repr=False)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"STORAGE_EMULATOR_HOST": self.endpoint, **_GCS_ENV}
+
+    def _object(self, key: str) -> str:
+        return f"/storage/v1/b/{self.bucket}/o/{quote(key, safe='')}"
+
+    def put(self, key: str, body: bytes) -> None:
+        path = f"/upload/storage/v1/b/{self.bucket}/o"
+        if body:
+            self.client.post(
+                path, params={"uploadType": "media", "name": key}, content=body
+            ).raise_for_status()
+            return
+        # The emulator fails a media upload of no bytes; a multipart one (metadata, empty media) works.
+        boundary = "currents-empty"
+        parts = (
+            f"--{boundary}\r\nContent-Type: application/json\r\n\r\n{json.dumps({'name': key})}\r\n"
+            f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n\r\n--{boundary}--\r\n"
+        )
+        headers = {"Content-Type": f"multipart/related; boundary={boundary}"}
+        self.client.post(
+            path, params={"uploadType": "multipart"}, content=parts, headers=headers
+        ).raise_for_status()
+
+    def delete(self, key: str) -> None:
+        self.client.delete(self._object(key)).raise_for_status()
+
+    def version(self, key: str) -> str:
+        response = self.client.get(self._object(key))
+        response.raise_for_status()
+        return str(response.json()["generation"])
+
+
+def _honour_generations() -> None:
+    """Make the emulator answer a read of an object's generation as GCS does.
+
+    GCS serves ``?generation=N`` only while N is the object's live generation (or a kept noncurrent
+    one, with versioning on): a rewritten object answers 404 to a read of the generation it replaced.
+    The emulator ignores the parameter and serves the newest bytes, which would hide whether the
+    product pins its reads. Wrapped once per process, in the emulator's own route table.
+    """
+    from gcp_storage_emulator import server
+    from gcp_storage_emulator.handlers import objects
+
+    def pinned(handler: Callable[..., Any]) -> Callable[..., Any]:
+        def handle(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
+            wanted = (request.query.get("generation") or [None])[0]
+            if wanted is not None and "softDeleted" not in request.query:
+                try:
+                    live = storage.get_file_obj(request.params["bucket_name"], request.params["object_id"])
+                except Exception:  # the handler answers a missing object itself
+                    live = None
+                if live is not None and str(live["generation"]) != str(wanted):
+                    response.status = HTTPStatus.NOT_FOUND
+                    return None
+            return handler(request, response, storage, *args, **kwargs)
+
+        handle.pinned = True  # type: ignore[attr-defined]
+        return handle
+
+    for _, handlers in server.HANDLERS:
+        for method, handler in list(handlers.items()):
+            if handler in (objects.download, objects.get) and not getattr(handler, "pinned", False):
+                handlers[method] = pinned(handler)
+
+
+@contextlib.contextmanager
+def gcs_server() -> Iterator[str]:
+    """gcp-storage-emulator (in memory) on 127.0.0.1 and a free port; yields its endpoint URL."""
+    try:
+        from gcp_storage_emulator.server import create_server
+    except ImportError:
+        unavailable("gcp-storage-emulator is not installed: pip install -e '.[dev]'")
+        raise
+    _honour_generations()
+    logging.getLogger("gcp_storage_emulator").setLevel(logging.WARNING)  # one line per request otherwise
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def new_gcs_bucket(endpoint: str) -> GCS:
+    """A fresh, empty bucket with a unique name."""
+    client = httpx.Client(base_url=endpoint, timeout=30)
+    bucket = f"currents-{uuid.uuid4().hex[:12]}"
+    client.post("/storage/v1/b", params={"project": "test"}, json={"name": bucket}).raise_for_status()
+    return GCS(endpoint, bucket, client)
+
+
+# -- Azure Blob (Azurite) ----------------------------------------------------------------------------
+
+# Azurite's one built-in account and key, published in its documentation for every installation:
+# not a secret, and accepted by no real Azure account.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+@dataclass
+class Azure(ObjectBucket):
+    """One container on Azurite, arranged through azure-storage-blob (not adlfs, which the product uses)."""
+
+    scheme: ClassVar[str] = "az"
+    connection_string: str = field(repr=False)
+    bucket: str
+    client: Any = field(repr=False)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"AZURE_STORAGE_CONNECTION_STRING": self.connection_string}
+
+    def put(self, key: str, body: bytes) -> None:
+        self.client.upload_blob(key, body, overwrite=True)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_blob(key)
+
+    def version(self, key: str) -> str:
+        return str(self.client.get_blob_client(key).get_blob_properties().etag).strip('"')
+
+
+def azurite_binary() -> str | None:
+    """Azurite's blob server: ``$AZURITE_BLOB``, else what .ci/run installs in .ci/node, else PATH."""
+    installed = REPO / ".ci" / "node" / "node_modules" / ".bin" / "azurite-blob"
+    return (
+        os.environ.get("AZURITE_BLOB")
+        or (str(installed) if installed.exists() else None)
+        or shutil.which("azurite-blob")
+    )
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, within: float) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"Azurite exited ({proc.returncode}): {log.read_text()[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"Azurite did not listen on {port} within {within}s: {log.read_text()[-2000:]}"
+            )
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def azurite_server(workdir: Path) -> Iterator[str]:
+    """Azurite's blob service (in memory) on 127.0.0.1 and a free port, its log in ``workdir``;
+    yields the connection string of its account. Stopped (then killed, if it must be) on exit."""
+    binary = azurite_binary()
+    if binary is None:
+        unavailable("Azurite is not installed: npm install --prefix .ci/node azurite@3 (what .ci/run does)")
+        raise RuntimeError("unreachable")
+    port = free_port()
+    log = workdir / "azurite.log"
+    command = [
+        binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
+        "--skipApiVersionCheck", "--disableProductStyleUrl",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command, cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        _wait_for_port(port, proc, log, within=60)
+        yield (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def new_azure_container(connection_string: str) -> Azure:
+    """A fresh, empty container with a unique name."""
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(connection_string)
+    name = f"currents-{uuid.uuid4().hex[:12]}"
+    return Azure(connection_string, name, service.create_container(name))

@@ -20,12 +20,16 @@ cache is off, so memory does not grow with the number of objects seen.
 
 Reading streams: :meth:`CloudStore.open` returns an fsspec file with a read-ahead cache of
 :data:`READ_BLOCK` bytes, so at most that much of an object is held per open object, whatever its
-size, and a typical Currents object is fetched in one ranged GET. S3 reads are pinned to the ETag the
-object had when opened (``If-Match``): an object rewritten mid-read fails instead of mixing contents.
+size, and a typical Currents object is fetched in one ranged GET. Every ranged GET is pinned, so an object
+rewritten mid-read fails (a :class:`~consumer.sources.files.ReadError`) instead of mixing contents: S3
+to the ETag the object had when opened (s3fs sends ``If-Match``), GCS to the generation it was listed
+with (``?generation=``: a replaced generation answers 404), Azure to the ETag it was listed with
+(``If-Match``: a rewritten blob answers 412). gcsfs and adlfs pin nothing themselves.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import posixpath
 from collections.abc import Callable, Iterator
@@ -88,6 +92,8 @@ class CloudStore:
                 f"pip install 'currents-consumer[{extra}]'"
             ) from None
         options: dict[str, Any] = {"use_listings_cache": False, "skip_instance_cache": True}
+        if protocol == "gs":
+            options["version_aware"] = True  # reads name a generation: bucket/key#generation
         try:
             fs, path = fsspec.core.url_to_fs(f"{protocol}://{url.partition('://')[2]}", **options)
         except Exception as exc:  # a backend's own configuration error (e.g. no Azure account name)
@@ -125,8 +131,17 @@ class CloudStore:
             return
         yield from self._walk(path, keep_dir)
 
+    def _ls(self, path: str) -> list[dict[str, Any]]:
+        """The entries one level under the directory ``path``."""
+        entries: list[dict[str, Any]] = self._call(self._url(path), self.fs.ls, path, detail=True)
+        if _BACKENDS[self.scheme][1] == "adlfs" and [str(e["name"]).rstrip("/") for e in entries] == [path]:
+            # adlfs lists a directory that holds a "directory marker" blob (``prefix/``, as tools
+            # create) as that one empty file, hiding everything in it: list the level through the SDK.
+            entries = self._call(self._url(path), _on_loop, self.fs, _azure_level, self.fs, path)
+        return entries
+
     def _walk(self, path: str, keep_dir: KeepDir) -> Iterator[StoredObject]:
-        entries = self._call(self._url(path), self.fs.ls, path, detail=True)
+        entries = self._ls(path)
         entries = sorted(entries, key=lambda e: listing_key(str(e["name"]).rstrip("/")))
         subdirs: list[str] = []
         for entry in entries:
@@ -162,7 +177,58 @@ class CloudStore:
         return StoredObject(self._url(str(info["name"])), int(info.get("size") or 0), version, remote=True)
 
     def open(self, obj: StoredObject) -> IO[bytes]:
-        """A streaming reader with a :data:`READ_BLOCK` read-ahead cache (S3: pinned to the ETag)."""
-        return cast(
-            IO[bytes], self.fs.open(self._path(obj.url), "rb", block_size=READ_BLOCK, cache_type="readahead")
-        )
+        """A streaming reader with a :data:`READ_BLOCK` read-ahead cache whose reads all fetch the
+        version listed (S3: the version when opened); a rewritten object fails the read."""
+        path = self._path(obj.url)
+        module = _BACKENDS[self.scheme][1]
+        if module == "gcsfs" and obj.version.isdigit():
+            path = f"{path}#{obj.version}"  # gcsfs then sends ?generation= with every ranged GET
+        elif module == "adlfs" and obj.version and "|" not in obj.version:  # "size|mtime": no ETag listed
+            blob_file = _pinned_blob_file()
+            return cast(IO[bytes], blob_file(self.fs, path, obj.version, block_size=READ_BLOCK))
+        return cast(IO[bytes], self.fs.open(path, "rb", block_size=READ_BLOCK, cache_type="readahead"))
+
+
+def _on_loop(fs: Any, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, a coroutine function, run to its end on the loop of the async file system ``fs``."""
+    from fsspec.asyn import sync
+
+    return sync(fs.loop, fn, *args)
+
+
+async def _azure_level(fs: Any, path: str) -> list[dict[str, Any]]:
+    """adlfs's entries (one per blob and per sub-prefix) one level under the prefix ``path``."""
+    container, _, key = path.partition("/")
+    async with fs.service_client.get_container_client(container=container) as client:
+        found = [item async for item in client.walk_blobs(name_starts_with=f"{key}/", include=["metadata"])]
+    return cast(list[dict[str, Any]], await fs._details(found))
+
+
+@functools.cache
+def _pinned_blob_file() -> Any:
+    """adlfs's reader with every ranged GET sent ``If-Match: <ETag>`` (adlfs sends none); made on the
+    first Azure read, since adlfs is an optional dependency."""
+    from adlfs.spec import AzureBlobFile
+    from azure.core import MatchConditions
+    from fsspec.asyn import sync_wrapper
+
+    class PinnedBlobFile(AzureBlobFile):  # type: ignore[misc]
+        """The ranged GET of adlfs's AzureBlobFile, with the ETag as a precondition."""
+
+        def __init__(self, fs: Any, path: str, etag: str, block_size: int) -> None:
+            self.etag = etag  # before the base class, which may fetch the first block
+            super().__init__(fs, path, "rb", block_size=block_size, cache_type="readahead")
+
+        async def _async_fetch_range(self, start: int, end: int | None = None, **kwargs: Any) -> bytes:
+            length = None if end is None else min(end, self.size) - start
+            async with self.container_client:
+                stream = await self.container_client.download_blob(
+                    blob=self.blob, offset=start, length=length, version_id=self.version_id,
+                    max_concurrency=self.fs.max_concurrency or 1,
+                    etag=f'"{self.etag}"', match_condition=MatchConditions.IfNotModified,
+                )  # fmt: skip
+                return cast(bytes, await stream.readall())
+
+        _fetch_range = sync_wrapper(_async_fetch_range)
+
+    return PinnedBlobFile
