@@ -22,13 +22,18 @@ nothing written before it counts as durable.
 cluster instead (:class:`DeadLetterTopic`, for many replicas with no shared disk): each record is one
 message, keyed by the event's ``device_id`` (else ``user_id``) so a redrive keeps per-device order, and
 :meth:`DeadLetterOutput.settle` returns once the broker acknowledged every record (a refused record is
-the same kind of fault). The loop settles either output before it commits.
+the same kind of fault). The loop settles either output before it commits. A record too large for a
+message (:data:`~consumer.sources.kafka_deadletter.RECORD_LIMIT`: an event dead-lettered as
+``payload_too_large`` can be) goes without its ``event`` and ``raw``, with ``omitted`` saying how large
+they were: its ``position`` says where to read the event again, and an error line names it. Refused,
+it would stop every daemon that reads the event again.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import os
 import socket
 import time
@@ -43,7 +48,9 @@ from consumer.ops.faults import Fault, io_fault
 from consumer.positions.private import open_private, private_dir
 from consumer.settings import KafkaSettings, SettingsError
 from consumer.settings.model import dead_letter_topic
-from consumer.sources.kafka_deadletter import TopicProducer
+from consumer.sources.kafka_deadletter import RECORD_LIMIT, TopicProducer
+
+log = logging.getLogger("currents.deadletter")
 
 
 def open_dead_letters(target: str, kafka: KafkaSettings | None) -> DeadLetterOutput:
@@ -197,7 +204,16 @@ class DeadLetterTopic(DeadLetterOutput):
         self._producer = TopicProducer(kafka, topic)
 
     def _append(self, record: dict[str, Any], now: float) -> None:
-        self._producer.send(device_key(record), orjson.dumps(record))
+        key = device_key(record)
+        value = orjson.dumps(record)
+        if (size := len(value)) > RECORD_LIMIT:
+            value = orjson.dumps(slimmed(record, size))
+            log.error(
+                "dead-letter record of %s (%s) is %d bytes, over the %d-byte limit of a message of %s: "
+                "written without its event, read the event again from that position",
+                record["position"], record["reason"], size, RECORD_LIMIT, self.topic,
+            )  # fmt: skip
+        self._producer.send(key, value)
 
     async def settle(self) -> None:
         """Wait until the broker acknowledged every record written so far."""
@@ -215,6 +231,15 @@ class DeadLetterTopic(DeadLetterOutput):
             await self.settle()
         finally:
             await self._producer.close()
+
+
+def slimmed(record: dict[str, Any], size: int) -> dict[str, Any]:
+    """``record`` without its ``event`` and ``raw`` (the rest stays: reason, position, destination,
+    key), and ``omitted`` saying what was left out and why."""
+    slim = {k: v for k, v in record.items() if k not in ("event", "raw")}
+    left = " and ".join(k for k in ("event", "raw") if k in record)
+    slim["omitted"] = f"{left}: the record was {size} bytes, over the {RECORD_LIMIT}-byte message limit"
+    return slim
 
 
 def device_key(record: dict[str, Any]) -> bytes | None:

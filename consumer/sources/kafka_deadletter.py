@@ -40,6 +40,9 @@ SETTLE_TIMEOUT = 60.0
 """Seconds :meth:`TopicProducer.settle` waits for the broker's acknowledgements before it is a fault."""
 EAGER = 1000
 """Records queued before :class:`TopicProducer` hands them to the producer without waiting to settle."""
+RECORD_LIMIT = 1_000_000
+"""Bytes of one dead-letter record at most: under the producer's 1 MiB request limit (and the broker's
+default ``message.max.bytes``) with room for its key and batch header."""
 READ_STALL = 30.0
 """Seconds :meth:`TopicReader.records` waits for a record it knows is there before it is a fault."""
 

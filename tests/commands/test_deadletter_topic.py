@@ -1,14 +1,13 @@
 """Dead letters on a Kafka topic, on the real broker: the daemon (``--dead-letter kafka://TOPIC``) writes
 each record keyed by device with the original position, ``redrive kafka://TOPIC`` re-sends them from a
-group of its own (once) or an offset range, and a dead-letter record the producer refuses stops the
-daemon with exit 4 and nothing committed past it."""
+group of its own (once) or an offset range, and a record too large for a message goes without its
+event (a record the producer refuses is a fault: tests/positions/test_topic_producer.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,11 +29,9 @@ from daemon_harness import (
     kill_started_daemons,
     produce_bulk,
     running_daemon,
-    start_daemon_process,
 )
 from kafka_harness import committed_offsets, drain, eventually, plain_consumer, produce
-from objectstore_harness import free_port
-from test_daemon_faults import CUSTOM, by_offset, custom_events, polling_readiness
+from test_daemon_faults import CUSTOM, by_offset, custom_events
 
 from consumer.commands.redrive import parse_offsets
 from consumer.settings import SettingsError
@@ -168,46 +165,43 @@ def huge_event() -> bytes:
     return confluent_frame(local_schema_id(CUSTOM), avro_body(CUSTOM, record))
 
 
-async def test_a_refused_dead_letter_record_stops_the_daemon_with_nothing_committed_past_it(
-    broker: EmbeddedBroker, sim: AmplitudeSimulator, registry_url: str, tmp_path: Path
+async def test_a_record_too_large_for_a_message_goes_without_its_event_and_the_daemon_goes_on(
+    broker: EmbeddedBroker,
+    sim: AmplitudeSimulator,
+    registry_url: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """An event over 1 MiB is dead-lettered (``payload_too_large``); its record would be over the
+    producer's request limit, which would stop every daemon that reads the event again. It goes
+    without the event, with its position and why, and the events after it are delivered and
+    committed."""
     await broker.create_topic(TOPIC, 1)
     await broker.create_topic(DLQ, 1)
     before, _ = custom_events(60)
     good = [v for i, (_, v) in enumerate(before) if i % 10]  # no device "short": all deliverable
     big_at = len(good)
+    after = good[:10]
     await produce(broker.bootstrap_servers, TOPIC, good)
-    port = free_port()
-    env = {
-        **daemon_env(broker, sim, registry_url, tmp_path),
-        "CURRENTS_DEAD_LETTER": f"kafka://{DLQ}",
-        "CURRENTS_SHUTDOWN_GRACE": "2s",
-        "CURRENTS_METRICS_PORT": str(port),
-    }
+    await produce(
+        broker.bootstrap_servers, TOPIC, [huge_event(), *after], client={"max_request_size": 4 << 20}
+    )
+    env = {**daemon_env(broker, sim, registry_url, tmp_path), "CURRENTS_DEAD_LETTER": f"kafka://{DLQ}"}
     tp = TopicPartition(TOPIC, 0)
-    proc = await start_daemon_process(env, tmp_path / "daemon.log")
-    async with polling_readiness(port, proc) as readiness:
-        # Commits go on while every dead letter is acknowledged ...
+    end = big_at + 1 + len(after)
+    async with running_daemon(in_process_settings(env)):
         await eventually(
-            lambda: all_committed(broker.bootstrap_servers, GROUP, {tp: big_at}),
+            lambda: all_committed(broker.bootstrap_servers, GROUP, {tp: end}),
             within=60,
-            message="committed",
+            message="every offset committed, the huge event's included",
         )
-        # ... then an event whose dead-letter record the producer refuses, and more good ones after it.
-        began = time.monotonic()
-        await produce(
-            broker.bootstrap_servers, TOPIC, [huge_event(), *good[:10]], client={"max_request_size": 4 << 20}
-        )
-        code = await asyncio.wait_for(proc.wait(), 60)
-    seconds = time.monotonic() - began
-    log = (tmp_path / "daemon.log").read_text()
-    assert code == 4, log[-3000:]
-    assert f"stopped: cannot write the dead-letter topic {DLQ}: MessageSizeTooLargeError" in log, log[-3000:]
-    assert "Traceback" not in log and "Task exception was never retrieved" not in log
-    assert readiness.unready_at is not None, readiness.statuses[-20:]
-    committed = (await committed_offsets(broker.bootstrap_servers, GROUP, [tp])).get(tp, 0)
-    assert committed == big_at, f"committed {committed}: the refused record is at {big_at}"
-    print(f"refused dead-letter record at offset {big_at}: exit 4 {seconds:.1f}s after it was produced")
+    ((key, record),) = await read_topic(broker.bootstrap_servers, DLQ, 1)
+    assert key == b"device-huge"
+    assert record["reason"] == "payload_too_large" and "event" not in record
+    assert record["position"] == {"topic": TOPIC, "partition": 0, "offset": big_at}
+    assert "over the 1000000-byte message limit" in str(record["omitted"])
+    (line,) = [r.getMessage() for r in caplog.records if "written without its event" in r.getMessage()]
+    assert f"offset': {big_at}" in line and "payload_too_large" in line and DLQ in line, line
 
 
 def test_offsets_are_partition_first_last_with_an_open_end() -> None:

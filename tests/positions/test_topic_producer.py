@@ -1,15 +1,19 @@
 """Tests for consumer.sources.kafka_deadletter's producer on the real broker: a full queue is handed to
 the broker before any settle, settle returns once every record is acknowledged, and one key's records
-keep the order they were written in."""
+keep the order they were written in; a record the producer refuses is a fault naming the topic, raised
+again by every later call."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 
+import pytest
 from aiokafka.structs import ConsumerRecord
 from currents_devkit.broker import EmbeddedBroker
 from kafka_harness import eventually, plain_consumer
 
+from consumer.ops.faults import Fault
 from consumer.settings import load
 from consumer.sources.kafka_deadletter import TopicProducer
 
@@ -56,3 +60,20 @@ async def test_settle_with_nothing_written_starts_no_producer(broker: EmbeddedBr
     producer = TopicProducer(kafka, TOPIC)
     await producer.settle()
     await producer.close()
+
+
+async def test_a_record_the_producer_refuses_is_a_fault_naming_the_topic(broker: EmbeddedBroker) -> None:
+    await broker.create_topic(TOPIC, 1)
+    kafka = load(None, env={"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers}).kafka
+    producer = TopicProducer(kafka, TOPIC)
+    producer.send(b"device-0", b"x" * (2 << 20))  # over the producer's 1 MiB request limit
+    try:
+        with pytest.raises(
+            Fault, match=f"cannot write the dead-letter topic {TOPIC}: MessageSizeTooLargeError"
+        ):
+            await producer.settle()
+        with pytest.raises(Fault, match="MessageSizeTooLargeError"):
+            producer.send(b"device-0", b"small")  # nothing written after it counts
+    finally:
+        with contextlib.suppress(Fault):
+            await producer.close()
