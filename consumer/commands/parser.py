@@ -117,7 +117,7 @@ def build(
     p = sub.add_parser(
         "run", epilog=EPILOG, help="the Kafka daemon: consume Currents events and deliver them to Amplitude"
     )
-    add_arguments(p, ("kafka", "workers", *DELIVERY, "metrics", "logs", "dead_letter"))
+    add_arguments(p, ("kafka_connection", "kafka", "workers", *DELIVERY, "metrics", "logs", "dead_letter"))
 
     p = sub.add_parser(
         "redrive", epilog=EPILOG, help="re-send dead-lettered events (same insert_id: no double counting)"
@@ -154,7 +154,7 @@ def build(
         "out: to the end; repeatable)",
     )
     p.add_argument("--summary-json", action="store_true", help=SUMMARY_JSON)
-    add_arguments(p, ("kafka", *DELIVERY, "logs", "dead_letter"))
+    add_arguments(p, ("kafka_connection", *DELIVERY, "logs", "dead_letter"))
 
     p = sub.add_parser("config", help="print the effective configuration (secrets masked)")
     p.add_argument(

@@ -185,6 +185,7 @@ def option(
 
 GROUPS: dict[str, str] = {
     "input": "input selection",
+    "kafka_connection": "Kafka",
     "kafka": "Kafka",
     "destination": "destinations",
     "amplitude": "Amplitude",

@@ -23,13 +23,14 @@ from consumer.settings.fields import option as _option
 from consumer.settings.partners import pairs
 
 _kafka = partial(_option, group="kafka")
+_connect = partial(_option, group="kafka_connection")  # how to reach the cluster: redrive's too
 _input = partial(_option, group="input")
 
 
 class KafkaSettings(Section):
     """The Kafka source of the ``run`` daemon."""
 
-    bootstrap_servers: Text = _kafka(
+    bootstrap_servers: Text = _connect(
         "localhost:9092",
         "--bootstrap-servers",
         "KAFKA_BOOTSTRAP_SERVERS",
@@ -49,24 +50,26 @@ class KafkaSettings(Section):
     group_id: Text = _kafka(
         "currents-consumer", "--group-id", "KAFKA_GROUP_ID", "consumer group", metavar="NAME"
     )
-    client_id: Text = _kafka(
+    client_id: Text = _connect(
         "currents-consumer", "--client-id", "KAFKA_CLIENT_ID", "Kafka client id", metavar="NAME"
     )
-    security_protocol: Annotated[Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"], AS_TEXT] = _kafka(
-        "PLAINTEXT", "--security-protocol", "KAFKA_SECURITY_PROTOCOL", "Kafka security protocol"
+    security_protocol: Annotated[Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"], AS_TEXT] = (
+        _connect("PLAINTEXT", "--security-protocol", "KAFKA_SECURITY_PROTOCOL", "Kafka security protocol")
     )
-    sasl_mechanism: Annotated[Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], AS_TEXT] = _kafka(
+    sasl_mechanism: Annotated[Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], AS_TEXT] = _connect(
         "PLAIN", "--sasl-mechanism", "KAFKA_SASL_MECHANISM", "SASL mechanism"
     )
-    sasl_username: Text = _kafka(
+    sasl_username: Text = _connect(
         "", "--sasl-username", "KAFKA_SASL_USERNAME", "SASL user name", metavar="NAME"
     )
-    sasl_password: SecretText = _kafka("", "--sasl-password", "KAFKA_SASL_PASSWORD", "SASL password")
-    ssl_cafile: Text = _kafka("", "--ssl-cafile", "KAFKA_SSL_CAFILE", "CA bundle for TLS", metavar="PATH")
-    ssl_certfile: Text = _kafka(
+    sasl_password: SecretText = _connect("", "--sasl-password", "KAFKA_SASL_PASSWORD", "SASL password")
+    ssl_cafile: Text = _connect("", "--ssl-cafile", "KAFKA_SSL_CAFILE", "CA bundle for TLS", metavar="PATH")
+    ssl_certfile: Text = _connect(
         "", "--ssl-certfile", "KAFKA_SSL_CERTFILE", "client certificate (mTLS)", metavar="PATH"
     )
-    ssl_keyfile: Text = _kafka("", "--ssl-keyfile", "KAFKA_SSL_KEYFILE", "client key (mTLS)", metavar="PATH")
+    ssl_keyfile: Text = _connect(
+        "", "--ssl-keyfile", "KAFKA_SSL_KEYFILE", "client key (mTLS)", metavar="PATH"
+    )
     schema_registry_url: Text = _kafka(
         "",
         "--schema-registry-url",

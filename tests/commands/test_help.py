@@ -99,6 +99,9 @@ def test_each_command_lists_only_the_options_it_reads() -> None:
     assert "--topic" in flags("run") and "--topic" not in flags("replay")
     assert "--metrics-port" not in flags("redrive") and "--workers" not in flags("convert")
     assert "--event-type" not in flags("run")
+    # redrive reaches the cluster of a dead-letter topic, but consumes no Currents topic
+    assert {"--bootstrap-servers", "--security-protocol", "--sasl-password"} <= flags("redrive")
+    assert not {"--topic", "--commit-interval", "--shutdown-grace"} & flags("redrive")
     assert flags("sample") == {"-h", "--help", "--config", "--events", "--seed", "--layout"}
     assert {"--state-dir", "--topic", "--workers", "--event-type"} <= flags("config"), "config: every option"
     run_help = cli("run", "--help")
