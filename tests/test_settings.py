@@ -25,7 +25,10 @@ SECRET = "sk-live-7d1e0c2b9a"
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    groups = ("destination", "amplitude", "limits", "dead_letter", "state", "mapping", "metrics", "logs", "kafka")
+    groups = (
+        "destination", "amplitude", "limits", "dead_letter", "state", "mapping", "metrics", "logs",
+        "kafka_connection", "kafka",
+    )  # fmt: skip
     add_arguments(parser, groups)
     return parser.parse_args(list(argv))
 
