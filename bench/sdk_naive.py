@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,31 +34,47 @@ from consumer.transform.base import Skip
 _KWARG = {"productId": "product_id"}
 
 
-def main(root: str, server_url: str) -> None:
-    """Track every exportable event under ``root`` through the SDK, then shut it down."""
-    codes: Counter[int] = Counter()
+class Tally:
+    """What a peer script prints: records read, events tracked and skipped, and the status the SDK
+    reported per event (``on_result`` is the SDK's callback)."""
 
-    def on_result(_event: Any, code: int, _message: str | None) -> None:
-        codes[code] += 1
+    def __init__(self) -> None:
+        self.read = self.tracked = self.skipped = 0
+        self.codes: Counter[int] = Counter()
 
-    client = Amplitude("bench-key", Config(server_url=server_url, min_id_length=1, callback=on_result))
-    transformer = Transformer()
-    read = tracked = skipped = 0
+    def on_result(self, _event: Any, code: int, _message: str | None) -> None:
+        self.codes[code] += 1
+
+    def print(self) -> None:
+        out = {"read": self.read, "tracked": self.tracked, "skipped": self.skipped}
+        print(json.dumps(out | {"callback_codes": self.codes}))
+
+
+def avro_files(root: str) -> Iterator[tuple[str, Iterator[Any]]]:
+    """Every ``*.avro`` file under ``root``, in order: its Currents event type and its records."""
     for path in sorted(Path(root).rglob("*.avro")):
         with path.open("rb") as f:
             reader = fastavro.reader(f)
             schema: Any = reader.writer_schema
-            event_type = event_type_of(schema["name"])  # fastavro gives the full name
-            for record in reader:
-                read += 1
-                event = transformer.transform(event_type, record)
-                if isinstance(event, Skip):
-                    skipped += 1
-                    continue
-                client.track(BaseEvent(**{_KWARG.get(k, k): v for k, v in event.items()}))
-                tracked += 1
+            yield event_type_of(schema["name"]), reader  # fastavro gives the full name
+
+
+def main(root: str, server_url: str) -> None:
+    """Track every exportable event under ``root`` through the SDK, then shut it down."""
+    tally = Tally()
+    client = Amplitude("bench-key", Config(server_url=server_url, min_id_length=1, callback=tally.on_result))
+    transformer = Transformer()
+    for event_type, records in avro_files(root):
+        for record in records:
+            tally.read += 1
+            event = transformer.transform(event_type, record)
+            if isinstance(event, Skip):
+                tally.skipped += 1
+                continue
+            client.track(BaseEvent(**{_KWARG.get(k, k): v for k, v in event.items()}))
+            tally.tracked += 1
     client.shutdown()
-    print(json.dumps({"read": read, "tracked": tracked, "skipped": skipped, "callback_codes": codes}))
+    tally.print()
 
 
 if __name__ == "__main__":

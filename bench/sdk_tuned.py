@@ -18,16 +18,12 @@ is a lower bound. Output as ``sdk_naive.py``: ``{"read", "tracked", "skipped", "
 
 from __future__ import annotations
 
-import json
 import sys
-from collections import Counter
-from pathlib import Path
 from typing import Any
 
-import fastavro
 from amplitude import Amplitude, BaseEvent, Config
+from sdk_naive import Tally, avro_files  # beside this script: its reading and counting
 
-from consumer.decode.schemas import event_type_of
 from consumer.settings import MappingConfig
 from consumer.transform.amplitude_plans import CUSTOM
 from consumer.transform.amplitude_tables import amplitude_name, is_exported
@@ -58,42 +54,33 @@ def to_event(name: str, named: bool, record: Any) -> BaseEvent | None:
 
 def main(root: str, server_url: str) -> None:
     """Track every exportable event under ``root`` through the tuned SDK, then shut it down."""
-    codes: Counter[int] = Counter()
-
-    def on_result(_event: Any, code: int, _message: str | None) -> None:
-        codes[code] += 1
-
+    tally = Tally()
     config = Config(
         server_url=server_url,
         min_id_length=1,
         flush_queue_size=1000,
         flush_interval_millis=1000,
-        callback=on_result,
+        callback=tally.on_result,
     )
     client = Amplitude("bench-key", config)
     mapping = MappingConfig()
-    read = tracked = skipped = 0
-    for path in sorted(Path(root).rglob("*.avro")):
-        with path.open("rb") as f:
-            reader = fastavro.reader(f)
-            schema: Any = reader.writer_schema
-            event_type = event_type_of(schema["name"])  # fastavro gives the full name
-            exported = is_exported(mapping, event_type)
-            named = event_type == CUSTOM  # a custom event's name completes the prefix
-            if named:
-                name = mapping.event_prefix + mapping.custom_event_prefix
-            else:
-                name = amplitude_name(mapping, event_type) if exported else ""
-            for record in reader:
-                read += 1
-                event = to_event(name, named, record) if exported else None
-                if event is None:
-                    skipped += 1
-                    continue
-                client.track(event)
-                tracked += 1
+    for event_type, records in avro_files(root):
+        exported = is_exported(mapping, event_type)
+        named = event_type == CUSTOM  # a custom event's name completes the prefix
+        if named:
+            name = mapping.event_prefix + mapping.custom_event_prefix
+        else:
+            name = amplitude_name(mapping, event_type) if exported else ""
+        for record in records:
+            tally.read += 1
+            event = to_event(name, named, record) if exported else None
+            if event is None:
+                tally.skipped += 1
+                continue
+            client.track(event)
+            tally.tracked += 1
     client.shutdown()
-    print(json.dumps({"read": read, "tracked": tracked, "skipped": skipped, "callback_codes": codes}))
+    tally.print()
 
 
 if __name__ == "__main__":
