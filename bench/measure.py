@@ -51,6 +51,8 @@ class ChildRun:
     rss_source: str = "wait4"
     harness_hwm_kib: int = 0
     tree_rss_kib: int = 0
+    spawned_at: float = 0.0
+    """Epoch seconds at spawn, to compare with the simulator's clock (its first and last ingestion)."""
 
     @property
     def cpu_s(self) -> float:
@@ -95,6 +97,7 @@ def run_child(
     if timer_bin:
         full = [timer_bin, "-f", "%M %U %S", "-o", str(usage_path), "--", *full]
     with stderr_path.open("wb") as err:
+        spawned_at = time.time()
         started = time.perf_counter()
         proc = subprocess.Popen(
             full, stdout=stdout, stderr=err, stdin=subprocess.DEVNULL, env=env, start_new_session=True
@@ -108,6 +111,7 @@ def run_child(
     if timer_bin:
         _apply_gnu_time(run, usage_path)
     run.tree_rss_kib = sampler.peak_kib
+    run.spawned_at = spawned_at
     return run
 
 

@@ -159,6 +159,12 @@ def aggregate(rows: list[Any]) -> dict[str, Any]:
         "peak_tree_rss_mib": round(tree / 1024, 1),
         "peak_tree_rss_mib_all": [round(r.run.tree_rss_kib / 1024, 1) for r in rows if r.run],
     }
+    for key in ("first_delivery_s", "delivery_span_s"):
+        values = [r.extra[key] for r in good if key in r.extra]
+        if values:
+            out[key] = round(statistics.median(values), 3)
+    if out.get("delivery_span_s"):
+        out["events_per_delivery_s"] = round(events / out["delivery_span_s"])
     sim_cpu = [r.extra["simulator_cost"]["cpu_s"] for r in good if r.extra.get("simulator_cost")]
     if sim_cpu:
         out["simulator_cpu_s"] = round(statistics.median(sim_cpu), 3)
@@ -212,8 +218,13 @@ def ratios(cells: dict[str, dict[str, Any]]) -> dict[str, float | None]:
         "replay_over_sdk_tuned": ("replay", "sdk-tuned"),
         "kafka_over_replay": ("kafka", "replay"),
     }
+    def delivery_rate(name: str) -> float | None:
+        value = cells.get(name, {}).get("events_per_delivery_s")
+        return float(value) if value else None
+
     out = {key: ratio(a, b) for key, (a, b) in pairs.items()}
     out |= {f"{key}_cpu": ratio(a, b, cpu_rate) for key, (a, b) in pairs.items()}
+    out["kafka_over_replay_delivery"] = ratio("kafka", "replay", delivery_rate)
     return out
 
 
@@ -263,6 +274,11 @@ def table(
         )
         if c.get("simulator_cpu_s") is not None:
             text += f"  (simulator {c['simulator_cpu_s']:.1f} cpu-s)"
+        if c.get("events_per_delivery_s"):
+            text += (
+                f"  first delivery at {c['first_delivery_s']:.2f} s, then {c['delivery_span_s']:.2f} s"
+                f" to the last: {c['events_per_delivery_s']:,} ev/s"
+            )
         if c.get("notes"):
             text += f"  ! {'; '.join(c['notes'])[:100]}"
         return text
@@ -421,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
         f"CPU-time rate ratios:  replay/fastavro {r['replay_over_fastavro_cpu']}  "
         f"convert/fastavro {r['convert_over_fastavro_cpu']}  replay/SDK {r['replay_over_sdk_cpu']}  "
         f"replay/tuned SDK {r['replay_over_sdk_tuned_cpu']}\n"
-        f"Kafka daemon/replay: {r['kafka_over_replay']} (wall)  {r['kafka_over_replay_cpu']} (CPU)"
+        f"Kafka daemon/replay: {r['kafka_over_replay']} (wall)  {r['kafka_over_replay_cpu']} (CPU)  "
+        f"{r['kafka_over_replay_delivery']} (first to last delivery)"
     )
     if fit:
         print(

@@ -221,6 +221,7 @@ def _replay(
     row.extra |= {"simulator": stats, "simulator_cost": sim.cost.as_dict() if sim.cost else None}
     row.extra |= {"dead_lettered": summary.get("dead_lettered"), "skipped": summary.get("skipped")}
     row.extra["delivered_by_destination"] = summary.get("delivered_by_destination")
+    _delivery_times(row, run, stats)
     if row.ok:
         if summary.get("dead_lettered"):
             row.fail(f"dead-lettered {summary['dead_lettered']}")
@@ -360,6 +361,7 @@ def kafka_daemon(ctx: Context, ds: Dataset, tag: str) -> Row | None:
     row.events_out = stats.get("events_ingested")
     row.extra |= {"simulator": stats, "simulator_cost": sim.cost.as_dict() if sim.cost else None,
                   "messages": info["messages"], "expected": expected}  # fmt: skip
+    _delivery_times(row, run, stats)
     if row.ok and row.events_out != expected:
         row.fail(f"simulator ingested {row.events_out}, expected {expected}")
     shutil.rmtree(scratch, ignore_errors=True)
@@ -382,6 +384,16 @@ def kafka_outage(ctx: Context, ds: Dataset, tag: str, seconds: float = 60.0) -> 
         row.fail(f"the simulator was down but ingested {row.events_out}")
     shutil.rmtree(scratch, ignore_errors=True)
     return row
+
+
+def _delivery_times(row: Row, run: ChildRun, stats: dict[str, Any]) -> None:
+    """From the simulator's clock: seconds from spawn to the first ingested request
+    (``first_delivery_s``: start-up, group join, the first batch) and from it to the last
+    (``delivery_span_s``: the steady rate, what "first to last delivery" compares)."""
+    first, last = stats.get("first_ingest_at"), stats.get("last_ingest_at")
+    if first is not None and last is not None and run.spawned_at:
+        row.extra["first_delivery_s"] = round(first - run.spawned_at, 3)
+        row.extra["delivery_span_s"] = round(last - first, 3)
 
 
 def _stats(sim: SimulatorProcess) -> dict[str, Any]:

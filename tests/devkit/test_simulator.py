@@ -550,6 +550,20 @@ async def test_faults_over_http(sim: AmplitudeSimulator, client: httpx.AsyncClie
     assert r.status_code == 400
 
 
+async def test_stats_give_the_span_of_ingestion(
+    sim: AmplitudeSimulator, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    assert (sim.stats.first_ingest_at, sim.stats.last_ingest_at) == (None, None)
+    await post(client, sim.http_v2_url, [ev(0)])
+    clock.advance(1.5)
+    await post(client, sim.http_v2_url, [ev(1), ev(2)])
+    clock.advance(3.0)
+    await post(client, sim.http_v2_url, [ev(2)])  # only a duplicate: nothing ingested, the span stays
+    stats = (await client.get(sim.url + "/_sim/stats")).json()["stats"]
+    assert (stats["first_ingest_at"], stats["last_ingest_at"]) == (T0, T0 + 1.5)
+    assert stats["events_ingested"] == 3
+
+
 async def test_stats_events_and_reset_over_http(
     sim: AmplitudeSimulator, client: httpx.AsyncClient, clock: FakeClock
 ) -> None:

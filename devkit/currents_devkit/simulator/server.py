@@ -354,7 +354,7 @@ class AmplitudeSimulator:
         self._quota.add(checked.devices, checked.users)
         events = checked.events
         fresh, dups = (events, []) if self._dedup is None else self._dedup.split(events)
-        self.stats.events_ingested += len(fresh)
+        self.stats.ingested(len(fresh), now)
         self.stats.events_duplicate += len(dups)
         if self.config.keep_events:
             self._store.keep(now, api.path, fresh, dups, body)

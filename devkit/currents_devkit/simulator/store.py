@@ -85,6 +85,8 @@ class SimulatorStats:
     its byte size is not parsed); ``events_ingested`` excludes duplicates. ``requests_hung`` counts
     requests never answered (a ``hang`` fault; not in ``requests_by_status``); ``open_requests`` the
     data requests being answered now (hung, delayed or trickling), ``max_open_requests`` its peak.
+    ``first_ingest_at`` and ``last_ingest_at`` are the simulator clock's times (epoch seconds) of the first
+    and the latest request that ingested an event, ``None`` before one did: a client's delivery span.
     """
 
     requests_by_status: dict[int, int] = field(default_factory=dict)
@@ -96,6 +98,16 @@ class SimulatorStats:
     requests_hung: int = 0
     open_requests: int = 0
     max_open_requests: int = 0
+    first_ingest_at: float | None = None
+    last_ingest_at: float | None = None
+
+    def ingested(self, count: int, now: float) -> None:
+        """Count ``count`` fresh events ingested by one request answered at ``now``."""
+        if count:
+            self.events_ingested += count
+            if self.first_ingest_at is None:
+                self.first_ingest_at = now
+            self.last_ingest_at = now
 
     def opened(self) -> None:
         """Count one more data request open (its answer not yet given)."""
@@ -128,4 +140,6 @@ class SimulatorStats:
             "requests_hung": self.requests_hung,
             "open_requests": self.open_requests,
             "max_open_requests": self.max_open_requests,
+            "first_ingest_at": self.first_ingest_at,
+            "last_ingest_at": self.last_ingest_at,
         }
