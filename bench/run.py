@@ -218,6 +218,7 @@ def ratios(cells: dict[str, dict[str, Any]]) -> dict[str, float | None]:
         "replay_over_sdk_tuned": ("replay", "sdk-tuned"),
         "kafka_over_replay": ("kafka", "replay"),
     }
+
     def delivery_rate(name: str) -> float | None:
         value = cells.get(name, {}).get("events_per_delivery_s")
         return float(value) if value else None
@@ -252,6 +253,27 @@ _LABELS = {
 }
 
 
+def _line(label: str, c: dict[str, Any]) -> str:
+    """One row of the table."""
+    if not c.get("ok_runs"):
+        return f"{label:<32} FAILED: {'; '.join(c.get('notes', []))[:120]}"
+    text = (
+        f"{label:<32} {c['events']:>8} {c['events_out'] or 0:>8} {c['wall_s']:>8.2f} "
+        f"{c['events_per_s']:>9,} {c['events_per_cpu_s'] or 0:>9,} {c['peak_rss_mib']:>8.1f}"
+        f" {c['peak_tree_rss_mib']:>8.1f}"
+    )
+    if c.get("simulator_cpu_s") is not None:
+        text += f"  (simulator {c['simulator_cpu_s']:.1f} cpu-s)"
+    if c.get("events_per_delivery_s"):
+        text += (
+            f"  first delivery at {c['first_delivery_s']:.2f} s, then {c['delivery_span_s']:.2f} s"
+            f" to the last: {c['events_per_delivery_s']:,} ev/s"
+        )
+    if c.get("notes"):
+        text += f"  ! {'; '.join(c['notes'])[:100]}"
+    return text
+
+
 def table(
     cells: dict[str, dict[str, Any]],
     scaling: dict[str, dict[str, Any]],
@@ -264,37 +286,18 @@ def table(
     )
     lines = [head, "-" * len(head)]
 
-    def line(label: str, c: dict[str, Any]) -> str:
-        if not c.get("ok_runs"):
-            return f"{label:<32} FAILED: {'; '.join(c.get('notes', []))[:120]}"
-        text = (
-            f"{label:<32} {c['events']:>8} {c['events_out'] or 0:>8} {c['wall_s']:>8.2f} "
-            f"{c['events_per_s']:>9,} {c['events_per_cpu_s'] or 0:>9,} {c['peak_rss_mib']:>8.1f}"
-            f" {c['peak_tree_rss_mib']:>8.1f}"
-        )
-        if c.get("simulator_cpu_s") is not None:
-            text += f"  (simulator {c['simulator_cpu_s']:.1f} cpu-s)"
-        if c.get("events_per_delivery_s"):
-            text += (
-                f"  first delivery at {c['first_delivery_s']:.2f} s, then {c['delivery_span_s']:.2f} s"
-                f" to the last: {c['events_per_delivery_s']:,} ev/s"
-            )
-        if c.get("notes"):
-            text += f"  ! {'; '.join(c['notes'])[:100]}"
-        return text
-
     for name, c in cells.items():
-        lines.append(line(_LABELS.get(name, name), c))
+        lines.append(_line(_LABELS.get(name, name), c))
     if scaling:
         lines.append("")
         lines.append("replay scaling")
         for n, c in scaling.items():
-            lines.append(line(f"  replay n={n}", c))
+            lines.append(_line(f"  replay n={n}", c))
     if kafka_scaling:
         lines.append("")
         lines.append("Kafka daemon scaling")
         for n, c in kafka_scaling.items():
-            lines.append(line(f"  kafka n={n}", c))
+            lines.append(_line(f"  kafka n={n}", c))
     return "\n".join(lines)
 
 
