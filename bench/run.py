@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default="", help="comma-separated rows (see SCENARIOS in bench/scenarios.py)")
     p.add_argument("--scaling", action="store_true", help="also replay at --scales (linear time, flat RSS)")
     p.add_argument("--scales", default=",".join(str(n) for n in DEFAULT_SCALES), help="event counts")
-    p.add_argument("--profile", action="store_true", help="py-spy profiles of convert and replay")
+    p.add_argument("--profile", action="store_true", help="py-spy profiles of convert, replay and the Kafka daemon")
     p.add_argument("--native", action="store_true", help="profile native frames too (py-spy --native)")
     p.add_argument(
         "--replay-flag",
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
     if args.profile:
         import spy
 
-        for which in ("convert", "replay"):
+        for which in ("convert", "replay", "kafka"):
             print(f"profile {which} ...", file=sys.stderr, flush=True)
             profiles[which] = spy.profile(ctx, main_ds, which, native=args.native)
             if "error" not in profiles[which]:

@@ -49,6 +49,8 @@ class Context:
     python: str = sys.executable
     replay_flags: tuple[str, ...] = ()
     """Extra ``replay`` flags (``run.py --replay-flag``), to measure a variant such as ``--gzip=false``."""
+    wrap: tuple[str, ...] = ()
+    """A command the measured child runs under (py-spy's ``record ... --`` for a profile), or nothing."""
 
     @property
     def cli(self) -> list[str]:
@@ -133,7 +135,7 @@ def _child(ctx: Context, tag: str, argv: list[str], *, keep_stdout: bool) -> Chi
     out_path = ctx.log(tag, "stdout") if keep_stdout else Path(os.devnull)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with out_path.open("wb") as out:
-        return run_child(argv, stdout=out, stderr_path=err_path, timeout=ctx.timeout)
+        return run_child([*ctx.wrap, *argv], stdout=out, stderr_path=err_path, timeout=ctx.timeout)
 
 
 def _check_exit(row: Row, run: ChildRun, stderr: Path) -> None:

@@ -13,6 +13,7 @@ recorded, so percentages are of busy time. py-spy is a bench-only dependency
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from collections import Counter
@@ -21,7 +22,7 @@ from typing import Any
 
 from dataset import Dataset
 from measure import run_child, tail
-from scenarios import API_KEY, Context
+from scenarios import API_KEY, Context, kafka_daemon
 from simserver import SimulatorProcess
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
@@ -118,7 +119,8 @@ def render(name: str, summary: dict[str, Any], top: int = 12) -> str:
 def profile(
     ctx: Context, ds: Dataset, which: str, *, rate: int = 200, native: bool = False
 ) -> dict[str, Any]:
-    """Profile ``convert`` or ``replay`` over ``ds``; returns the summary (or an ``error``)."""
+    """Profile ``convert``, ``replay`` or the Kafka daemon (``kafka``: the benchmark's own row, under
+    py-spy) over ``ds``; returns the summary (or an ``error``)."""
     spy = shutil.which("py-spy")
     if spy is None:
         return {"error": "py-spy is not installed: pip install -r bench/requirements.txt"}
@@ -145,6 +147,11 @@ def profile(
             ]  # fmt: skip
             run = run_child(argv, stderr_path=err, timeout=ctx.timeout)
         shutil.rmtree(scratch, ignore_errors=True)
+    elif which == "kafka":
+        row = kafka_daemon(dataclasses.replace(ctx, wrap=(*record, "--")), ds, f"profile-{which}")
+        if row is None or row.run is None:
+            return {"error": "the Kafka row could not run (no broker)"}
+        run = row.run
     else:
         raise ValueError(f"no profile for {which!r}")
     if run.returncode != 0 or not collapsed.is_file():

@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from consumer.app.destinations import Destination
@@ -37,6 +37,9 @@ from consumer.ops.summary import Summary
 from consumer.positions.deadletter import DeadLetterOutput
 from consumer.transform.base import Skip
 from consumer.transform.prepare import Output, Prepared, Preparer
+
+Taken = tuple[Position, str, tuple[Output, ...]]
+"""One prepared record as :meth:`Pipeline.take_run` takes it: its position, event type and outputs."""
 
 log = logging.getLogger("currents.pipeline")
 
@@ -161,15 +164,50 @@ class Pipeline:
         per-record bookkeeping (read counts, the clock, handing payloads to the engines, yielding to
         requests in flight) done once per chunk."""
         self.faults.raise_first()
-        for event_type, n in Counter([record[1] for record in chunk]).items():
+        self._count_types([record[1] for record in chunk])
+        await self._offer(self._place_all((Position(source, partition, o), t, out) for o, t, out in chunk))
+        await asyncio.sleep(0)
+
+    def take_run(self, records: Sequence[Taken]) -> None:
+        """Submit prepared records, in order, without ever waiting: for a source that must keep polling
+        while delivery is full (the Kafka daemon). The caller sizes the run with :meth:`rooms` and
+        :meth:`spend` (it ends with the record that fills an engine, as taking records one by one while
+        :attr:`has_room` would); a record's payloads past the room are taken all the same. The
+        per-record bookkeeping is done once per run, as in :meth:`take_chunk`."""
+        self.faults.raise_first()
+        self._count_types([record[1] for record in records])
+        for engine, items in zip(self.engines, self._place_all(records), strict=True):
+            engine.offer_many(items, beyond_room=True)
+
+    def rooms(self) -> list[list[int]]:
+        """Each engine's room now, ``[events, bytes]`` (in destination order), for :meth:`spend`."""
+        return [engine.room() for engine in self.engines]
+
+    @staticmethod
+    def spend(rooms: list[list[int]], outputs: tuple[Output, ...]) -> bool:
+        """Take one record's payloads off ``rooms``; whether every engine still has room after it."""
+        left = True
+        for room, out in zip(rooms, outputs, strict=True):
+            if isinstance(out, list):
+                room[0] -= len(out)
+                for encoded, _ in out:  # a Pending's size
+                    room[1] -= len(encoded) + 1
+                if room[0] <= 0 or room[1] <= 0:
+                    left = False
+        return left
+
+    def _count_types(self, event_types: list[str]) -> None:
+        for event_type, n in Counter(event_types).items():
             self._count_read(event_type, n)
+
+    def _place_all(self, records: Iterable[Taken]) -> list[list[Pending]]:
+        """:meth:`_place` for each of ``records`` at one instant: each engine's queue (destination order)."""
         now = self._clock()
         queues: list[list[Pending]] = [[] for _ in self.engines]
         place = self._place
-        for offset, event_type, outputs in chunk:
-            place(Position(source, partition, offset), event_type, outputs, now, queues)
-        await self._offer(queues)
-        await asyncio.sleep(0)
+        for position, event_type, outputs in records:
+            place(position, event_type, outputs, now, queues)
+        return queues
 
     def _count_read(self, event_type: str, n: int) -> None:
         self.summary.read[event_type] += n

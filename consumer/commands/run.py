@@ -37,6 +37,7 @@ from typing import Any
 
 from consumer.app.destinations import Destination
 from consumer.app.loop import RunLoop
+from consumer.app.pipeline import Taken
 from consumer.decode.avro import DecodeError, Message
 from consumer.decode.registry import RegistryClient, RegistryUnavailable
 from consumer.events import Position
@@ -58,6 +59,8 @@ BATCH = 256
 """Messages prepared together (by a worker process or here)."""
 AHEAD = 3
 """Batches with each worker process at once."""
+FETCH_RECORDS = 2000
+"""Messages one fetch adds to the backlog at most."""
 
 
 @dataclass
@@ -174,7 +177,7 @@ class Daemon:
 
     def update_gauges(self) -> None:
         """Refresh point-in-time gauges (before a scrape and with each progress line)."""
-        self.pipeline.update_gauges(len(self.backlog) + sum(len(b.messages) for b in self.inflight))
+        self.pipeline.update_gauges(len(self.backlog) + sum(len(b.messages) - b.next for b in self.inflight))
         for tp in list(self.owned):
             high = self.consumer.highwater(tp)
             if high is not None:
@@ -208,6 +211,10 @@ class Daemon:
         """
         ahead = AHEAD * len(self.workers) or 1
         while (self.backlog or self.inflight) and self.pipeline.has_room:
+            if not self.backlog and len(self.inflight) < ahead:
+                # Top up from what the fetcher already holds, without waiting: the workers get the next
+                # batches before this process waits for the ones they have (no idle gap per fetch).
+                await self._fetch(0)
             while self.backlog and len(self.inflight) < ahead:
                 if not await self._send_batch():
                     break
@@ -215,6 +222,14 @@ class Daemon:
                 return
             if await self._take(self.inflight[0]):
                 self.inflight.popleft()
+
+    async def _fetch(self, timeout_ms: int) -> None:
+        """Add the messages of owned partitions that one fetch gives (within ``timeout_ms``) to the
+        backlog."""
+        fetched = await self.consumer.fetch(timeout_ms, FETCH_RECORDS)
+        for tp, messages in fetched.items():
+            if tp in self.owned:
+                self.backlog.extend(messages)
 
     async def _send_batch(self) -> bool:
         """Move the next owned messages of the backlog to a batch being prepared; ``False`` to stop
@@ -265,23 +280,32 @@ class Daemon:
                 if batch.worker.restart(exc.pid):
                     log.error("%s; its batches are prepared here, another worker starts", exc)
                 batch.ready = self._prepare_here(batch.messages)
-        pipeline, track, ready, messages = self.pipeline, self.tracker.track, batch.ready, batch.messages
-        while batch.next < len(messages):
-            if not pipeline.has_room:
-                return False
+        pipeline = self.pipeline
+        if not pipeline.has_room:
+            return False
+        # One run of records, up to the one that fills an engine (as taking them one by one while it has
+        # room would): the per-record bookkeeping is then done once for all of them.
+        rooms, spend, track, dropped = pipeline.rooms(), pipeline.spend, self.tracker.track, batch.dropped
+        ready, messages, end = batch.ready, batch.messages, len(batch.messages)
+        run: list[Taken] = []
+        while batch.next < end:
             i = batch.next
             batch.next += 1
             topic, partition, offset, value = messages[i]
-            if batch.dropped and (topic, partition) in batch.dropped:
+            if dropped and (topic, partition) in dropped:
                 continue
             track((topic, partition), offset)
             position = Position(topic, partition, offset)
             result = ready[i]
             if isinstance(result, str):
                 pipeline.undecodable(DecodeError(position, result, value))
-            else:
-                await pipeline.take(position, result[0], result[1])
-        return True
+                continue
+            run.append((position, result[0], result[1]))
+            if not spend(rooms, result[1]):
+                break
+        pipeline.take_run(run)
+        await asyncio.sleep(0)
+        return batch.next == end
 
     def _flow_control(self) -> None:
         full = bool(self.backlog) and not self.pipeline.has_room
@@ -319,10 +343,7 @@ class Daemon:
             self._beat()
             await self._feed()
             self._flow_control()
-            fetched = await self.consumer.fetch(200 if self.backlog else 500, 2000)
-            for tp, messages in fetched.items():
-                if tp in self.owned:
-                    self.backlog.extend(messages)
+            await self._fetch(200 if self.backlog else 500)
             if time.monotonic() - self._last_commit >= self.kafka.commit_interval:
                 await self.commit()
 

@@ -149,14 +149,15 @@ class DeliveryEngine:
         """Take one event if there is room (``True``), else take nothing (``False``); never waits."""
         return self.offer_many((item,)) == 1
 
-    def offer_many(self, items: Sequence[Pending], start: int = 0) -> int:
+    def offer_many(self, items: Sequence[Pending], start: int = 0, *, beyond_room: bool = False) -> int:
         """Take ``items[start:]`` in order while there is room; returns the index of the first one not
         taken (``len(items)`` when all were). Never waits: the synchronous form of :meth:`submit` for
         the hot path, with the per-call work (clock, wake-up) done once for all of them. Raises the
         run's first :class:`~consumer.ops.faults.Fault` once there is one (nothing more is taken).
+        With ``beyond_room`` every item is taken, room or not (the caller bounds what it offers).
         """
         self.faults.raise_first()
-        if not self._room.is_set():
+        if not beyond_room and not self._room.is_set():
             return start
         if self._pump is None:
             self._pump = asyncio.create_task(self._run(), name="delivery-pump")
@@ -173,7 +174,7 @@ class DeliveryEngine:
             if full:
                 self._room.clear()
             self.departures.admit(item, now)  # may end the item at once (a payload too large for any request)
-            if full:
+            if full and not beyond_room:
                 break
         # Only the state after the loop is seen (nothing else runs meanwhile): idle iff nothing is live.
         if live:
@@ -185,6 +186,13 @@ class DeliveryEngine:
     def has_room(self) -> bool:
         """Whether :meth:`submit` would return without waiting."""
         return self._room.is_set()
+
+    def room(self) -> list[int]:
+        """``[events, bytes]`` the engine takes before it is full (zeros while it is)."""
+        if not self._room.is_set():
+            return [0, 0]
+        limits = self.limits
+        return [limits.max_pending - len(self._live), limits.max_pending_bytes - self._bytes]
 
     @property
     def pending(self) -> int:

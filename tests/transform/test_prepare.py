@@ -100,3 +100,45 @@ async def test_an_unencodable_payload_is_dead_lettered_and_its_record_acknowledg
     assert record["reason"] == "unencodable" and record["position"] == {"file": "f.avro", "record": 7}
     assert record["destination"] == "amplitude" and "JSON serializable" in record["detail"]
     await pipeline.close()
+
+
+async def test_a_run_ends_with_the_record_that_fills_an_engine(tmp_path: Path) -> None:
+    """The daemon sizes each run with ``rooms``/``spend``: taking the run never passes ``--max-pending``
+    nor ``--max-pending-bytes`` by more than the record that reached it, and never waits."""
+    settings = load(
+        None,
+        {
+            "AMPLITUDE_API_KEY": "k",
+            "CURRENTS_DEAD_LETTER": str(tmp_path / "dl"),
+            "CURRENTS_MAX_PENDING": "5",
+            "CURRENTS_MAX_PENDING_BYTES": "10000",
+        },
+    )
+    dead = DeadLetterWriter(settings.dead_letter)
+    acked: list[Position] = []
+    destination = Destination("amplitude", amplitude(), NeverCalled(), settings.amplitude, settings.limits)
+    pipeline = Pipeline([destination], dead, Metrics(CollectorRegistry()), acked.append)
+    small = ([(b"x" * 99, ("d:1",))],)  # 100 bytes as a Pending
+    skipped = (Skip("no_identity"),)
+    records = [small, skipped, small, small, small, small, small]
+
+    def size_run(outputs: list[tuple[Any, ...]]) -> int:
+        rooms, taken = pipeline.rooms(), 0
+        for out in outputs:
+            taken += 1
+            if not pipeline.spend(rooms, out):
+                break
+        return taken
+
+    taken = size_run(records)
+    assert taken == 6  # five payloads fill the engine; the skipped record needs no room
+    pipeline.take_run([(Position("t", 0, i), CUSTOM, records[i]) for i in range(taken)])  # type: ignore[misc]
+    assert pipeline.engine.pending == 5 and not pipeline.has_room
+    assert pipeline.rooms() == [[0, 0]] and acked == [Position("t", 0, 1)]
+
+    big = ([(b"y" * 5999, ("d:2",))],)  # 6,000 bytes: the second one passes the byte bound
+    await pipeline.close()
+    pipeline = Pipeline([destination], dead, Metrics(CollectorRegistry()), acked.append)
+    assert size_run([big, big, big]) == 2
+    dead.close()
+    await pipeline.close()
