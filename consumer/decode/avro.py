@@ -158,6 +158,14 @@ class SchemaResolver(Protocol):
         ...
 
 
+def schema_id_of(value: bytes | None) -> int | None:
+    """The schema id of a well-framed Confluent value, without copying its body; ``None`` for any
+    other value (:func:`split_confluent` says what is wrong with it)."""
+    if value and len(value) >= 5 and value[0] == CONFLUENT_MAGIC:
+        return int.from_bytes(value[1:5], "big")
+    return None
+
+
 def split_confluent(value: bytes | None, position: Position) -> tuple[int, bytes]:
     """Check the Confluent framing of a Kafka value and return ``(schema_id, avro_body)``."""
     if not value:

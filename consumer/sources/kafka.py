@@ -22,9 +22,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError, SaslAuthenticationFailed
 from aiokafka.helpers import create_ssl_context
 
-from consumer.decode.avro import DecodeError, Message, split_confluent
+from consumer.decode.avro import Message, schema_id_of
 from consumer.decode.registry import RegistryClient, UnknownSchema
-from consumer.events import Position
 from consumer.settings import KafkaSettings
 
 FETCH_PARTITION_BYTES = 256 << 10
@@ -186,16 +185,12 @@ class MessageDecoder:
         registry = self.registry
         if registry is None:
             return
-        missing: set[int] = set()
-        for topic, partition, offset, value in messages:
-            if topic in self.topic_types:
-                continue
-            try:
-                schema_id, _ = split_confluent(value, Position(topic, partition, offset))
-            except DecodeError:
-                continue  # decoding reports the bad framing with the message's position
-            if registry.schema_for_id(schema_id) is None and schema_id not in self.unusable:
-                missing.add(schema_id)
+        topic_types = self.topic_types
+        # Bad framing (no id) is reported by decoding, with the message's position.
+        ids = {schema_id_of(value) for topic, _, _, value in messages if topic not in topic_types}
+        unusable = self.unusable
+        known = registry.schema_for_id
+        missing = {i for i in ids if i is not None and i not in unusable and known(i) is None}
         for schema_id in sorted(missing):
             try:
                 await registry.fetch(schema_id)

@@ -18,6 +18,7 @@ from consumer.decode.avro import (
     decode_confluent,
     decode_plain,
     iter_container,
+    schema_id_of,
     split_confluent,
 )
 from consumer.decode.schemas import parsed_schema, raw_schemas
@@ -171,6 +172,16 @@ def test_plain_avro_with_topic_mapping() -> None:
 
 def test_split_confluent_schema_id() -> None:
     assert split_confluent(b"\x00\x00\x00\x01\x02body", POS) == (258, b"body")
+
+
+@given(st.one_of(st.none(), st.binary(max_size=12), st.binary(max_size=8).map(lambda b: b"\x00" + b)))
+def test_schema_id_of_reads_the_id_split_confluent_would(value: bytes | None) -> None:
+    """The daemon's registry look-up reads only the id; it must agree with full framing checks."""
+    try:
+        expected: int | None = split_confluent(value, POS)[0]
+    except DecodeError:
+        expected = None
+    assert schema_id_of(value) == expected
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
