@@ -277,7 +277,7 @@ class Daemon:
                 batch.ready = pickle.loads(await batch.results)
             except WorkerDied as exc:
                 assert batch.worker is not None
-                if batch.worker.restart(exc.pid):
+                if await batch.worker.restart(exc.pid):
                     log.error("%s; its batches are prepared here, another worker starts", exc)
                 batch.ready = self._prepare_here(batch.messages)
         pipeline = self.pipeline
@@ -327,7 +327,7 @@ class Daemon:
                 pass  # nothing was read: close the pipeline, the clients and the dead-letters
             return 0
         for worker in self.workers:
-            worker.start()
+            await worker.start()
         async with loop.running((self.progress_interval, self._report), on_close=self._close):
             try:
                 await self._consume()

@@ -4,26 +4,35 @@ Decoding and mapping take most of the daemon's CPU; :class:`MessageWorker` moves
 (:mod:`.worker_process`) while the main process delivers. Batches are answered in request order, so
 several can be with the worker at once. A worker that dies fails every batch it held with
 :class:`WorkerDied`; the daemon prepares those in its own process and restarts the worker.
+
+The event loop itself writes the batches to the worker's socket and reads its answers (asyncio streams
+over the pipe, in :mod:`multiprocessing.connection`'s framing), with no thread in between: a thread
+handing each batch over had to win the GIL back from the busy event loop for every read and write, up
+to a switch interval (5 ms) each time, and the main process waited 2.5 s of a 7 s run for answers the
+workers had long finished (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import threading
+import os
+import socket
+import struct
 from collections import deque
 from collections.abc import Sequence
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from consumer.decode.avro import Message
 from consumer.sources.selection import Selection
 from consumer.sources.worker_messages import PrepareBatch
-from consumer.sources.worker_process import RestartBudget, Worker, spawn, stop
+from consumer.sources.worker_process import RestartBudget, Worker, dumps, spawn, stop
 
 if TYPE_CHECKING:
     from consumer.transform.base import Mapper
+
+READ_LIMIT = 1 << 20
+"""The stream reader's buffer limit (an answer of 256 prepared messages is about 100 KiB)."""
 
 
 class WorkerDied(Exception):
@@ -46,20 +55,19 @@ class MessageWorker:
         self._mappers = tuple(mappers)
         self.budget = RestartBudget()
         self._waiting: deque[asyncio.Future[bytes]] = deque()
-        self._lock = threading.Lock()
-        # One sender thread: requests reach the pipe in the order their futures were queued, and a
-        # send waiting for the worker to read never blocks the event loop.
-        self._sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="to-worker")
         self._worker: Worker | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._receiver: asyncio.Task[None] | None = None
         self._dead = False
-        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def start(self) -> None:
-        """Start the process and the thread that receives its answers."""
-        self._loop = asyncio.get_running_loop()
+    async def start(self) -> None:
+        """Start the process, and the task that reads its answers."""
         self._dead = False
-        self._worker = spawn(self._mappers, Selection())
-        threading.Thread(target=self._receive, args=(self._worker,), name="from-worker", daemon=True).start()
+        worker = self._worker = spawn(self._mappers, Selection())
+        # A duplicate of the pipe's socket for the event loop; ``worker.conn`` stays for stopping it.
+        sock = socket.socket(fileno=os.dup(worker.conn.fileno()))
+        reader, self._writer = await asyncio.open_connection(sock=sock, limit=READ_LIMIT)
+        self._receiver = asyncio.create_task(self._receive(worker, reader), name="from-worker")
 
     def prepare(
         self, batch: list[Message], schemas: dict[int, Any], unusable: dict[int, str]
@@ -67,44 +75,46 @@ class MessageWorker:
         """Queue ``batch``; the future gives the pickled list of results, one per message, or raises
         :class:`WorkerDied`.
         ``schemas``/``unusable`` are everything known so far; only what the worker lacks is sent."""
-        loop, worker = self._loop, self._worker
-        assert loop is not None and worker is not None, "start() first"
+        worker, writer = self._worker, self._writer
+        assert worker is not None and writer is not None, "start() first"
         new_schemas = {i: s for i, s in schemas.items() if i not in self._sent_schemas}
         new_unusable = {i: r for i, r in unusable.items() if i not in self._sent_unusable}
         self._sent_schemas.update(new_schemas)
         self._sent_unusable.update(new_unusable)
         task = PrepareBatch(batch, self._topic_types, self._has_registry, new_schemas, new_unusable)
-        future: asyncio.Future[bytes] = loop.create_future()
-        with self._lock:
-            if self._dead:  # the receiving thread saw the pipe close: nothing would answer
-                future.set_exception(WorkerDied(worker.process.pid, worker.process.exitcode))
-                return future
-            self._waiting.append(future)
-        self._sender.submit(_send_quietly, worker.conn, task)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        if self._dead:  # the receiving task saw the pipe close: nothing would answer
+            future.set_exception(WorkerDied(worker.process.pid, worker.process.exitcode))
+            return future
+        self._waiting.append(future)
+        # Buffered by the transport (the batches with a worker are bounded by the daemon); a dead
+        # worker is reported by the receiving side.
+        writer.write(_frame(dumps(task)))
         return future
 
-    def _receive(self, worker: Worker) -> None:
-        loop = self._loop
-        assert loop is not None
-        while True:
-            try:
-                # unpickled by the event loop, which frees what it allocates (see worker_process._send_chunk)
-                answer = worker.conn.recv_bytes()
-            except (EOFError, OSError):
-                break
-            with self._lock:
+    async def _receive(self, worker: Worker, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                (size,) = struct.unpack("!i", await reader.readexactly(4))
+                if size == -1:  # the framing of answers over 2 GiB
+                    (size,) = struct.unpack("!Q", await reader.readexactly(8))
+                # unpickled by the caller on the event loop, which frees what it allocates (see
+                # worker_process._send_chunk)
+                answer = await reader.readexactly(size)
                 future = self._waiting.popleft()
-            loop.call_soon_threadsafe(_settle, future, answer, None)
-        worker.process.join(1.0)
+                if not future.done():
+                    future.set_result(answer)
+        except (asyncio.IncompleteReadError, OSError):
+            pass
+        await asyncio.to_thread(worker.process.join, 1.0)
         code = worker.process.exitcode
-        with self._lock:
-            self._dead = True
-            waiting, self._waiting = self._waiting, deque()
+        self._dead = True
+        waiting, self._waiting = self._waiting, deque()
         for future in waiting:
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
-                loop.call_soon_threadsafe(_settle, future, None, WorkerDied(worker.process.pid, code))
+            if not future.done():
+                future.set_exception(WorkerDied(worker.process.pid, code))
 
-    def restart(self, died: int | None) -> bool:
+    async def restart(self, died: int | None) -> bool:
         """Replace the worker process ``died`` (a pid from :class:`WorkerDied`); ``False`` if it was
         replaced already (every batch it held reports its death). A worker that keeps dying is a
         :class:`~consumer.ops.faults.Fault` (see :class:`~.worker_process.RestartBudget`)."""
@@ -114,9 +124,10 @@ class MessageWorker:
         self.budget.spend("worker processes", old.process.exitcode)
         self._sent_schemas.clear()
         self._sent_unusable.clear()
+        self._close_streams()
         with contextlib.suppress(OSError):
             old.conn.close()
-        self.start()
+        await self.start()
         return True
 
     @property
@@ -125,22 +136,25 @@ class MessageWorker:
         return self._worker.process.pid if self._worker is not None else None
 
     def close(self) -> None:
-        """Stop the worker process and the sender thread."""
+        """Stop the worker process (and stop reading from it)."""
+        self._close_streams()
         worker = self._worker
-        self._sender.shutdown(wait=True, cancel_futures=True)
         if worker is not None:
             stop([worker])
 
+    def _close_streams(self) -> None:
+        if self._receiver is not None:
+            self._receiver.cancel()
+            self._receiver = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
-def _send_quietly(conn: Connection, task: PrepareBatch) -> None:
-    with contextlib.suppress(OSError, ValueError):  # a dead worker is reported by the receiving side
-        conn.send(task)
 
-
-def _settle(future: asyncio.Future[Any], answer: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(answer)
+def _frame(data: bytes) -> bytes:
+    """``data`` framed as :meth:`multiprocessing.connection.Connection.send_bytes` frames it (what the
+    worker's ``recv`` reads)."""
+    n = len(data)
+    if n > 0x7FFFFFFF:
+        return struct.pack("!i", -1) + struct.pack("!Q", n) + data
+    return struct.pack("!i", n) + data
