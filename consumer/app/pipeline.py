@@ -170,31 +170,28 @@ class Pipeline:
 
     def take_run(self, records: Sequence[Taken]) -> None:
         """Submit prepared records, in order, without ever waiting: for a source that must keep polling
-        while delivery is full (the Kafka daemon). The caller sizes the run with :meth:`rooms` and
-        :meth:`spend` (it ends with the record that fills an engine, as taking records one by one while
-        :attr:`has_room` would); a record's payloads past the room are taken all the same. The
-        per-record bookkeeping is done once per run, as in :meth:`take_chunk`."""
+        while delivery is full (the Kafka daemon). The caller ends the run where :meth:`fit` says; the
+        payloads of the record that fills an engine are taken all the same. The per-record bookkeeping
+        is done once per run, as in :meth:`take_chunk`."""
         self.faults.raise_first()
         self._count_types([record[1] for record in records])
         for engine, items in zip(self.engines, self._place_all(records), strict=True):
             engine.offer_many(items, beyond_room=True)
 
-    def rooms(self) -> list[list[int]]:
-        """Each engine's room now, ``[events, bytes]`` (in destination order), for :meth:`spend`."""
-        return [engine.room() for engine in self.engines]
-
-    @staticmethod
-    def spend(rooms: list[list[int]], outputs: tuple[Output, ...]) -> bool:
-        """Take one record's payloads off ``rooms``; whether every engine still has room after it."""
-        left = True
-        for room, out in zip(rooms, outputs, strict=True):
-            if isinstance(out, list):
-                room[0] -= len(out)
-                for encoded, _ in out:  # a Pending's size
-                    room[1] -= len(encoded) + 1
-                if room[0] <= 0 or room[1] <= 0:
-                    left = False
-        return left
+    def fit(self, records: Sequence[Taken], start: int = 0) -> int:
+        """Where the run of ``records`` from ``start`` ends for :meth:`take_run`: after the record that
+        fills an engine (``--max-pending`` events or ``--max-pending-bytes``), as taking records one by
+        one while :attr:`has_room` would, or at the end."""
+        rooms = [engine.room() for engine in self.engines]
+        for i in range(start, len(records)):
+            for room, out in zip(rooms, records[i][2], strict=True):
+                if isinstance(out, list):  # payloads (not a skip): what they take of the engine
+                    room[0] -= len(out)
+                    for encoded, _ in out:  # a list of Encoded
+                        room[1] -= len(encoded) + 1  # a Pending's size
+                    if room[0] <= 0 or room[1] <= 0:
+                        return i + 1
+        return len(records)
 
     def _count_types(self, event_types: list[str]) -> None:
         for event_type, n in Counter(event_types).items():

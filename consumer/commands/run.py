@@ -74,8 +74,15 @@ class _Batch:
     """The worker process preparing it."""
     dropped: set[Stream] = field(default_factory=set)
     ready: list[MessageResult] | None = None
+    run: list[Taken] | None = None
+    """The prepared records of the batch, once its messages are tracked."""
     next: int = 0
-    """The first message not taken yet (the engine filled up midway)."""
+    """The first record of ``run`` not taken yet (the engine filled up midway)."""
+
+    @property
+    def left(self) -> int:
+        """Messages (or, once tracked, records) not handed to delivery yet."""
+        return len(self.messages) if self.run is None else len(self.run) - self.next
 
 
 class Daemon:
@@ -177,7 +184,7 @@ class Daemon:
 
     def update_gauges(self) -> None:
         """Refresh point-in-time gauges (before a scrape and with each progress line)."""
-        self.pipeline.update_gauges(len(self.backlog) + sum(len(b.messages) - b.next for b in self.inflight))
+        self.pipeline.update_gauges(len(self.backlog) + sum(len(b.messages) for b in self.inflight))
         for tp in list(self.owned):
             high = self.consumer.highwater(tp)
             if high is not None:
@@ -283,29 +290,35 @@ class Daemon:
         pipeline = self.pipeline
         if not pipeline.has_room:
             return False
+        if batch.run is None:
+            batch.run = self._track(batch)
+        run = batch.run
+        if batch.dropped:  # partitions revoked since: their records are not taken
+            run = batch.run = [r for r in run if (r[0].source, r[0].partition) not in batch.dropped]
         # One run of records, up to the one that fills an engine (as taking them one by one while it has
         # room would): the per-record bookkeeping is then done once for all of them.
-        rooms, spend, track, dropped = pipeline.rooms(), pipeline.spend, self.tracker.track, batch.dropped
-        ready, messages, end = batch.ready, batch.messages, len(batch.messages)
+        end = pipeline.fit(run, batch.next)
+        pipeline.take_run(run[batch.next : end])
+        batch.next = end
+        await asyncio.sleep(0)
+        return end == len(run)
+
+    def _track(self, batch: _Batch) -> list[Taken]:
+        """Track every message of ``batch`` (of partitions still owned) and dead-letter the undecodable
+        ones; the others' prepared records, in order."""
+        track, pipeline, dropped = self.tracker.track, self.pipeline, batch.dropped
         run: list[Taken] = []
-        while batch.next < end:
-            i = batch.next
-            batch.next += 1
-            topic, partition, offset, value = messages[i]
+        assert batch.ready is not None
+        for (topic, partition, offset, value), result in zip(batch.messages, batch.ready, strict=True):
             if dropped and (topic, partition) in dropped:
                 continue
             track((topic, partition), offset)
             position = Position(topic, partition, offset)
-            result = ready[i]
             if isinstance(result, str):
                 pipeline.undecodable(DecodeError(position, result, value))
-                continue
-            run.append((position, result[0], result[1]))
-            if not spend(rooms, result[1]):
-                break
-        pipeline.take_run(run)
-        await asyncio.sleep(0)
-        return batch.next == end
+            else:
+                run.append((position, result[0], result[1]))
+        return run
 
     def _flow_control(self) -> None:
         full = bool(self.backlog) and not self.pipeline.has_room
@@ -360,7 +373,7 @@ class Daemon:
             log.info("stopping: finishing events in flight (up to %.0fs)", grace)
         self.consumer.pause()
         # Fetched but never handed to delivery: not committed either, the group reads them again.
-        self._unstarted = len(self.backlog) + sum(len(b.messages) - b.next for b in self.inflight)
+        self._unstarted = len(self.backlog) + sum(b.left for b in self.inflight)
         self.backlog.clear()
         self._abandon_inflight()
         await self.loop.finish(grace)

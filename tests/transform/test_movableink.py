@@ -22,8 +22,6 @@ PURCHASE = "users.behaviors.Purchase"
 EMAIL_OPEN = "users.messages.email.Open"
 
 
-
-
 def settings(**env: str) -> MovableInkSettings:
     """Movable Ink settings as the commands build them, from environment variables."""
     return load(None, env={"MOVABLEINK_ENDPOINT": "http://mi.test", "MOVABLEINK_KEY": "k", **env}).movableink

@@ -22,7 +22,7 @@ from consumer.settings import load
 from consumer.sinks.base import SendResult
 from consumer.transform.amplitude import AmplitudeMapper, Transformer
 from consumer.transform.base import UNMAPPED_TYPE, Payload, Skip
-from consumer.transform.prepare import Preparer, Unencodable, prepare_messages
+from consumer.transform.prepare import Output, Preparer, Unencodable, prepare_messages
 
 CUSTOM = "users.behaviors.CustomEvent"
 
@@ -103,8 +103,8 @@ async def test_an_unencodable_payload_is_dead_lettered_and_its_record_acknowledg
 
 
 async def test_a_run_ends_with_the_record_that_fills_an_engine(tmp_path: Path) -> None:
-    """The daemon sizes each run with ``rooms``/``spend``: taking the run never passes ``--max-pending``
-    nor ``--max-pending-bytes`` by more than the record that reached it, and never waits."""
+    """The daemon ends each run where ``fit`` says: taking the run never passes ``--max-pending`` nor
+    ``--max-pending-bytes`` by more than the record that reached it, and never waits."""
     settings = load(
         None,
         {
@@ -118,27 +118,19 @@ async def test_a_run_ends_with_the_record_that_fills_an_engine(tmp_path: Path) -
     acked: list[Position] = []
     destination = Destination("amplitude", amplitude(), NeverCalled(), settings.amplitude, settings.limits)
     pipeline = Pipeline([destination], dead, Metrics(CollectorRegistry()), acked.append)
-    small = ([(b"x" * 99, ("d:1",))],)  # 100 bytes as a Pending
-    skipped = (Skip("no_identity"),)
-    records = [small, skipped, small, small, small, small, small]
-
-    def size_run(outputs: list[tuple[Any, ...]]) -> int:
-        rooms, taken = pipeline.rooms(), 0
-        for out in outputs:
-            taken += 1
-            if not pipeline.spend(rooms, out):
-                break
-        return taken
-
-    taken = size_run(records)
-    assert taken == 6  # five payloads fill the engine; the skipped record needs no room
-    pipeline.take_run([(Position("t", 0, i), CUSTOM, records[i]) for i in range(taken)])  # type: ignore[misc]
+    small: tuple[Output, ...] = ([(b"x" * 99, ("d:1",))],)  # 100 bytes as a Pending
+    skipped: tuple[Output, ...] = (Skip("no_identity"),)
+    outputs = [small, skipped, small, small, small, small, small, small]
+    run = [(Position("t", 0, i), CUSTOM, out) for i, out in enumerate(outputs)]
+    assert pipeline.fit(run) == 6  # five payloads fill the engine; the skipped record needs no room
+    assert pipeline.fit(run, 3) == 8  # from the fourth record on: four payloads, the engine has five
+    pipeline.take_run(run[:6])
     assert pipeline.engine.pending == 5 and not pipeline.has_room
-    assert pipeline.rooms() == [[0, 0]] and acked == [Position("t", 0, 1)]
-
-    big = ([(b"y" * 5999, ("d:2",))],)  # 6,000 bytes: the second one passes the byte bound
+    assert pipeline.fit(run, 6) == 7 and acked == [Position("t", 0, 1)]  # a full engine: one record at most
     await pipeline.close()
+
+    big: tuple[Output, ...] = ([(b"y" * 5999, ("d:2",))],)  # 6,000 bytes: the second passes the byte bound
     pipeline = Pipeline([destination], dead, Metrics(CollectorRegistry()), acked.append)
-    assert size_run([big, big, big]) == 2
+    assert pipeline.fit([(Position("t", 1, i), CUSTOM, big) for i in range(3)]) == 2
     dead.close()
     await pipeline.close()
