@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default="", help="comma-separated rows (see SCENARIOS in bench/scenarios.py)")
     p.add_argument("--scaling", action="store_true", help="also replay at --scales (linear time, flat RSS)")
     p.add_argument("--scales", default=",".join(str(n) for n in DEFAULT_SCALES), help="event counts")
-    p.add_argument("--profile", action="store_true", help="py-spy profiles of convert, replay and the Kafka daemon")
+    p.add_argument("--profile", action="store_true", help="py-spy profiles of convert, replay, the daemon")
     p.add_argument("--native", action="store_true", help="profile native frames too (py-spy --native)")
     p.add_argument(
         "--replay-flag",
@@ -229,6 +229,48 @@ def ratios(cells: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     return out
 
 
+def _growth(by_size: dict[str, Any] | None) -> float | None:
+    """Peak RSS at the largest size against the smallest, in percent (``None`` without both)."""
+    values = [v for _, v in sorted((int(n), v) for n, v in (by_size or {}).items()) if v]
+    return round(100 * (values[-1] / values[0] - 1), 1) if len(values) >= 2 else None
+
+
+def target_lines(results: dict[str, Any]) -> list[str]:
+    """The project's throughput and memory targets, each with what this run measured (or why not)."""
+    r, sc = results["ratios"], results.get("scaling") or {}
+
+    def at_least(label: str, value: float | None, goal: float) -> str:
+        if value is None:
+            return f"{label} >= {goal}: not measured"
+        return f"{label} >= {goal}: {value} ({'met' if value >= goal else 'NOT met'})"
+
+    lines = [
+        at_least("replay/fastavro (wall)", r.get("replay_over_fastavro"), 1.0),
+        at_least("replay/tuned SDK (wall)", r.get("replay_over_sdk_tuned"), 8.0),
+        at_least("Kafka daemon/replay (first to last delivery)", r.get("kafka_over_replay_delivery"), 0.8),
+    ]
+    trees: list[float] = []
+    for name, key, tree_key in (  # the trees of older results.json files may be missing
+        ("replay", "peak_rss_mib", "peak_tree_rss_mib"),
+        ("Kafka daemon", "kafka_peak_rss_mib", "kafka_peak_tree_rss_mib"),
+    ):
+        growth = _growth(sc.get(key))
+        if growth is None:
+            lines.append(f"{name} peak RSS within +-20 % over the sizes: not measured (--scaling)")
+            continue
+        tree_growth = _growth(sc.get(tree_key))
+        tree = "" if tree_growth is None else f", tree {tree_growth:+} %"
+        met = "met" if abs(growth) <= 20 else "NOT met"
+        lines.append(f"{name} peak RSS within +-20 % over the sizes: {growth:+} %{tree} ({met})")
+    trees += [c["peak_tree_rss_mib"] for c in results["rows"].values() if c.get("peak_tree_rss_mib")]
+    for cells in (sc.get("replay") or {}, sc.get("kafka") or {}):
+        trees += [c["peak_tree_rss_mib"] for c in cells.values() if c.get("peak_tree_rss_mib")]
+    if trees:
+        top = max(trees)
+        lines.append(f"whole process tree < 300 MiB: at most {top} MiB ({'met' if top < 300 else 'NOT met'})")
+    return lines
+
+
 def consistency(cells: dict[str, dict[str, Any]]) -> list[str]:
     """Cross-row checks: every delivering row must deliver what ``convert`` converts."""
     problems = []
@@ -391,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
     rss = {n: c.get("peak_rss_mib") for n, c in scaling.items()}
     tree_rss = {n: c.get("peak_tree_rss_mib") for n, c in scaling.items()}
     kafka_rss = {n: c.get("peak_rss_mib") for n, c in kafka_scaling.items()}
+    kafka_tree = {n: c.get("peak_tree_rss_mib") for n, c in kafka_scaling.items()}
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "duration_s": round(time.time() - started, 1),
@@ -418,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
                 "peak_tree_rss_mib": tree_rss,
                 "kafka": kafka_scaling,
                 "kafka_peak_rss_mib": kafka_rss,
+                "kafka_peak_tree_rss_mib": kafka_tree,
             }
             if scaling
             else None
@@ -448,13 +492,16 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
             f"replay scaling fit: {fit['fixed_s']} s fixed + {fit['us_per_event']} us/event "
             f"(r2 {fit['r2']}); peak RSS MiB by size {rss}; whole process tree {tree_rss}"
         )
-    if kafka_rss:
-        print(f"Kafka daemon peak RSS MiB by size {kafka_rss}")
     if cpu_fit:
         print(
-            f"  by CPU time: {cpu_fit['fixed_s']} s fixed + {cpu_fit['us_per_event']} us/event "
+            f"  replay by CPU time: {cpu_fit['fixed_s']} s fixed + {cpu_fit['us_per_event']} us/event "
             f"(r2 {cpu_fit['r2']})"
         )
+    if kafka_rss:
+        print(f"Kafka daemon peak RSS MiB by size {kafka_rss}; whole process tree {kafka_tree}")
+    print("\ntargets:")
+    for line in target_lines(results):
+        print(f"  {line}")
     for name in not_measured:
         print(f"not measured: {name} (hook in bench/scenarios.py)")
     for problem in problems:
