@@ -1,0 +1,110 @@
+"""Instructions per record for taking prepared records into delivery, as the Kafka daemon does.
+
+``python bench/micro_take.py MODE N`` builds a pipeline with one Amplitude destination (its sink never
+answers, so nothing leaves the engine but the first requests, which wait for ever) and N prepared
+records of one payload each over 20,000 devices, then takes them in batches of 256:
+
+* ``none``: builds everything and takes nothing (the baseline);
+* ``each``: ``Pipeline.take`` per record, what the daemon did before it took runs;
+* ``run``: ``Pipeline.fit`` and ``Pipeline.take_run`` per batch, what the daemon does now.
+
+Under callgrind the difference of two modes' instruction counts, divided by N, is what each way costs
+per record, a figure that machine noise does not move::
+
+    for mode in none each run; do
+        valgrind --tool=callgrind --callgrind-out-file=/tmp/take.$mode python bench/micro_take.py $mode 20000
+    done
+    # instructions: the "summary:" line of each output file
+
+Without valgrind it prints the wall time of the taking, for a rough look.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from prometheus_client import CollectorRegistry  # noqa: E402
+
+from consumer.app.destinations import Destination  # noqa: E402
+from consumer.app.pipeline import Pipeline, Taken  # noqa: E402
+from consumer.events import Pending, Position  # noqa: E402
+from consumer.ops.metrics import Metrics  # noqa: E402
+from consumer.positions.deadletter import DeadLetterWriter  # noqa: E402
+from consumer.settings import load  # noqa: E402
+from consumer.sinks.base import SendResult  # noqa: E402
+from consumer.transform.amplitude import AmplitudeMapper, Transformer  # noqa: E402
+
+BATCH = 256
+EVENT_TYPE = "users.behaviors.CustomEvent"
+
+
+class Unanswered:
+    """A sink whose requests never end: what is taken stays in the engine."""
+
+    overhead = 0
+
+    async def close(self) -> None:
+        pass
+
+    async def send(self, batch: Sequence[Pending]) -> SendResult:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def take(mode: str, n: int, dead_letters: Path) -> float:
+    """Take ``n`` records the ``mode`` way; the seconds the taking took."""
+    settings = load(
+        None,
+        {
+            "AMPLITUDE_API_KEY": "k",
+            "CURRENTS_DEAD_LETTER": str(dead_letters),
+            "CURRENTS_MAX_PENDING": str(2 * n),
+            "CURRENTS_DEVICE_RATE": "1000000",
+        },
+    )
+    mapper = AmplitudeMapper(Transformer(settings.mapping))
+    destination = Destination("amplitude", mapper, Unanswered(), settings.amplitude, settings.limits)
+    dead = DeadLetterWriter(settings.dead_letter)
+    pipeline = Pipeline([destination], dead, Metrics(CollectorRegistry()), lambda _: None)
+    body = b'{"event_type":"x","device_id":"%08d","insert_id":"%012d","time":1700000000000}'
+    records: list[Taken] = [
+        (Position("topic", i % 4, i), EVENT_TYPE, ([(body % (i % 20_000, i), (f"d:{i % 20_000}",))],))
+        for i in range(n)
+    ]
+    started = time.perf_counter()
+    for i in range(0, n, BATCH):
+        batch = records[i : i + BATCH]
+        if mode == "each":
+            for position, event_type, outputs in batch:
+                await pipeline.take(position, event_type, outputs)
+        elif mode == "run":
+            pipeline.take_run(batch[: pipeline.fit(batch)])
+            await asyncio.sleep(0)
+        elif mode != "none":
+            raise SystemExit(f"unknown mode {mode!r}: none, each or run")
+    elapsed = time.perf_counter() - started
+    taken = pipeline.engine.pending
+    expected = 0 if mode == "none" else n
+    if taken != expected:
+        raise SystemExit(f"{mode}: {taken} records in the engine, expected {expected}")
+    dead.close()  # the engine is left as it is: its requests never end, asyncio.run cancels them
+    return elapsed
+
+
+def main() -> None:
+    """Run one mode (see the module docstring)."""
+    mode, n = sys.argv[1], int(sys.argv[2])
+    with tempfile.TemporaryDirectory() as tmp:
+        elapsed = asyncio.run(take(mode, n, Path(tmp) / "dead-letter"))
+    print(f"{mode}: {n} records taken in {elapsed:.3f} s ({1e6 * elapsed / n:.2f} us/record)")
+
+
+if __name__ == "__main__":
+    main()
