@@ -30,16 +30,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prometheus_client import CollectorRegistry  # noqa: E402
+from prometheus_client import CollectorRegistry
 
-from consumer.app.destinations import Destination  # noqa: E402
-from consumer.app.pipeline import Pipeline, Taken  # noqa: E402
-from consumer.events import Pending, Position  # noqa: E402
-from consumer.ops.metrics import Metrics  # noqa: E402
-from consumer.positions.deadletter import DeadLetterWriter  # noqa: E402
-from consumer.settings import load  # noqa: E402
-from consumer.sinks.base import SendResult  # noqa: E402
-from consumer.transform.amplitude import AmplitudeMapper, Transformer  # noqa: E402
+from consumer.app.destinations import Destination
+from consumer.app.pipeline import Pipeline, Taken
+from consumer.events import Pending, Position
+from consumer.ops.metrics import Metrics
+from consumer.positions.deadletter import DeadLetterWriter
+from consumer.settings import load
+from consumer.sinks.base import SendResult
+from consumer.transform.amplitude import AmplitudeMapper, Transformer
 
 BATCH = 256
 EVENT_TYPE = "users.behaviors.CustomEvent"

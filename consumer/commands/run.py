@@ -44,6 +44,7 @@ from consumer.events import Position
 from consumer.ops.faults import Fault
 from consumer.ops.health import Health
 from consumer.ops.metrics import Metrics
+from consumer.ops.waits import wait_set
 from consumer.positions.deadletter import open_dead_letters
 from consumer.settings import Settings
 from consumer.sources.base import Stream
@@ -162,8 +163,7 @@ class Daemon:
         self.pipeline.flush()
         while any(self.tracker.outstanding(s) for s in partitions) and time.monotonic() < deadline:
             self._acked.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._acked.wait(), deadline - time.monotonic())
+            await wait_set(self._acked, deadline - time.monotonic())
         await self.commit(partitions)
         for topic, partition in partitions:
             self.tracker.forget((topic, partition))

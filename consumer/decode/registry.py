@@ -22,7 +22,6 @@ The dev kit's ``currents_devkit.registry.LocalRegistry`` serves the shipped sche
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -35,6 +34,7 @@ import httpx
 import orjson
 
 from consumer.ops.faults import Fault
+from consumer.ops.waits import wait_set
 
 log = logging.getLogger("currents.daemon")
 
@@ -136,8 +136,7 @@ class RegistryClient:
             except RegistryUnavailable as exc:
                 log.error("%s; retrying in %.0fs", exc, wait)
             beat()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), wait)
+            await wait_set(stopping, wait)
             wait = min(30.0, wait * 2)
         return False
 

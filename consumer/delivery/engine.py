@@ -57,6 +57,7 @@ from consumer.delivery.throttle import ProjectLimiter, key_limiter
 from consumer.events import Pending, json_payload
 from consumer.ops.faults import Fault, Faults
 from consumer.ops.metrics import Metrics
+from consumer.ops.waits import wait_set
 from consumer.positions.deadletter import DeadLetterOutput
 from consumer.settings import LimitSettings
 from consumer.sinks.base import RequestCaps, RetryLater, SendResult, Sink
@@ -252,8 +253,7 @@ class DeliveryEngine:
         )
         self._wake.clear()
         timeout = None if deadline == float("inf") else max(0.0, deadline - self.clock())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+        await wait_set(self._wake, timeout)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         # The pump must look again once a send slot is really free: a wake-up sent from inside the
@@ -394,10 +394,7 @@ class DeliveryEngine:
         self._flush_now = True
         self._wake.set()
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-            return not self.faults.failed
-        except TimeoutError:
-            return False
+            return await wait_set(self._idle, timeout) and not self.faults.failed
         finally:
             self._flush_now = False
 

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from consumer.ops.waits import wait_set
 from consumer.settings import KafkaSettings
 from consumer.sources.base import Stream
 from consumer.sources.kafka import build_consumer, explain_start_failure, refused_login, subscribe
@@ -104,8 +105,7 @@ class KafkaSource:
             with contextlib.suppress(Exception):  # a consumer whose start failed half-way
                 await self.close()
             beat()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), wait)
+            await wait_set(stopping, wait)
             if stopping.is_set():
                 return False
             wait = min(30.0, wait * 2)

@@ -108,10 +108,6 @@ async def test_second_consumer_joining_mid_stream(
     assert "revoked" in (tmp_path / "a.log").read_text()
 
 
-
-
-
-
 async def test_nothing_committed_while_amplitude_is_down_then_everything_arrives(
     broker: EmbeddedBroker, sim: AmplitudeSimulator, registry_url: str, tmp_path: Path
 ) -> None:

@@ -186,7 +186,10 @@ async def test_redrive_refuses_a_move_to_inside_what_it_redrives(tmp_path: Path)
         try:
             with pytest.raises(SettingsError, match="inside"):
                 await redrive(
-                    [str(old)], [amplitude_destination(s, sink)], s, Metrics(CollectorRegistry()),
+                    [str(old)],
+                    [amplitude_destination(s, sink)],
+                    s,
+                    Metrics(CollectorRegistry()),
                     move_to=str(old / "done"),
                 )
         finally:

@@ -406,3 +406,18 @@ async def test_a_failing_callback_or_pump_turn_strands_no_event(tmp_path: Path) 
         await deliver(e, more)
         assert failed
         assert_arrived_exactly(sim, more)
+
+
+async def test_closing_right_after_an_offer_stops_the_pump(tmp_path: Path) -> None:
+    """An offer wakes the pump; a close in the same turn of the event loop must still stop it. (On
+    Python 3.11, ``asyncio.wait_for`` returns when the awaited wake-up completes in the turn its task
+    is cancelled, and a pump waiting that way went on for ever: shutdown hung in ``close``.)"""
+    async with simulator() as sim, engine(settings(sim, tmp_path, CURRENTS_BATCH_AGE="60s")) as e:
+        assert e.engine.offer(pending(event(0), 0))
+        await asyncio.sleep(0.05)  # the pump now waits for a wake-up (the batch is not due for 60 s)
+        pump = e.engine._pump
+        assert pump is not None and not pump.done()
+        assert e.engine.offer(pending(event(1), 1))  # sets the wake-up...
+        closing = asyncio.ensure_future(e.engine.close())  # ...and the pump is cancelled in the same turn
+        done, _ = await asyncio.wait({closing}, timeout=5)
+        assert closing in done and pump.done(), "the pump survived its cancellation: close() hangs"

@@ -25,7 +25,10 @@ def test_each_destination_keeps_its_own_counts_and_the_totals_keys_stay() -> Non
     assert d["read"] == 10 and d["delivered"] == 8
     assert d["skipped"] == {"no_identity": 2, "movableink:not_forwarded": 9, "remerge:not_forwarded": 9}
     assert d["dead_lettered"] == {"remerge:invalid": 1, "undecodable": 3}
-    assert d["delivered_by_destination"] == {"amplitude": 8, "movableink": 1, }
+    assert d["delivered_by_destination"] == {
+        "amplitude": 8,
+        "movableink": 1,
+    }
     assert d["destinations"] == {
         "amplitude": {"delivered": 8, "skipped": {"no_identity": 2}, "dead_lettered": {}},
         "movableink": {"delivered": 1, "skipped": {"not_forwarded": 9}, "dead_lettered": {}},

@@ -133,7 +133,9 @@ def test_repeats_are_dropped_for_the_interval_then_counted() -> None:
     now[0] = 30.0
     again = record(*down)
     assert quiet.filter(again)
-    assert again.getMessage() == "Unable connect to node with id 1: refused [199 more like this in the last 30s]"
+    assert (
+        again.getMessage() == "Unable connect to node with id 1: refused [199 more like this in the last 30s]"
+    )
     now[0] = 61.0
     single = record(*down)
     assert quiet.filter(single) and single.getMessage() == "Unable connect to node with id 1: refused"
