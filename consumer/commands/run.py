@@ -80,6 +80,16 @@ class _Batch:
     next: int = 0
     """The first record of ``run`` not taken yet (the engine filled up midway)."""
 
+    def drop_revoked(self) -> None:
+        """Leave out the records not taken yet of partitions revoked since the batch was tracked (those
+        already taken stay: ``next`` keeps pointing at the first record not taken)."""
+        if self.dropped and self.run is not None:
+            dropped, done = self.dropped, self.run[: self.next]
+            self.run = done + [
+                r for r in self.run[self.next :] if (r[0].source, r[0].partition) not in dropped
+            ]
+            self.dropped = set()
+
     @property
     def left(self) -> int:
         """Messages (or, once tracked, records) not handed to delivery yet."""
@@ -292,9 +302,8 @@ class Daemon:
             return False
         if batch.run is None:
             batch.run = self._track(batch)
+        batch.drop_revoked()
         run = batch.run
-        if batch.dropped:  # partitions revoked since: their records are not taken
-            run = batch.run = [r for r in run if (r[0].source, r[0].partition) not in batch.dropped]
         # One run of records, up to the one that fills an engine (as taking them one by one while it has
         # room would): the per-record bookkeeping is then done once for all of them.
         end = pipeline.fit(run, batch.next)
