@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import struct
@@ -30,6 +31,8 @@ from consumer.sources.worker_process import RestartBudget, Worker, dumps, spawn,
 
 if TYPE_CHECKING:
     from consumer.transform.base import Mapper
+
+log = logging.getLogger("currents.workers")
 
 READ_LIMIT = 1 << 20
 """The stream reader's buffer limit (an answer of 256 prepared messages is about 100 KiB)."""
@@ -106,6 +109,9 @@ class MessageWorker:
                     future.set_result(answer)
         except (asyncio.IncompleteReadError, OSError):
             pass
+        except Exception:  # a broken answer (framing, one answer too many): the worker is useless now
+            log.exception("worker process %s: its answers cannot be read; it is replaced", worker.process.pid)
+        # Whatever ended the reading, every batch still waiting is failed (WorkerDied): none waits for ever.
         await asyncio.to_thread(worker.process.join, 1.0)
         code = worker.process.exitcode
         self._dead = True
