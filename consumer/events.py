@@ -60,6 +60,10 @@ class CurrentsRecord:
     position: Position
 
 
+SEPARATOR_BYTES = 1
+"""What a payload adds to a request body besides its own bytes: the comma between events."""
+
+
 class Pending:
     """One payload on its way to a destination (an Amplitude event, a partner's event).
 
@@ -81,7 +85,7 @@ class Pending:
         self.encoded = encoded
         self.first_attempt = first_attempt
         self.keys = keys
-        self.size = len(encoded) + 1
+        self.size = len(encoded) + SEPARATOR_BYTES
 
     def __repr__(self) -> str:
         size = len(self.encoded)

@@ -30,7 +30,7 @@ from typing import Any
 from consumer.app.destinations import Destination
 from consumer.decode.avro import DecodeError
 from consumer.delivery.engine import DeliveryEngine
-from consumer.events import CurrentsRecord, Pending, Position
+from consumer.events import SEPARATOR_BYTES, CurrentsRecord, Pending, Position
 from consumer.ops.faults import Fault, Faults
 from consumer.ops.metrics import Metrics
 from consumer.ops.summary import Summary
@@ -188,7 +188,7 @@ class Pipeline:
                 if isinstance(out, list):  # payloads (not a skip): what they take of the engine
                     room[0] -= len(out)
                     for encoded, _ in out:  # a list of Encoded
-                        room[1] -= len(encoded) + 1  # a Pending's size
+                        room[1] -= len(encoded) + SEPARATOR_BYTES  # a Pending's size
                     if room[0] <= 0 or room[1] <= 0:
                         return i + 1
         return len(records)
