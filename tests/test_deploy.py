@@ -378,7 +378,7 @@ def test_sharded_replay_job(tmp_path: Path) -> None:
     own command with each JOB_COMPLETION_INDEX taking a disjoint share that covers the tree."""
     from currents_devkit.synth import Synth, write_currents_tree
 
-    from consumer.sources.files import list_files
+    from consumer.sources.storage.files import list_files
 
     docs = render("deploy/replay-sharded")
     job = one(docs, "Job", "currents-replay")

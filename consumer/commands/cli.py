@@ -23,21 +23,21 @@ from consumer.ops.summary import Summary
 from consumer.settings import Settings, SettingsError, load
 
 if TYPE_CHECKING:
-    from consumer.sources.selection import Selection
-    from consumer.sources.workers import WorkerPool
+    from consumer.sources.storage.selection import Selection
+    from consumer.sources.workers.file_pool import WorkerPool
     from consumer.transform.base import Mapper
 
 
 def _selection(settings: Settings) -> Selection:
-    from consumer.sources.selection import Selection
+    from consumer.sources.storage.selection import Selection
 
     return Selection.of_input(settings.input)
 
 
 def _cmd_convert(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.commands.convert import convert
-    from consumer.sources.files import Listing
-    from consumer.sources.store import StoreError
+    from consumer.sources.storage.files import Listing
+    from consumer.sources.storage.store import StoreError
 
     listing = Listing()
     try:
@@ -91,7 +91,7 @@ def _check_outputs(settings: Settings, *, state: bool, topic: bool = False) -> N
 def _cmd_replay_dry_run(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.commands.replay_plan import dry_run
     from consumer.positions.resume import ResumeState
-    from consumer.sources.store import StoreError
+    from consumer.sources.storage.store import StoreError
 
     selection = _selection(settings)
     try:
@@ -107,7 +107,7 @@ def _cmd_replay_dry_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.app.runtime import make_mappers
-    from consumer.sources.workers import WorkerPool
+    from consumer.sources.workers.file_pool import WorkerPool
 
     if args.dry_run:
         return _cmd_replay_dry_run(args, settings)
@@ -131,7 +131,7 @@ def _replay_with(
     from consumer.app.destinations import close_all
     from consumer.app.runtime import install_signals, make_destinations, ops_server, prepare
     from consumer.commands.replay import Replay
-    from consumer.sources.store import StoreError
+    from consumer.sources.storage.store import StoreError
 
     metrics = prepare(settings)
 

@@ -19,10 +19,10 @@ import orjson
 from consumer.decode.avro import DecodeError
 from consumer.ops.summary import Summary
 from consumer.settings import MappingConfig
-from consumer.sources.files import Listing, ReadError, list_objects
-from consumer.sources.readahead import ReadAhead
-from consumer.sources.selection import Selection
-from consumer.sources.stores import Stores
+from consumer.sources.storage.files import Listing, ReadError, list_objects
+from consumer.sources.storage.readahead import ReadAhead
+from consumer.sources.storage.selection import Selection
+from consumer.sources.storage.stores import Stores
 from consumer.transform.amplitude import Transformer
 from consumer.transform.base import Skip
 

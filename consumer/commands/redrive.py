@@ -31,7 +31,7 @@ from consumer.ops.summary import Summary
 from consumer.positions.deadletter import open_dead_letters, read_dead_letters
 from consumer.settings import Settings, SettingsError
 from consumer.settings.model import dead_letter_topic
-from consumer.sources.kafka_deadletter import Ranges, TopicReader
+from consumer.sources.kafka.deadletter import Ranges, TopicReader
 
 log = logging.getLogger("currents.redrive")
 

@@ -1,16 +1,16 @@
 """``currents-consumer replay``: deliver Currents Avro files to Amplitude (backfills).
 
 Files — local, or objects in S3, GCS or Azure Blob storage — are taken in listing order, those the
-:class:`~consumer.sources.selection.Selection` picks; the next ``--files-in-flight`` are fetched and decoded
-ahead (:class:`~consumer.sources.readahead.ReadAhead`) while records flow, file after file and each in order,
-through the shared :class:`~consumer.app.pipeline.Pipeline`. Each file is a stream in an
-:class:`~consumer.positions.tracker.OffsetTracker`: its contiguous done prefix is saved in the resume state
-every few seconds, and a file whose every record is done is marked finished, so an interrupted replay
-continues where it stopped and never fetches a finished object again. A corrupt file is named,
-dead-lettered (reason ``unreadable_input``, with the record index where reading stopped) and the
-replay goes on; an object whose bytes could not be fetched is named and left unfinished for the next
-run. Records the selection leaves out (another type, outside an ``--event-time`` window) are not
-read into the pipeline; they are counted apart.
+:class:`~consumer.sources.storage.selection.Selection` picks; the next ``--files-in-flight`` are fetched
+and decoded ahead (:class:`~consumer.sources.storage.readahead.ReadAhead`) while records flow, file after
+file and each in order, through the shared :class:`~consumer.app.pipeline.Pipeline`. Each file is a
+stream in an :class:`~consumer.positions.tracker.OffsetTracker`: its contiguous done prefix is saved in
+the resume state every few seconds, and a file whose every record is done is marked finished, so an
+interrupted replay continues where it stopped and never fetches a finished object again. A corrupt file
+is named, dead-lettered (reason ``unreadable_input``, with the record index where reading stopped) and
+the replay goes on; an object whose bytes could not be fetched is named and left unfinished for the next
+run. Records the selection leaves out (another type, outside an ``--event-time`` window) are not read
+into the pipeline; they are counted apart.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from consumer.ops.summary import Summary
 from consumer.positions.resume import ResumeState, object_identity
 from consumer.settings import Settings
 from consumer.sources.base import Stream
-from consumer.sources.file_source import FileSource
-from consumer.sources.files import ReadError
-from consumer.sources.readahead import ObjectReader
-from consumer.sources.selection import Selection
-from consumer.sources.store import StoredObject, StoreError
-from consumer.sources.workers import WorkerPool
+from consumer.sources.storage.files import ReadError
+from consumer.sources.storage.readahead import ObjectReader
+from consumer.sources.storage.selection import Selection
+from consumer.sources.storage.source import FileSource
+from consumer.sources.storage.store import StoredObject, StoreError
+from consumer.sources.workers.file_pool import WorkerPool
 
 log = logging.getLogger("currents.replay")
 

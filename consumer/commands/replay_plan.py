@@ -17,9 +17,9 @@ from typing import Any, TextIO
 from consumer.decode.avro import event_type_from_path
 from consumer.instants import format_instant
 from consumer.positions.resume import ResumeState, object_identity
-from consumer.sources.files import Listing, list_objects
-from consumer.sources.selection import Selection, partition_span
-from consumer.sources.store import StoredObject
+from consumer.sources.storage.files import Listing, list_objects
+from consumer.sources.storage.selection import Selection, partition_span
+from consumer.sources.storage.store import StoredObject
 
 
 @dataclass

@@ -48,9 +48,9 @@ from consumer.ops.waits import wait_set
 from consumer.positions.deadletter import open_dead_letters
 from consumer.settings import Settings
 from consumer.sources.base import Stream
-from consumer.sources.kafka import MessageDecoder, build_consumer
-from consumer.sources.kafka_source import ConsumerFactory, KafkaSource
-from consumer.sources.message_worker import MessageWorker, WorkerDied
+from consumer.sources.kafka.client import MessageDecoder, build_consumer
+from consumer.sources.kafka.group import ConsumerFactory, KafkaSource
+from consumer.sources.workers.batch_worker import MessageWorker, WorkerDied
 from consumer.transform.prepare import MessageResult, prepare_messages
 
 log = logging.getLogger("currents.daemon")
@@ -290,7 +290,7 @@ class Daemon:
             assert batch.results is not None
             try:
                 # unpickled here, on the event loop, which frees what it allocates (see
-                # consumer.sources.worker_process)
+                # consumer.sources.workers.process)
                 batch.ready = pickle.loads(await batch.results)
             except WorkerDied as exc:
                 assert batch.worker is not None

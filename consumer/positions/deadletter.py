@@ -23,7 +23,7 @@ cluster instead (:class:`DeadLetterTopic`, for many replicas with no shared disk
 message, keyed by the event's ``device_id`` (else ``user_id``) so a redrive keeps per-device order, and
 :meth:`DeadLetterOutput.settle` returns once the broker acknowledged every record (a refused record is
 the same kind of fault). The loop settles either output before it commits. A record too large for a
-message (:data:`~consumer.sources.kafka_deadletter.RECORD_LIMIT`: an event dead-lettered as
+message (:data:`~consumer.sources.kafka.deadletter.RECORD_LIMIT`: an event dead-lettered as
 ``payload_too_large`` can be) goes without its ``event`` and ``raw``, with ``omitted`` saying how large
 they were: its ``position`` says where to read the event again, and an error line names it. Refused,
 it would stop every daemon that reads the event again.
@@ -48,7 +48,7 @@ from consumer.ops.faults import Fault, io_fault
 from consumer.positions.private import open_private, private_dir
 from consumer.settings import KafkaSettings, SettingsError
 from consumer.settings.model import dead_letter_topic
-from consumer.sources.kafka_deadletter import RECORD_LIMIT, TopicProducer
+from consumer.sources.kafka.deadletter import RECORD_LIMIT, TopicProducer
 
 log = logging.getLogger("currents.deadletter")
 

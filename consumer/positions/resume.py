@@ -37,8 +37,8 @@ import orjson
 
 from consumer.ops.faults import io_fault
 from consumer.positions.private import open_private, private_dir
-from consumer.sources.selection import Shard
-from consumer.sources.store import StoredObject, is_url
+from consumer.sources.storage.selection import Shard
+from consumer.sources.storage.store import StoredObject, is_url
 
 
 def file_identity(path: str) -> str:
@@ -102,7 +102,7 @@ class ResumeState:
         shard: Shard | None = None,
     ) -> ResumeState:
         """The state of the replay of ``inputs`` (selected by ``selection``, a
-        :meth:`~consumer.sources.selection.Selection.key`, delivered to ``destinations``, ``shard`` of
+        :meth:`~consumer.sources.storage.selection.Selection.key`, delivered to ``destinations``, ``shard`` of
         its objects) under ``state_dir`` (``None`` = do not keep state). ``ValueError`` if the state
         cannot be read, or states of this job were kept with another sharding."""
         if not state_dir:

@@ -1,6 +1,6 @@
 """Sources: where Currents events come from, and the positions they carry.
 
-Kafka (:mod:`.kafka`), files and object stores (:mod:`.store`, :mod:`.stores`, :mod:`.cloudstore`,
-:mod:`.files`), bounded read-ahead (:mod:`.readahead`), worker processes (:mod:`.workers`) and the
-selection of files and records (:mod:`.selection`). Only this package talks to aiokafka and fsspec.
+The contract every source keeps is :mod:`.base`. Kafka (:mod:`.kafka`), files and object stores
+(:mod:`.storage`), and the worker processes that decode and map records (:mod:`.workers`). Only this
+package talks to aiokafka and fsspec.
 """

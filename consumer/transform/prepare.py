@@ -4,7 +4,8 @@
 and keeps only what delivery needs: per destination, a :class:`~consumer.transform.base.Skip`, an
 :class:`Unencodable`, or the payloads as ``(bytes, limiter keys)``. These values are small and cheap to
 pickle, so the same step runs in the main process (the Kafka daemon, ``--workers 0``) or in worker
-processes that decode and prepare whole files for ``replay`` (:mod:`consumer.sources.workers`); either way the
+processes that decode and prepare whole files for ``replay`` (:mod:`consumer.sources.workers.file_pool`);
+either way the
 :class:`~consumer.app.pipeline.Pipeline` takes the result through
 :meth:`~consumer.app.pipeline.Pipeline.take`.
 """

@@ -28,8 +28,8 @@ from replay_harness import last_json, running, start
 
 from consumer.decode.avro import DecodeError
 from consumer.settings import Settings
-from consumer.sources.files import list_files, read_file
-from consumer.sources.selection import Selection
+from consumer.sources.storage.files import list_files, read_file
+from consumer.sources.storage.selection import Selection
 from consumer.transform.amplitude import Transformer
 from consumer.transform.base import Skip
 

@@ -27,7 +27,7 @@ from consumer.decode.avro import DecodeError
 from consumer.ops.metrics import Metrics
 from consumer.settings import Settings
 from consumer.sinks.amplitude import AmplitudeSink
-from consumer.sources.files import list_files, read_file
+from consumer.sources.storage.files import list_files, read_file
 from consumer.transform.amplitude import Transformer
 from consumer.transform.base import Skip
 

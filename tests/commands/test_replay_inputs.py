@@ -12,8 +12,8 @@ from amplitude_harness import KEY, dead_letters, simulator
 from currents_devkit.synth import Synth, write_currents_tree
 from replay_harness import last_json, replay_argv, start
 
-from consumer.sources.files import Listing, list_objects
-from consumer.sources.selection import Selection
+from consumer.sources.storage.files import Listing, list_objects
+from consumer.sources.storage.selection import Selection
 
 NOT_AVRO = "not an Avro container file (it starts with b'[inp')"
 

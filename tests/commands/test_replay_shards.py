@@ -17,7 +17,7 @@ from currents_devkit.synth import Synth, write_currents_tree
 from replay_harness import Command, last_json, start
 from test_replay import expected_events, replay_args
 
-from consumer.sources.files import list_files
+from consumer.sources.storage.files import list_files
 
 ENV = {"AMPLITUDE_API_KEY": KEY}
 
@@ -131,7 +131,7 @@ async def test_a_job_sharded_another_way_is_refused(tmp_path: Path) -> None:
     assert code == 0 and lines, err
     # a state as shard 1/3 leaves behind (written the way a run writes it)
     from consumer.positions.resume import ResumeState
-    from consumer.sources.selection import Shard
+    from consumer.sources.storage.selection import Shard
 
     ResumeState.load(str(tmp_path / "state"), [str(tmp_path / "in")], shard=Shard(1, 3)).save()
     for flags in (["--shard", "0/2"], []):

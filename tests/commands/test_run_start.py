@@ -20,7 +20,7 @@ from currents_devkit.simulator.server import AmplitudeSimulator
 from daemon_harness import TOPIC, daemon_env, kill_started_daemons, start_daemon_process
 from kafka_harness import eventually
 
-from consumer.sources.kafka_logs import RepeatSuppressor
+from consumer.sources.kafka.logs import RepeatSuppressor
 
 UNCLEAN = ("Unclosed", "Exception ignored", "Traceback", "Task was destroyed")
 

@@ -30,9 +30,9 @@ from consumer.ops.metrics import Metrics
 from consumer.positions.deadletter import read_dead_letters
 from consumer.settings import Settings, load
 from consumer.sources.base import Source, Stream
-from consumer.sources.file_source import FileSource
-from consumer.sources.kafka_source import KafkaSource
-from consumer.sources.selection import Selection
+from consumer.sources.kafka.group import KafkaSource
+from consumer.sources.storage.selection import Selection
+from consumer.sources.storage.source import FileSource
 
 CUSTOM = "users.behaviors.CustomEvent"
 N = 5

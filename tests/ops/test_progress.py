@@ -28,7 +28,7 @@ from consumer.commands.replay import Replay
 from consumer.ops.logs import setup
 from consumer.ops.metrics import Metrics
 from consumer.sinks.amplitude import AmplitudeSink
-from consumer.sources.files import list_files
+from consumer.sources.storage.files import list_files
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

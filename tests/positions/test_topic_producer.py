@@ -1,4 +1,4 @@
-"""Tests for consumer.sources.kafka_deadletter's producer on the real broker: a full queue is handed to
+"""Tests for consumer.sources.kafka.deadletter's producer on the real broker: a full queue is handed to
 the broker before any settle, settle returns once every record is acknowledged, and one key's records
 keep the order they were written in; a record the producer refuses is a fault naming the topic, raised
 again by every later call."""
@@ -15,7 +15,7 @@ from kafka_harness import eventually, plain_consumer
 
 from consumer.ops.faults import Fault
 from consumer.settings import load
-from consumer.sources.kafka_deadletter import TopicProducer
+from consumer.sources.kafka.deadletter import TopicProducer
 
 TOPIC = "dead-letters"
 

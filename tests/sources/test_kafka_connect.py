@@ -13,8 +13,8 @@ from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 from tls_harness import Certificates, TlsProxy, make_certificates
 
 from consumer.settings import KafkaSettings, load
-from consumer.sources.kafka import build_consumer, explain_start_failure, probe
-from consumer.sources.kafka_logs import RepeatSuppressor
+from consumer.sources.kafka.client import build_consumer, explain_start_failure, probe
+from consumer.sources.kafka.logs import RepeatSuppressor
 
 PASSWORD = "kafka-pw-8c1f0e77"
 

@@ -27,8 +27,8 @@ from objectstore_harness import S3, listing_order
 from replay_harness import last_json, start
 
 from consumer.decode.avro import event_type_from_path
-from consumer.sources.files import list_objects, read_file
-from consumer.sources.selection import Selection
+from consumer.sources.storage.files import list_objects, read_file
+from consumer.sources.storage.selection import Selection
 from consumer.transform.amplitude import Transformer
 from consumer.transform.base import Skip
 

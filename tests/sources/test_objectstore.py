@@ -1,5 +1,5 @@
-"""Tests for consumer.sources.store, consumer.sources.cloudstore, consumer.sources.selection, consumer.sources.files and
-consumer.sources.readahead: one contract for local directories and real servers of each cloud (moto for S3,
+"""Tests for consumer.sources.storage.store, consumer.sources.storage.cloud, consumer.sources.storage.selection, consumer.sources.storage.files and
+consumer.sources.storage.readahead: one contract for local directories and real servers of each cloud (moto for S3,
 gcp-storage-emulator for GCS, Azurite for Azure Blob), the partition filters, failures told apart (bad bytes
 vs bytes not fetched), and the bounded read-ahead. What only a cloud's store can do: test_objectstore_clouds.py."""
 
@@ -22,11 +22,11 @@ from objectstore_harness import CLOUDS, ObjectBucket, currents_tree, listing_ord
 from consumer.decode.avro import DecodeError
 from consumer.events import CurrentsRecord, Position
 from consumer.instants import canonical_instant, parse_instant
-from consumer.sources.files import ReadError, list_objects, read_object
-from consumer.sources.readahead import ReadAhead
-from consumer.sources.selection import EVENT_TIME_SLACK, Selection
-from consumer.sources.store import LocalStore, StoredObject, StoreError
-from consumer.sources.stores import Stores, store_for
+from consumer.sources.storage.files import ReadError, list_objects, read_object
+from consumer.sources.storage.readahead import ReadAhead
+from consumer.sources.storage.selection import EVENT_TIME_SLACK, Selection
+from consumer.sources.storage.store import LocalStore, StoredObject, StoreError
+from consumer.sources.storage.stores import Stores, store_for
 
 H = 3600
 T0 = parse_instant("2024-05-01-10")

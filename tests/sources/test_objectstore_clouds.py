@@ -12,10 +12,10 @@ from objectstore_harness import CLOUDS, ObjectBucket, currents_tree
 
 from consumer.decode.avro import DecodeError
 from consumer.events import CurrentsRecord
-from consumer.sources import cloudstore
-from consumer.sources.files import ReadError, list_objects, read_object
-from consumer.sources.store import StoreError
-from consumer.sources.stores import Stores
+from consumer.sources.storage import cloud as cloudstore
+from consumer.sources.storage.files import ReadError, list_objects, read_object
+from consumer.sources.storage.store import StoreError
+from consumer.sources.storage.stores import Stores
 
 
 @pytest.fixture(params=CLOUDS)

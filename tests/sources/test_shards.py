@@ -1,4 +1,4 @@
-"""Tests of sharded listings (consumer.sources.selection.Shard, applied by consumer.sources.files.list_objects)
+"""Tests of sharded listings (consumer.sources.storage.selection.Shard, applied by consumer.sources.storage.files.list_objects)
 and of the options that choose a shard: the N shards of a tree are disjoint and cover it, roughly
 balanced, stable when files are added, keyed relative to the root (local and S3 alike), and a shard
 that cannot be worked out is a configuration error naming the option."""
@@ -13,8 +13,8 @@ from currents_devkit.synth import Synth, write_currents_tree
 from objectstore_harness import S3
 
 from consumer.settings import SettingsError, load
-from consumer.sources.files import Listing, list_objects
-from consumer.sources.selection import Selection, Shard, relative_key
+from consumer.sources.storage.files import Listing, list_objects
+from consumer.sources.storage.selection import Selection, Shard, relative_key
 
 KEYS = [
     f"dataexport.prod-01.S3.integration.X/event_type=users.messages.email.Send/date=2024-05-{d:02d}-{h:02d}/"

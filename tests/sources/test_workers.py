@@ -14,11 +14,11 @@ from currents_devkit.synth import Synth, write_container, write_currents_tree
 
 from consumer.decode.avro import DecodeError
 from consumer.settings import load
-from consumer.sources.files import ReadError, ReadProgress, list_objects, read_file
-from consumer.sources.readahead import loads
-from consumer.sources.selection import Selection
-from consumer.sources.store import StoredObject
-from consumer.sources.workers import WorkerPool
+from consumer.sources.storage.files import ReadError, ReadProgress, list_objects, read_file
+from consumer.sources.storage.readahead import loads
+from consumer.sources.storage.selection import Selection
+from consumer.sources.storage.store import StoredObject
+from consumer.sources.workers.file_pool import WorkerPool
 from consumer.transform.amplitude import AmplitudeMapper, Transformer
 from consumer.transform.prepare import Prepared, Preparer
 

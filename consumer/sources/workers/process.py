@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from consumer.decode.avro import DecodeError
 from consumer.ops.faults import Fault
-from consumer.sources.files import ReadError, ReadProgress, read_object
-from consumer.sources.selection import RecordFilter, Selection
-from consumer.sources.store import StoredObject
-from consumer.sources.stores import Stores
-from consumer.sources.worker_messages import (
+from consumer.sources.storage.files import ReadError, ReadProgress, read_object
+from consumer.sources.storage.selection import RecordFilter, Selection
+from consumer.sources.storage.store import StoredObject
+from consumer.sources.storage.stores import Stores
+from consumer.sources.workers.wire import (
     BadBytes,
     ChunkFollows,
     Crashed,

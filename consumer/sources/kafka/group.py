@@ -23,8 +23,8 @@ from aiokafka.errors import KafkaError
 from consumer.ops.waits import wait_set
 from consumer.settings import KafkaSettings
 from consumer.sources.base import Stream
-from consumer.sources.kafka import build_consumer, explain_start_failure, refused_login, subscribe
-from consumer.sources.kafka_logs import quiet_repeats
+from consumer.sources.kafka.client import build_consumer, explain_start_failure, refused_login, subscribe
+from consumer.sources.kafka.logs import quiet_repeats
 
 log = logging.getLogger("currents.daemon")
 

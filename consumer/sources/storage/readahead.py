@@ -8,7 +8,7 @@ state (one stream per object) is deterministic; what runs ahead is bounded:
   decoded in its own worker thread (an object store's reads block on the network, and the Avro
   decoder pulls bytes synchronously, so neither may run on the event loop);
 * each open object holds at most :data:`DEPTH` chunks of :data:`CHUNK` decoded records plus its
-  store's read-ahead block (see :mod:`consumer.sources.cloudstore`).
+  store's read-ahead block (see :mod:`consumer.sources.storage.cloud`).
 
 Throughput therefore grows with ``in_flight`` while the time to fetch an object (first-byte latency,
 transfer) dominates, up to the point where decoding or Amplitude's limits bind. Worker threads are
@@ -26,17 +26,30 @@ import threading
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from consumer.decode.avro import DecodeError
 from consumer.events import CurrentsRecord
-from consumer.sources.files import ReadError, ReadProgress, read_object
-from consumer.sources.selection import RecordFilter
-from consumer.sources.store import Store, StoredObject
-from consumer.sources.stores import Stores
+from consumer.sources.storage.files import ReadError, ReadProgress, read_object
+from consumer.sources.storage.selection import RecordFilter
+from consumer.sources.storage.store import Store, StoredObject
+from consumer.sources.storage.stores import Stores
 
-if TYPE_CHECKING:
-    from consumer.sources.workers import WorkerPool
+
+class ObjectPool(Protocol):
+    """Worker processes that read and prepare whole objects (the ``WorkerPool`` of
+    :mod:`consumer.sources.workers.file_pool`): a ticket per object, taken in listing order, then its
+    prepared chunks as pickled bytes."""
+
+    def ticket(self) -> int:
+        """The next object's place in line (taken on the event loop, as objects are opened)."""
+        ...
+
+    def read(
+        self, ticket: int, obj: StoredObject, skip: int, progress: ReadProgress, cancelled: threading.Event
+    ) -> Iterator[bytes]:
+        """``obj``'s prepared records after ``skip``, in pickled chunks, read in ``ticket``'s turn."""
+        ...
 
 
 def loads(data: bytes) -> Any:
@@ -119,12 +132,13 @@ class ObjectReader:
     """The records of one object, decoded in a worker thread; iterate for chunks of records.
 
     Without a pool a chunk holds :class:`~consumer.events.CurrentsRecord` values decoded in the thread;
-    with a :class:`~consumer.sources.workers.WorkerPool` it holds
+    with a :class:`~consumer.sources.workers.file_pool.WorkerPool` it holds
     :data:`~consumer.transform.prepare.Prepared` records
     that a worker process decoded and prepared, and the thread only receives them.
 
     Iteration ends normally at the end of the object, or raises :class:`DecodeError` (bad bytes)
-    or :class:`~consumer.sources.files.ReadError` (bytes not fetched) after the records before the failure.
+    or :class:`~consumer.sources.storage.files.ReadError` (bytes not fetched) after the records before the
+    failure.
     Afterwards ``progress.records`` is the index reading got to and ``progress.filtered`` how many
     records the selection left out.
     """
@@ -135,7 +149,7 @@ class ObjectReader:
         obj: StoredObject,
         skip: int,
         keep: RecordFilter | None,
-        pool: WorkerPool | None = None,
+        pool: ObjectPool | None = None,
     ) -> None:
         self.obj = obj
         self.skip = skip
@@ -170,7 +184,7 @@ class ObjectReader:
     def _produce(self) -> None:
         self._hand_over(self._chunks())
 
-    def _receive(self, pool: WorkerPool, ticket: int) -> None:
+    def _receive(self, pool: ObjectPool, ticket: int) -> None:
         assert self._handoff is not None
         self._hand_over(pool.read(ticket, self.obj, self.skip, self.progress, self._handoff.cancelled))
 
@@ -232,7 +246,7 @@ class ReadAhead:
         in_flight: int,
         admit: Callable[[StoredObject], int | None] = lambda _: 0,
         keep: RecordFilter | None = None,
-        pool: WorkerPool | None = None,
+        pool: ObjectPool | None = None,
     ) -> None:
         if in_flight < 1:
             raise ValueError("in_flight must be at least 1")

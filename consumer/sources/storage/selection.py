@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from consumer.events import CurrentsRecord
 from consumer.instants import format_instant, parse_instant
-from consumer.sources.store import is_url
+from consumer.sources.storage.store import is_url
 
 if TYPE_CHECKING:
     from consumer.settings import InputSettings

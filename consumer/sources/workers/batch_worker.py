@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from consumer.decode.avro import Message
-from consumer.sources.selection import Selection
-from consumer.sources.worker_messages import PrepareBatch
-from consumer.sources.worker_process import RestartBudget, Worker, dumps, spawn, stop
+from consumer.sources.storage.selection import Selection
+from consumer.sources.workers.process import RestartBudget, Worker, dumps, spawn, stop
+from consumer.sources.workers.wire import PrepareBatch
 
 if TYPE_CHECKING:
     from consumer.transform.base import Mapper

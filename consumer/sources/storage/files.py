@@ -1,11 +1,11 @@
 """Finding and reading Currents Avro files, on local disks or in S3, GCS and Azure Blob storage.
 
 Following Braze's advice, files are found by listing everything under the given roots (any depth),
-never by parsing their names; a :class:`~consumer.sources.selection.Selection` may prune ``event_type=`` and
-``date=`` partitions by name. The path's ``event_type=`` segment is only a fallback for the event type
-when a file's writer schema has no usable name. Hidden files and obvious non-Avro side files
-(``_SUCCESS``, ``.crc``) are passed over. Roots are local paths or ``s3://``, ``gs://``, ``az://``
-URLs (see :mod:`consumer.sources.store`).
+never by parsing their names; a :class:`~consumer.sources.storage.selection.Selection` may prune
+``event_type=`` and ``date=`` partitions by name. The path's ``event_type=`` segment is only a fallback
+for the event type when a file's writer schema has no usable name. Hidden files and obvious non-Avro side
+files (``_SUCCESS``, ``.crc``) are passed over. Roots are local paths or ``s3://``, ``gs://``, ``az://``
+URLs (see :mod:`consumer.sources.storage.store`).
 
 Reading tells two failures apart. Bad bytes raise :class:`~consumer.decode.avro.DecodeError`: the damage is
 in the object and reading it again fails the same way. Bytes of an object in a store that could not be
@@ -23,9 +23,9 @@ from typing import IO, cast
 
 from consumer.decode.avro import DecodeError, iter_container
 from consumer.events import CurrentsRecord, Position
-from consumer.sources.selection import LEFT_OUT, RecordFilter, Selection
-from consumer.sources.store import LocalStore, Store, StoredObject
-from consumer.sources.stores import Stores
+from consumer.sources.storage.selection import LEFT_OUT, RecordFilter, Selection
+from consumer.sources.storage.store import LocalStore, Store, StoredObject
+from consumer.sources.storage.stores import Stores
 
 _LOCAL = LocalStore()
 
@@ -51,8 +51,8 @@ class ReadProgress:
 @dataclass
 class Listing:
     """What a listing found: the objects it yielded, and the directories the selection left out, by
-    :data:`~consumer.sources.selection.LEFT_OUT` reason (a pruned directory is never listed, so what it
-    holds is not counted)."""
+    :data:`~consumer.sources.storage.selection.LEFT_OUT` reason (a pruned directory is never listed, so
+    what it holds is not counted)."""
 
     objects: int = 0
     left_out: Counter[str] = field(default_factory=Counter)
@@ -84,7 +84,7 @@ def list_objects(
 
     Every root is checked before anything is listed: a local path that does not exist raises
     ``FileNotFoundError`` naming it, an object-store root that is missing or cannot be reached
-    raises :class:`~consumer.sources.store.StoreError`. ``listing``, when given, counts what was found
+    raises :class:`~consumer.sources.storage.store.StoreError`. ``listing``, when given, counts what was found
     and what the selection left out, as the listing goes.
     """
     stores = stores or Stores()

@@ -17,9 +17,9 @@ batching, limits, requests, acknowledgements. ``--workers 0`` decodes in threads
 * **Stopping early.** Closing an object's reader sets its worker's cancel flag; the worker stops at its
   next chunk and says so, the thread reads up to that end and gives the worker back.
 * **Failures.** Bad bytes come back as :class:`~consumer.decode.avro.DecodeError` and a failed fetch as
-  :class:`~consumer.sources.files.ReadError`, with the same object, record index and reason as in-process
-  decoding. A worker that dies (killed, out of memory) is reported as a :class:`ReadError` of the object
-  it was reading (left unfinished, read again by the next run) and replaced.
+  :class:`~consumer.sources.storage.files.ReadError`, with the same object, record index and reason as
+  in-process decoding. A worker that dies (killed, out of memory) is reported as a :class:`ReadError` of
+  the object it was reading (left unfinished, read again by the next run) and replaced.
 * **State.** A mapper's memory lives in its process: Movable Ink's memory of identified users is one per
   worker, so a user may be identified once per worker instead of once per replay.
 """
@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING
 from consumer.decode.avro import DecodeError
 from consumer.events import Position
 from consumer.ops.faults import Fault
-from consumer.sources.files import ReadError, ReadProgress
-from consumer.sources.selection import Selection
-from consumer.sources.store import StoredObject
-from consumer.sources.worker_messages import (
+from consumer.sources.storage.files import ReadError, ReadProgress
+from consumer.sources.storage.selection import Selection
+from consumer.sources.storage.store import StoredObject
+from consumer.sources.workers.process import RestartBudget, Worker, spawn, stop
+from consumer.sources.workers.wire import (
     BadBytes,
     ChunkFollows,
     FetchFailed,
@@ -45,7 +46,6 @@ from consumer.sources.worker_messages import (
     ObjectEnd,
     ReadObject,
 )
-from consumer.sources.worker_process import RestartBudget, Worker, spawn, stop
 
 if TYPE_CHECKING:
     from consumer.transform.base import Mapper

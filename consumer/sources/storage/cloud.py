@@ -1,4 +1,4 @@
-"""S3, GCS and Azure Blob storage through fsspec: the :class:`~consumer.sources.store.Store` for URLs.
+"""S3, GCS and Azure Blob storage through fsspec: the :class:`~consumer.sources.storage.store.Store` for URLs.
 
 ``s3://bucket/prefix`` uses s3fs (extra ``[s3]``), ``gs://bucket/prefix`` gcsfs (``[gcs]``),
 ``az://container/prefix`` (or ``abfs[s]://container@account.dfs.core.windows.net/prefix``) adlfs
@@ -21,7 +21,7 @@ cache is off, so memory does not grow with the number of objects seen.
 Reading streams: :meth:`CloudStore.open` returns an fsspec file with a read-ahead cache of
 :data:`READ_BLOCK` bytes, so at most that much of an object is held per open object, whatever its
 size, and a typical Currents object is fetched in one ranged GET. Every ranged GET is pinned, so an object
-rewritten mid-read fails (a :class:`~consumer.sources.files.ReadError`) instead of mixing contents: S3
+rewritten mid-read fails (a :class:`~consumer.sources.storage.files.ReadError`) instead of mixing contents: S3
 to the ETag the object had when opened (s3fs sends ``If-Match``), GCS to the generation it was listed
 with (``?generation=``: a replaced generation answers 404), Azure to the ETag it was listed with
 (``If-Match``: a rewritten blob answers 412). gcsfs and adlfs pin nothing themselves.
@@ -35,7 +35,7 @@ import posixpath
 from collections.abc import Callable, Iterator
 from typing import IO, Any, TypeVar, cast
 
-from consumer.sources.store import (
+from consumer.sources.storage.store import (
     KeepDir,
     StoredObject,
     StoreError,
@@ -122,7 +122,7 @@ class CloudStore:
         self._call(root, self.fs.info, self._path(root))
 
     def walk(self, root: str, keep_dir: KeepDir) -> Iterator[StoredObject]:
-        """Objects under ``root`` in :func:`~consumer.sources.store.listing_key` order, pruned by
+        """Objects under ``root`` in :func:`~consumer.sources.storage.store.listing_key` order, pruned by
         ``keep_dir``, side files passed over."""
         path = self._path(root)
         info = self._call(root, self.fs.info, path)

@@ -1,14 +1,15 @@
-"""Which :class:`~consumer.sources.store.Store` reads a root: local paths, or a cloud bucket by URL."""
+"""Which :class:`~consumer.sources.storage.store.Store` reads a root: local paths, or a cloud bucket by
+URL."""
 
 from __future__ import annotations
 
-from consumer.sources.store import LocalStore, Store, is_url
+from consumer.sources.storage.store import LocalStore, Store, is_url
 
 
 def store_for(root: str) -> Store:
     """The store that reads ``root`` (one instance per call; cloud stores hold a client)."""
     if is_url(root):
-        from consumer.sources.cloudstore import CloudStore  # only with an object-store URL: optional deps
+        from consumer.sources.storage.cloud import CloudStore  # only with an object-store URL: optional deps
 
         return CloudStore.for_url(root)
     return LocalStore()

@@ -1,6 +1,6 @@
 """The files / stored objects :class:`~consumer.sources.base.Source` of ``replay``.
 
-Objects are listed and read ahead (:class:`~consumer.sources.readahead.ReadAhead`), each one a stream
+Objects are listed and read ahead (:class:`~consumer.sources.storage.readahead.ReadAhead`), each one a stream
 ``(url, -1)`` whose positions are record indices. A file has no commit log of its own: committing hands
 the done prefix to ``save`` (the replay's resume state), which makes it where the next run begins.
 Back-pressure: a paused source hands out no further chunk until resumed; a caller that simply does not
@@ -15,12 +15,11 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from consumer.sources.base import Stream
-from consumer.sources.files import Listing, list_objects
-from consumer.sources.readahead import ObjectReader, ReadAhead
-from consumer.sources.selection import Selection
-from consumer.sources.store import StoredObject
-from consumer.sources.stores import Stores
-from consumer.sources.workers import WorkerPool
+from consumer.sources.storage.files import Listing, list_objects
+from consumer.sources.storage.readahead import ObjectPool, ObjectReader, ReadAhead
+from consumer.sources.storage.selection import Selection
+from consumer.sources.storage.store import StoredObject
+from consumer.sources.storage.stores import Stores
 
 
 class FileSource:
@@ -38,7 +37,7 @@ class FileSource:
         in_flight: int,
         admit: Callable[[StoredObject], int | None],
         save: Callable[[Mapping[Stream, int]], None],
-        pool: WorkerPool | None = None,
+        pool: ObjectPool | None = None,
     ) -> None:
         self.stores = Stores()
         self.listing = Listing()

@@ -1,7 +1,7 @@
 """Dead letters on a Kafka topic: the producer ``run`` writes them with, the reader of ``redrive``.
 
 Both are clients of the cluster of ``--bootstrap-servers`` with its security settings
-(:func:`~consumer.sources.kafka.connection_options`). Guarantees:
+(:func:`~consumer.sources.kafka.client.connection_options`). Guarantees:
 
 * **Acknowledged before done.** :meth:`TopicProducer.send` queues (and hands a full queue to the
   producer in the background); :meth:`TopicProducer.settle` sends everything queued, in order, and
@@ -34,7 +34,7 @@ from aiokafka.structs import TopicPartition
 from consumer.events import Position
 from consumer.ops.faults import Fault
 from consumer.settings import KafkaSettings, SettingsError
-from consumer.sources.kafka import connection_options
+from consumer.sources.kafka.client import connection_options
 
 SETTLE_TIMEOUT = 60.0
 """Seconds :meth:`TopicProducer.settle` waits for the broker's acknowledgements before it is a fault."""

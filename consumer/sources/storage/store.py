@@ -2,7 +2,7 @@
 
 A :class:`Store` lists the objects under a root and opens one for reading; :func:`store_for` picks the
 implementation from the root: a local path (:class:`LocalStore`), or ``s3://bucket/prefix``,
-``gs://bucket/prefix`` and ``az://container/prefix`` (:class:`~consumer.sources.cloudstore.CloudStore`,
+``gs://bucket/prefix`` and ``az://container/prefix`` (:class:`~consumer.sources.storage.cloud.CloudStore`,
 through fsspec and the optional extras ``[s3]``, ``[gcs]``, ``[azure]``).
 
 Listing follows Braze's advice: everything under the root is listed, at any depth, without parsing file

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from consumer.decode.avro import Message
-from consumer.sources.store import StoredObject
+from consumer.sources.storage.store import StoredObject
 
 
 @dataclass(frozen=True, slots=True)
