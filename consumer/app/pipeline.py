@@ -1,21 +1,23 @@
 """The stages every source shares: count, map per destination, skip or hand to delivery, acknowledge.
 
-A source (file replay, Kafka) reads :class:`~consumer.events.CurrentsRecord` values in position order
-and calls :meth:`Pipeline.ingest` for each, after tracking its position. The record goes to every
-enabled :class:`~consumer.app.destinations.Destination` (fan-out): each maps it to zero or more payloads
-(or skips it) and its own delivery engine takes them. The record's position is acknowledged once,
+The run's loop (:mod:`consumer.app.loop`) reads prepared records (each destination's payloads, made by
+:class:`~consumer.transform.prepare.Preparer` in a worker process or here) in position order and hands
+runs of them to :meth:`Pipeline.take_run`, after tracking their positions. A record goes to every
+enabled :class:`~consumer.app.destinations.Destination` (fan-out): each has mapped it to zero or more
+payloads (or skipped it) and its own delivery engine takes them. The record's position is acknowledged once,
 when every destination has finished every payload of it (delivered or dead-lettered; a skip finishes
 at once), so a commit never passes an event some destination still owes. Undecodable inputs are
 dead-lettered and acknowledged at once.
 
-Back-pressure: :meth:`ingest` waits while any destination's engine is full, so one destination that
-is down pauses the input once its ``--max-pending`` fills (the others keep flowing until then).
+Back-pressure: the loop takes a run up to the record that fills an engine (:meth:`Pipeline.fit`) and
+then waits for room (:meth:`Pipeline.wait_room`), so one destination that is down pauses the input once
+its ``--max-pending`` fills (the others keep flowing until then).
 
 The pipeline owns the run summary and the event-level metrics, so both sources report the same way.
 
 Faults: every engine shares the run's :class:`~consumer.ops.faults.Faults`; a dead-letter record the
 pipeline itself cannot write is reported there too and raised to the source, whose record then is never
-acknowledged. From the first fault on, :meth:`ingest` / :meth:`take` raise it (no new input is taken).
+acknowledged. From the first fault on, :meth:`take_run` / :meth:`take` raise it (no new input is taken).
 """
 
 from __future__ import annotations
@@ -30,28 +32,26 @@ from typing import Any
 from consumer.app.destinations import Destination
 from consumer.decode.avro import DecodeError
 from consumer.delivery.engine import DeliveryEngine
-from consumer.events import SEPARATOR_BYTES, CurrentsRecord, Pending, Position
+from consumer.events import SEPARATOR_BYTES, Pending, Position
 from consumer.ops.faults import Fault, Faults
 from consumer.ops.metrics import Metrics
 from consumer.ops.summary import Summary
 from consumer.positions.deadletter import DeadLetterOutput
 from consumer.transform.base import Skip
-from consumer.transform.prepare import Output, Prepared, Preparer
-
-Taken = tuple[Position, str, tuple[Output, ...]]
-"""One prepared record as :meth:`Pipeline.take_run` takes it: its position, event type and outputs."""
+from consumer.transform.prepare import Output, Preparer, Taken
 
 log = logging.getLogger("currents.pipeline")
 
-AckCallback = Callable[[Position], None]
-AckManyCallback = Callable[[list[Position]], None]
+AckCallback = Callable[[list[Position]], None]
+"""Told the positions of records finished (in any order, a request's events at once)."""
 
 INPUT = "input"
 """The ``destination`` label of dead-letters for input that never became an event."""
 
 
 class Pipeline:
-    """Map and deliver records to every destination; call ``on_ack(position)`` once per record when done."""
+    """Deliver prepared records to every destination; tells ``on_ack([positions])`` of each record once,
+    when every destination has finished it."""
 
     def __init__(
         self,
@@ -60,7 +60,6 @@ class Pipeline:
         metrics: Metrics,
         on_ack: AckCallback,
         *,
-        on_ack_many: AckManyCallback | None = None,
         clock: Callable[[], float] | None = None,
         faults: Faults | None = None,
     ) -> None:
@@ -70,7 +69,6 @@ class Pipeline:
         self.dead = dead_letter
         self.metrics = metrics
         self.on_ack = on_ack
-        self.on_ack_many = on_ack_many or self._ack_each
         self.summary = Summary.of([d.name for d in self.destinations])
         self.faults = faults if faults is not None else Faults()
         self.engines = [
@@ -115,15 +113,11 @@ class Pipeline:
                 metrics.count(metrics.dead_lettered, reason, len(items), destination=name)
             if self._owed:
                 last = self._last_payload
-                self.on_ack_many([item.position for item in items if last(item.position)])
+                self.on_ack([item.position for item in items if last(item.position)])
             else:
-                self.on_ack_many([item.position for item in items])
+                self.on_ack([item.position for item in items])
 
         return done
-
-    def _ack_each(self, positions: list[Position]) -> None:
-        for position in positions:
-            self.on_ack(position)
 
     def _last_payload(self, position: Position) -> bool:
         """One of ``position``'s payloads has finished: whether it was the last one owed."""
@@ -140,18 +134,16 @@ class Pipeline:
         return False
 
     # -- input -----------------------------------------------------------------------------------
-    async def ingest(self, record: CurrentsRecord) -> None:
-        """Map one record for every destination and submit its payloads (acknowledged when all finish)."""
-        event_type = record.event_type
-        await self.take(record.position, event_type, self.preparer.outputs(event_type, record.record))
-
     async def take(self, position: Position, event_type: str, outputs: tuple[Output, ...]) -> None:
         """Submit one prepared record (one :data:`~consumer.transform.prepare.Output` per destination, in
         order)."""
         self.faults.raise_first()
         self._count_read(event_type, 1)
         queues: list[list[Pending]] = [[] for _ in self.engines]
-        self._place(position, event_type, outputs, self._clock(), queues)
+        acked: list[Position] = []
+        self._place(position, event_type, outputs, self._clock(), queues, acked)
+        if acked:
+            self.on_ack(acked)
         await self._offer(queues)
         self._since_yield += 1
         if self._since_yield >= 256:
@@ -159,20 +151,11 @@ class Pipeline:
             self._since_yield = 0
             await asyncio.sleep(0)
 
-    async def take_chunk(self, source: str, partition: int, chunk: Sequence[Prepared]) -> None:
-        """Submit the prepared records of one stream, in order: what :meth:`take` does for each, with the
-        per-record bookkeeping (read counts, the clock, handing payloads to the engines, yielding to
-        requests in flight) done once per chunk."""
-        self.faults.raise_first()
-        self._count_types([record[1] for record in chunk])
-        await self._offer(self._place_all((Position(source, partition, o), t, out) for o, t, out in chunk))
-        await asyncio.sleep(0)
-
     def take_run(self, records: Sequence[Taken]) -> None:
         """Submit prepared records, in order, without ever waiting: for a source that must keep polling
         while delivery is full (the Kafka daemon). The caller ends the run where :meth:`fit` says; the
         payloads of the record that fills an engine are taken all the same. The per-record bookkeeping
-        is done once per run, as in :meth:`take_chunk`."""
+        (read counts, the clock, the hand-over to each engine) is done once per run."""
         self.faults.raise_first()
         self._count_types([record[1] for record in records])
         for engine, items in zip(self.engines, self._place_all(records), strict=True):
@@ -198,12 +181,16 @@ class Pipeline:
             self._count_read(event_type, n)
 
     def _place_all(self, records: Iterable[Taken]) -> list[list[Pending]]:
-        """:meth:`_place` for each of ``records`` at one instant: each engine's queue (destination order)."""
+        """:meth:`_place` for each of ``records`` at one instant: each engine's queue (destination order);
+        the records no destination has a payload of are acknowledged together."""
         now = self._clock()
         queues: list[list[Pending]] = [[] for _ in self.engines]
+        acked: list[Position] = []
         place = self._place
         for position, event_type, outputs in records:
-            place(position, event_type, outputs, now, queues)
+            place(position, event_type, outputs, now, queues, acked)
+        if acked:
+            self.on_ack(acked)
         return queues
 
     def _count_read(self, event_type: str, n: int) -> None:
@@ -217,9 +204,10 @@ class Pipeline:
         outputs: tuple[Output, ...],
         now: float,
         queues: list[list[Pending]],
+        acked: list[Position],
     ) -> None:
         """Queue one record's payloads for their engines (``queues``, in destination order); skips and
-        unencodable payloads end here, and a record with no payload is acknowledged at once."""
+        unencodable payloads end here, and a record with no payload goes to ``acked``."""
         owed = 0
         for dest, out, queue in zip(self.destinations, outputs, queues, strict=True):
             if isinstance(out, list):
@@ -232,7 +220,7 @@ class Pipeline:
             else:
                 self._unencodable(dest, position, event_type, out.detail)
         if owed == 0:
-            self.on_ack(position)
+            acked.append(position)
         elif owed > 1:
             # Registered before any engine sees a payload: a payload can finish inside ``offer``.
             self._owed[position] = owed
@@ -263,7 +251,7 @@ class Pipeline:
         self._write_dead(reason, position, raw=raw, detail=detail, event_type=event_type)
         self.summary.dead_input(reason)
         self.metrics.count(self.metrics.dead_lettered, reason, destination=INPUT)
-        self.on_ack(position)
+        self.on_ack([position])
 
     def _write_dead(self, reason: str, position: Position, **fields: Any) -> None:
         try:
@@ -282,6 +270,14 @@ class Pipeline:
     def has_room(self) -> bool:
         """Whether every destination takes more events without waiting."""
         return all(e.has_room for e in self.engines)
+
+    async def wait_room(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Wait until every destination takes more events, at most ``timeout`` seconds; whether they do."""
+        deadline = time.monotonic() + timeout
+        for engine in self.engines:
+            if not await engine.wait_room(max(0.0, deadline - time.monotonic())):
+                return False
+        return True
 
     @property
     def pending(self) -> int:

@@ -114,7 +114,7 @@ async def _redrive_topic(
     return pipeline.summary
 
 
-def _ignore(_position: Position) -> None:
+def _ignore(_positions: list[Position]) -> None:
     """Redrive acknowledges nothing per event: it commits (or moves files) once everything settled."""
 
 

@@ -188,6 +188,10 @@ class DeliveryEngine:
         """Whether :meth:`submit` would return without waiting."""
         return self._room.is_set()
 
+    async def wait_room(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Wait until the engine takes more events (at most ``timeout`` seconds); whether it does."""
+        return await wait_set(self._room, timeout)
+
     def room(self) -> list[int]:
         """``[events, bytes]`` the engine takes before it is full (zeros while it is)."""
         if not self._room.is_set():

@@ -1,53 +1,127 @@
-"""The Source contract: what every input (a Kafka consumer group, files or stored objects) promises.
+"""The Source contract: what every input (a Kafka consumer group, files or stored objects, a followed
+bucket) promises to the one loop that reads them all (:class:`~consumer.app.loop.RunLoop`).
 
-A source yields records in position order per stream (a Kafka partition ``(topic, partition)``, or one
-file ``(path, -1)``); how it yields them is its own (Kafka fetches batches of messages, the file source
-hands out one reader per file). Everything after reading — tracking, acknowledging, committing — is
-the same for every source and is what this contract fixes.
+A source is read by :meth:`Source.read`, which gives a :class:`Batch`: prepared records in position order
+per stream (a Kafka partition ``(topic, partition)``, or one file ``(url, -1)``), the inputs that never
+became a record, and the streams read to their end. Everything after reading — tracking, taking into
+delivery, acknowledging, committing — is the loop's, the same for every source.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
+
+from consumer.decode.avro import DecodeError
+from consumer.transform.prepare import Taken
 
 Stream = tuple[str, int]
 """``(topic, partition)`` for Kafka, ``(path or URL, -1)`` for a file."""
 
 
-class Source(Protocol):
-    """An input that is read in position order per stream and told which positions are done.
+@dataclass(frozen=True, slots=True)
+class BadInput:
+    """Input that never became a record, dead-lettered with ``reason``: ``undecodable`` (a Kafka value),
+    or ``unreadable_input`` (a damaged file; its position is the record where reading stopped)."""
 
-    * **What blocks.** Reading waits for input (a Kafka fetch long-polls up to its timeout; a file
-      reader waits for the next decoded chunk). :meth:`pause`, :meth:`resume` and :meth:`close` never
-      wait for input; :meth:`commit` waits only for the write of the positions (a broker round trip,
-      a small file).
-    * **Back-pressure.** When delivery is full the reader calls :meth:`pause`: the source stops taking
-      more input (Kafka pauses every assigned partition but keeps polling so the group membership
-      stays alive; a file source stops handing out chunks) until :meth:`resume`. A source never
-      buffers more than one read ahead of what delivery took, so memory does not grow with lag.
+    error: DecodeError
+    reason: str
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one :meth:`Source.read` gives; an empty batch says nothing came within the wait."""
+
+    records: list[Taken] = field(default_factory=list)
+    """Prepared records, in position order per stream."""
+    read: list[tuple[Stream, list[int]]] = field(default_factory=list)
+    """Every position read, the records' and the bad inputs', ascending per stream: what the loop tracks
+    before it takes anything."""
+    bad: list[BadInput] = field(default_factory=list)
+    """Inputs dead-lettered as they are (which acknowledges their positions)."""
+    ended: list[Stream] = field(default_factory=list)
+    """Streams read to their end (a file): once every position of one is acknowledged, the loop calls
+    :meth:`Source.finished`."""
+    problems: list[str] = field(default_factory=list)
+    """Lines for the run's summary: objects that could not be fetched or were damaged."""
+
+
+class Owner(Protocol):
+    """What a source may ask of the loop that reads it."""
+
+    async def release(self, streams: set[Stream], timeout: float) -> None:  # noqa: ASYNC109
+        """The source is losing ``streams`` (a rebalance): records read of them and not yet taken are
+        dropped, those taken get ``timeout`` seconds to finish, the done prefix is committed, and the
+        streams are forgotten (nothing is committed for them afterwards)."""
+
+
+class Source(Protocol):
+    """An input read in position order per stream and told which positions are done.
+
+    * **Reading.** :meth:`read` waits at most ``timeout`` seconds and returns a :class:`Batch` (empty if
+      nothing came), or ``None`` once the source has nothing more, ever (a replay's last file). It never
+      hands out more than one batch ahead of what the loop took, so memory does not grow with lag.
+    * **Back-pressure.** When delivery is full the loop calls :meth:`pause` and goes on calling
+      :meth:`read` (``timeout`` 0) until there is room: a paused source returns empty batches and uses
+      the calls to stay alive (Kafka keeps polling, so the group membership holds); :meth:`resume`
+      undoes it. Both are idempotent and never wait.
     * **Acknowledging.** A position is acknowledged when its event is finished, whichever way:
-      delivered, skipped by a mapping rule, or dead-lettered (the dead-letter record synced to disk
-      before the position is committed). Acknowledgements arrive in any order.
-    * **Committing.** :meth:`commit` is only ever given, per stream, the *contiguous* acknowledged
-      prefix: the offset after which nothing is done yet (the next position to read, Kafka's
-      convention), never a position past one that is unfinished. What is committed is where a
-      restarted reader starts; it returns ``False`` when the commit could not be made (a rebalance,
-      a fenced generation): the previous commit stands, which is safe, and a later commit retries.
-    * **Shutdown.** The reader stops reading, gives events in flight a bounded grace, commits the done
-      prefix, then calls :meth:`close`, which releases the input (leaves the group, stops the file
-      threads) without committing anything itself: an event unfinished at shutdown is read again.
+      delivered, skipped by a mapping rule, or dead-lettered (the dead-letter record durable first).
+      Acknowledgements arrive in any order; the loop tracks them.
+    * **Committing.** :meth:`commit` is only ever given, per stream of :meth:`streams`, the
+      *contiguous* acknowledged prefix (the next position to read, Kafka's convention), and only what
+      moved since the last successful commit (possibly nothing: a source may still have something of
+      its own to save). ``False`` means the commit could not be made (a rebalance, a fenced generation):
+      the previous one stands, which is safe, and a later commit retries.
+    * **Finishing.** A stream the source said had ended (:attr:`Batch.ended`) whose every position is
+      done is handed to :meth:`finished` once, then forgotten by the loop.
+    * **Shutdown.** The loop stops reading, pauses the source, gives events in flight a bounded grace,
+      commits the done prefix, then calls :meth:`close`, which releases the input (leaves the group,
+      stops the file threads and workers) without committing anything itself: an event unfinished at
+      shutdown is read again by the next run.
     """
 
+    async def start(self, owner: Owner, stopping: asyncio.Event, beat: Callable[[], None]) -> bool:
+        """Connect or begin listing (retrying while the input is unreachable, calling ``beat`` between
+        attempts); ``False`` if ``stopping`` was set first."""
+        ...
+
+    async def read(self, timeout: float) -> Batch | None:  # noqa: ASYNC109
+        """The next batch within ``timeout`` seconds (empty if none), or ``None`` at the source's end."""
+        ...
+
     def pause(self) -> None:
-        """Stop taking more input until :meth:`resume` (back-pressure); idempotent."""
+        """Hand out nothing more until :meth:`resume` (back-pressure); idempotent."""
+        ...
 
     def resume(self) -> None:
-        """Take input again after :meth:`pause`; idempotent."""
+        """Hand out input again after :meth:`pause`; idempotent."""
+        ...
+
+    def streams(self) -> Iterable[Stream]:
+        """The streams whose done prefix is committed now (Kafka: the partitions owned; files: those open)."""
+        ...
 
     async def commit(self, offsets: Mapping[Stream, int]) -> bool:
         """Make ``offsets`` (per stream, the next position to read) where a restart begins; ``False`` if
         the commit failed and the previous one stands."""
+        ...
+
+    def finished(self, stream: Stream, next_position: int) -> None:
+        """Every position read of ``stream``, which had ended, is done; ``next_position`` is the one after
+        the last (what a commit would say)."""
+        ...
+
+    def ready(self) -> bool:
+        """Whether the source is able to work (the daemon: partitions assigned); readiness, not health."""
+        ...
+
+    def backlog(self) -> int:
+        """Records read from the input and not handed to the loop yet (gauges, closing lines)."""
+        ...
 
     async def close(self) -> None:
-        """Release the input; commits nothing (the reader committed the done prefix before)."""
+        """Release the input; commits nothing (the loop committed the done prefix before)."""
+        ...

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from consumer.decode.avro import DecodeError, Message, SchemaResolver, decode_message
-from consumer.events import CurrentsRecord
+from consumer.events import CurrentsRecord, Position
 from consumer.transform.base import Skip
 
 if TYPE_CHECKING:
@@ -39,6 +39,10 @@ Output = Skip | Unencodable | list[Encoded]
 
 Prepared = tuple[int, str, tuple[Output, ...]]
 """One record ready for delivery: (record offset, event type, one output per destination, in order)."""
+
+Taken = tuple[Position, str, tuple[Output, ...]]
+"""One prepared record as the pipeline takes it (:meth:`~consumer.app.pipeline.Pipeline.take_run`): its
+position, event type and one output per destination."""
 
 MessageResult = str | tuple[str, tuple[Output, ...]]
 """What one Kafka message became: why it cannot be decoded, or (event type, one output per destination)."""
@@ -65,7 +69,7 @@ class Preparer:
         return tuple(out)
 
     def prepare(self, record: CurrentsRecord) -> Prepared:
-        """One record of a file as :meth:`~consumer.app.pipeline.Pipeline.take_chunk` takes it."""
+        """One record of a file, keyed by its index (the file source makes it a :data:`Taken`)."""
         event_type = record.event_type
         return (record.position.offset, event_type, self.outputs(event_type, record.record))
 

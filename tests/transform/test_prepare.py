@@ -89,7 +89,7 @@ async def test_an_unencodable_payload_is_dead_lettered_and_its_record_acknowledg
     dead = DeadLetterWriter(settings.dead_letter)
     acked: list[Position] = []
     destination = Destination("amplitude", amplitude(), NeverCalled(), settings.amplitude, settings.limits)
-    pipeline = Pipeline([destination], dead, Metrics(CollectorRegistry()), acked.append)
+    pipeline = Pipeline([destination], dead, Metrics(CollectorRegistry()), acked.extend)
     position = Position("f.avro", -1, 7)
     await pipeline.take(position, CUSTOM, (Unencodable("Type is not JSON serializable: set"),))
     await pipeline.take(Position("f.avro", -1, 8), CUSTOM, (Skip("no_identity"),))
@@ -117,7 +117,7 @@ async def test_a_run_ends_with_the_record_that_fills_an_engine(tmp_path: Path) -
     dead = DeadLetterWriter(settings.dead_letter)
     acked: list[Position] = []
     destination = Destination("amplitude", amplitude(), NeverCalled(), settings.amplitude, settings.limits)
-    pipeline = Pipeline([destination], dead, Metrics(CollectorRegistry()), acked.append)
+    pipeline = Pipeline([destination], dead, Metrics(CollectorRegistry()), acked.extend)
     small: tuple[Output, ...] = ([(b"x" * 99, ("d:1",))],)  # 100 bytes as a Pending
     skipped: tuple[Output, ...] = (Skip("no_identity"),)
     outputs = [small, skipped, small, small, small, small, small, small]
@@ -130,7 +130,7 @@ async def test_a_run_ends_with_the_record_that_fills_an_engine(tmp_path: Path) -
     await pipeline.close()
 
     big: tuple[Output, ...] = ([(b"y" * 5999, ("d:2",))],)  # 6,000 bytes: the second passes the byte bound
-    pipeline = Pipeline([destination], dead, Metrics(CollectorRegistry()), acked.append)
+    pipeline = Pipeline([destination], dead, Metrics(CollectorRegistry()), acked.extend)
     assert pipeline.fit([(Position("t", 1, i), CUSTOM, big) for i in range(3)]) == 2
     dead.close()
     await pipeline.close()

@@ -1,12 +1,13 @@
-"""The Kafka consumer-group :class:`~consumer.sources.base.Source`: everything that touches aiokafka.
+"""One Kafka consumer-group member: everything of the daemon's input that touches aiokafka.
 
 Connecting (retried with backoff, 1 s doubling to 30 s, while the brokers are unreachable, their
 certificate is not trusted or they refuse the SASL login; each failure logged once with its reason),
 the rebalance listener, fetching, pausing and resuming, reading and writing committed offsets and the
 high watermark, and leaving the group. Partitions are named as :data:`~consumer.sources.base.Stream`
 tuples ``(topic, partition)`` (an aiokafka ``TopicPartition`` is such a tuple), so no caller needs
-aiokafka's types. Offsets are never auto-committed: :meth:`KafkaSource.commit` is given the
-contiguous done prefix by the caller.
+aiokafka's types. Offsets are never auto-committed: :meth:`GroupConsumer.commit` is given the
+contiguous done prefix by the caller. The :class:`~consumer.sources.base.Source` around it is
+:mod:`consumer.sources.kafka.source`.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Rebalance(Protocol):
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
-    def __init__(self, source: KafkaSource) -> None:
+    def __init__(self, source: GroupConsumer) -> None:
         self.source = source
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -55,8 +56,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka sh
         await self.source.rebalance.assigned(set(assigned))
 
 
-class KafkaSource:
-    """One consumer-group member's input; implements :class:`~consumer.sources.base.Source`."""
+class GroupConsumer:
+    """One consumer-group member: connect, rebalance, fetch, pause, commit."""
 
     def __init__(
         self, settings: KafkaSettings, rebalance: Rebalance, factory: ConsumerFactory = build_consumer
@@ -74,7 +75,7 @@ class KafkaSource:
     @property
     def consumer(self) -> AIOKafkaConsumer:
         """The aiokafka consumer (only once :meth:`start` has connected)."""
-        assert self._consumer is not None, "KafkaSource.start() first"
+        assert self._consumer is not None, "GroupConsumer.start() first"
         return self._consumer
 
     async def start(self, stopping: asyncio.Event, beat: Callable[[], None]) -> bool:

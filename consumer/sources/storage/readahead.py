@@ -1,9 +1,11 @@
 """Bounded read-ahead: list, fetch and decode the next few objects while the pipeline takes records.
 
-The consumer sees objects strictly in listing order and each object's records in order, so the resume
-state (one stream per object) is deterministic; what runs ahead is bounded:
+The consumer sees objects strictly in the order they are listed (or, following a bucket, found) and each
+object's records in order, so the resume state (one stream per object) is deterministic; what runs ahead
+is bounded:
 
-* listing runs in its own thread, at most ``4 * in_flight + 16`` objects ahead;
+* a listing runs in its own thread, at most ``4 * in_flight + 16`` objects ahead (a follower's feed is
+  bounded by the follower);
 * at most ``in_flight`` objects are open at once (the one being consumed included), each read and
   decoded in its own worker thread (an object store's reads block on the network, and the Avro
   decoder pulls bytes synchronously, so neither may run on the event loop);
@@ -26,7 +28,7 @@ import threading
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from consumer.decode.avro import DecodeError
 from consumer.events import CurrentsRecord
@@ -66,8 +68,8 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class _End:
-    """The last item of a hand-over: the error that ended it, if any."""
+class End:
+    """The last item of a hand-over or a feed: the error that ended it, if any."""
 
     error: BaseException | None = None
 
@@ -81,11 +83,11 @@ class Handoff(Generic[T]):
 
     def __init__(self, loop: asyncio.AbstractEventLoop, depth: int) -> None:
         self._loop = loop
-        self._queue: queue.Queue[T | _End] = queue.Queue(depth)
+        self._queue: queue.Queue[T | End] = queue.Queue(depth)
         self._ready = asyncio.Event()
         self._cancelled = threading.Event()
 
-    def put(self, item: T | _End) -> bool:
+    def put(self, item: T | End) -> bool:
         """Hand ``item`` over; ``False`` (item dropped) once the consumer has gone."""
         while not self._cancelled.is_set():
             try:
@@ -97,14 +99,14 @@ class Handoff(Generic[T]):
             return True
         return False
 
-    def get_nowait(self) -> T | _End | None:
+    def get_nowait(self) -> T | End | None:
         """The next item if one is ready, else ``None``."""
         try:
             return self._queue.get_nowait()
         except queue.Empty:
             return None
 
-    async def get(self) -> T | _End:
+    async def get(self) -> T | End:
         """The next item, waiting for it."""
         while True:
             item = self.get_nowait()
@@ -191,30 +193,38 @@ class ObjectReader:
     def _hand_over(self, chunks: Iterator[Any]) -> None:
         handoff = self._handoff
         assert handoff is not None
-        end = _End()
+        end = End()
         with contextlib.closing(chunks):  # type: ignore[type-var]  # generators have close()
             try:
                 for chunk in chunks:
                     if not handoff.put(chunk):
                         return
             except (DecodeError, ReadError) as exc:
-                end = _End(exc)
+                end = End(exc)
             except Exception as exc:  # a bug below; surface it in the consumer rather than in a thread
-                end = _End(exc)
+                end = End(exc)
         handoff.put(end)
 
     def __aiter__(self) -> ObjectReader:
         return self
 
     async def __anext__(self) -> list[Any]:
-        if self._finished or self._handoff is None:
+        chunk = await self.next_chunk()
+        if chunk is None:
             raise StopAsyncIteration
+        return chunk
+
+    async def next_chunk(self) -> list[Any] | None:
+        """The next chunk, or ``None`` at the object's end; raises what ended it early. Cancel-safe: a
+        cancelled wait takes nothing from the hand-over."""
+        if self._finished or self._handoff is None:
+            return None
         item = await self._handoff.get()
-        if isinstance(item, _End):
+        if isinstance(item, End):
             self._finished = True
             if item.error is not None:
                 raise item.error
-            raise StopAsyncIteration
+            return None
         if isinstance(item, bytes):  # a worker's pickled chunk: unpickled here, on the event loop
             chunk: list[Any] = loads(item)
             return chunk
@@ -231,81 +241,143 @@ class ObjectReader:
             self._handoff.cancel()
 
 
-class ReadAhead:
-    """Objects in listing order, each already being read while the ones before it are consumed.
+@runtime_checkable
+class ObjectFeed(Protocol):
+    """Where the objects to read come from, in order, on the event loop: a listing run in a thread
+    (:func:`listing_feed`), or a follower's polls (:mod:`consumer.sources.storage.follow`). Ends with an
+    :class:`End` (carrying the failure that ended it, if any); a follower's never does."""
 
-    ``admit(obj)`` (called on the event loop, in listing order) returns the number of records to skip,
-    or ``None`` to pass the object over without opening it (finished by an earlier run).
+    def get_nowait(self) -> StoredObject | End | None:
+        """The next object (or the end) if one is ready, else ``None``."""
+        ...
+
+    async def get(self) -> StoredObject | End:
+        """The next object (or the end), waiting for it; cancel-safe."""
+        ...
+
+    def cancel(self) -> None:
+        """The reader has gone: stop producing."""
+        ...
+
+
+def listing_feed(objects: Iterator[StoredObject], loop: asyncio.AbstractEventLoop, depth: int) -> ObjectFeed:
+    """``objects`` listed in a thread of their own (store listings block on the network), at most ``depth``
+    ahead of the reader; a listing failure (``StoreError``, ``FileNotFoundError``...) ends the feed."""
+    handoff: Handoff[StoredObject] = Handoff(loop, depth)
+
+    def produce() -> None:
+        try:
+            for obj in objects:
+                if not handoff.put(obj):
+                    return
+        except BaseException as exc:  # raised to the reader, after the objects listed before it
+            handoff.put(End(exc))
+            return
+        handoff.put(End())
+
+    _daemon(produce, "list objects")
+    return handoff
+
+
+class ReadAhead:
+    """Objects in feed order, each already being read while the ones before it are consumed.
+
+    ``admit(obj)`` (called on the event loop, in feed order) returns the number of records to skip,
+    or ``None`` to pass the object over without opening it (finished by an earlier run). The objects
+    come from ``objects`` (listed in a thread, at most ``4 * in_flight + 16`` ahead) or from ``feed``.
     """
 
     def __init__(
         self,
-        objects: Iterator[StoredObject],
+        objects: Iterator[StoredObject] | None,
         stores: Stores,
         *,
         in_flight: int,
         admit: Callable[[StoredObject], int | None] = lambda _: 0,
         keep: RecordFilter | None = None,
         pool: ObjectPool | None = None,
+        feed: ObjectFeed | None = None,
     ) -> None:
         if in_flight < 1:
             raise ValueError("in_flight must be at least 1")
+        if (objects is None) == (feed is None):
+            raise ValueError("give the objects or a feed of them")
         self._objects = objects
+        self._feed = feed
         self._stores = stores
         self._in_flight = in_flight
         self._admit = admit
         self._keep = keep
         self._pool = pool
         self.listed = 0
+        self._window: deque[ObjectReader] = deque()
+        self._current: ObjectReader | None = None
+        self._ended: End | None = None
 
-    def _list(self, handoff: Handoff[StoredObject]) -> None:
-        try:
-            for obj in self._objects:
-                if not handoff.put(obj):
-                    return
-        except BaseException as exc:  # StoreError, FileNotFoundError...: raised in the consumer
-            handoff.put(_End(exc))
+    def _open_feed(self, loop: asyncio.AbstractEventLoop) -> ObjectFeed:
+        if self._feed is None:
+            assert self._objects is not None
+            self._feed = listing_feed(self._objects, loop, 4 * self._in_flight + 16)
+        return self._feed
+
+    async def next(self) -> ObjectReader | None:
+        """The next admitted object's reader (the one returned before is closed), with up to
+        ``in_flight - 1`` more already being read behind it; ``None`` once the feed has ended. A feed's
+        failure is raised after the readers of the objects it gave before it. Cancel-safe: nothing is
+        taken from the feed unless it is opened."""
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+        loop = asyncio.get_running_loop()
+        feed = self._open_feed(loop)
+        self._fill(feed, loop)
+        while not self._window:
+            if self._ended is not None:
+                if self._ended.error is not None:
+                    raise self._ended.error
+                return None
+            self._take(await feed.get(), loop)
+            self._fill(feed, loop)
+        self._current = self._window.popleft()
+        self._fill(feed, loop)
+        return self._current
+
+    def _fill(self, feed: ObjectFeed, loop: asyncio.AbstractEventLoop) -> None:
+        """Open what the feed has ready while fewer than ``in_flight`` objects are open."""
+        while self._ended is None and len(self._window) + (self._current is not None) < self._in_flight:
+            item = feed.get_nowait()
+            if item is None:
+                return  # nothing ready yet: go on with what is open
+            self._take(item, loop)
+
+    def _take(self, item: StoredObject | End, loop: asyncio.AbstractEventLoop) -> None:
+        if isinstance(item, End):
+            self._ended = item
             return
-        handoff.put(_End())
+        self.listed += 1
+        skip = self._admit(item)
+        if skip is None:
+            return
+        reader = ObjectReader(self._stores.get(item.url), item, skip, self._keep, self._pool)
+        reader.start(loop)
+        self._window.append(reader)
 
     async def readers(self) -> AsyncGenerator[ObjectReader, None]:
-        """Each admitted object's reader, in listing order; close it (``aclosing``) to stop early.
-
-        A listing failure is raised after the readers of the objects listed before it.
-        """
-        loop = asyncio.get_running_loop()
-        listing: Handoff[StoredObject] = Handoff(loop, 4 * self._in_flight + 16)
-        _daemon(lambda: self._list(listing), "list objects")
-        window: deque[ObjectReader] = deque()
-        listed_all = False
-        failure: BaseException | None = None
+        """Each admitted object's reader, in feed order (:meth:`next` until the end); close the
+        generator (``aclosing``) to stop early."""
         try:
-            while True:
-                while not listed_all and len(window) < self._in_flight:
-                    item = listing.get_nowait() if window else await listing.get()
-                    if item is None:
-                        break  # nothing listed yet: go on with what is open
-                    if isinstance(item, _End):
-                        listed_all, failure = True, item.error
-                        break
-                    self.listed += 1
-                    skip = self._admit(item)
-                    if skip is None:
-                        continue
-                    reader = ObjectReader(self._stores.get(item.url), item, skip, self._keep, self._pool)
-                    reader.start(loop)
-                    window.append(reader)
-                if not window:
-                    if failure is not None:
-                        raise failure
-                    return
-                reader = window[0]
-                try:
-                    yield reader
-                finally:
-                    reader.close()
-                    window.popleft()
+            while (reader := await self.next()) is not None:
+                yield reader
         finally:
-            listing.cancel()
-            for reader in window:
-                reader.close()
+            self.close()
+
+    def close(self) -> None:
+        """Stop the feed and every read in flight (worker threads stop at their next hand-over)."""
+        if self._feed is not None:
+            self._feed.cancel()
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+        for reader in self._window:
+            reader.close()
+        self._window.clear()
