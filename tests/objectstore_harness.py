@@ -317,8 +317,8 @@ def _honour_upload_preconditions() -> None:
     def conditional(handler: Callable[..., Any]) -> Callable[..., Any]:
         def handle(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
             wanted = (request.query.get("ifGenerationMatch") or [None])[0]
-            if wanted is None:
-                return handler(request, response, storage, *args, **kwargs)
+            if wanted is None or storage.get_bucket(request.params["bucket_name"]) is None:
+                return handler(request, response, storage, *args, **kwargs)  # (a missing bucket: 404)
             with lock:
                 name = name_of(request)
                 try:
