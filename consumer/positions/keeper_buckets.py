@@ -55,15 +55,16 @@ class BucketKeeper:
         """The URL of ``name``."""
         return f"{self.location.rstrip('/')}/{name}"
 
-    def key(self, name: str) -> str:
+    def _key(self, name: str) -> str:
         return posixpath.join(self.prefix, name) if self.prefix else name
 
     def lost(self, exc: BaseException, replacing: bool) -> bool:
         """Whether ``exc`` says a conditional write lost (or, ``replacing``, the name is gone)."""
         raise NotImplementedError
 
-    def run(self, name: str, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
-        """``fn(*args)`` on the file system's loop; a client failure is a :class:`KeeperError`."""
+    def run(self, where: str, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+        """``fn(*args)`` on the file system's loop; a client failure is a :class:`KeeperError` naming
+        ``where`` (the URL of the name or of the location)."""
         from fsspec.asyn import sync
 
         try:
@@ -71,11 +72,11 @@ class BucketKeeper:
         except Conflict:
             raise
         except Exception as exc:  # credentials, permissions, network after the client's own retries
-            raise KeeperError(self.where(name), describe(exc)) from exc
+            raise KeeperError(where, describe(exc)) from exc
 
     def read(self, name: str) -> Stored | None:
         """The object's bytes and version; ``None`` if there is none."""
-        return self.run(name, self._read, self.key(name))
+        return self.run(self.where(name), self._read, self._key(name))
 
     def create(self, name: str, data: bytes) -> str:
         """Write ``name`` unless it exists (:class:`Conflict`); its version."""
@@ -88,14 +89,14 @@ class BucketKeeper:
     def _write(self, name: str, data: bytes, version: str | None) -> str:
         async def attempt() -> str:
             try:
-                return await self._put(self.key(name), data, version)
+                return await self._put(self._key(name), data, version)
             except Exception as exc:
                 if self.lost(exc, replacing=version is not None):
                     what = "exists" if version is None else f"is no longer at version {version}"
                     raise Conflict(f"{self.where(name)} {what} ({describe(exc)})") from exc
                 raise
 
-        return self.run(name, attempt)
+        return self.run(self.where(name), attempt)
 
     def names(self, prefix: str = "") -> list[str]:
         """Objects directly under the location whose names start with ``prefix``, sorted."""

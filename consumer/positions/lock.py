@@ -25,9 +25,9 @@ the lease ``released``, conditional on the holder's version, so it never clobber
 
 Time: a lease is judged by comparing the recorded ``renewed_at`` with the reader's clock, so the
 hosts' clocks must agree within :data:`CLOCK_SKEW` seconds (NTP keeps them far closer). A holder that
-could not renew for a whole lease must assume it lost the lock (:attr:`JobLock.confirmed_at`). The
-host name must tell processes apart: Kubernetes pods and plain containers have their own, containers
-sharing the host's network (and so its name) do not.
+could not renew for a whole lease must assume it lost the lock (:attr:`JobLock.confirmed_at`). Host
+names must tell processes apart: pods and plain containers have their own; containers sharing the
+host's network (and so its name) do not.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ class Holder:
         )
 
     def describe(self) -> str:
+        """``<host> pid <pid> since <started>``."""
         return f"{self.host} pid {self.pid} since {self.started}"
 
 
@@ -100,10 +101,14 @@ class LockHeld(Exception):
     """Another live process holds the lock; ``str()`` names the lock and its holder in one line."""
 
     def __init__(self, where: str, record: dict[str, Any]) -> None:
-        holder = Holder.of(record)
-        renewed = f"last renewed {_iso(record['renewed_at'])}" if "renewed_at" in record else "no lease"
-        super().__init__(f"the lock {where} is held by {holder.describe()} ({renewed})")
-        self.holder = holder
+        self.holder = Holder.of(record)
+        if not record:
+            super().__init__(f"the lock {where} is held by a process that has not written its name in it")
+            return
+        renewed = (
+            "local flock" if "renewed_at" not in record else f"last renewed {_iso(record['renewed_at'])}"
+        )
+        super().__init__(f"the lock {where} is held by {self.holder.describe()} ({renewed})")
 
 
 class LockLost(Fault):
@@ -111,6 +116,8 @@ class LockLost(Fault):
 
 
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return True  # unknown: assume alive (0 and negatives would name process groups)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -156,6 +163,7 @@ class JobLock:
 
     @property
     def where(self) -> str:
+        """The lock's path or URL, for messages."""
         return self.keeper.where(self.name)
 
     def acquire(self, wait: float = 0.0, stopping: threading.Event | None = None) -> None:
@@ -219,20 +227,18 @@ class JobLock:
             return None
         assert isinstance(self.keeper, LocalKeeper)
         path = self.keeper.directory / self.name
+        file: IO[bytes] | None = None
         try:
             private_dir(self.keeper.directory)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            file = os.fdopen(fd, "r+b", buffering=0)
-        except OSError as exc:
-            raise KeeperError(self.where, f"[Errno {exc.errno}] {exc.strerror}") from None
-        try:
+            file = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600), "r+b", buffering=0)
             fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            held = self._local_holder(file)
-            file.close()
-            return held
+            assert file is not None
+            with file:
+                return self._local_holder(file)
         except OSError as exc:
-            file.close()
+            if file is not None:
+                file.close()
             raise KeeperError(self.where, f"[Errno {exc.errno}] {exc.strerror}") from None
         with contextlib.suppress(OSError):  # only for the refusal's message
             file.truncate(0)
