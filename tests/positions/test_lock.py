@@ -197,7 +197,8 @@ def test_the_local_lock_of_a_killed_process_is_free_at_once(tmp_path: Path) -> N
 def test_of_two_processes_acquiring_at_once_exactly_one_holds(cloud: ObjectBucket) -> None:
     with contextlib.ExitStack() as stack:
         procs = [stack.enter_context(child(cloud.url("state"))) for _ in range(2)]
-        stack.callback(lambda: [proc.kill() for proc in procs])
+        for proc in procs:
+            stack.callback(proc.kill)
         for proc in procs:
             assert proc.stdin is not None
             proc.stdin.write("go\n")
