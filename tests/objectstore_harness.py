@@ -287,6 +287,27 @@ def _honour_generations() -> None:
                 handlers[method] = pinned(handler)
 
 
+def _upload_name(request: Any) -> str | None:
+    """The object an emulator upload request names: ``?name=``, else its multipart metadata, else the
+    JSON body that starts a resumable upload."""
+    if "name" in request.query:
+        return str(request.query["name"][0])
+    data = request.data
+    meta: dict[str, Any] = {}
+    if isinstance(data, dict):
+        meta = data["meta"] if isinstance(data.get("meta"), dict) else data
+    return str(meta["name"]) if meta.get("name") else None
+
+
+def _live_generation(storage: Any, bucket: str, name: str | None) -> str:
+    """The emulator's live generation of an object, ``"0"`` when there is none (as GCS counts it)."""
+    try:
+        live = storage.get_file_obj(bucket, name) if name else None
+    except Exception:  # NotFound
+        live = None
+    return "0" if live is None else str(live["generation"])
+
+
 def _honour_upload_preconditions() -> None:
     """Make the emulator refuse an upload whose ``ifGenerationMatch`` does not hold, as GCS does.
 
@@ -305,28 +326,14 @@ def _honour_upload_preconditions() -> None:
 
     lock = threading.Lock()
 
-    def name_of(request: Any) -> str | None:
-        if "name" in request.query:
-            return str(request.query["name"][0])
-        data = request.data  # multipart: {"meta": {...}, ...}; the start of a resumable upload: {...}
-        meta: dict[str, Any] = {}
-        if isinstance(data, dict):
-            meta = data["meta"] if isinstance(data.get("meta"), dict) else data
-        return str(meta["name"]) if meta.get("name") else None
-
     def conditional(handler: Callable[..., Any]) -> Callable[..., Any]:
         def handle(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
             wanted = (request.query.get("ifGenerationMatch") or [None])[0]
-            if wanted is None or storage.get_bucket(request.params["bucket_name"]) is None:
+            bucket = request.params["bucket_name"]
+            if wanted is None or storage.get_bucket(bucket) is None:
                 return handler(request, response, storage, *args, **kwargs)  # (a missing bucket: 404)
             with lock:
-                name = name_of(request)
-                try:
-                    live = storage.get_file_obj(request.params["bucket_name"], name) if name else None
-                except Exception:  # NotFound: no live generation
-                    live = None
-                generation = "0" if live is None else str(live["generation"])
-                if generation != str(wanted):
+                if _live_generation(storage, bucket, _upload_name(request)) != str(wanted):
                     response.status = HTTPStatus.PRECONDITION_FAILED
                     response.json({"error": {"code": 412, "message": "conditionNotMet: ifGenerationMatch"}})
                     return None
