@@ -192,6 +192,6 @@ class ResumeState:
         if stored is not None and stored.data == data:
             return stored.version
         raise Fault(
-            f"another process wrote this job's resume state {self.where} since this run read it "
-            "(is the same replay running twice?): stopping without overwriting it"
+            f"another process wrote this job's resume state {self.where} (or removed it) since this run "
+            "read it (is the same replay running twice?): stopping without overwriting it"
         )

@@ -54,7 +54,9 @@ def test_a_second_writer_of_one_jobs_state_is_a_fault_and_the_first_state_stays(
     first.mark_done(A, 10)
     first.save()
     second.mark_done(B, 5)
-    with pytest.raises(Fault, match="another process wrote this job's resume state") as caught:
+    with pytest.raises(
+        Fault, match=r"another process wrote this job's resume state .* \(or removed it\)"
+    ) as caught:
         second.save()
     assert f"{state_dir}/{first.name}" in str(caught.value)
     # and once both have loaded the same version: the one that saves first wins
@@ -122,3 +124,14 @@ def test_the_local_state_file_keeps_its_name_and_format(tmp_path: Path) -> None:
     assert state.path is not None and state.path.parent == tmp_path
     assert orjson.loads(state.path.read_bytes()) == {"done": {"/data/in/a.avro|1|2": 10}, "next_record": {}}
     assert [p.name for p in tmp_path.iterdir()] == [state.path.name]
+
+
+def test_a_state_removed_while_the_run_kept_it_is_a_fault_not_a_fresh_start(tmp_path: Path) -> None:
+    state = ResumeState.load(str(tmp_path), ["/data/in"])
+    state.mark_done("/data/in/a.avro|1|2", 10)
+    state.save()
+    assert state.path is not None
+    state.path.unlink()  # moved away by hand (or by another run) while this one goes on
+    with pytest.raises(Fault, match="or removed it"):
+        state.save()
+    assert not state.path.exists()
