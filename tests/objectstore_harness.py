@@ -287,6 +287,67 @@ def _honour_generations() -> None:
                 handlers[method] = pinned(handler)
 
 
+def _upload_name(request: Any) -> str | None:
+    """The object an emulator upload request names: ``?name=``, else its multipart metadata, else the
+    JSON body that starts a resumable upload."""
+    if "name" in request.query:
+        return str(request.query["name"][0])
+    data = request.data
+    meta: dict[str, Any] = {}
+    if isinstance(data, dict):
+        meta = data["meta"] if isinstance(data.get("meta"), dict) else data
+    return str(meta["name"]) if meta.get("name") else None
+
+
+def _live_generation(storage: Any, bucket: str, name: str | None) -> str:
+    """The emulator's live generation of an object, ``"0"`` when there is none (as GCS counts it)."""
+    try:
+        live = storage.get_file_obj(bucket, name) if name else None
+    except Exception:  # NotFound
+        live = None
+    return "0" if live is None else str(live["generation"])
+
+
+def _honour_upload_preconditions() -> None:
+    """Make the emulator refuse an upload whose ``ifGenerationMatch`` does not hold, as GCS does.
+
+    GCS answers 412 Precondition Failed to a JSON API upload with ``ifGenerationMatch=0`` when the
+    object exists, and with ``ifGenerationMatch=N`` unless N is the object's live generation (a missing
+    object fails too). The emulator (gcp-storage-emulator 2026.7.19) ignores the parameter and
+    overwrites, so a conditional write could never be seen to lose against it. This enforces the
+    precondition inside the emulator's upload handler (media, multipart and the start of a resumable
+    upload), in tests only; the check and the write hold one lock (the emulator serves one request at a
+    time anyway). Wrapped once per process, in the emulator's own route table.
+    """
+    import threading
+
+    from gcp_storage_emulator import server
+    from gcp_storage_emulator.handlers import objects
+
+    lock = threading.Lock()
+
+    def conditional(handler: Callable[..., Any]) -> Callable[..., Any]:
+        def handle(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
+            wanted = (request.query.get("ifGenerationMatch") or [None])[0]
+            bucket = request.params["bucket_name"]
+            if wanted is None or storage.get_bucket(bucket) is None:
+                return handler(request, response, storage, *args, **kwargs)  # (a missing bucket: 404)
+            with lock:
+                if _live_generation(storage, bucket, _upload_name(request)) != str(wanted):
+                    response.status = HTTPStatus.PRECONDITION_FAILED
+                    response.json({"error": {"code": 412, "message": "conditionNotMet: ifGenerationMatch"}})
+                    return None
+                return handler(request, response, storage, *args, **kwargs)
+
+        handle.conditional = True  # type: ignore[attr-defined]
+        return handle
+
+    for _, handlers in server.HANDLERS:
+        for method, handler in list(handlers.items()):
+            if handler is objects.insert and not getattr(handler, "conditional", False):
+                handlers[method] = conditional(handler)
+
+
 @contextlib.contextmanager
 def gcs_server() -> Iterator[str]:
     """gcp-storage-emulator (in memory) on 127.0.0.1 and a free port; yields its endpoint URL."""
@@ -296,6 +357,7 @@ def gcs_server() -> Iterator[str]:
         unavailable("gcp-storage-emulator is not installed: pip install -e '.[dev]'")
         raise
     _honour_generations()
+    _honour_upload_preconditions()
     logging.getLogger("gcp_storage_emulator").setLevel(logging.WARNING)  # one line per request otherwise
     port = free_port()
     server = create_server("127.0.0.1", port, in_memory=True)

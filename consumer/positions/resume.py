@@ -4,9 +4,16 @@ A local file is identified by its path, size and modification time, an object in
 and version (S3 and Azure ETag, GCS generation), so a changed file is replayed again and an unchanged
 one is never fetched twice. ``next_record[file]`` is the index of the first record not yet done (the
 contiguous done prefix), so an interrupted replay resumes mid-file. The state is written atomically
-(temporary file + rename) and only after the dead-letter output is synced, so it never claims more
-than is safely done. A state that cannot be written is a :class:`~consumer.ops.faults.Fault` naming the
-file and the OS error (the previous state stays as it was).
+and only after the dead-letter output is synced, so it never claims more than is safely done. A state
+that cannot be written is a :class:`~consumer.ops.faults.Fault` naming the file (or URL) and the cause
+(the previous state stays as it was).
+
+The state directory is a local directory or a bucket prefix (``s3://``, ``gs://``, ``az://``), read
+and written through its :class:`~consumer.positions.keeper.Keeper`. Every write is conditional on the
+version this run read or last wrote (a create when there was none), so two processes running one job
+cannot both write its state: the one that finds it changed stops with a ``Fault`` saying so instead of
+overwriting the other's progress. :meth:`ResumeState.lock_name` names the job's
+:class:`~consumer.positions.lock.JobLock`, which keeps a second process from starting at all.
 
 One state file per job: the sorted input roots (absolute paths, URLs as given without a trailing
 ``/``), when there is one the selection (event types, time window), and the destinations when they
@@ -20,13 +27,12 @@ N, or sharded where an earlier run was not, or the reverse) is refused with a ``
 naming them: its shards would take other objects than the finished ones, and a silent fresh start
 would send the whole job again. Run it with the same sharding, or move the job's states away.
 
-The state names input files, which can be personal data: the directory is created ``0700`` and the
+The state names input files, which can be personal data: a local directory is created ``0700`` and the
 state file ``0600`` (:mod:`consumer.positions.private`), whatever mode an older version gave it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -35,8 +41,8 @@ from typing import Any
 
 import orjson
 
-from consumer.ops.faults import io_fault
-from consumer.positions.private import open_private, private_dir
+from consumer.ops.faults import Fault
+from consumer.positions.keeper import Conflict, Keeper, KeeperError, LocalKeeper, keeper_for
 from consumer.sources.storage.selection import Shard
 from consumer.sources.storage.store import StoredObject, is_url
 
@@ -60,16 +66,14 @@ def _shard_suffix(shard: Shard | None) -> str:
     return f".shard-{shard.index}-of-{shard.count}" if shard is not None else ""
 
 
-def _refuse_other_sharding(directory: Path, job: str, shard: Shard | None) -> None:
-    """``ValueError`` if a state of ``job`` kept under another shard count exists in ``directory``."""
+def _refuse_other_sharding(keeper: Keeper, job: str, shard: Shard | None) -> None:
+    """``ValueError`` if a state of ``job`` kept under another shard count is in ``keeper``'s location."""
     count = shard.count if shard is not None else 1
     pattern = re.compile(rf"^replay-{job}(?:\.shard-(\d+)-of-(\d+))?\.json$")
     try:
-        names = sorted(os.listdir(directory))
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise ValueError(f"cannot read resume state directory {directory}: {exc}") from exc
+        names = keeper.names(f"replay-{job}")
+    except KeeperError as exc:
+        raise ValueError(f"cannot read resume state directory {exc}") from exc
     for name in names:
         m = pattern.match(name)
         if m is None or int(m.group(2) or 1) == count:
@@ -77,17 +81,32 @@ def _refuse_other_sharding(directory: Path, job: str, shard: Shard | None) -> No
         theirs = f"as shard {m.group(1)}/{m.group(2)}" if m.group(2) else "by an unsharded run"
         mine = shard.describe() if shard is not None else "unsharded"
         raise ValueError(
-            f"resume state {directory / name} of this replay was kept {theirs}; this run is {mine}. "
+            f"resume state {keeper.where(name)} of this replay was kept {theirs}; this run is {mine}. "
             f"A different sharding takes other objects than the finished ones: run with the same "
-            f"sharding, or move replay-{job}*.json out of {directory} to start this job afresh"
+            f"sharding, or move replay-{job}*.json out of {keeper.location} to start this job afresh"
         )
 
 
 class ResumeState:
     """Finished files and per-file progress for one replay job (keyed by its input paths)."""
 
-    def __init__(self, path: Path | None, data: dict[str, Any] | None = None) -> None:
-        self.path = path
+    def __init__(
+        self,
+        keeper: Keeper | None,
+        name: str = "",
+        data: dict[str, Any] | None = None,
+        version: str | None = None,
+    ) -> None:
+        self.keeper = keeper
+        """Where the state is kept; ``None``: no state is kept."""
+        self.name = name
+        """The state's name in the keeper: ``replay-<job>[.shard-I-of-N].json``."""
+        self.version = version
+        """The version of the state read or last written (``None``: there was none yet)."""
+        self.where: str | None = keeper.where(name) if keeper is not None else None
+        """The state's path or URL, for messages (``None``: no state is kept)."""
+        self.path: Path | None = keeper.directory / name if isinstance(keeper, LocalKeeper) else None
+        """The local state file (``None``: no state is kept, or it is kept in a bucket: see ``where``)."""
         data = data or {}
         self.done: dict[str, int] = dict(data.get("done", {}))
         self.next_record: dict[str, int] = dict(data.get("next_record", {}))
@@ -102,9 +121,10 @@ class ResumeState:
         shard: Shard | None = None,
     ) -> ResumeState:
         """The state of the replay of ``inputs`` (selected by ``selection``, a
-        :meth:`~consumer.sources.storage.selection.Selection.key`, delivered to ``destinations``, ``shard`` of
-        its objects) under ``state_dir`` (``None`` = do not keep state). ``ValueError`` if the state
-        cannot be read, or states of this job were kept with another sharding."""
+        :meth:`~consumer.sources.storage.selection.Selection.key`, delivered to ``destinations``,
+        ``shard`` of its objects) under ``state_dir`` (a directory or an ``s3://``, ``gs://``, ``az://``
+        prefix; ``None`` = do not keep state). ``ValueError`` if the state cannot be read, or states of
+        this job were kept with another sharding."""
         if not state_dir:
             return cls(None)
         material = "\0".join(sorted(_root(p) for p in inputs))
@@ -113,15 +133,28 @@ class ResumeState:
         if tuple(destinations) != ("amplitude",):  # Amplitude alone keeps the key it always had
             material += "\0destinations:" + ",".join(sorted(destinations))
         job = hashlib.sha256(material.encode()).hexdigest()[:16]
-        path = Path(state_dir) / f"replay-{job}{_shard_suffix(shard)}.json"
-        _refuse_other_sharding(Path(state_dir), job, shard)
+        name = f"replay-{job}{_shard_suffix(shard)}.json"
         try:
-            data = orjson.loads(path.read_bytes())
-        except FileNotFoundError:
-            data = {}
-        except (OSError, orjson.JSONDecodeError) as exc:
-            raise ValueError(f"cannot read resume state {path}: {exc}") from exc
-        return cls(path, data if isinstance(data, dict) else {})
+            keeper = keeper_for(state_dir)
+        except KeeperError as exc:
+            raise ValueError(f"cannot read resume state directory {exc}") from exc
+        _refuse_other_sharding(keeper, job, shard)
+        try:
+            stored = keeper.read(name)
+            data = orjson.loads(stored.data) if stored is not None else {}
+        except KeeperError as exc:
+            raise ValueError(f"cannot read resume state {exc}") from exc
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"cannot read resume state {keeper.where(name)}: {exc}") from exc
+        version = stored.version if stored is not None else None
+        return cls(keeper, name, data if isinstance(data, dict) else {}, version)
+
+    def lock_name(self) -> str:
+        """The name of this job's lock beside its state (``replay-<job>[.shard-I-of-N].lock``), for a
+        :class:`~consumer.positions.lock.JobLock` on :attr:`keeper`; ``ValueError`` if no state is kept."""
+        if self.keeper is None:
+            raise ValueError("no resume state is kept, so there is no job lock")
+        return self.name.removesuffix(".json") + ".lock"
 
     def is_done(self, ident: str) -> bool:
         """Whether the file was fully processed by an earlier run."""
@@ -133,18 +166,32 @@ class ResumeState:
         self.next_record.pop(ident, None)
 
     def save(self) -> None:
-        """Write the state atomically (no-op without a state directory); :class:`Fault` if it cannot be."""
-        if self.path is None:
+        """Write the state, atomically and only if no other process wrote it since this one read or
+        last wrote it (no-op without a state directory); :class:`Fault` if it cannot be written or
+        another process wrote it."""
+        if self.keeper is None:
             return
-        tmp = self.path.with_suffix(".tmp")
+        data = orjson.dumps({"done": self.done, "next_record": self.next_record})
         try:
-            private_dir(self.path.parent)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)  # a left-over file would keep its own mode: the state must get 0600
-            with open_private(tmp, append=False) as fh:
-                fh.write(orjson.dumps({"done": self.done, "next_record": self.next_record}))
-                fh.flush()
-                os.fsync(fh.fileno())  # the rename must never expose an empty file after a power cut
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            raise io_fault(f"resume state {self.path}", exc) from None
+            if self.version is None:
+                self.version = self.keeper.create(self.name, data)
+            else:
+                self.version = self.keeper.replace(self.name, data, self.version)
+        except Conflict:
+            self.version = self._written_by_us(data)
+        except KeeperError as exc:
+            raise Fault(f"cannot write the resume state {exc}") from None
+
+    def _written_by_us(self, data: bytes) -> str:
+        """After a lost conditional write: the version if the state holds ``data`` after all (the
+        client retried a write whose answer was lost), else the :class:`Fault` of another writer."""
+        try:
+            stored = self.keeper.read(self.name) if self.keeper is not None else None
+        except KeeperError as exc:
+            raise Fault(f"cannot write the resume state {exc}") from None
+        if stored is not None and stored.data == data:
+            return stored.version
+        raise Fault(
+            f"another process wrote this job's resume state {self.where} (or removed it) since this run "
+            "read it (is the same replay running twice?): stopping without overwriting it"
+        )
