@@ -42,7 +42,8 @@ from typing import Any
 import orjson
 
 from consumer.ops.faults import Fault
-from consumer.positions.keeper import Conflict, Keeper, KeeperError, LocalKeeper, keeper_for
+from consumer.positions.keeper import Keeper, KeeperError, LocalKeeper, keeper_for
+from consumer.positions.kept import KeptFile
 from consumer.sources.storage.selection import Shard
 from consumer.sources.storage.store import StoredObject, is_url
 
@@ -171,27 +172,9 @@ class ResumeState:
         another process wrote it."""
         if self.keeper is None:
             return
-        data = orjson.dumps({"done": self.done, "next_record": self.next_record})
+        kept = KeptFile(self.keeper, self.name, self.version)
         try:
-            if self.version is None:
-                self.version = self.keeper.create(self.name, data)
-            else:
-                self.version = self.keeper.replace(self.name, data, self.version)
-        except Conflict:
-            self.version = self._written_by_us(data)
+            kept.write(orjson.dumps({"done": self.done, "next_record": self.next_record}), "resume state")
         except KeeperError as exc:
             raise Fault(f"cannot write the resume state {exc}") from None
-
-    def _written_by_us(self, data: bytes) -> str:
-        """After a lost conditional write: the version if the state holds ``data`` after all (the
-        client retried a write whose answer was lost), else the :class:`Fault` of another writer."""
-        try:
-            stored = self.keeper.read(self.name) if self.keeper is not None else None
-        except KeeperError as exc:
-            raise Fault(f"cannot write the resume state {exc}") from None
-        if stored is not None and stored.data == data:
-            return stored.version
-        raise Fault(
-            f"another process wrote this job's resume state {self.where} (or removed it) since this run "
-            "read it (is the same replay running twice?): stopping without overwriting it"
-        )
+        self.version = kept.version

@@ -205,6 +205,12 @@ class FlakyStore:
     def walk(self, root: str, keep_dir: Any) -> Iterator[StoredObject]:
         raise NotImplementedError
 
+    def list_level(self, path: str) -> tuple[list[str], list[StoredObject]]:
+        raise NotImplementedError
+
+    def list_flat(self, path: str) -> list[StoredObject]:
+        raise NotImplementedError
+
     def open(self, obj: StoredObject) -> IO[bytes]:
         time.sleep(self.delay)  # first-byte latency
         store = self

@@ -5,6 +5,7 @@ objects, directory-marker objects, corrupt and vanished objects told apart."""
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,25 @@ def test_an_object_gone_after_listing_is_a_read_error_not_damage(cloud: ObjectBu
     with pytest.raises(ReadError, match="cannot open") as err:
         list(read_object(Stores().get(obj.url), obj, skip=3))
     assert err.value.url == obj.url and err.value.record == 3
+
+
+def test_one_level_and_a_flat_listing_of_a_folder_with_when_each_object_landed(
+    cloud: ObjectBucket, tmp_path: Path
+) -> None:
+    keys = ["p/a.avro", "p/_SUCCESS", "p/sub/b.avro", "p/sub/deep/c.avro", "p/.hidden/d.avro", "p/z.crc"]
+    before = time.time() - 2  # a store's clock may run a little behind; moto stamps whole seconds
+    for key in keys:
+        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / key).write_bytes(b"x")
+        cloud.put(key, b"x")
+    for root in (str(tmp_path / "p"), cloud.url("p")):
+        store = Stores().get(root)
+        dirs, objects = store.list_level(root)
+        assert [d.rsplit("/", 1)[-1] for d in dirs] == ["sub"]  # hidden directories are passed over
+        assert [o.url.rsplit("/", 1)[-1] for o in objects] == ["a.avro"]  # side files too
+        flat = sorted(o.url.split("/p/", 1)[1] for o in store.list_flat(root))
+        assert flat == ["a.avro", "sub/b.avro", "sub/deep/c.avro"]
+        assert all(before <= o.landed <= time.time() + 2 for o in store.list_flat(root))
+        # A folder that does not exist lists as empty: a poll looks at hours that may have no files yet.
+        assert store.list_level(f"{root}/nope") == ([], [])
+        assert store.list_flat(f"{root}/nope") == []

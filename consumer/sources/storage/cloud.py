@@ -33,6 +33,7 @@ import functools
 import importlib
 import posixpath
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import IO, Any, TypeVar, cast
 
 from consumer.sources.storage.store import (
@@ -60,6 +61,9 @@ _BACKENDS: dict[str, tuple[str, str, str]] = {
 # The first of these an object's listing entry carries is its version: GCS generation, S3 and Azure ETag.
 _VERSION_KEYS = ("generation", "ETag", "etag", "VersionId", "version_id")
 _MTIME_KEYS = ("LastModified", "last_modified", "updated", "mtime")
+# When the object was created (its generation, for GCS): a metadata update changes Azure's last_modified
+# and GCS's updated, never these.
+_LANDED_KEYS = ("timeCreated", "creation_time", "LastModified", "last_modified", "mtime")
 
 T = TypeVar("T")
 
@@ -141,24 +145,16 @@ class CloudStore:
         return entries
 
     def _walk(self, path: str, keep_dir: KeepDir) -> Iterator[StoredObject]:
-        entries = self._ls(path)
-        entries = sorted(entries, key=lambda e: listing_key(str(e["name"]).rstrip("/")))
-        subdirs: list[str] = []
-        for entry in entries:
-            name = str(entry["name"]).rstrip("/")
-            if name == path:
-                continue  # a "directory marker" object, or the prefix itself
-            base = posixpath.basename(name)
-            if entry.get("type") == "directory":
-                if is_visible_dir(base) and keep_dir(base):
-                    subdirs.append(name)
-            elif is_candidate(base):
-                yield self._object(entry)
+        subdirs, objects = self.list_level(self._url(path))
+        yield from objects
         for sub in subdirs:
-            if posixpath.basename(sub).startswith("date="):
-                yield from self._flat(sub, keep_dir)  # one hour of one type: a small flat listing
+            base = posixpath.basename(sub)
+            if not keep_dir(base):
+                continue
+            if base.startswith("date="):
+                yield from self._flat(self._path(sub), keep_dir)  # one hour of one type: a small flat listing
             else:
-                yield from self._walk(sub, keep_dir)
+                yield from self._walk(self._path(sub), keep_dir)
 
     def _flat(self, path: str, keep_dir: KeepDir) -> Iterator[StoredObject]:
         found = self._call(self._url(path), self.fs.find, path, detail=True)
@@ -174,7 +170,43 @@ class CloudStore:
         if not version:
             mtime = next((str(info[k]) for k in _MTIME_KEYS if info.get(k)), "")
             version = f"{info.get('size')}|{mtime}"
-        return StoredObject(self._url(str(info["name"])), int(info.get("size") or 0), version, remote=True)
+        landed = next((_seconds(info[k]) for k in _LANDED_KEYS if info.get(k)), 0.0)
+        size = int(info.get("size") or 0)
+        return StoredObject(self._url(str(info["name"])), size, version, remote=True, landed=landed)
+
+    def list_level(self, path: str) -> tuple[list[str], list[StoredObject]]:
+        """One delimiter listing of the directory ``path`` (a URL): its sub-directories and objects."""
+        base = self._path(path)
+        try:
+            entries = self._ls(base)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, FileNotFoundError):
+                return [], []
+            raise
+        dirs: list[str] = []
+        objects: list[StoredObject] = []
+        for entry in sorted(entries, key=lambda e: listing_key(str(e["name"]).rstrip("/"))):
+            name = str(entry["name"]).rstrip("/")
+            if name == base:
+                continue  # a "directory marker" object, or the prefix itself
+            leaf = posixpath.basename(name)
+            if entry.get("type") == "directory":
+                if is_visible_dir(leaf):
+                    dirs.append(self._url(name))
+            elif is_candidate(leaf):
+                objects.append(self._object(entry))
+        return dirs, objects
+
+    def list_flat(self, path: str) -> list[StoredObject]:
+        """One recursive listing (no delimiter) of everything under the directory ``path`` (a URL)."""
+        base = self._path(path)
+        found = self._call(path, self.fs.find, base, detail=True)
+        objects = []
+        for name, info in found.items():
+            parts = name[len(base) + 1 :].split("/")
+            if is_candidate(parts[-1]) and all(is_visible_dir(p) for p in parts[:-1]):
+                objects.append(self._object(info))
+        return objects
 
     def open(self, obj: StoredObject) -> IO[bytes]:
         """A streaming reader with a :data:`READ_BLOCK` read-ahead cache whose reads all fetch the
@@ -187,6 +219,16 @@ class CloudStore:
             blob_file = _pinned_blob_file()
             return cast(IO[bytes], blob_file(self.fs, path, obj.version, block_size=READ_BLOCK))
         return cast(IO[bytes], self.fs.open(path, "rb", block_size=READ_BLOCK, cache_type="readahead"))
+
+
+def _seconds(value: Any) -> float:
+    """A listing's time (a datetime, or an RFC 3339 text as GCS gives it) as UNIX seconds (0 if not one)."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _on_loop(fs: Any, fn: Callable[..., Any], *args: Any) -> Any:

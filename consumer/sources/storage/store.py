@@ -16,7 +16,12 @@ bounded by the largest single directory: nothing is accumulated across directori
 
 Each :class:`StoredObject` carries a ``version`` (ETag, generation, or size and modification time of
 a local file): the resume state identifies an object by URL and version, so a rewritten object is
-replayed again and an unchanged one is skipped.
+replayed again and an unchanged one is skipped. It also carries when it *landed*: its store's creation
+time (S3 ``LastModified``, GCS ``timeCreated``, Azure creation time, a local file's ``ctime``, which no
+copy can set back), which a bucket follower's state is kept against.
+
+Besides the walk, a store lists one directory level (:meth:`Store.list_level`) and everything under a
+prefix at once (:meth:`Store.list_flat`): what a follower's polls and sweeps are made of.
 """
 
 from __future__ import annotations
@@ -46,13 +51,15 @@ class StoredObject:
     """One file or object: ``url`` is what positions, logs and dead-letters name it by.
 
     ``url`` is the local path (as listed) or ``scheme://bucket/key``; ``version`` changes whenever the
-    content may have changed; ``remote`` is true for object-store objects.
+    content may have changed; ``remote`` is true for object-store objects; ``landed`` is when the store
+    created it (UNIX seconds; 0 when unknown).
     """
 
     url: str
     size: int
     version: str
     remote: bool = False
+    landed: float = 0.0
 
 
 class Store(Protocol):
@@ -76,6 +83,16 @@ class Store(Protocol):
 
     def open(self, obj: StoredObject) -> IO[bytes]:
         """A streaming binary reader of ``obj``."""
+        ...
+
+    def list_level(self, path: str) -> tuple[list[str], list[StoredObject]]:
+        """The visible sub-directories (full paths or URLs) and candidate objects directly under the
+        directory ``path``, each sorted by name; nothing when it does not exist."""
+        ...
+
+    def list_flat(self, path: str) -> list[StoredObject]:
+        """Every candidate object under the directory ``path``, at any depth, in hidden directories none;
+        nothing when it does not exist (one listing request per thousand objects in a bucket)."""
         ...
 
 
@@ -138,7 +155,33 @@ class LocalStore:
         except OSError:
             # Vanished or unreadable since it was listed: reading it will name the reason.
             return StoredObject(path, 0, "0|0")
-        return StoredObject(path, st.st_size, f"{st.st_size}|{st.st_mtime_ns}")
+        return StoredObject(path, st.st_size, f"{st.st_size}|{st.st_mtime_ns}", landed=st.st_ctime)
+
+    def list_level(self, path: str) -> tuple[list[str], list[StoredObject]]:
+        """``os.scandir`` of ``path``: its visible sub-directories and candidate files."""
+        dirs: list[str] = []
+        files: list[str] = []
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    if entry.is_dir():
+                        if is_visible_dir(entry.name):
+                            dirs.append(entry.name)
+                    elif is_candidate(entry.name):
+                        files.append(entry.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return [], []
+        dirs.sort(key=listing_key)
+        files.sort(key=listing_key)
+        return [os.path.join(path, d) for d in dirs], [self._object(os.path.join(path, f)) for f in files]
+
+    def list_flat(self, path: str) -> list[StoredObject]:
+        """``os.walk`` of ``path`` (hidden directories left out)."""
+        found: list[StoredObject] = []
+        for top, dirs, names in os.walk(path):
+            dirs[:] = [d for d in dirs if is_visible_dir(d)]
+            found += [self._object(os.path.join(top, n)) for n in names if is_candidate(n)]
+        return found
 
     def open(self, obj: StoredObject) -> IO[bytes]:
         """The file, opened for reading (buffered by the OS page cache; nothing is loaded up front)."""
