@@ -42,6 +42,7 @@ METRICS_PORT = 9400
 SECRET_ENV = (
     "AMPLITUDE_API_KEY",
     "KAFKA_SASL_PASSWORD",
+    "SCHEMA_REGISTRY_PASSWORD",
     "MOVABLEINK_KEY",
     "MOVABLEINK_USERNAME",
     "MOVABLEINK_PASSWORD",
@@ -503,6 +504,44 @@ def test_no_api_key_written_in_deploy() -> None:
         for match in assignment.finditer(text):
             value = match.group(2)
             assert value.startswith(("FAKE", "<")) or value in SECRET_ENV, f"{path}: {match.group(0)}"
+
+
+@pytest.mark.parametrize(
+    "directory", sorted(str(p.parent.relative_to(ROOT)) for p in DEPLOY.rglob("kustomization.yaml"))
+)
+def test_secrets_reach_the_program_from_secrets_never_as_flags(directory: str) -> None:
+    """No secret is a flag (other users of the node see a command line) or a ConfigMap value: each comes
+    from a Secret, as a variable (secretKeyRef) or as a file of a mounted Secret (``*_FILE``)."""
+    from consumer.settings import OPTIONS
+
+    secrets = [o for o in OPTIONS if o.secret]
+    flags = {o.flag for o in secrets}
+    names = {o.env for o in secrets} | {o.file_env for o in secrets}
+    docs = render(directory)
+    for workload in (d for d in docs if d["kind"] in ("Deployment", "Job")):
+        spec = pod_spec(workload)
+        secret_volumes = {v["name"] for v in spec.get("volumes", []) if "secret" in v}
+        for container in spec["containers"]:
+            words = [*container.get("command", []), *container.get("args", [])]
+            assert not [w for w in words if w.split("=")[0] in flags], f"{directory}: a secret flag"
+            secret_mounts = [
+                m["mountPath"] for m in container.get("volumeMounts", []) if m["name"] in secret_volumes
+            ]
+            for name, var in env_of(container).items():
+                if name not in names:
+                    continue
+                if name.endswith("_FILE"):
+                    assert any(var["value"].startswith(f"{m.rstrip('/')}/") for m in secret_mounts), name
+                else:
+                    assert "secretKeyRef" in var.get("valueFrom", {}), (
+                        f"{directory}: {name} not from a Secret"
+                    )
+            for source in container.get("envFrom", []):
+                if "configMapRef" in source:
+                    data = one(docs, "ConfigMap", source["configMapRef"]["name"])["data"]
+                    assert not names & set(data), f"{directory}: a secret in a ConfigMap"
+    registry = env_of(pod_spec(one(render("deploy/base"), "Deployment"))["containers"][0])
+    assert "secretKeyRef" in registry["SCHEMA_REGISTRY_PASSWORD"]["valueFrom"], "every secret of run"
 
 
 @pytest.mark.parametrize(

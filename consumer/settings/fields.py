@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, SecretStr
@@ -235,6 +236,22 @@ class Option:
     bounds: str = ""  # e.g. "at least 1", for out-of-range messages
     metavar: str = ""  # what --help shows for the value; empty for choices and switches
 
+    @property
+    def file_flag(self) -> str:
+        """A secret's flag naming a file that holds it (``--api-key-file``): see :func:`read_secret`."""
+        return f"{self.flag}-file"
+
+    @property
+    def file_env(self) -> str:
+        """A secret's environment variable naming a file that holds it (``AMPLITUDE_API_KEY_FILE``), the
+        ``_FILE`` convention of official container images."""
+        return f"{self.env}_FILE"
+
+    @property
+    def file_key(self) -> str:
+        """A secret's TOML key naming a file that holds it (``amplitude.api_key_file``)."""
+        return f"{self.key}_file"
+
     def shown_default(self) -> str:
         """The default as a person writes it (see :meth:`shown`); ``none`` for a secret."""
         return "none" if self.secret else self.shown(self.default)
@@ -255,3 +272,19 @@ class Option:
         if isinstance(value, str) and value != value.strip():
             return repr(value)
         return str(value)
+
+
+def read_secret(path: str, flag: str, where: str) -> str:
+    """The secret held in the file ``path`` (a mounted Secret, ``echo KEY > file``), its trailing
+    newlines stripped; :class:`SettingsError` naming ``flag``, ``where`` it was named and the path if
+    the file cannot be read or holds nothing. Nothing of its content is ever part of a message."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise SettingsError(f"{flag} (from {where}): cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{flag} (from {where}): {path} is not UTF-8 text") from None
+    text = text.rstrip("\r\n")
+    if not text:
+        raise SettingsError(f"{flag} (from {where}): {path} is empty")
+    return text

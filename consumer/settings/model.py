@@ -151,7 +151,7 @@ class Settings(BaseSettings):
             out[opt.key] = {"value": value, "source": self.sources.get(opt.key, "default")}
         out["mapping.names"] = {
             "value": dict(self.mapping.names),
-            "source": "file" if self.mapping.names else "default",
+            "source": self.sources.get("mapping.names", "file" if self.mapping.names else "default"),
         }
         return out
 

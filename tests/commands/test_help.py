@@ -160,3 +160,32 @@ def test_log_level_is_a_choice_in_any_case_from_every_source(tmp_path: Path) -> 
     proc = cli("config", env={"CURRENTS_LOG_LEVEL": "loud"}, cwd=tmp_path)
     assert proc.returncode == 2 and "configuration error: --log-level" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_each_secret_flag_warns_that_others_see_it_and_has_a_file_twin() -> None:
+    from consumer.settings import OPTIONS
+
+    secrets = [o for o in OPTIONS if o.secret]
+    for name, parser in subcommands().items():
+        actions = {flag: a for a in parser._actions for flag in a.option_strings}
+        for opt in secrets:
+            if opt.flag not in actions or name == "simulate":  # simulate's --movableink-key is its own
+                continue
+            assert "other users of this machine can see it" in str(actions[opt.flag].help), (name, opt.flag)
+            twin = actions[opt.file_flag]
+            assert twin.metavar == "PATH" and opt.file_env in str(twin.help), (name, opt.file_flag)
+
+
+def test_config_shows_a_secret_read_from_a_file_by_its_file_never_its_value(tmp_path: Path) -> None:
+    held = tmp_path / "amplitude-api-key"
+    held.write_text("sk-from-a-mounted-file-42\n")
+    proc = cli("config", "--json", env={"AMPLITUDE_API_KEY_FILE": str(held)}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    described = json.loads(proc.stdout)
+    assert described["amplitude.api_key"] == {
+        "value": "***",
+        "source": f"env AMPLITUDE_API_KEY_FILE {held}",
+    }
+    assert "sk-from-a-mounted" not in proc.stdout + proc.stderr
