@@ -52,8 +52,11 @@ def _cmd_convert(args: argparse.Namespace, settings: Settings) -> int:
     except StoreError as exc:
         print(f"currents-consumer: {exc}", file=sys.stderr)
         return 2
-    code = _print_summary(summary, args.summary_json, exit_code(summary))
     why = listing.nothing_found(args.paths)
+    if why is not None and not args.summary_json:  # a summary of nothing says nothing: only why
+        print(f"currents-consumer: {why}", file=sys.stderr)
+        return int(exit_code(summary))
+    code = _print_summary(summary, args.summary_json, exit_code(summary))
     if why is not None:  # exit code 0 all the same: nothing to do is not a failure
         print(f"currents-consumer: {why}", file=sys.stderr)
     return code
