@@ -9,7 +9,7 @@ the option groups it reads. A usage error prints two lines (what is wrong, where
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from rich_argparse import RawDescriptionRichHelpFormatter
@@ -38,6 +38,24 @@ class CommandLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """``PROG: error: MESSAGE`` and where to find help, on stderr; exit 2 (bad usage)."""
         self.exit(2, f"{self.prog}: error: {message}\nsee '{self.prog} --help'\n")
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        """argparse's parse, except that words no parser took are an error of the subcommand they were
+        given to (``currents-consumer run: error: ...``, its help named), not of the top level."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self._subcommand(parsed).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def _subcommand(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(parsed, action.dest, None) or "")
+                if isinstance(chosen, argparse.ArgumentParser):
+                    return chosen
+        return self
 
     def format_usage(self) -> str:
         """The usage line, with ``[options]`` in place of every option: help lists them below."""

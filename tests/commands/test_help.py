@@ -128,7 +128,12 @@ def test_each_command_lists_only_the_options_it_reads() -> None:
             "argument --log-level: invalid choice",
         ),
         (("replay",), "currents-consumer replay", "the following arguments are required: PATH"),
-        (("run", "--no-such-flag"), "currents-consumer", "unrecognized arguments: --no-such-flag"),
+        (("run", "--no-such-flag"), "currents-consumer run", "unrecognized arguments: --no-such-flag"),
+        (
+            ("replay", "x", "--api-keys", "k", "--sincee", "y"),
+            "currents-consumer replay",
+            "unrecognized arguments: --api-keys k --sincee y",
+        ),
         ((), "currents-consumer", "the following arguments are required: COMMAND"),
     ],
 )
