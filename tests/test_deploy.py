@@ -395,7 +395,10 @@ def test_sharded_replay_job(tmp_path: Path) -> None:
     assert job["spec"]["backoffLimitPerIndex"] >= 1, "a failed shard is retried on its own"
     (source,) = container["envFrom"]
     env = one(docs, "ConfigMap", source["configMapRef"]["name"])["data"]
-    assert 0 < float(env["CURRENTS_PROJECT_RATE"]) * shards <= 50_000, "over Amplitude's project limit"
+    # Amplitude's documented default (shared/reference/amplitude-api.md): 100,000 events/s per project and
+    # endpoint; the example shares most of it between the shards, leaving the daemon some headroom.
+    project = float(env["CURRENTS_PROJECT_RATE"]) * shards
+    assert 80_000 <= project < 100_000, f"{project:g} events/s: not Amplitude's documented budget"
     assert 0 < float(env["CURRENTS_DEVICE_RATE"]) * shards <= 30, "over Amplitude's per-device limit"
     (term,) = spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert term["topologyKey"] == "kubernetes.io/hostname"
