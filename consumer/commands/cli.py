@@ -193,6 +193,11 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             ) as health:
                 daemon.health = health
                 code = ExitCode(await daemon.run())
+            if daemon.registry is not None and daemon.registry.refused is not None:
+                # the URL answers but is no registry: a configuration error, found before the group
+                # was joined (nothing was read)
+                print(f"currents-consumer: configuration error: {daemon.registry.refused}", file=sys.stderr)
+                code = ExitCode.USAGE
         except Fault as fault:  # nothing more was committed; Kubernetes restarts the pod
             print(f"currents-consumer: stopped: {fault}", file=sys.stderr)
         finally:
