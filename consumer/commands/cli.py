@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -185,7 +186,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> int:
         destinations = make_destinations(settings)
         daemon = Daemon(settings, destinations, metrics)
-        install_signals(daemon.stop)
+        stop = install_signals(daemon.stop)
         code = ExitCode.FAULT
         try:
             async with ops_server(
@@ -193,6 +194,8 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             ) as health:
                 daemon.health = health
                 code = ExitCode(await daemon.run())
+            if code == ExitCode.OK and stop.first == signal.SIGINT:
+                code = ExitCode.INTERRUPTED  # Ctrl-C; SIGTERM is the daemon's normal stop (0)
             if daemon.registry is not None and daemon.registry.refused is not None:
                 # the URL answers but is no registry: a configuration error, found before the group
                 # was joined (nothing was read)

@@ -216,3 +216,26 @@ async def test_a_url_that_answers_but_is_no_registry_stops_the_daemon_before_it_
     assert "registry-pw-5e1" not in text
     assert "assigned" not in text and "joined" not in text, "the group must not be joined"
     assert not [word for word in UNCLEAN if word in text], text
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+async def test_sigterm_is_the_daemons_normal_stop_and_ctrl_c_says_interrupted(
+    sim: AmplitudeSimulator, tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    """As the help's exit codes say: a drained daemon exits 0 on SIGTERM (Kubernetes, systemd, docker
+    stop), and 130 on SIGINT (Ctrl-C), so a script running it knows it was interrupted."""
+    log = tmp_path / "daemon.log"
+    proc = await start_daemon_process(no_broker_env(sim, tmp_path, f"127.0.0.1:{closed_port()}"), log)
+    await eventually(lambda: len(messages(log, "cannot reach Kafka")) >= 1, within=30, message="started")
+    proc.send_signal(sig)
+    assert await asyncio.wait_for(proc.wait(), 20) == code, log.read_text()
+    summary = next(json.loads(ln) for ln in log.read_text().splitlines() if '"exit_code"' in ln)
+    assert summary["exit_code"] == code and summary["exit"] == ("ok" if code == 0 else "interrupted")
+
+
+def test_the_help_says_what_each_signal_makes_run_exit_with() -> None:
+    from consumer.ops.exits import EPILOG
+
+    text = " ".join(EPILOG.split())
+    assert "130 interrupted stopped by a signal" in text
+    assert "run: SIGINT (Ctrl-C) only; on SIGTERM it drains, commits and exits 0" in text
