@@ -194,3 +194,25 @@ def test_config_shows_a_secret_read_from_a_file_by_its_file_never_its_value(tmp_
         "source": f"env AMPLITUDE_API_KEY_FILE {held}",
     }
     assert "sk-from-a-mounted" not in proc.stdout + proc.stderr
+
+
+def test_simulate_on_a_busy_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = cli("simulate", "--port", str(port), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.splitlines()  # never a traceback
+    assert line.startswith(f"currents-consumer: simulate: cannot listen on 127.0.0.1:{port}: ")
+    assert "ddress already in use" in line and "--port" in line
+
+
+def test_simulate_help_and_the_docs_name_its_stats_endpoint() -> None:
+    proc = cli("simulate", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "/_sim/stats" in proc.stdout
+    for page in ("README.md", "devkit/README.md"):
+        assert "/_sim/stats" in (ROOT / page).read_text(), page
