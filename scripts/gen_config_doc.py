@@ -80,7 +80,7 @@ def options_table() -> str:
 def command_flags_table() -> str:
     """The flags that belong to one command only (not settings: no environment variable or TOML key)."""
     flags = {o.flag for o in OPTIONS} | {o.file_flag for o in OPTIONS if o.secret}
-    flags |= {"--config", "-h", "--help"}
+    flags |= {"--config", "-h", "--help", "--help-all"}
     lines = ["| command | flag | default | meaning |", "| --- | --- | --- | --- |"]
     for name, p in _subcommands().items():
         for action in p._actions:

@@ -256,7 +256,9 @@ BUILT_IN = ("convert", "replay", "run", "redrive", "config")
 """The product's own commands: running one of them does not look for plugins."""
 
 
-def build_parser(plugins: bool = True) -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+def build_parser(
+    plugins: bool = True, destinations: tuple[str, ...] = ("amplitude",)
+) -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     """The argument parser (:mod:`consumer.commands.parser`) and the function behind each subcommand
     (with the installed plugins' ones unless ``plugins`` is false: finding them reads every installed
     distribution's metadata, about 0.1 s, which a replay Job or a daemon start need not pay)."""
@@ -269,13 +271,18 @@ def build_parser(plugins: bool = True) -> tuple[argparse.ArgumentParser, dict[st
         "redrive": _cmd_redrive,
         "config": _cmd_config,
     }
-    return build(handlers, plugins)
+    return build(handlers, plugins, destinations)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``currents-consumer`` console script."""
     words = sys.argv[1:] if argv is None else argv
-    parser, commands = build_parser(plugins=not (words and words[0] in BUILT_IN))
+    shown: tuple[str, ...] = ("amplitude",)
+    if any(word in ("-h", "--help") for word in words):  # the help lists the enabled destinations' options
+        from consumer.commands.parser import shown_destinations
+
+        shown = shown_destinations(words, os.environ)
+    parser, commands = build_parser(plugins=not (words and words[0] in BUILT_IN), destinations=shown)
     if words and words[0] in DEVKIT_COMMANDS and words[0] not in commands:
         print(f"currents-consumer: {devkit_hint(words[0])}", file=sys.stderr)
         raise SystemExit(2)

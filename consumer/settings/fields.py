@@ -164,6 +164,7 @@ def option(
     *,
     group: str,
     switch: bool = False,
+    common: bool = False,
     ge: float | None = None,
     gt: float | None = None,
     le: float | None = None,
@@ -173,13 +174,15 @@ def option(
     the TOML key is the field's path). ``switch`` makes the flag take no value (``--event-time``).
     ``group`` is a key of :data:`GROUPS`: the commands that read the option add its group, and
     ``--help`` lists it under the group's title. ``metavar`` is what ``--help`` shows in place of the
-    value (default: from the type, see :func:`default_metavar`)."""
+    value (default: from the type, see :func:`default_metavar`). ``common`` options are those a new user
+    needs: ``--help`` lists them (and those of the enabled destinations), ``--help-all`` every one."""
     meta: dict[str, JsonValue] = {
         "flag": flag,
         "env": env,
         "group": group,
         "switch": switch,
         "metavar": metavar,
+        "common": common,
     }
     return Field(default, description=help, ge=ge, gt=gt, le=le, json_schema_extra=meta)
 
@@ -235,6 +238,7 @@ class Option:
     switch: bool = False  # a flag without a value; environment and file say true/false
     bounds: str = ""  # e.g. "at least 1", for out-of-range messages
     metavar: str = ""  # what --help shows for the value; empty for choices and switches
+    common: bool = False  # listed by --help (the others by --help-all)
 
     @property
     def file_flag(self) -> str:

@@ -48,8 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser, groups: tuple[str, ...]) -> N
         default=None,
         action="append",
         metavar="PATH",
-        help="TOML config file; repeated, the files are merged in order, a later file's keys win "
-        "(env CURRENTS_CONFIG: one file)",
+        help="TOML config file (env CURRENTS_CONFIG); repeated, merged in order, later keys winning",
     )
     titled: dict[str, argparse._ArgumentGroup] = {}
     for key, title in GROUPS.items():

@@ -75,7 +75,7 @@ def test_every_argument_has_a_help_line_and_a_metavar_a_person_types(command: st
 
 
 def test_replay_help_lists_its_options_in_titled_groups_with_defaults_as_written() -> None:
-    proc = cli("replay", "--help")
+    proc = cli("replay", "--help-all")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "usage: currents-consumer replay [options] PATH [PATH ...]"
@@ -102,7 +102,7 @@ def test_each_command_lists_only_the_options_it_reads() -> None:
     # redrive reaches the cluster of a dead-letter topic, but consumes no Currents topic
     assert {"--bootstrap-servers", "--security-protocol", "--sasl-password"} <= flags("redrive")
     assert not {"--topic", "--commit-interval", "--shutdown-grace"} & flags("redrive")
-    assert flags("sample") == {"-h", "--help", "--config", "--events", "--seed", "--layout"}
+    assert flags("sample") == {"-h", "--help", "--help-all", "--config", "--events", "--seed", "--layout"}
     assert {"--state-dir", "--topic", "--workers", "--event-type"} <= flags("config"), "config: every option"
     run_help = cli("run", "--help")
     assert run_help.returncode == 0 and "--topic TOPIC" in run_help.stdout
@@ -216,3 +216,34 @@ def test_simulate_help_and_the_docs_name_its_stats_endpoint() -> None:
     assert "/_sim/stats" in proc.stdout
     for page in ("README.md", "devkit/README.md"):
         assert "/_sim/stats" in (ROOT / page).read_text(), page
+
+
+@pytest.mark.parametrize("command", ["replay", "run"])
+def test_help_fits_a_screen_and_help_all_shows_every_option(command: str, tmp_path: Path) -> None:
+    short, full = cli(command, "--help"), cli(command, "--help-all")
+    assert short.returncode == full.returncode == 0, short.stderr + full.stderr
+    assert len(short.stdout.splitlines()) <= 65, f"{command} --help: {len(short.stdout.splitlines())} lines"
+    flags = {f for a in subcommands()[command]._actions for f in a.option_strings if f.startswith("--")}
+    listed = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", full.stdout))
+    assert flags <= listed, f"--help-all misses {sorted(flags - listed)}"
+    shown = set(re.findall(r"^  (--[a-z][a-z0-9-]*)", short.stdout, re.M))
+    assert {"--api-key", "--api-key-file", "--destination", "--dead-letter"} <= shown
+    assert not {"--retry-window", "--gzip", "--movableink-key", "--remerge-key"} & shown
+    text = " ".join(short.stdout.split())
+    assert "--help-all" in text and "docs/configuration.md" in text, "where the rest is"
+    assert "(env AMPLITUDE_REGION; default us)" in text, "each listed option's variable and default"
+
+
+def test_help_lists_the_options_of_the_enabled_destinations(tmp_path: Path) -> None:
+    def shown(*argv: str, env: dict[str, str] | None = None) -> set[str]:
+        proc = cli(*argv, env=env, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        return set(re.findall(r"^  (--[a-z][a-z0-9-]*)", proc.stdout, re.M))
+
+    by_flag = shown("replay", "--destination", "amplitude,movableink", "--help")
+    assert {"--movableink-endpoint", "--movableink-key", "--api-key"} <= by_flag
+    assert "--remerge-key" not in by_flag
+    assert "--remerge-key" in shown("run", "--help", env={"CURRENTS_DESTINATIONS": "remerge"})
+    config = tmp_path / "c.toml"
+    config.write_text('destinations = ["amplitude", "remerge"]\n')
+    assert "--remerge-key" in shown("replay", "--config", str(config), "--help")
