@@ -194,6 +194,43 @@ def test_dockerfile_runtime_stage() -> None:
         assert f"org.opencontainers.image.{label}=" in labels
 
 
+def test_the_image_installs_the_lock_with_hashes_and_nothing_resolved_again() -> None:
+    (builder, *_) = dockerfile_stages()
+    text = " ".join(builder)
+    assert re.search(r"^COPY .*\brequirements\.lock\b", "\n".join(builder), re.M), "the lock is in the build"
+    assert "--require-hashes --no-deps -r requirements.lock" in " ".join(text.split())
+    wheel = [ln for ln in text.split("&&") if "/dist/" in ln and "install" in ln]
+    assert wheel and all("--no-deps" in ln for ln in wheel), "the wheel's ranges are not resolved again"
+    rules = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "!requirements.lock" in rules
+    head = (ROOT / "requirements.lock").read_text().splitlines()[:2]
+    assert head[1].lstrip("# ").strip() == "scripts/lock.sh", "made by scripts/lock.sh"
+
+
+def test_the_lock_check_passes_and_fails_when_pyproject_asks_for_something_else(tmp_path: Path) -> None:
+    """scripts/lock.sh --check (CI): the lock matches pyproject.toml; a dependency added to a copy of the
+    project is caught."""
+    require("uv")
+    check = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "lock.sh"), "--check"], capture_output=True, text=True, timeout=300
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    copy = tmp_path / "project"
+    (copy / "scripts").mkdir(parents=True)
+    for name in ("pyproject.toml", "requirements.lock", "scripts/lock.sh"):
+        (copy / name).write_text((ROOT / name).read_text())
+    pyproject = (copy / "pyproject.toml").read_text()
+    (copy / "pyproject.toml").write_text(
+        pyproject.replace('    "rich>=13",\n', '    "rich>=13",\n    "idna>=3",\n', 1)
+    )
+    drift = subprocess.run(
+        ["bash", str(copy / "scripts" / "lock.sh"), "--check"], capture_output=True, text=True, timeout=300
+    )
+    assert drift.returncode == 1, drift.stdout + drift.stderr
+    assert "requirements.lock does not match pyproject.toml" in drift.stderr
+    assert "+    #   currents-consumer (pyproject.toml)" in drift.stdout, "idna is now asked for directly"
+
+
 def test_dockerignore_admits_only_build_inputs() -> None:
     lines = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()]
     rules = [ln for ln in lines if ln and not ln.startswith("#")]
