@@ -18,19 +18,18 @@ WORKDIR /src
 # Only what the wheel is built from (hatchling reads README.md for the long description). The dev kit
 # (devkit/: simulator, synthetic data, embedded broker, demo) is a distribution of its own and stays out
 # of the image, which runs the product only; `currents-consumer demo` here says how to get the dev kit.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY consumer/ consumer/
-# The object-store clients `replay s3://|gs://|az://...` reads through (extras of the wheel); build with
-# --build-arg EXTRAS=s3 (or EXTRAS= for none) for a smaller image.
-ARG EXTRAS=s3,gcs,azure
 # The venv gets no pip of its own: the builder's pip installs into it (--python), so the runtime image
 # carries no installer. pip byte-compiles here, so nothing needs to write .pyc files at run time.
-# DL3013: what is installed is the wheel just built (its dependencies' ranges are in pyproject.toml).
-# hadolint ignore=DL3013
+# The dependencies come from requirements.lock (scripts/lock.sh: uv, from pyproject.toml's ranges and
+# the s3, gcs and azure extras), every file checked against its hash, so two builds install the same
+# bytes; then the wheel just built, without resolving anything again.
 RUN pip wheel --no-deps . -w /dist \
     && python -m venv --without-pip /opt/venv \
-    && wheel=$(echo /dist/*.whl) \
-    && pip --python /opt/venv/bin/python install --no-cache-dir "${wheel}${EXTRAS:+[$EXTRAS]}"
+    && pip --python /opt/venv/bin/python install --no-cache-dir --require-hashes --no-deps \
+        -r requirements.lock \
+    && pip --python /opt/venv/bin/python install --no-cache-dir --no-deps /dist/*.whl
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG PYTHON_IMAGE

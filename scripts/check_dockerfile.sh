@@ -8,13 +8,15 @@
 # 2. copy exactly the builder stage's COPY sources into an empty directory (so a file the image needs
 #    but the Dockerfile forgets to copy fails here too), `pip wheel --no-deps . -w DIST` there
 # 3. check the wheel carries the Avro schemas (consumer/decode/schemas/*.avsc) and the script's module
-# 4. install the wheel into a fresh venv without pip of its own, as the Dockerfile does
+# 4. install requirements.lock (hashes required) and then the wheel without its dependencies into a fresh
+#    venv without pip of its own, as the Dockerfile does; pip check proves the lock holds every
+#    dependency of the wheel
 # 5. run VENV/bin/currents-consumer --help and COMMAND --help of every built-in command from an
 #    unrelated working directory, with PYTHONDONTWRITEBYTECODE=1 as in the image: proves the package and
 #    its schemas come from the wheel.
 # 6. run VENV/bin/currents-consumer demo: without the dev kit or pip it exits 2 with one line saying
 #    how to run the demo from a clone.
-# Step 4 downloads the runtime dependencies from PyPI.
+# Step 4 downloads the locked runtime dependencies from PyPI.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -79,10 +81,14 @@ if not {f"{module}.py", f"{module}/__init__.py"} & names:
 print(f"{len(expected)} schemas and {module}.py in the wheel")
 PY
 
-step "fresh venv without pip, install the wheel (as the Dockerfile does)"
+step "fresh venv without pip, install requirements.lock, then the wheel (as the Dockerfile does)"
 "$python" -m venv --without-pip "$work/venv"
 "$python" -m pip --python "$work/venv/bin/python" install --no-cache-dir --disable-pip-version-check \
-    --quiet "${wheels[0]}"
+    --quiet --require-hashes --no-deps -r "$work/src/requirements.lock"
+"$python" -m pip --python "$work/venv/bin/python" install --no-cache-dir --disable-pip-version-check \
+    --quiet --no-deps "${wheels[0]}"
+"$work/venv/bin/python" -m pip --version >/dev/null 2>&1 && fail "the venv has a pip of its own"
+"$python" -m pip --python "$work/venv/bin/python" check || fail "the lock misses a dependency of the wheel"
 [ -x "$work/venv/bin/currents-consumer" ] || fail "the wheel installed no currents-consumer script"
 
 step "currents-consumer --help, and COMMAND --help of every command, from another directory"

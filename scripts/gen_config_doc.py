@@ -69,12 +69,18 @@ def options_table() -> str:
             f"| `{opt.key}` | `{opt.flag}` | `{opt.env}` | {_default(opt)} | {', '.join(accepted)} | "
             f"{_meaning(opt)} |"
         )
+        if opt.secret:
+            lines.append(
+                f"| `{opt.file_key}` | `{opt.file_flag}` | `{opt.file_env}` | none | {', '.join(accepted)} | "
+                f"a file holding `{opt.flag}` (trailing newlines stripped): a mounted Secret |"
+            )
     return "\n".join(lines)
 
 
 def command_flags_table() -> str:
     """The flags that belong to one command only (not settings: no environment variable or TOML key)."""
-    flags = {o.flag for o in OPTIONS} | {"--config", "-h", "--help"}
+    flags = {o.flag for o in OPTIONS} | {o.file_flag for o in OPTIONS if o.secret}
+    flags |= {"--config", "-h", "--help", "--help-all"}
     lines = ["| command | flag | default | meaning |", "| --- | --- | --- | --- |"]
     for name, p in _subcommands().items():
         for action in p._actions:

@@ -173,3 +173,14 @@ def test_relative_links_resolve(page: str) -> None:
         assert linked.exists(), f"{page}: broken link {target}"
         if anchor:
             assert anchor in github_anchors(linked.read_text()), f"{page}: no heading for {target}"
+
+
+def test_the_docs_cite_amplitudes_documented_project_limit() -> None:
+    """shared/reference/amplitude-api.md: 100,000 events/s per project and endpoint is Amplitude's
+    documented default; no page may give another figure for it."""
+    pages = {
+        p: p.read_text() for p in [ROOT / "README.md", *DOCS.glob("*.md"), *ROOT.glob("deploy/**/*.yaml")]
+    }
+    for path, text in pages.items():
+        assert not re.search(r"50,000 events/s|50000 events/s", text), f"{path.relative_to(ROOT)}"
+    assert "100,000 events/s per project and endpoint" in pages[DOCS / "backfill.md"]

@@ -27,7 +27,7 @@ def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     groups = (
         "destination", "amplitude", "limits", "dead_letter", "state", "mapping", "metrics", "logs",
-        "kafka_connection", "kafka",
+        "kafka_connection", "kafka", "movableink", "remerge",
     )  # fmt: skip
     add_arguments(parser, groups)
     return parser.parse_args(list(argv))
@@ -461,3 +461,111 @@ def test_secret_is_a_pydantic_secret() -> None:
     s = load(None, {"AMPLITUDE_API_KEY": SECRET})
     assert isinstance(s.amplitude.api_key, SecretStr) and s.amplitude.api_key.get_secret_value() == SECRET
     assert SECRET not in s.model_dump_json() and SECRET not in repr(s.model_dump())
+
+
+# -- secrets from files (--api-key-file, AMPLITUDE_API_KEY_FILE, api_key_file) --------------------------
+
+
+def test_every_secret_can_come_from_a_file_by_flag_env_or_toml_key(tmp_path: Path) -> None:
+    secrets = [o for o in OPTIONS if o.secret]
+    assert {o.key for o in secrets} >= {
+        "amplitude.api_key", "movableink.key", "movableink.password", "remerge.key",
+        "kafka.sasl_password", "kafka.schema_registry_password",
+    }  # fmt: skip
+    for opt in secrets:
+        held = tmp_path / f"{opt.env}.txt"
+        held.write_text(f"{SECRET}-{opt.env}\n")  # as `echo KEY > file` and mounted Secrets write it
+        from_flag = load(parse(f"{opt.flag}-file", str(held)), {})
+        from_env = load(parse(), {f"{opt.env}_FILE": str(held)})
+        *section, leaf = opt.key.split(".")
+        toml = tmp_path / "c.toml"
+        toml.write_text(f"[{'.'.join(section)}]\n{leaf}_file = {str(held)!r}\n")
+        from_toml = load(parse("--config", str(toml)), {})
+        for s in (from_flag, from_env, from_toml):
+            assert s.value_of(opt.key).reveal() == f"{SECRET}-{opt.env}", opt.key
+            assert SECRET not in str(s.describe())
+        assert from_flag.sources[opt.key] == f"flag {opt.flag}-file {held}"
+        assert from_env.sources[opt.key] == f"env {opt.env}_FILE {held}"
+        assert from_toml.sources[opt.key] == f"file {toml} ({leaf}_file {held})"
+
+
+def test_a_secret_file_keeps_its_place_in_the_precedence(tmp_path: Path) -> None:
+    held = tmp_path / "key"
+    held.write_text("from-file\r\n\n")
+    s = load(parse("--api-key-file", str(held)), {"AMPLITUDE_API_KEY": "from-env"})
+    assert s.amplitude.api_key.reveal() == "from-file", "a flag beats the environment, file or not"
+    s = load(parse("--api-key", "from-flag"), {"AMPLITUDE_API_KEY_FILE": str(held)})
+    assert s.amplitude.api_key.reveal() == "from-flag"
+    held.write_text("  spaces are the secret's own \n")
+    assert load(parse(), {"AMPLITUDE_API_KEY_FILE": str(held)}).amplitude.api_key.reveal() == (
+        "  spaces are the secret's own "
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--api-key", "k"], "both", r"--api-key \(from flag\): give --api-key or --api-key-file, not both"),
+        (
+            [],
+            "both-env",
+            r"--api-key \(from env\): set AMPLITUDE_API_KEY or AMPLITUDE_API_KEY_FILE, not both",
+        ),
+        (
+            [],
+            "missing",
+            r"--api-key-file \(from env AMPLITUDE_API_KEY_FILE\): cannot read .*nope: No such file",
+        ),
+        ([], "empty", r"--api-key-file \(from env AMPLITUDE_API_KEY_FILE\): .*empty is empty"),
+    ],
+)
+def test_a_secret_file_that_cannot_be_used_is_named_never_its_content(
+    tmp_path: Path, argv: list[str], env: str, message: str
+) -> None:
+    held = tmp_path / "key"
+    held.write_text(SECRET)
+    (tmp_path / "empty").write_text("\n")
+    environ = {
+        "both": {},
+        "both-env": {"AMPLITUDE_API_KEY": SECRET, "AMPLITUDE_API_KEY_FILE": str(held)},
+        "missing": {"AMPLITUDE_API_KEY_FILE": str(tmp_path / "nope")},
+        "empty": {"AMPLITUDE_API_KEY_FILE": str(tmp_path / "empty")},
+    }[env]
+    extra = ["--api-key-file", str(held)] if env == "both" else []
+    with pytest.raises(SettingsError, match=message) as info:
+        load(parse(*argv, *extra), environ)
+    assert SECRET not in str(info.value)
+
+
+# -- several --config files ------------------------------------------------------------------------------
+
+
+def test_config_files_are_merged_in_order_and_each_value_names_its_file(tmp_path: Path) -> None:
+    base = tmp_path / "base.toml"
+    base.write_text(
+        'dead_letter = "/data/dl"\n[amplitude]\nregion = "eu"\nconcurrency = 3\n'
+        '[mapping.names]\n"users.messages.email.Open" = "Email Opened"\n"users.behaviors.Purchase" = "Buy"\n'
+    )
+    local = tmp_path / "local.toml"
+    local.write_text(
+        '[amplitude]\nconcurrency = 5\n[mapping.names]\n"users.behaviors.Purchase" = "Order Completed"\n'
+    )
+    s = load(parse("--config", str(base), "--config", str(local)), {"CURRENTS_CONFIG": "/nonexistent"})
+    assert (s.amplitude.region, s.amplitude.concurrency, s.dead_letter) == ("eu", 5, "/data/dl")
+    assert s.sources["amplitude.region"] == f"file {base}", "the first file's keys are not dropped"
+    assert s.sources["amplitude.concurrency"] == f"file {local}", "a later file wins key by key"
+    assert s.sources["dead_letter"] == f"file {base}"
+    assert dict(s.mapping.names) == {
+        "users.messages.email.Open": "Email Opened",
+        "users.behaviors.Purchase": "Order Completed",
+    }
+    assert s.describe()["mapping.names"]["source"] == f"file {base}, file {local}"
+    assert s.describe()["amplitude.gzip"]["source"] == "default"
+
+
+def test_an_unknown_key_names_the_file_it_is_in(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
+    good.write_text("[amplitude]\nregion = 'eu'\n")
+    bad.write_text("[amplitude]\nregoin = 'eu'\n")
+    with pytest.raises(SettingsError, match=f"unknown keys in config file {bad}: amplitude.regoin"):
+        load(parse("--config", str(good), "--config", str(bad)), {})

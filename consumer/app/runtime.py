@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 
 from consumer.app.destinations import Destination, build_destinations, build_mappers
 from consumer.ops.faults import Fault
@@ -76,14 +77,25 @@ async def ops_server(
         await health.stop()
 
 
-def install_signals(on_first: Callable[[], None]) -> None:
-    """SIGTERM/SIGINT: call ``on_first`` (begin a graceful stop); a second signal exits immediately."""
+@dataclass
+class StopSignal:
+    """The signal that began the stop, once one came (:func:`install_signals`)."""
+
+    first: int | None = None
+
+
+def install_signals(on_first: Callable[[], None]) -> StopSignal:
+    """SIGTERM/SIGINT: call ``on_first`` (begin a graceful stop); a second signal exits immediately
+    (130). Returns where the first signal is recorded: ``run`` exits 0 after a SIGTERM, its normal
+    stop, and 130 after a SIGINT (see :mod:`consumer.ops.exits`)."""
     loop = asyncio.get_running_loop()
     seen = {"n": 0}
+    stop = StopSignal()
 
     def handler(signum: int) -> None:
         seen["n"] += 1
         if seen["n"] == 1:
+            stop.first = signum
             log.info("signal %s: draining, a second signal exits at once", signal.Signals(signum).name)
             on_first()
         else:
@@ -93,3 +105,4 @@ def install_signals(on_first: Callable[[], None]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, handler, sig)
+    return stop

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -52,8 +53,11 @@ def _cmd_convert(args: argparse.Namespace, settings: Settings) -> int:
     except StoreError as exc:
         print(f"currents-consumer: {exc}", file=sys.stderr)
         return 2
-    code = _print_summary(summary, args.summary_json, exit_code(summary))
     why = listing.nothing_found(args.paths)
+    if why is not None and not args.summary_json:  # a summary of nothing says nothing: only why
+        print(f"currents-consumer: {why}", file=sys.stderr)
+        return int(exit_code(summary))
+    code = _print_summary(summary, args.summary_json, exit_code(summary))
     if why is not None:  # exit code 0 all the same: nothing to do is not a failure
         print(f"currents-consumer: {why}", file=sys.stderr)
     return code
@@ -182,7 +186,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> int:
         destinations = make_destinations(settings)
         daemon = Daemon(settings, destinations, metrics)
-        install_signals(daemon.stop)
+        stop = install_signals(daemon.stop)
         code = ExitCode.FAULT
         try:
             async with ops_server(
@@ -190,6 +194,13 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             ) as health:
                 daemon.health = health
                 code = ExitCode(await daemon.run())
+            if code == ExitCode.OK and stop.first == signal.SIGINT:
+                code = ExitCode.INTERRUPTED  # Ctrl-C; SIGTERM is the daemon's normal stop (0)
+            if daemon.registry is not None and daemon.registry.refused is not None:
+                # the URL answers but is no registry: a configuration error, found before the group
+                # was joined (nothing was read)
+                print(f"currents-consumer: configuration error: {daemon.registry.refused}", file=sys.stderr)
+                code = ExitCode.USAGE
         except Fault as fault:  # nothing more was committed; Kubernetes restarts the pod
             print(f"currents-consumer: stopped: {fault}", file=sys.stderr)
         finally:
@@ -245,7 +256,9 @@ BUILT_IN = ("convert", "replay", "run", "redrive", "config")
 """The product's own commands: running one of them does not look for plugins."""
 
 
-def build_parser(plugins: bool = True) -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+def build_parser(
+    plugins: bool = True, destinations: tuple[str, ...] = ("amplitude",)
+) -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     """The argument parser (:mod:`consumer.commands.parser`) and the function behind each subcommand
     (with the installed plugins' ones unless ``plugins`` is false: finding them reads every installed
     distribution's metadata, about 0.1 s, which a replay Job or a daemon start need not pay)."""
@@ -258,13 +271,18 @@ def build_parser(plugins: bool = True) -> tuple[argparse.ArgumentParser, dict[st
         "redrive": _cmd_redrive,
         "config": _cmd_config,
     }
-    return build(handlers, plugins)
+    return build(handlers, plugins, destinations)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``currents-consumer`` console script."""
     words = sys.argv[1:] if argv is None else argv
-    parser, commands = build_parser(plugins=not (words and words[0] in BUILT_IN))
+    shown: tuple[str, ...] = ("amplitude",)
+    if any(word in ("-h", "--help") for word in words):  # the help lists the enabled destinations' options
+        from consumer.commands.parser import shown_destinations
+
+        shown = shown_destinations(words, os.environ)
+    parser, commands = build_parser(plugins=not (words and words[0] in BUILT_IN), destinations=shown)
     if words and words[0] in DEVKIT_COMMANDS and words[0] not in commands:
         print(f"currents-consumer: {devkit_hint(words[0])}", file=sys.stderr)
         raise SystemExit(2)

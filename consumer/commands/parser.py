@@ -9,7 +9,8 @@ the option groups it reads. A usage error prints two lines (what is wrong, where
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+import tomllib
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from rich_argparse import RawDescriptionRichHelpFormatter
@@ -17,8 +18,8 @@ from rich_argparse import RawDescriptionRichHelpFormatter
 from consumer import __version__
 from consumer.commands.plugins import Command, register_plugins
 from consumer.ops.exits import EPILOG
-from consumer.settings import add_arguments, parse_duration
-from consumer.settings.fields import GROUPS
+from consumer.settings import DESTINATIONS, OPTIONS, Option, add_arguments, parse_duration
+from consumer.settings.fields import GROUPS, parse_list
 
 
 class HelpFormatter(RawDescriptionRichHelpFormatter):
@@ -27,17 +28,66 @@ class HelpFormatter(RawDescriptionRichHelpFormatter):
     group_name_formatter = str
 
 
+_OPTION_OF_DEST: dict[str, Option] = {
+    **{o.key: o for o in OPTIONS},
+    **{o.file_key: o for o in OPTIONS if o.secret},
+}
+"""The option behind each settings flag, by its argparse ``dest`` (a secret's ``-file`` twin too)."""
+
+CONFIGURATION_DOC = "docs/configuration.md"
+
+
+class _HelpAll(argparse.Action):
+    """``--help-all``: the help with every option, then exit."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        if isinstance(parser, CommandLineParser):
+            parser.full_help = True
+        parser.print_help()
+        parser.exit()
+
+
 class CommandLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are two lines, whose usage line is short and whose help uses
-    :class:`HelpFormatter`; ``add_parser`` makes subcommands of this class too, plugins' included."""
+    :class:`HelpFormatter`; ``add_parser`` makes subcommands of this class too, plugins' included.
+
+    ``--help`` lists the common options (declared ``common``) and those of the enabled destinations
+    (:attr:`destinations`); ``--help-all`` lists every one."""
+
+    destinations: tuple[str, ...] = ("amplitude",)
+    """The destinations whose options ``--help`` lists (set by :func:`build`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        self.full_help = False
+        if self.add_help:
+            self.add_argument("--help-all", action=_HelpAll, help="show every option")
 
     def error(self, message: str) -> NoReturn:
         """``PROG: error: MESSAGE`` and where to find help, on stderr; exit 2 (bad usage)."""
         self.exit(2, f"{self.prog}: error: {message}\nsee '{self.prog} --help'\n")
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        """argparse's parse, except that words no parser took are an error of the subcommand they were
+        given to (``currents-consumer run: error: ...``, its help named), not of the top level."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self._subcommand(parsed).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def _subcommand(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(parsed, action.dest, None) or "")
+                if isinstance(chosen, argparse.ArgumentParser):
+                    return chosen
+        return self
 
     def format_usage(self) -> str:
         """The usage line, with ``[options]`` in place of every option: help lists them below."""
@@ -45,9 +95,38 @@ class CommandLineParser(argparse.ArgumentParser):
         return super().format_usage()
 
     def format_help(self) -> str:
-        """The whole help: usage, positional arguments, the option groups, the epilog."""
+        """The whole help: usage, positional arguments, the option groups, the epilog; without
+        :attr:`full_help`, only the common options and those of the enabled destinations."""
         self._shorten_usage()
-        return super().format_help()
+        hidden = [] if self.full_help else self._hidden()
+        saved = [(action, action.help) for action in self._actions]
+        for action in hidden:
+            action.help = argparse.SUPPRESS
+        for action in self._actions:
+            if isinstance(action, _HelpAll):
+                action.help = (
+                    f"show all options: {len(hidden)} more (tuning, limits, destinations not enabled); "
+                    f"every one's variable and default: {CONFIGURATION_DOC}"
+                    if hidden
+                    else f"show every option (see also {CONFIGURATION_DOC})"
+                )
+        try:
+            return super().format_help()
+        finally:
+            for action, text in saved:
+                action.help = text
+
+    def _hidden(self) -> list[argparse.Action]:
+        """The settings flags ``--help`` leaves to ``--help-all``."""
+        hidden = []
+        for action in self._actions:
+            opt = _OPTION_OF_DEST.get(action.dest)
+            if opt is None:
+                continue
+            enabled = opt.group not in DESTINATIONS or opt.group in self.destinations
+            if not (opt.common and enabled):
+                hidden.append(action)
+        return hidden
 
     def _shorten_usage(self) -> None:
         if self.usage is not None:
@@ -73,11 +152,37 @@ DELIVERY = ("destination", "amplitude", "limits", "movableink", "remerge", "mapp
 """The option groups of every command that delivers events."""
 
 
+def shown_destinations(words: Sequence[str], env: Mapping[str, str]) -> tuple[str, ...]:
+    """The destinations a command given ``words`` and ``env`` would deliver to, as far as ``--help``
+    needs to know (whose options it lists): ``--destination``, else ``CURRENTS_DESTINATIONS``, else the
+    config files' ``destinations``, else Amplitude. Nothing here is an error: the command says that."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--destination", action="append")
+    pre.add_argument("--config", action="append")
+    known, _ = pre.parse_known_args(list(words))
+    if known.destination:
+        return tuple(d for item in known.destination for d in parse_list(item))
+    if env.get("CURRENTS_DESTINATIONS"):
+        return parse_list(env["CURRENTS_DESTINATIONS"])
+    chosen: tuple[str, ...] = ("amplitude",)
+    for path in known.config or ([env["CURRENTS_CONFIG"]] if env.get("CURRENTS_CONFIG") else []):
+        try:
+            with open(path, "rb") as fh:
+                value = tomllib.load(fh).get("destinations")
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        items = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        if items:
+            chosen = tuple(d for item in items for d in parse_list(str(item)))
+    return chosen
+
+
 def build(
-    handlers: Mapping[str, Command], plugins: bool
+    handlers: Mapping[str, Command], plugins: bool, destinations: tuple[str, ...] = ("amplitude",)
 ) -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     """The parser of every built-in command (``handlers`` maps each name to its function) and, with
-    ``plugins``, of the installed plugins' commands; returns it with the function behind each."""
+    ``plugins``, of the installed plugins' commands; returns it with the function behind each.
+    ``--help`` lists the options of ``destinations`` (and the common ones)."""
     # typed as the base class: the plugin interface takes subparsers of ArgumentParser (at run time
     # add_parser makes them of this parser's class)
     parser: argparse.ArgumentParser = CommandLineParser(
@@ -166,4 +271,7 @@ def build(
     commands = dict(handlers)
     if plugins:
         commands.update(register_plugins(sub, add_arguments))
+    for command in sub.choices.values():
+        if isinstance(command, CommandLineParser):
+            command.destinations = destinations
     return parser, commands

@@ -10,9 +10,10 @@ string, a 404 without the registry's ``error_code`` body (a URL pointing at some
 for it would empty the topic into the dead-letters, and waiting would never end, so the run stops and
 names the endpoint.
 
-:meth:`RegistryClient.check` asks once (``GET /subjects``) whether the registry can be reached at all,
-so that a daemon says at start-up, before it joins the consumer group, that the URL does not resolve or
-is refused, instead of only when the first Confluent-framed message arrives. Every message about the
+:meth:`RegistryClient.check` asks once (``GET /subjects``) whether the registry can be reached and is
+one, so that a daemon says at start-up, before it joins the consumer group, that the URL does not
+resolve, is refused, or answers something else (a 404, an HTML page: the URL of another server),
+instead of only when the first Confluent-framed message arrives. Every message about the
 registry names its URL with the password of any ``user:password@`` part masked, and the cause in words
 (the name does not resolve, connection refused, no answer within N s, HTTP status).
 
@@ -103,6 +104,8 @@ class RegistryClient:
         auth = httpx.BasicAuth(username, password) if username else None
         self._client = client or httpx.AsyncClient(timeout=TIMEOUT, auth=auth)
         self._cache: dict[int, Any] = {}
+        self.refused: RegistryAnswerInvalid | None = None
+        """Set by :meth:`wait_reachable` when the URL answered but is not a registry."""
 
     def schema_for_id(self, schema_id: int) -> Any | None:
         """The cached parsed schema, or ``None`` until :meth:`fetch` has loaded it."""
@@ -113,21 +116,34 @@ class RegistryClient:
         return self._cache
 
     async def check(self) -> None:
-        """Ask the registry once whether it can be reached (``GET /subjects``); raise
-        :class:`RegistryUnavailable` naming the URL and the cause when it cannot, or when it answers
-        with an error status. Any other answer counts as reachable: what it serves is judged by
-        :meth:`fetch`, id by id."""
+        """Ask the registry once whether it can be reached and is one (``GET /subjects``, which a
+        registry answers with a JSON array of subject names). Raise :class:`RegistryUnavailable` naming
+        the URL and the cause when it cannot be reached or answers with a status worth waiting out
+        (5xx, 401, 403, 408, 429); :class:`RegistryAnswerInvalid` when it answers anything else (a 404,
+        an HTML page): the URL names some other server, which waiting will not change."""
         try:
             response = await self._client.get(f"{self.url}/subjects")
         except httpx.HTTPError as exc:
             raise self._unavailable(unreachable_reason(self.url, exc)) from None
-        if response.status_code >= 500 or response.status_code in (401, 403):
-            raise self._unavailable(f"HTTP {response.status_code}")
+        status = response.status_code
+        if status >= 500 or status in (401, 403, 408, 429):
+            raise self._unavailable(f"HTTP {status}")
+        try:
+            subjects = orjson.loads(response.content) if status == 200 else None
+        except orjson.JSONDecodeError:
+            subjects = None
+        if not isinstance(subjects, list):
+            kind = response.headers.get("content-type", "no content type").split(";")[0].strip()
+            raise RegistryAnswerInvalid(
+                f"schema registry {self.shown_url}/subjects answered HTTP {status} ({kind}): not a schema "
+                "registry's answer; is --schema-registry-url the registry's base URL?"
+            )
 
     async def wait_reachable(self, stopping: asyncio.Event, beat: Callable[[], None]) -> bool:
         """:meth:`check` until it passes: while the registry cannot be reached, log why (its URL and
         the cause) and ask again after 1 s, 2 s ... 30 s, calling ``beat`` between attempts; ``False``
-        if ``stopping`` is set first."""
+        if ``stopping`` is set first, or at once when the URL answers but is not a registry (the
+        answer is kept in :attr:`refused` for the command to report; nothing is logged)."""
         wait = 1.0
         while not stopping.is_set():
             try:
@@ -135,6 +151,9 @@ class RegistryClient:
                 return True
             except RegistryUnavailable as exc:
                 log.error("%s; retrying in %.0fs", exc, wait)
+            except RegistryAnswerInvalid as exc:
+                self.refused = exc
+                return False
             beat()
             await wait_set(stopping, wait)
             wait = min(30.0, wait * 2)

@@ -13,7 +13,7 @@ and the OS error, and reported once to the run's :class:`Faults`:
 * the command ends with :attr:`Faults.first` as its reason and a non-zero exit code.
 
 :func:`check_writable` is the start-up check of a directory the run will write to: a clear error before
-anything is read.
+anything is read, and nothing left behind (the writer creates the directory on its first write).
 """
 
 from __future__ import annotations
@@ -77,12 +77,34 @@ def io_fault(what: str, exc: OSError) -> Fault:
     return Fault(f"cannot write the {what}: {code}{reason}{where}")
 
 
+PRIVATE_DIR_MODE = 0o700
+"""Mode of the directories the check makes for a moment (those that hold personal data are 0700)."""
+
+
 def check_writable(directory: str, what: str) -> None:
-    """Create ``directory`` if needed and prove a file can be created in it; :class:`Fault` if not."""
+    """Prove a file can be created in ``directory``, leaving the file system as it was: :class:`Fault`
+    naming ``what``, the path and the OS error if not.
+
+    A directory that does not exist yet is not created for good here (its writer creates it, owner-only,
+    on its first write; a run that never writes leaves nothing behind): its missing part is made
+    (``0700``), a file created in it, and all of it removed again."""
+    path = Path(directory)
+    made: list[Path] = []
     try:
-        Path(directory).mkdir(parents=True, exist_ok=True)
+        for missing in reversed([p for p in (path, *path.parents) if not p.exists()]):
+            try:
+                missing.mkdir(mode=PRIVATE_DIR_MODE)
+            except FileExistsError:
+                continue  # made meanwhile by another process: its own, not removed here
+            made.append(missing)
         fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=directory)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
         raise io_fault(f"{what} {directory}", exc) from None
+    finally:
+        for created in reversed(made):
+            try:
+                created.rmdir()
+            except OSError:  # another process wrote into it meanwhile: it is in use, keep it
+                break

@@ -66,3 +66,11 @@ def setup(fmt: str = "auto", level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for noisy in ("aiokafka", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The object-store clients log every retry and give-up with its traceback (several KB per failure);
+    # the command's own line names the URL and the cause once (consumer.sources.cloudstore).
+    for cloud in CLOUD_LOGGERS:
+        logging.getLogger(cloud).setLevel(logging.CRITICAL)
+
+
+CLOUD_LOGGERS = ("gcsfs", "adlfs", "azure", "s3fs", "aiobotocore", "botocore", "boto3", "google", "fsspec")
+"""The loggers of the object-store client libraries, kept quiet below CRITICAL."""

@@ -30,10 +30,10 @@ class AmplitudeSettings(Section):
     """The Amplitude destination: where, how, and the request caps."""
 
     api_key: SecretText = _amplitude(
-        "", "--api-key", "AMPLITUDE_API_KEY", "Amplitude project API key", metavar="KEY"
+        "", "--api-key", "AMPLITUDE_API_KEY", "Amplitude project API key", metavar="KEY", common=True
     )
     region: Annotated[Literal["us", "eu"], AS_TEXT] = _amplitude(
-        "us", "--region", "AMPLITUDE_REGION", "Amplitude region"
+        "us", "--region", "AMPLITUDE_REGION", "Amplitude region", common=True
     )
     url: Text = _amplitude(
         "",
@@ -43,7 +43,7 @@ class AmplitudeSettings(Section):
         metavar="URL",
     )
     api: Annotated[Literal["http", "batch"], AS_TEXT] = _amplitude(
-        "http", "--api", "AMPLITUDE_API", "HTTP V2 API or Batch API"
+        "http", "--api", "AMPLITUDE_API", "HTTP V2 API or Batch API", common=True
     )
     min_id_length: Int = _amplitude(
         1,

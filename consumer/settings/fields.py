@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, SecretStr
@@ -163,6 +164,7 @@ def option(
     *,
     group: str,
     switch: bool = False,
+    common: bool = False,
     ge: float | None = None,
     gt: float | None = None,
     le: float | None = None,
@@ -172,13 +174,15 @@ def option(
     the TOML key is the field's path). ``switch`` makes the flag take no value (``--event-time``).
     ``group`` is a key of :data:`GROUPS`: the commands that read the option add its group, and
     ``--help`` lists it under the group's title. ``metavar`` is what ``--help`` shows in place of the
-    value (default: from the type, see :func:`default_metavar`)."""
+    value (default: from the type, see :func:`default_metavar`). ``common`` options are those a new user
+    needs: ``--help`` lists them (and those of the enabled destinations), ``--help-all`` every one."""
     meta: dict[str, JsonValue] = {
         "flag": flag,
         "env": env,
         "group": group,
         "switch": switch,
         "metavar": metavar,
+        "common": common,
     }
     return Field(default, description=help, ge=ge, gt=gt, le=le, json_schema_extra=meta)
 
@@ -234,6 +238,23 @@ class Option:
     switch: bool = False  # a flag without a value; environment and file say true/false
     bounds: str = ""  # e.g. "at least 1", for out-of-range messages
     metavar: str = ""  # what --help shows for the value; empty for choices and switches
+    common: bool = False  # listed by --help (the others by --help-all)
+
+    @property
+    def file_flag(self) -> str:
+        """A secret's flag naming a file that holds it (``--api-key-file``): see :func:`read_secret`."""
+        return f"{self.flag}-file"
+
+    @property
+    def file_env(self) -> str:
+        """A secret's environment variable naming a file that holds it (``AMPLITUDE_API_KEY_FILE``), the
+        ``_FILE`` convention of official container images."""
+        return f"{self.env}_FILE"
+
+    @property
+    def file_key(self) -> str:
+        """A secret's TOML key naming a file that holds it (``amplitude.api_key_file``)."""
+        return f"{self.key}_file"
 
     def shown_default(self) -> str:
         """The default as a person writes it (see :meth:`shown`); ``none`` for a secret."""
@@ -255,3 +276,19 @@ class Option:
         if isinstance(value, str) and value != value.strip():
             return repr(value)
         return str(value)
+
+
+def read_secret(path: str, flag: str, where: str) -> str:
+    """The secret held in the file ``path`` (a mounted Secret, ``echo KEY > file``), its trailing
+    newlines stripped; :class:`SettingsError` naming ``flag``, ``where`` it was named and the path if
+    the file cannot be read or holds nothing. Nothing of its content is ever part of a message."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise SettingsError(f"{flag} (from {where}): cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{flag} (from {where}): {path} is not UTF-8 text") from None
+    text = text.rstrip("\r\n")
+    if not text:
+        raise SettingsError(f"{flag} (from {where}): {path} is empty")
+    return text

@@ -41,6 +41,7 @@ class MappingConfig(Section):
         "--mapping-profile",
         "CURRENTS_MAPPING_PROFILE",
         "the mapping's tables: seed (Braze's partner page) or glossary (Braze's current event glossary)",
+        common=True,
     )
     properties: Annotated[PropertyMode, AS_TEXT] = _mapping(
         "braze",

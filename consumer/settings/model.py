@@ -81,6 +81,7 @@ class Settings(BaseSettings):
         "destinations every event goes to (repeatable)",
         group="destination",
         metavar="{" + ",".join(DESTINATIONS) + "}",
+        common=True,
     )
     movableink: MovableInkSettings = Field(default_factory=MovableInkSettings)
     remerge: RemergeSettings = Field(default_factory=RemergeSettings)
@@ -92,6 +93,7 @@ class Settings(BaseSettings):
         "dead-letter directory (JSON lines), or kafka://TOPIC of --bootstrap-servers (run, redrive)",
         group="dead_letter",
         metavar="PATH|kafka://TOPIC",
+        common=True,
     )
     state_dir: Text = option(
         ".currents-state",
@@ -100,6 +102,7 @@ class Settings(BaseSettings):
         "replay resume state directory",
         group="state",
         metavar="PATH",
+        common=True,
     )
     input: InputSettings = Field(default_factory=InputSettings)
     mapping: MappingConfig = Field(default_factory=MappingConfig)
@@ -122,7 +125,11 @@ class Settings(BaseSettings):
         group="logs",
     )
     log_level: Annotated[Literal["debug", "info", "warning", "error"], AS_FOLDED_TEXT] = option(
-        "info", "--log-level", "CURRENTS_LOG_LEVEL", "least severe log lines written (any case)", group="logs"
+        "info",
+        "--log-level",
+        "CURRENTS_LOG_LEVEL",
+        "least severe log lines written (any case)",
+        group="logs",
     )
     sources: Mapping[str, str] = Field(default_factory=dict)
 
@@ -151,7 +158,7 @@ class Settings(BaseSettings):
             out[opt.key] = {"value": value, "source": self.sources.get(opt.key, "default")}
         out["mapping.names"] = {
             "value": dict(self.mapping.names),
-            "source": "file" if self.mapping.names else "default",
+            "source": self.sources.get("mapping.names", "file" if self.mapping.names else "default"),
         }
         return out
 
@@ -194,6 +201,7 @@ def _option_of(key: str, info: FieldInfo) -> Option:
         repeatable=coerce.kind is tuple,
         group=str(meta["group"]),
         switch=bool(meta["switch"]),
+        common=bool(meta.get("common")),
         bounds=_bounds(info),
         metavar=""
         if literal or meta["switch"]

@@ -36,15 +36,26 @@ class MovableInkSettings(Section):
         "MOVABLEINK_ENDPOINT",
         "Movable Ink Customer Data API endpoint (events go to <endpoint>/behavioral/<key>)",
         metavar="URL",
+        common=True,
     )
     key: SecretText = _movableink(
-        "", "--movableink-key", "MOVABLEINK_KEY", "the <key> path segment Movable Ink gave you", metavar="KEY"
+        "",
+        "--movableink-key",
+        "MOVABLEINK_KEY",
+        "the <key> path segment Movable Ink gave you",
+        metavar="KEY",
+        common=True,
     )
     username: SecretText = _movableink(
-        "", "--movableink-username", "MOVABLEINK_USERNAME", "HTTP Basic user name", metavar="NAME"
+        "",
+        "--movableink-username",
+        "MOVABLEINK_USERNAME",
+        "HTTP Basic user name",
+        metavar="NAME",
+        common=True,
     )
     password: SecretText = _movableink(
-        "", "--movableink-password", "MOVABLEINK_PASSWORD", "HTTP Basic password"
+        "", "--movableink-password", "MOVABLEINK_PASSWORD", "HTTP Basic password", common=True
     )
     event_types: Words = _movableink(
         _PARTNER_TYPES,
@@ -125,7 +136,9 @@ class RemergeSettings(Section):
         "Remerge event tracking endpoint",
         metavar="URL",
     )
-    key: SecretText = _remerge("", "--remerge-key", "REMERGE_KEY", "the key Remerge gave you", metavar="KEY")
+    key: SecretText = _remerge(
+        "", "--remerge-key", "REMERGE_KEY", "the key Remerge gave you", metavar="KEY", common=True
+    )
     partner: Text = _remerge(
         "braze", "--remerge-partner", "REMERGE_PARTNER", "partner parameter", metavar="NAME"
     )
@@ -135,6 +148,7 @@ class RemergeSettings(Section):
         "REMERGE_APP_IDS",
         "BRAZE_APP_ID=STORE_APP_ID pairs (repeatable): the store app id sent for a Braze app",
         metavar="BRAZE_APP_ID=STORE_APP_ID",
+        common=True,
     )
     ios_app_id: Text = _remerge(
         "",
@@ -142,6 +156,7 @@ class RemergeSettings(Section):
         "REMERGE_IOS_APP_ID",
         "store app id of iOS events whose Braze app is not in --remerge-app-id (e.g. 012345678)",
         metavar="ID",
+        common=True,
     )
     android_app_id: Text = _remerge(
         "",
@@ -149,6 +164,7 @@ class RemergeSettings(Section):
         "REMERGE_ANDROID_APP_ID",
         "store app id of Android events whose Braze app is not in --remerge-app-id (e.g. com.example)",
         metavar="ID",
+        common=True,
     )
     event_types: Words = _remerge(
         _PARTNER_TYPES,

@@ -36,9 +36,15 @@ class KafkaSettings(Section):
         "KAFKA_BOOTSTRAP_SERVERS",
         "Kafka bootstrap servers (host:port, comma-separated)",
         metavar="HOST:PORT",
+        common=True,
     )
     topics: Words = _kafka(
-        (), "--topic", "KAFKA_TOPICS", "topics to consume (repeatable; env comma-separated)", metavar="TOPIC"
+        (),
+        "--topic",
+        "KAFKA_TOPICS",
+        "topics to consume (repeatable; env comma-separated)",
+        metavar="TOPIC",
+        common=True,
     )
     topic_pattern: Text = _kafka(
         "",
@@ -48,21 +54,32 @@ class KafkaSettings(Section):
         metavar="REGEX",
     )
     group_id: Text = _kafka(
-        "currents-consumer", "--group-id", "KAFKA_GROUP_ID", "consumer group", metavar="NAME"
+        "currents-consumer", "--group-id", "KAFKA_GROUP_ID", "consumer group", metavar="NAME", common=True
     )
     client_id: Text = _connect(
         "currents-consumer", "--client-id", "KAFKA_CLIENT_ID", "Kafka client id", metavar="NAME"
     )
     security_protocol: Annotated[Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"], AS_TEXT] = (
-        _connect("PLAINTEXT", "--security-protocol", "KAFKA_SECURITY_PROTOCOL", "Kafka security protocol")
+        _connect(
+            "PLAINTEXT",
+            "--security-protocol",
+            "KAFKA_SECURITY_PROTOCOL",
+            "Kafka security protocol",
+            common=True,
+        )
     )
     sasl_mechanism: Annotated[Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], AS_TEXT] = _connect(
-        "PLAIN", "--sasl-mechanism", "KAFKA_SASL_MECHANISM", "SASL mechanism"
+        "PLAIN",
+        "--sasl-mechanism",
+        "KAFKA_SASL_MECHANISM",
+        "SASL mechanism",
     )
     sasl_username: Text = _connect(
-        "", "--sasl-username", "KAFKA_SASL_USERNAME", "SASL user name", metavar="NAME"
+        "", "--sasl-username", "KAFKA_SASL_USERNAME", "SASL user name", metavar="NAME", common=True
     )
-    sasl_password: SecretText = _connect("", "--sasl-password", "KAFKA_SASL_PASSWORD", "SASL password")
+    sasl_password: SecretText = _connect(
+        "", "--sasl-password", "KAFKA_SASL_PASSWORD", "SASL password", common=True
+    )
     ssl_cafile: Text = _connect("", "--ssl-cafile", "KAFKA_SSL_CAFILE", "CA bundle for TLS", metavar="PATH")
     ssl_certfile: Text = _connect(
         "", "--ssl-certfile", "KAFKA_SSL_CERTFILE", "client certificate (mTLS)", metavar="PATH"
@@ -76,6 +93,7 @@ class KafkaSettings(Section):
         "SCHEMA_REGISTRY_URL",
         "Confluent Schema Registry for wire-format values",
         metavar="URL",
+        common=True,
     )
     schema_registry_username: Text = _kafka(
         "",
@@ -130,18 +148,21 @@ class InputSettings(Section):
         "CURRENTS_EVENT_TYPES",
         "only these event types (glob on the event_type= partition and on each file's type, repeatable)",
         metavar="GLOB",
+        common=True,
     )
     since: Instant = _input(
         "",
         "--since",
         "CURRENTS_SINCE",
         "only events queued from this UTC time on (date= partitions; 2024-05-01-13, 2024-05-01, ISO 8601)",
+        common=True,
     )
     until: Instant = _input(
         "",
         "--until",
         "CURRENTS_UNTIL",
         "only events queued before this UTC time (exclusive; same forms as --since)",
+        common=True,
     )
     event_time: Bool = _input(
         False,

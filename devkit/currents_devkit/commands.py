@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import Any
 
 from consumer.commands.plugins import AddOptions, Command, SubParsers
 from consumer.settings import Settings, SettingsError
@@ -17,6 +18,15 @@ from consumer.settings import Settings, SettingsError
 SAMPLE_LAYOUTS = ("current", "2019", "2017")
 """``sample --layout`` choices: ``currents_devkit.synth.LAYOUTS`` (a test checks), spelled out here so
 building the parser does not load the synthesiser."""
+
+
+SIMULATE_DESCRIPTION = """\
+One port serves Amplitude's HTTP V2 API (POST /2/httpapi) and Batch API (POST /batch), Movable Ink
+(POST /behavioral/<key>) and Remerge (GET /event), with Amplitude's documented limits and answers.
+
+What it received:  GET http://HOST:PORT/_sim/stats   (requests, events ingested, duplicates, refusals)
+                   GET /_sim/events?offset=&limit=, /_sim/movableink/events, /_sim/remerge/events
+Scripted faults:   POST /_sim/faults (see currents_devkit.simulator.faults); POST /_sim/reset"""
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -37,7 +47,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.ops.logs import setup
-    from currents_devkit.simulator.daemon import run_simulator
+    from currents_devkit.simulator.daemon import CannotListen
     from currents_devkit.simulator.partners import parse_credentials
 
     setup(settings.log_format, settings.log_level)
@@ -45,6 +55,17 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         credentials = parse_credentials(args.movableink_credentials or ())
     except ValueError as exc:
         raise SettingsError(f"--movableink-credentials: {exc}") from None
+    try:
+        _simulate(args, credentials)
+    except CannotListen as exc:
+        print(f"currents-consumer: simulate: {exc} (choose another --port)", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _simulate(args: argparse.Namespace, credentials: Any) -> None:
+    from currents_devkit.simulator.daemon import run_simulator
+
     run_simulator(
         args.host,
         args.port,
@@ -55,7 +76,6 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         movableink_max_bytes=args.movableink_max_bytes,
         remerge_keys=frozenset(args.remerge_key or ()),
     )
-    return 0
 
 
 def cmd_sample(args: argparse.Namespace, settings: Settings) -> int:
@@ -94,7 +114,9 @@ def register(sub: SubParsers, add_arguments: AddOptions) -> dict[str, Command]:
     commands["demo"] = cmd_demo
 
     p = sub.add_parser(
-        "simulate", help="run a local Amplitude, Movable Ink and Remerge simulator (demos, tests)"
+        "simulate",
+        help="run a local Amplitude, Movable Ink and Remerge simulator (demos, tests)",
+        description=SIMULATE_DESCRIPTION,
     )
     p.add_argument(
         "--host", default="127.0.0.1", metavar="HOST", help="address to listen on (default 127.0.0.1)"

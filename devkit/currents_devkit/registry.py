@@ -1,7 +1,7 @@
 """A small local Confluent Schema Registry serving the shipped schemas with stable ids.
 
 For the demo and tests, and for users who frame Currents with those ids without running a registry:
-:class:`LocalRegistry` answers ``GET /schemas/ids/{id}`` as a Confluent registry does.
+:class:`LocalRegistry` answers ``GET /schemas/ids/{id}`` and ``GET /subjects`` as a Confluent registry does.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ class LocalRegistry:
     def __init__(self) -> None:
         routes = [
             web.get(r"/schemas/ids/{id:\d+}", self._schema, allow_head=False),
+            # what the daemon asks at start-up to tell a registry from another server
+            web.get("/subjects", self._subjects, allow_head=False),
             # every other path or method: the registry's own 404 shape, not aiohttp's text
             web.route("*", "/{tail:.*}", self._not_found),
         ]
@@ -46,6 +48,10 @@ class LocalRegistry:
         except KeyError:
             return json_response(404, {"error_code": 40403, "message": "Schema not found"})
         return json_response(200, {"schema": orjson.dumps(schema).decode()})
+
+    async def _subjects(self, _: web.Request) -> web.Response:
+        """A subject per shipped schema, named after its event type."""
+        return json_response(200, list(event_types()))
 
     async def _not_found(self, _: web.Request) -> web.Response:
         return json_response(404, {"error_code": 404, "message": "not found"})

@@ -261,11 +261,10 @@ async def test_a_registry_url_answering_html_stops_the_daemon_and_commits_nothin
         began = time.monotonic()
         proc = await start_daemon_process({**env, "SCHEMA_REGISTRY_URL": bad_url}, tmp_path / "first.log")
         code, log, seconds = await exited(proc, tmp_path / "first.log", began)
-    assert code == 4, log[-3000:]
-    schema_id = local_schema_id(CUSTOM)
+    # refused at start-up, before the group is joined (issue 27): a configuration error, nothing read
+    assert code == 2, log[-3000:]
     assert (
-        f"stopped: schema registry {bad_url}/schemas/ids/{schema_id}: HTTP 200 without a schema (text/html"
-        in log
+        f"configuration error: schema registry {bad_url}/subjects answered HTTP 200 (text/html): " in log
     ), log[-3000:]
     assert "Traceback" not in log and "never retrieved" not in log
     assert await committed_offsets(broker.bootstrap_servers, GROUP, ends) == {}

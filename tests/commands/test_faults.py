@@ -256,3 +256,52 @@ async def test_a_directory_the_run_may_not_write_is_refused_with_the_real_eacces
         assert sim.stats.requests_total == 0, "something was read and sent"
         assert list(locked.iterdir()) == []
         await second_run_accounts_for_everything(sim, tmp_path, expected, tmp_path / "state")
+
+
+async def test_a_missing_directory_under_one_the_run_may_not_write_is_refused_and_nothing_is_left(
+    tmp_path: Path,
+) -> None:
+    """The dead-letter directory is made on the first record, so the start-up check proves that it could
+    be made: under a parent of another owner the kernel's EACCES, before anything is read."""
+    as_root()
+    write_input(tmp_path / "in")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chown(locked, 65534, 65534)
+    locked.chmod(0o755)
+    async with simulator() as sim:
+        env = {"AMPLITUDE_API_KEY": KEY, "CURRENTS_LOG_FORMAT": "json"}
+        argv = args(sim, tmp_path, locked / "a" / "dl", tmp_path / "state")
+        command = await start(argv, env, tmp_path, preexec_fn=without_file_overrides)
+        code, _, stderr = await command.finish(within=BOUND)
+        assert code == 2, stderr
+        assert f"configuration error: cannot write the dead-letter output {locked / 'a' / 'dl'}: " in stderr
+        assert "[Errno 13] Permission denied" in stderr
+        assert sim.stats.requests_total == 0
+
+
+async def test_personal_data_directories_made_by_a_run_are_0700_under_umask_022(tmp_path: Path) -> None:
+    """Neither directory exists yet; the run creates both (and their missing parents) owner-only, as
+    consumer.positions.private does, however the start-up check proved them writable first."""
+    expected = write_input(tmp_path / "in")
+    dead, state = tmp_path / "data" / "dl", tmp_path / "var" / "state"
+    previous = os.umask(0o022)
+    try:
+        async with simulator() as sim:
+            code, stderr, _ = await replay(args(sim, tmp_path, dead, state), tmp_path)
+    finally:
+        os.umask(previous)
+    assert code == 3, stderr  # every tenth event is dead-lettered
+    assert len(dead_letters(dead)) == len(expected) // 10
+    for directory in (dead, dead.parent, state, state.parent):
+        assert directory.stat().st_mode & 0o777 == 0o700, directory
+
+
+async def test_a_run_that_dead_letters_nothing_leaves_no_dead_letter_directory(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    async with simulator() as sim:
+        argv = args(sim, tmp_path, tmp_path / "dead-letter", tmp_path / "state")
+        argv = [a for a in argv if a not in ("--dead-letter", str(tmp_path / "dead-letter"))]
+        code, stderr, _ = await replay(argv, tmp_path)
+    assert code == 0, stderr
+    assert not (tmp_path / "dead-letter").exists(), "made before anything was written to it"

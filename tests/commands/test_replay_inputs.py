@@ -64,6 +64,11 @@ async def test_convert_with_a_window_after_every_file_says_so(tmp_path: Path) ->
     assert out == ""
     assert f"nothing to read: nothing under {tmp_path / 'in'} is inside the selection: " in err
     assert "date= partitions outside --since/--until" in err
+    # the message alone: no summary of nothing (an empty table) before it
+    assert err.strip().splitlines() == [line for line in err.splitlines() if line.startswith("currents-")]
+    assert "event type" not in err and "read 0" not in err
+    code, _, err = await convert([str(tmp_path / "in"), "--since", "2024-01-01", "--summary-json"], tmp_path)
+    assert code == 0 and '"read": 0' in err, "a script asking for the JSON summary still gets it"
 
 
 async def test_convert_names_a_file_that_is_not_avro_and_converts_the_others(tmp_path: Path) -> None:

@@ -164,3 +164,78 @@ def test_while_connecting_aiokafkas_bootstrap_lines_are_dropped_and_nothing_else
     with quiet.connecting():
         assert [quiet.filter(r) for r in (bootstrap, metadata, other)] == [False, False, True]
     assert quiet.filter(bootstrap), "once connected, a lost broker is aiokafka's to report"
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type", "body"),
+    [
+        (404, "text/html", b"<html><body><h1>404 Not Found</h1></body></html>"),
+        (200, "text/html; charset=utf-8", b"<!doctype html><title>Kafka UI</title>"),
+        (404, "application/json", b'{"message": "no route"}'),
+    ],
+)
+async def test_a_url_that_answers_but_is_no_registry_stops_the_daemon_before_it_joins(
+    broker: EmbeddedBroker, sim: AmplitudeSimulator, registry_url: str, tmp_path: Path,
+    status: int, content_type: str, body: bytes,
+) -> None:  # fmt: skip
+    """Named at once, in one line (its URL, the password masked, and what it answered), exit 2 (a
+    configuration error: nothing was read): not a crash at the first message after joining the group,
+    which in Kubernetes is a restart loop rebalancing the whole group each time."""
+    from aiohttp import web
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(status=status, body=body, headers={"Content-Type": content_type})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        await broker.create_topic(TOPIC, 1)
+        env = {
+            **daemon_env(broker, sim, registry_url, tmp_path),
+            "SCHEMA_REGISTRY_URL": f"http://reader:registry-pw-5e1@127.0.0.1:{port}/",
+            "CURRENTS_METRICS_PORT": "0",
+        }
+        log = tmp_path / "daemon.log"
+        proc = await start_daemon_process(env, log)
+        assert await asyncio.wait_for(proc.wait(), 30) == 2
+    finally:
+        await runner.cleanup()
+    text = log.read_text()
+    kind = content_type.split(";")[0]
+    line = (
+        f"schema registry http://reader:***@127.0.0.1:{port}/subjects answered HTTP {status} ({kind}): "
+        "not a schema registry's answer; is --schema-registry-url the registry's base URL?"
+    )
+    said = [ln for ln in text.splitlines() if "schema registry" in ln]
+    assert said == [f"currents-consumer: configuration error: {line}"], text
+    assert "registry-pw-5e1" not in text
+    assert "assigned" not in text and "joined" not in text, "the group must not be joined"
+    assert not [word for word in UNCLEAN if word in text], text
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+async def test_sigterm_is_the_daemons_normal_stop_and_ctrl_c_says_interrupted(
+    sim: AmplitudeSimulator, tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    """As the help's exit codes say: a drained daemon exits 0 on SIGTERM (Kubernetes, systemd, docker
+    stop), and 130 on SIGINT (Ctrl-C), so a script running it knows it was interrupted."""
+    log = tmp_path / "daemon.log"
+    proc = await start_daemon_process(no_broker_env(sim, tmp_path, f"127.0.0.1:{closed_port()}"), log)
+    await eventually(lambda: len(messages(log, "cannot reach Kafka")) >= 1, within=30, message="started")
+    proc.send_signal(sig)
+    assert await asyncio.wait_for(proc.wait(), 20) == code, log.read_text()
+    summary = next(json.loads(ln) for ln in log.read_text().splitlines() if '"exit_code"' in ln)
+    assert summary["exit_code"] == code and summary["exit"] == ("ok" if code == 0 else "interrupted")
+
+
+def test_the_help_says_what_each_signal_makes_run_exit_with() -> None:
+    from consumer.ops.exits import EPILOG
+
+    text = " ".join(EPILOG.split())
+    assert "130 interrupted stopped by a signal" in text
+    assert "run: SIGINT (Ctrl-C) only; on SIGTERM it drains, commits and exits 0" in text

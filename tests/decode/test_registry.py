@@ -3,6 +3,8 @@ never shown."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -20,10 +22,34 @@ def client(status: int, body: bytes = b"[]") -> RegistryClient:
     return RegistryClient("http://u:pw-9@registry:8081/", client=httpx.AsyncClient(transport=transport))
 
 
-@pytest.mark.parametrize("status", [200, 404])
-async def test_an_answer_means_reachable(status: int) -> None:
-    registry = client(status)
-    await registry.check()  # what it serves is judged schema id by schema id, later
+async def test_a_registrys_answer_means_reachable() -> None:
+    registry = client(200, b'["braze-currents-value"]')
+    await registry.check()
+    await registry.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "said"),
+    [
+        (404, b"<html>Not Found</html>", "HTTP 404"),
+        (200, b"<!doctype html>", "HTTP 200"),
+        (200, b"{}", "HTTP 200"),
+    ],
+)
+async def test_an_answer_that_is_not_a_registrys_is_refused_at_once(
+    status: int, body: bytes, said: str
+) -> None:
+    from consumer.decode.registry import RegistryAnswerInvalid
+
+    registry = client(status, body)
+    with pytest.raises(
+        RegistryAnswerInvalid,
+        match=rf"^schema registry http://u:\*\*\*@registry:8081/subjects answered {said} ",
+    ):
+        await registry.check()
+    stopping = asyncio.Event()
+    assert await registry.wait_reachable(stopping, lambda: None) is False, "not waited for"
+    assert registry.refused is not None and "pw-9" not in str(registry.refused)
     await registry.close()
 
 

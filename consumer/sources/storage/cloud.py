@@ -29,9 +29,13 @@ with (``?generation=``: a replaced generation answers 404), Azure to the ETag it
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib
+import os
 import posixpath
+import re
+import socket
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import IO, Any, TypeVar, cast
@@ -68,9 +72,51 @@ _LANDED_KEYS = ("timeCreated", "creation_time", "LastModified", "last_modified",
 T = TypeVar("T")
 
 
+REACH_WITHIN = 60.0
+"""Seconds :meth:`CloudStore.check` gives the first request to a store, the client library's own retries
+included (gcsfs retries a refused connection for about 30 s): then the root is given up, one line."""
+
+_CREDENTIALS = re.compile(
+    r"(?i)\b(sig|se|AccountKey|SharedAccessSignature|password|token|secret)=[^&;\s'\"]+"
+)
+_USERINFO = re.compile(r"(//[^/@\s:]+):[^/@\s]+@")
+_NO_CREDENTIALS = ("Credential", "NoCredentials", "RefreshError", "ClientAuthenticationError")
+
+
+def _clean(text: str) -> str:
+    """``text`` with credentials masked (SAS signatures, account keys, passwords in URLs), on one line."""
+    text = _USERINFO.sub(r"\1:***@", _CREDENTIALS.sub(r"\1=***", text))
+    return " ".join(text.split())
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text[:300]}"
+    return _clean(f"{type(exc).__name__}: {text[:300]}")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        yield cause
+        cause = cause.__cause__ or cause.__context__
+
+
+def why_unreachable(exc: BaseException) -> str:
+    """The cause of a failed request to a store, in words: a name that does not resolve, the OS's error
+    of the connection, no answer in time, no credentials; else the exception's type and text (with any
+    credential masked)."""
+    for cause in _chain(exc):
+        if isinstance(cause, socket.gaierror):
+            return "the store's host name does not resolve (no network, or no DNS?)"
+        if isinstance(cause, TimeoutError | asyncio.TimeoutError) or type(cause).__name__ == "FSTimeoutError":
+            return f"no answer within {REACH_WITHIN:.0f}s"
+        if isinstance(cause, OSError) and cause.errno and not isinstance(cause, FileNotFoundError):
+            return os.strerror(cause.errno)
+        if any(word in type(cause).__name__ for word in _NO_CREDENTIALS):
+            return f"no usable credentials ({_describe(cause)})"
+    return _describe(exc)
 
 
 class CloudStore:
@@ -101,7 +147,14 @@ class CloudStore:
         try:
             fs, path = fsspec.core.url_to_fs(f"{protocol}://{url.partition('://')[2]}", **options)
         except Exception as exc:  # a backend's own configuration error (e.g. no Azure account name)
-            raise StoreError(f"{url}: cannot set up the {module} client: {_describe(exc)}") from exc
+            if module == "adlfs" and isinstance(exc, ValueError) and "account_name" in str(exc):
+                raise StoreError(
+                    f"cannot reach {url}: no Azure storage account: set AZURE_STORAGE_ACCOUNT_NAME (the "
+                    "credentials then come from the environment or the workload identity) or "
+                    "AZURE_STORAGE_CONNECTION_STRING, or name it in the URL "
+                    "(abfss://CONTAINER@ACCOUNT.dfs.core.windows.net/PREFIX)"
+                ) from None
+            raise StoreError(f"{url}: cannot set up the {module} client: {why_unreachable(exc)}") from None
         return cls(fs, scheme, str(path).split("/", 1)[0])
 
     # -- paths ---------------------------------------------------------------------------------------
@@ -122,8 +175,15 @@ class CloudStore:
 
     # -- the Store interface -------------------------------------------------------------------------
     def check(self, root: str) -> None:
-        """``StoreError`` unless ``root`` is an object or a non-empty prefix that can be listed."""
-        self._call(root, self.fs.info, self._path(root))
+        """``StoreError`` unless ``root`` is an object or a non-empty prefix that can be listed: the first
+        request to the store, given :data:`REACH_WITHIN` seconds (the client's own retries included),
+        after which one line names the root and the cause."""
+        try:
+            self.fs.info(self._path(root), timeout=REACH_WITHIN)
+        except FileNotFoundError as exc:
+            raise StoreError(f"no such object or prefix: {root}") from exc
+        except Exception as exc:  # no network, refused, no credentials, denied: in our words
+            raise StoreError(f"cannot reach {root}: {why_unreachable(exc)}") from None
 
     def walk(self, root: str, keep_dir: KeepDir) -> Iterator[StoredObject]:
         """Objects under ``root`` in :func:`~consumer.sources.storage.store.listing_key` order, pruned by

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from typing import Any
 
@@ -13,11 +14,25 @@ from currents_devkit.simulator.server import AmplitudeSimulator, SimulatorConfig
 log = logging.getLogger(__name__)
 
 
+class CannotListen(Exception):
+    """The simulator's address cannot be listened on (a port in use, an address not of this host)."""
+
+
 async def serve_forever(config: SimulatorConfig) -> None:
-    """Run a simulator on ``config.host:config.port`` until cancelled or SIGINT/SIGTERM."""
+    """Run a simulator on ``config.host:config.port`` until cancelled or SIGINT/SIGTERM;
+    :class:`CannotListen` naming the address and the OS's reason if it cannot listen there."""
     sim = AmplitudeSimulator(config)
-    await sim.start(config.host, config.port)
-    log.info("simulator on %s (HTTP V2, Batch, Movable Ink /behavioral/<key>, Remerge /event)", sim.url)
+    try:
+        await sim.start(config.host, config.port)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise CannotListen(f"cannot listen on {config.host}:{config.port}: {reason}") from None
+    log.info(
+        "simulator on %s (HTTP V2, Batch, Movable Ink /behavioral/<key>, Remerge /event); what it "
+        "received: %s/_sim/stats",
+        sim.url,
+        sim.url,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
