@@ -196,10 +196,11 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 code = ExitCode(await daemon.run())
             if code == ExitCode.OK and stop.first == signal.SIGINT:
                 code = ExitCode.INTERRUPTED  # Ctrl-C; SIGTERM is the daemon's normal stop (0)
-            if daemon.registry is not None and daemon.registry.refused is not None:
+            registry = daemon.source.registry
+            if registry is not None and registry.refused is not None:
                 # the URL answers but is no registry: a configuration error, found before the group
                 # was joined (nothing was read)
-                print(f"currents-consumer: configuration error: {daemon.registry.refused}", file=sys.stderr)
+                print(f"currents-consumer: configuration error: {registry.refused}", file=sys.stderr)
                 code = ExitCode.USAGE
         except Fault as fault:  # nothing more was committed; Kubernetes restarts the pod
             print(f"currents-consumer: stopped: {fault}", file=sys.stderr)

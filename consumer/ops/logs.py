@@ -67,7 +67,7 @@ def setup(fmt: str = "auto", level: str = "INFO") -> None:
     for noisy in ("aiokafka", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # The object-store clients log every retry and give-up with its traceback (several KB per failure);
-    # the command's own line names the URL and the cause once (consumer.sources.cloudstore).
+    # the command's own line names the URL and the cause once (consumer.sources.storage.cloud).
     for cloud in CLOUD_LOGGERS:
         logging.getLogger(cloud).setLevel(logging.CRITICAL)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from consumer.ops.logs import CLOUD_LOGGERS, setup
-from consumer.sources import cloudstore
-from consumer.sources.store import StoreError
+from consumer.sources.storage import cloud as cloudstore
+from consumer.sources.storage.store import StoreError
 
 ROOT = Path(__file__).resolve().parents[2]
 
