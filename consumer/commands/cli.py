@@ -86,7 +86,7 @@ def _check_outputs(settings: Settings, *, state: bool, topic: bool = False) -> N
     try:
         if not to_topic:
             check_writable(settings.dead_letter, "dead-letter output")
-        if state and settings.state_dir:
+        if state and settings.state_dir and "://" not in settings.state_dir:  # a bucket: on first write
             check_writable(settings.state_dir, "resume state directory")
     except Fault as fault:
         raise SettingsError(str(fault)) from None
@@ -114,6 +114,8 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.sources.workers.file_pool import WorkerPool
 
     if args.dry_run:
+        if settings.follow.follow:
+            raise SettingsError("--dry-run lists what a replay would read now: run it without --follow")
         return _cmd_replay_dry_run(args, settings)
     _check_outputs(settings, state=True)
     mappers = make_mappers(settings)
@@ -133,8 +135,10 @@ def _replay_with(
     args: argparse.Namespace, settings: Settings, mappers: list[Mapper], pool: WorkerPool | None
 ) -> int:
     from consumer.app.destinations import close_all
+    from consumer.app.lease import LockHeld
     from consumer.app.runtime import install_signals, make_destinations, ops_server, prepare
     from consumer.commands.replay import Replay
+    from consumer.positions.keeper import KeeperError
     from consumer.sources.storage.store import StoreError
 
     metrics = prepare(settings)
@@ -147,22 +151,29 @@ def _replay_with(
             await close_all(destinations)
             print(f"currents-consumer: {exc}", file=sys.stderr)
             return 2
-        install_signals(replay.stop)
+        stop = install_signals(replay.stop)
         fault: Fault | None = None
         try:
             async with ops_server(
-                settings, metrics, ready=lambda: True, on_scrape=replay.update_gauges
+                settings, metrics, ready=replay.ready, on_scrape=replay.update_gauges
             ) as health:
                 replay.health = health
                 await replay.run(grace=args.grace)
-        except StoreError as exc:  # a root that cannot be listed at all: nothing was read
+        except (StoreError, LockHeld) as exc:  # a root that cannot be listed, the job running elsewhere
             print(f"currents-consumer: {exc}", file=sys.stderr)
+            return 2
+        except KeeperError as exc:  # the job's lock cannot be taken: nothing was read
+            print(f"currents-consumer: cannot take the job's lock {exc}", file=sys.stderr)
             return 2
         except Fault as exc:  # logged where it happened; said again last, where a Job's log ends
             fault = exc
         finally:
             await close_all(destinations)
         code = exit_code(replay.result.summary, interrupted=replay.stopped, fault=fault is not None)
+        if settings.follow.follow and stop.first == signal.SIGTERM and fault is None:
+            # A follower never ends by itself: SIGTERM is its normal stop, as for run (0); what it
+            # could not read or dead-lettered is in the summary, the metrics and the dead letters.
+            code = ExitCode.OK
         _print_summary(replay.result.summary, args.summary_json, code)
         for line in replay.closing_lines(fault):
             print(line, file=sys.stderr)

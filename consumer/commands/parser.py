@@ -217,7 +217,7 @@ def build(
         action="store_true",
         help="list the objects a replay would read (state, bytes, URL) and totals; read and send nothing",
     )
-    add_arguments(p, ("input", "workers", *DELIVERY, "metrics", "logs", "dead_letter", "state"))
+    add_arguments(p, ("input", "follow", "workers", *DELIVERY, "metrics", "logs", "dead_letter", "state"))
 
     p = sub.add_parser(
         "run", epilog=EPILOG, help="the Kafka daemon: consume Currents events and deliver them to Amplitude"

@@ -21,20 +21,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from consumer.app.destinations import Destination
+from consumer.app.lease import Lease
 from consumer.app.loop import RunLoop
 from consumer.app.pipeline import Pipeline
+from consumer.commands.follow import Following
 from consumer.commands.replay_plan import plan
 from consumer.ops.faults import Fault
 from consumer.ops.health import Health
 from consumer.ops.metrics import Metrics
 from consumer.ops.progress import ProgressView, Snapshot, progress_view
 from consumer.ops.summary import Summary
-from consumer.positions.resume import ResumeState, object_identity
+from consumer.positions.lock import JobLock
+from consumer.positions.resume import ResumeLedger, ResumeState
 from consumer.settings import Settings
 from consumer.sources.storage.files import Listing, list_objects
 from consumer.sources.storage.selection import Selection
 from consumer.sources.storage.source import FileSource
-from consumer.sources.storage.store import StoredObject
 from consumer.sources.storage.stores import Stores
 from consumer.sources.workers.file_pool import WorkerPool
 
@@ -57,39 +59,6 @@ class ReplayResult:
     """Why no object was listed at all (no Avro files, or all outside the selection), else ``None``."""
 
 
-class ResumeLedger:
-    """The replay's resume state as a :class:`~consumer.sources.storage.source.Ledger`: objects by
-    identity (URL and version), finished ones passed over, unfinished ones resumed at their done prefix."""
-
-    def __init__(self, state: ResumeState) -> None:
-        self.state = state
-        self.resumed = 0
-        """Objects passed over because an earlier run finished them."""
-
-    def admit(self, obj: StoredObject) -> int | None:
-        """Records to skip in ``obj``, or ``None`` when an earlier run finished it (not fetched again)."""
-        ident = object_identity(obj)
-        if self.state.is_done(ident):
-            self.resumed += 1
-            return None
-        return self.state.next_record.get(ident, 0)
-
-    def progress(self, obj: StoredObject, next_record: int) -> None:
-        """``obj`` is done up to ``next_record``."""
-        self.state.next_record[object_identity(obj)] = next_record
-
-    def finished(self, obj: StoredObject, records: int) -> None:
-        """``obj`` is finished."""
-        self.state.mark_done(object_identity(obj), records)
-
-    def abandoned(self, obj: StoredObject) -> None:
-        """Left unfinished: the next run reads it from its done prefix."""
-
-    def save(self) -> None:
-        """Write the state (a :class:`~consumer.ops.faults.Fault` if it cannot be)."""
-        self.state.save()
-
-
 class Replay:
     """One replay job over files or objects; :meth:`run` returns its :class:`ReplayResult`."""
 
@@ -101,25 +70,32 @@ class Replay:
         metrics: Metrics,
         *,
         progress_interval: float = 10.0,
-        checkpoint_interval: float = 5.0,
+        checkpoint_interval: float | None = None,
         clock: Callable[[], float] | None = None,
         pool: WorkerPool | None = None,
     ) -> None:
         self.paths = paths
         self.settings = settings
         self.selection = Selection.of_input(settings.input)
-        self.state = ResumeState.load(
-            settings.state_dir,
-            paths,
-            self.selection.key(),
-            tuple(d.name for d in destinations),
-            self.selection.shard,
-        )
-        self.ledger = ResumeLedger(self.state)
+        names = tuple(d.name for d in destinations)
+        self.clock = clock or time.time
+        self.following: Following | None = None
+        """The follower's state and ledger (``--follow``); ``None`` for a one-shot replay."""
+        if settings.follow.follow:
+            self.following = Following.load(paths, settings, self.selection, names, metrics, self.clock)
+            self.state = None
+        else:
+            self.state = ResumeState.load(
+                settings.state_dir, paths, self.selection.key(), names, self.selection.shard
+            )
+            self.ledger = ResumeLedger(self.state)
         self.loop = RunLoop(destinations, settings.dead_letter, metrics, clock=clock)
+        self.metrics = metrics
         self.result = ReplayResult(self.loop.pipeline.summary)
         self.progress_interval = progress_interval
-        self.checkpoint_interval = checkpoint_interval
+        self.checkpoint_interval = checkpoint_interval or (1.0 if self.following is not None else 5.0)
+        """How often progress is saved: a follower saves every second what changed (a restart then sends
+        again little more than the files in flight), a one-shot replay every five."""
         self.health: Health | None = None
         self.pool = pool
         """The worker processes (``--workers``): given started (their mappers those of ``destinations``,
@@ -139,9 +115,15 @@ class Replay:
         """Whether :meth:`stop` was called."""
         return self.loop.stopping.is_set()
 
+    def ready(self) -> bool:
+        """Readiness: the files are being read (the lock held) and the run is not stopping."""
+        return self.loop.ready()
+
     def update_gauges(self) -> None:
         """Refresh the point-in-time gauges (called before each scrape)."""
         self.loop.update_gauges()
+        if self.following is not None:
+            self.following.ledger.update_gauges()
 
     def stop(self) -> None:
         """Stop reading (a signal): what was read is still delivered within the grace time, then saved."""
@@ -160,20 +142,17 @@ class Replay:
         if workers and self.pool is None:
             self.pool = WorkerPool(workers, self.pipeline.preparer.mappers, self.selection)
             self.pool.start()
-        stores = Stores()
-        source = self.source = FileSource(
-            list_objects(self.paths, self.selection, stores, self.listing),
-            self.selection,
-            self.ledger,
-            self.pipeline.preparer.prepare,
-            in_flight=self.settings.input.files_in_flight,
-            pool=self.pool,
-            stores=stores,
-        )
-        view = progress_view(self.settings.log_format)
+        source = self.source = self._source()
+        lease = self._lease()
+        view = progress_view(self.settings.log_format, bar=self.following is None)
         snapshot: Callable[[], Snapshot] | None = None
         self.loop.beat = self._beat
+        periodic = [] if lease is None or lease.local else [(lease.interval, lease.renew)]
+        interval = 0.5 if view.listing_ahead else self.progress_interval
         try:
+            if lease is not None:
+                await lease.acquire(self.loop.stopping)
+                self.loop.hold = lease.unconfirmed
             # The bar's totals: a listing ahead, as --dry-run's (a listing error ends the run here).
             snapshot = self._snapshots(await asyncio.to_thread(self._to_read) if view.listing_ahead else None)
             # Checkpoints go on while the last events drain (a hot device's backlog can take minutes):
@@ -182,12 +161,12 @@ class Replay:
                 source,
                 grace=grace,
                 commit_interval=self.checkpoint_interval,
-                periodic=[
-                    (0.5 if view.listing_ahead else self.progress_interval, self._reporter(view, snapshot))
-                ],
+                periodic=[(interval, self._reporter(view, snapshot)), *periodic],
                 on_close=self._close_pool,
             )
         finally:
+            if lease is not None:
+                await lease.release()
             await self._close_pool()
             self._collect(source)
             view.close(snapshot() if snapshot is not None else None)
@@ -195,13 +174,42 @@ class Replay:
             self.result.nothing_found = self.listing.nothing_found(self.paths)
         return self.result
 
+    def _source(self) -> FileSource:
+        """A follower's file source (``--follow``), or one over a listing of the roots."""
+        prepare, pool = self.pipeline.preparer.prepare, self.pool
+        if self.following is not None:
+            return self.following.source(self.settings, prepare, pool)
+        stores = Stores()
+        return FileSource(
+            list_objects(self.paths, self.selection, stores, self.listing),
+            self.selection,
+            self.ledger,
+            prepare,
+            in_flight=self.settings.input.files_in_flight,
+            pool=pool,
+            stores=stores,
+        )
+
+    def _lease(self) -> Lease | None:
+        """The job's lock beside its state (none without a state directory)."""
+        if self.following is not None:
+            keeper, name = self.following.keeper, self.following.lock_name
+        else:
+            assert self.state is not None
+            keeper = self.state.keeper
+            name = self.state.lock_name() if keeper is not None else ""
+        if keeper is None:
+            return None
+        settings = self.settings
+        return Lease(JobLock(keeper, name, lease=settings.lock_lease), settings.lock_wait)
+
     async def _close_pool(self) -> None:
         if self.pool is not None:  # idempotent
             self.pool.close()
 
     def _collect(self, source: FileSource) -> None:
         result = self.result
-        result.files_resumed = self.ledger.resumed
+        result.files_resumed = self.ledger.resumed if self.following is None else 0
         result.files_done = source.stats.files_done
         result.bytes_done = source.stats.bytes_done
         result.filtered = source.stats.filtered
@@ -221,8 +229,13 @@ class Replay:
             lines.append(f"currents-consumer: {result.nothing_found}")
         if fault is not None:
             lines.append(f"currents-consumer: stopped: {fault}")
-        if fault is not None or self.stopped:
+        if fault is not None or (self.stopped and self.following is None):
             lines += self._unfinished_lines(stopped_by="stopped" if fault is not None else "interrupted")
+        elif self.following is not None and self.loop.unfinished:
+            lines.append(
+                f"  {self.loop.unfinished} events were neither delivered nor dead-lettered within --grace "
+                f"{self.grace:g}s: their files are read again from where they stopped when it starts again"
+            )
         return lines
 
     def _unfinished_lines(self, stopped_by: str) -> list[str]:
@@ -255,6 +268,7 @@ class Replay:
     def _to_read(self) -> tuple[int, int]:
         """Files and bytes still to read, from a listing like ``--dry-run``'s (finished ones left out)."""
         files = size = 0
+        assert self.state is not None
         for obj, status in plan(self.paths, self.selection, self.state):
             if status != "done":
                 files += 1

@@ -117,6 +117,53 @@ class Metrics:
         self.committed = Gauge(
             "currents_committed_offset", "Last committed offset", ["topic", "partition"], registry=r
         )
+        # A bucket follower (replay --follow).
+        self.follow_oldest_pending_age = Gauge(
+            "currents_follow_oldest_pending_age_seconds",
+            "Age (since it landed) of the oldest object listed and not finished: the follower's lag",
+            registry=r,
+        )
+        self.follow_newest_finished_age = Gauge(
+            "currents_follow_newest_finished_age_seconds",
+            "Time since the newest finished object landed",
+            registry=r,
+        )
+        self.follow_pending = Gauge(
+            "currents_follow_pending_objects",
+            "Objects listed and not finished (queued or being read)",
+            registry=r,
+        )
+        self.follow_last_listing = Gauge(
+            "currents_follow_last_listing_timestamp_seconds",
+            "When a listing of the bucket last worked",
+            registry=r,
+        )
+        self.follow_listings = Counter(
+            "currents_follow_listings_total",
+            "Polls and sweep steps by outcome (ok, failed)",
+            ["listing", "outcome"],
+            registry=r,
+        )
+        self.follow_list_requests = Counter(
+            "currents_follow_list_requests_total",
+            "Listing requests to the store (level: one directory; flat: everything under a folder)",
+            ["kind"],
+            registry=r,
+        )
+        self.follow_listed_keys = Counter(
+            "currents_follow_listed_keys_total", "Keys the store's listings returned", ["kind"], registry=r
+        )
+        self.follow_swept = Counter(
+            "currents_follow_swept_objects_total",
+            "Objects a sweep found after a first complete sweep that no poll had found (a changed layout or "
+            "a very late writer)",
+            registry=r,
+        )
+        self.follow_rewritten = Counter(
+            "currents_follow_rewritten_objects_total",
+            "Objects listed again with another version after they were read (dead-lettered, not re-sent)",
+            registry=r,
+        )
 
     def count(self, family: Counter, label: str, amount: float = 1, destination: str | None = None) -> None:
         """``family.labels([destination,] label).inc(amount)``, deferred to the next collection or

@@ -139,10 +139,10 @@ def _move_handlers(old: TextIO, new: TextIO) -> list[tuple[logging.StreamHandler
     return moved
 
 
-def progress_view(log_format: str, stream: TextIO | None = None) -> ProgressView:
-    """The bar when ``stream`` (stderr by default) is a terminal and ``log_format`` is not ``json``;
-    the log line otherwise."""
+def progress_view(log_format: str, stream: TextIO | None = None, *, bar: bool = True) -> ProgressView:
+    """The bar when ``bar`` is allowed (a job with an end), ``stream`` (stderr by default) is a terminal
+    and ``log_format`` is not ``json``; the log line otherwise."""
     out = stream if stream is not None else sys.stderr
-    if out.isatty() and log_format != "json":
+    if bar and out.isatty() and log_format != "json":
         return BarView(out)
     return LogView()

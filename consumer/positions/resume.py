@@ -63,8 +63,21 @@ def _root(path: str) -> str:
     return path.rstrip("/") if is_url(path) else os.path.abspath(path)
 
 
-def _shard_suffix(shard: Shard | None) -> str:
+def shard_suffix(shard: Shard | None) -> str:
+    """What a shard adds to the name of a job's state and lock (``.shard-I-of-N``; nothing unsharded)."""
     return f".shard-{shard.index}-of-{shard.count}" if shard is not None else ""
+
+
+def job_key(inputs: list[str], selection: str, destinations: tuple[str, ...]) -> str:
+    """The key of a job in its state's name: its sorted input roots (absolute paths, URLs without a
+    trailing ``/``), its selection (a :meth:`~consumer.sources.storage.selection.Selection.key`) and its
+    destinations when they are not Amplitude alone."""
+    material = "\0".join(sorted(_root(p) for p in inputs))
+    if selection:
+        material += "\0selection:" + selection
+    if tuple(destinations) != ("amplitude",):  # Amplitude alone keeps the key it always had
+        material += "\0destinations:" + ",".join(sorted(destinations))
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
 def _refuse_other_sharding(keeper: Keeper, job: str, shard: Shard | None) -> None:
@@ -128,13 +141,8 @@ class ResumeState:
         this job were kept with another sharding."""
         if not state_dir:
             return cls(None)
-        material = "\0".join(sorted(_root(p) for p in inputs))
-        if selection:
-            material += "\0selection:" + selection
-        if tuple(destinations) != ("amplitude",):  # Amplitude alone keeps the key it always had
-            material += "\0destinations:" + ",".join(sorted(destinations))
-        job = hashlib.sha256(material.encode()).hexdigest()[:16]
-        name = f"replay-{job}{_shard_suffix(shard)}.json"
+        job = job_key(inputs, selection, destinations)
+        name = f"replay-{job}{shard_suffix(shard)}.json"
         try:
             keeper = keeper_for(state_dir)
         except KeeperError as exc:
@@ -178,3 +186,37 @@ class ResumeState:
         except KeeperError as exc:
             raise Fault(f"cannot write the resume state {exc}") from None
         self.version = kept.version
+
+
+class ResumeLedger:
+    """A replay's resume state as the :class:`~consumer.sources.storage.source.Ledger` of its file source:
+    objects by identity (URL and version), finished ones passed over, unfinished ones resumed at their
+    done prefix."""
+
+    def __init__(self, state: ResumeState) -> None:
+        self.state = state
+        self.resumed = 0
+        """Objects passed over because an earlier run finished them."""
+
+    def admit(self, obj: StoredObject) -> int | None:
+        """Records to skip in ``obj``, or ``None`` when an earlier run finished it (not fetched again)."""
+        ident = object_identity(obj)
+        if self.state.is_done(ident):
+            self.resumed += 1
+            return None
+        return self.state.next_record.get(ident, 0)
+
+    def progress(self, obj: StoredObject, next_record: int) -> None:
+        """``obj`` is done up to ``next_record``."""
+        self.state.next_record[object_identity(obj)] = next_record
+
+    def finished(self, obj: StoredObject, records: int) -> None:
+        """``obj`` is finished."""
+        self.state.mark_done(object_identity(obj), records)
+
+    def abandoned(self, obj: StoredObject) -> None:
+        """Left unfinished: the next run reads it from its done prefix."""
+
+    def save(self) -> None:
+        """Write the state (a :class:`~consumer.ops.faults.Fault` if it cannot be)."""
+        self.state.save()

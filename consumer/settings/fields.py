@@ -189,6 +189,7 @@ def option(
 
 GROUPS: dict[str, str] = {
     "input": "input selection",
+    "follow": "following a bucket",
     "kafka_connection": "Kafka",
     "kafka": "Kafka",
     "destination": "destinations",

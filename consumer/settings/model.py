@@ -23,6 +23,7 @@ from consumer.settings.fields import (
     AS_FOLDED_TEXT,
     AS_TEXT,
     Coerce,
+    Duration,
     Int,
     Option,
     Secret,
@@ -34,7 +35,7 @@ from consumer.settings.fields import (
 )
 from consumer.settings.mapping import MappingConfig
 from consumer.settings.partners import DESTINATIONS, MovableInkSettings, RemergeSettings
-from consumer.settings.sources import InputSettings, KafkaSettings
+from consumer.settings.sources import FollowSettings, InputSettings, KafkaSettings
 
 
 def _known_destinations(chosen: tuple[str, ...]) -> tuple[str, ...]:
@@ -99,12 +100,31 @@ class Settings(BaseSettings):
         ".currents-state",
         "--state-dir",
         "CURRENTS_STATE_DIR",
-        "replay resume state directory",
+        "where replay keeps its resume state and its job lock: a directory, or an s3://, gs://, az:// "
+        "prefix ('' = keep none)",
         group="state",
-        metavar="PATH",
+        metavar="PATH|URL",
         common=True,
     )
+    lock_wait: Duration = option(
+        0.0,
+        "--lock-wait",
+        "CURRENTS_LOCK_WAIT",
+        "how long to wait for the job's lock when another process holds it before exiting 2 (0 = at once)",
+        group="state",
+        ge=0,
+    )
+    lock_lease: Duration = option(
+        60.0,
+        "--lock-lease",
+        "CURRENTS_LOCK_LEASE",
+        "in a bucket, how long a lock not renewed stays held (a holder that died frees it after this; "
+        "renewed every third of it)",
+        group="state",
+        ge=3,
+    )
     input: InputSettings = Field(default_factory=InputSettings)
+    follow: FollowSettings = Field(default_factory=FollowSettings)
     mapping: MappingConfig = Field(default_factory=MappingConfig)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     metrics_port: Int = option(

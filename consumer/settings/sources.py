@@ -25,6 +25,7 @@ from consumer.settings.partners import pairs
 _kafka = partial(_option, group="kafka")
 _connect = partial(_option, group="kafka_connection")  # how to reach the cluster: redrive's too
 _input = partial(_option, group="input")
+_follow = partial(_option, group="follow")
 
 
 class KafkaSettings(Section):
@@ -247,6 +248,52 @@ class InputSettings(Section):
         if not self.shard_index.strip().isdigit():
             raise OptionError("shard_index", f"{self.shard_index!r} is not a whole number from 0")
         return _in_range("shard_index", self.shard_index, int(self.shard_index), self.shards)
+
+
+class FollowSettings(Section):
+    """``replay --follow``: keep reading what lands in the bucket, and how its listings are paced."""
+
+    follow: Bool = _follow(
+        False,
+        "--follow",
+        "CURRENTS_FOLLOW",
+        "keep following PATH after what is there: poll for the objects that land and deliver them, never "
+        "exit for having caught up (a switch)",
+        switch=True,
+        common=True,
+    )
+    poll_interval: Duration = _follow(
+        30.0,
+        "--poll-interval",
+        "CURRENTS_POLL_INTERVAL",
+        "how often the folders that can still receive files (the live hours' date= folders) are listed",
+        gt=0,
+        common=True,
+    )
+    sweep_interval: Duration = _follow(
+        6 * 3600.0,
+        "--sweep-interval",
+        "CURRENTS_SWEEP_INTERVAL",
+        "how often everything under PATH is listed, for files a changed layout or a very late writer put "
+        "elsewhere (also at the first start)",
+        gt=0,
+    )
+    late_window: Duration = _follow(
+        3600.0,
+        "--late-window",
+        "CURRENTS_LATE_WINDOW",
+        "how long after its hour ends a date= folder is still polled",
+        ge=0,
+    )
+    landing_margin: Duration = _follow(
+        900.0,
+        "--landing-margin",
+        "CURRENTS_LANDING_MARGIN",
+        "how long an object may take to appear in listings after the time its store stamps it with "
+        "(multipart uploads are stamped when they start; clocks differ): objects stamped within this of a "
+        "sweep's start are remembered by name",
+        ge=0,
+    )
 
 
 def _in_range(field: str, given: str, index: int, count: int) -> tuple[int, int]:

@@ -13,7 +13,9 @@ which says where an object resumes, and is told how far each one got and which a
   stream ended there; with ``finish_damaged`` (a follower) the ledger then records it as finished, so a
   follower dead-letters it once, while a one-shot replay leaves it unfinished and names it again next run.
 * An object whose bytes could not be fetched is named and left unfinished: the ledger is told how far it
-  got (a follower reads it again at a later poll, a replay at its next run).
+  got (a follower reads it again later, a replay at its next run).
+* An object a follower found rewritten after it was read (``rejected``) is named and dead-lettered
+  (``rewritten_input``) instead of being read and sent again, then reported finished.
 * The first listing failing before anything was listed is raised (a usage or access problem); a listing
   that breaks off later ends the source after what was listed, naming the failure.
 """
@@ -104,6 +106,7 @@ class FileSource:
         pool: ObjectPool | None = None,
         stores: Stores | None = None,
         finish_damaged: bool = False,
+        rejected: Callable[[], list[tuple[StoredObject, str]]] | None = None,
     ) -> None:
         self._objects = objects
         self._selection = selection
@@ -113,6 +116,7 @@ class FileSource:
         self._pool = pool
         self.stores = stores if stores is not None else Stores()
         self._finish_damaged = finish_damaged
+        self._rejected = rejected
         self._ahead: ReadAhead | None = None
         self._reader: ObjectReader | None = None
         self._open: dict[str, _Open] = {}
@@ -147,6 +151,9 @@ class FileSource:
         """The next chunk of records, a stream's end or a failure; ``None`` once the feed has ended."""
         if self._paused:
             return Batch()
+        rejected = self._rejected() if self._rejected is not None else None
+        if rejected:
+            return self._dead_letter_rewritten(rejected)
         try:
             async with asyncio.timeout(timeout):
                 return await self._next()
@@ -229,6 +236,23 @@ class FileSource:
         log.error("cannot read %s", exc)
         url = reader.obj.url
         return Batch(ended=[(url, -1)], problems=[f"{url}: {exc.reason} (record {exc.record})"])
+
+    def _dead_letter_rewritten(self, rejected: list[tuple[StoredObject, str]]) -> Batch:
+        """Objects rewritten after they were read: each dead-lettered whole (its first record's position)
+        and ended, so the ledger records the new version as finished."""
+        batch = Batch()
+        for obj, version in rejected:
+            stream = (obj.url, -1)
+            reason = (
+                f"rewritten after it was read: version {version} was read and delivered, the store now holds "
+                f"version {obj.version}, which is not sent (replay this object alone to send it)"
+            )
+            self._open[obj.url] = _Open(obj, damaged=True)
+            batch.read.append((stream, [0]))
+            batch.bad.append(BadInput(DecodeError(Position(obj.url, -1, 0), reason), "rewritten_input"))
+            batch.ended.append(stream)
+            batch.problems.append(f"{obj.url}: {reason}")
+        return batch
 
     def pause(self) -> None:
         """Hand out no further chunk until :meth:`resume` (reading ahead stops when its window is full)."""

@@ -1,0 +1,506 @@
+"""Following a bucket (``replay --follow``): find the objects that land, without listing the history again.
+
+The :class:`Follower` is the object feed of a following :class:`~consumer.sources.storage.source.FileSource`:
+it never ends, and what it lists costs what can be new, not the history.
+
+* **Polls** (every ``--poll-interval``) list only the folders that can still receive files. Currents
+  writes ``…/event_type=<type>/date=<YYYY-MM-DD-HH>/…``, where ``date`` is the hour the events were
+  queued, so new files land in the current hour's folder and, for a while after the hour turns, the
+  previous one. A poll walks the directories down to the ``event_type=`` ones (a few listings) and, in
+  each, lists the ``date=`` folders of the live hours only (one flat listing each): hours from the one
+  live when the last poll started (so a restart catches up on what landed while it was down, up to a
+  sweep interval back) to now, ``--late-window`` after each hour's end. An ``event_type=`` folder's
+  history is never listed.
+* **Sweeps** (every ``--sweep-interval``, and at the first start) list everything under the roots (the
+  selection's partitions only), directory by directory in a fixed order (:func:`sweep_order`), to catch
+  what a changed layout or a very late writer put elsewhere: an object a sweep finds that no poll did is
+  counted (``currents_follow_swept_objects_total``). A sweep hands its objects out as the reader takes
+  them (at most :data:`SWEEP_WINDOW` unfinished at once), and an interrupted sweep resumes after the last
+  object it finished.
+* **What to hand out** is the ledger's to say (:class:`FollowLedger`: objects done, or already queued or
+  in flight, are passed over); objects found by polls go before a sweep's, so a long first sweep of a
+  large bucket does not hold back what lands now.
+* **A store that fails** (credentials, network, a bucket gone) is logged once when listings start
+  failing and once when they work again, and retried with a doubling back-off up to the poll interval:
+  the follower never exits for it, and readiness does not depend on it.
+
+Listing runs in threads (store clients block); everything else runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import posixpath
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from consumer.instants import format_instant
+from consumer.ops.metrics import Metrics
+from consumer.sources.storage.readahead import End
+from consumer.sources.storage.selection import Selection, relative_key
+from consumer.sources.storage.store import Store, StoredObject, StoreError, listing_key
+from consumer.sources.storage.stores import Stores
+
+log = logging.getLogger("currents.follow")
+
+SWEEP_WINDOW = 2000
+"""Objects a sweep has handed out and not seen finished, at most (bounds memory and the state)."""
+QUEUED = 64
+"""Objects queued ahead of the reader, at most (a poll may queue more: all it found)."""
+
+OrderKey = tuple[tuple[int, tuple[tuple[str | int, ...], str]], ...]
+
+
+def sweep_order(relative: str) -> OrderKey:
+    """Where the object at ``relative`` (its key under its root) comes in a sweep: directory by directory,
+    a directory's objects before its sub-directories, names with digit runs compared as numbers."""
+    parts = relative.split("/")
+    return (*((1, listing_key(p)) for p in parts[:-1]), (0, listing_key(parts[-1])))
+
+
+def live_hours(now: float, since: float, late: float) -> list[int]:
+    """The starts of the hours whose ``date=`` folders can have received files after ``since`` (UNIX
+    seconds) up to ``now``: every hour up to ``now`` that ended less than ``late`` seconds before
+    ``since``; newest first."""
+    hours = []
+    hour = int(now // 3600 * 3600)
+    while hour + 3600 + late > since:
+        hours.append(hour)
+        hour -= 3600
+    return hours
+
+
+def date_segment(hour: int) -> str:
+    """``date=YYYY-MM-DD-HH`` of the hour starting at ``hour``."""
+    text = format_instant(hour)  # 2024-05-01T13:00:00Z
+    return f"date={text[:10]}-{text[11:13]}"
+
+
+class FollowLedger(Protocol):
+    """What the follower asks of what is done (the follower's state, :mod:`consumer.positions.follow`)."""
+
+    @property
+    def polled_at(self) -> float | None:
+        """When the last poll that listed everything it looked at started."""
+        ...
+
+    @property
+    def swept_at(self) -> float | None:
+        """When the last completed sweep started (``None``: none has completed)."""
+        ...
+
+    @property
+    def sweeping(self) -> bool:
+        """Whether a sweep is in progress (one an earlier process began resumes first)."""
+        ...
+
+    def offer(self, obj: StoredObject, swept: bool) -> bool:
+        """Whether to hand ``obj`` out (not done, not queued or in flight); ``swept``: a sweep found it."""
+        ...
+
+    def polled(self, started: float) -> None:
+        """A poll that started at ``started`` listed everything it looks at."""
+        ...
+
+    def sweep_begins(self, started: float) -> dict[str, str | None]:
+        """A sweep starts at ``started`` (or the one in progress resumes): per root, the key after which
+        it resumes (``None``: from the beginning); roots it already finished are left out."""
+        ...
+
+    def sweep_listed(self, root: str | None) -> None:
+        """The sweep has listed every object under ``root`` (``None``: under every root)."""
+        ...
+
+    def sweep_unsettled(self) -> int:
+        """Objects the sweep handed out whose end it has not seen yet."""
+        ...
+
+    def retries(self, now: float) -> list[StoredObject]:
+        """Objects whose reading stopped before their end, due to be offered again."""
+        ...
+
+    def vanished(self, obj: StoredObject) -> None:
+        """``obj``, due to be read again, is no longer in the store."""
+        ...
+
+
+@dataclass
+class _Sweeping:
+    """A sweep's listing in progress: its objects one by one, in :func:`sweep_order`; ``late``: an
+    earlier sweep completed, so what this one finds that no poll did landed late or elsewhere."""
+
+    started: float
+    objects: Iterator[tuple[str, StoredObject]]
+    late: bool
+
+
+class Follower:
+    """The objects landing under ``roots``; implements :class:`~consumer.sources.storage.readahead.ObjectFeed`
+    (see the module docstring). ``clock`` is wall-clock UNIX seconds."""
+
+    def __init__(
+        self,
+        roots: list[str],
+        selection: Selection,
+        ledger: FollowLedger,
+        metrics: Metrics,
+        *,
+        poll_interval: float,
+        sweep_interval: float,
+        late_window: float,
+        stores: Stores | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.roots = roots
+        self.selection = selection
+        self.ledger = ledger
+        self.metrics = metrics
+        self.poll_interval = poll_interval
+        self.sweep_interval = sweep_interval
+        self.late_window = late_window
+        self.stores = stores if stores is not None else Stores()
+        self.clock = clock
+        self._fresh: deque[StoredObject] = deque()
+        self._swept: deque[StoredObject] = deque()
+        self._arrived = asyncio.Event()
+        self._room = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._sweeping: _Sweeping | None = None
+        self._listed_all = False
+        self._failing: str | None = None
+        self._failures = 0
+        self.last_listing: float | None = None
+        """When a listing last succeeded (UNIX seconds)."""
+
+    # -- the ObjectFeed contract -----------------------------------------------------------------
+    def get_nowait(self) -> StoredObject | End | None:
+        """The next object found, polls' first; ``None`` if none is queued."""
+        self._start()
+        queue = self._fresh or self._swept
+        if not queue:
+            return None
+        obj = queue.popleft()
+        self._room.set()
+        return obj
+
+    async def get(self) -> StoredObject | End:
+        """The next object found, waiting for one; cancel-safe. The feed never ends."""
+        while True:
+            obj = self.get_nowait()
+            if obj is not None:
+                return obj
+            self._arrived.clear()
+            await self._arrived.wait()
+
+    def cancel(self) -> None:
+        """Stop listing."""
+        if self._task is not None:
+            self._task.cancel()
+
+    @property
+    def queued(self) -> int:
+        """Objects found and not handed out yet."""
+        return len(self._fresh) + len(self._swept)
+
+    def wake(self) -> None:
+        """Look again now (an object's reading ended: a retry may be due, the sweep may go on)."""
+        self._wake.set()
+
+    # -- the schedule ----------------------------------------------------------------------------
+    def _start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="follower")
+            self._task.add_done_callback(_report_crash)
+
+    async def _run(self) -> None:
+        """Poll every ``poll_interval`` (sooner after a failure, with back-off), sweep every
+        ``sweep_interval``, offer retries when due; forever."""
+        next_poll = self.clock()
+        backoff = 1.0
+        while True:
+            now = self.clock()
+            for obj in self.ledger.retries(now):
+                if await asyncio.to_thread(self._exists, obj):
+                    self._queue(obj, swept=False)
+                else:
+                    self.ledger.vanished(obj)
+            if now >= next_poll:
+                ok = await self._poll()
+                backoff = 1.0 if ok else min(self.poll_interval, backoff * 2)
+                next_poll = self.clock() + (self.poll_interval if ok else backoff)
+            if self._sweeping is None and self._sweep_due():
+                self._begin_sweep()
+            if self._sweeping is not None and self._sweep_has_room() and not await self._sweep_step():
+                next_poll = min(next_poll, self.clock() + backoff)
+            self._room.clear()
+            self._wake.clear()
+            wait = max(0.0, next_poll - self.clock())
+            if self._sweeping is not None and self._sweep_has_room():
+                wait = 0.0
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await _either(self._wake, self._room if self._sweeping is not None else None)
+
+    def _exists(self, obj: StoredObject) -> bool:
+        """Whether ``obj`` (due to be read again) is still in the store (in a thread)."""
+        url = obj.url
+        parent = url.rsplit("/", 1)[0]
+        try:
+            _, objects = self.stores.get(url).list_level(parent)
+        except StoreError:
+            return True  # cannot tell: reading it again says why
+        return any(o.url == url for o in objects)
+
+    def _sweep_due(self) -> bool:
+        """Whether a sweep is to begin: none has completed, one an earlier process began is to resume,
+        or the last one began ``sweep_interval`` ago; never while what this process listed is not all
+        finished (the ledger completes that sweep)."""
+        ledger = self.ledger
+        if ledger.sweeping:
+            return not self._listed_all
+        swept = ledger.swept_at
+        return swept is None or self.clock() - swept >= self.sweep_interval
+
+    def _sweep_has_room(self) -> bool:
+        return len(self._swept) < QUEUED and self.ledger.sweep_unsettled() < SWEEP_WINDOW
+
+    # -- polls -----------------------------------------------------------------------------------
+    async def _poll(self) -> bool:
+        """One poll: the live hours' folders of every root; ``False`` if a listing failed."""
+        started = self.clock()
+        last = self.ledger.polled_at
+        # Catch up on the hours that were live since the last poll (a restart), but not further back than
+        # a sweep interval: after a longer pause a sweep is due, and it lists everything.
+        since = started if last is None else max(min(last, started), started - self.sweep_interval)
+        hours = live_hours(started, since, self.late_window)
+        try:
+            found = await asyncio.to_thread(self._poll_listing, hours)
+        except StoreError as exc:
+            self._failed("poll", exc)
+            return False
+        self._listed("poll", len(found))
+        for obj in found:
+            self._queue(obj, swept=False)
+        self.ledger.polled(started)
+        return True
+
+    def _poll_listing(self, hours: list[int]) -> list[StoredObject]:
+        """The candidate objects of the live hours under every root (in a thread)."""
+        dates = [date_segment(h) for h in hours]
+        found: list[StoredObject] = []
+        for root in self.roots:
+            store = self.stores.get(root)
+            found += self._in_shard(root, _poll_walk(store, root, dates, self.selection, self._count))
+        return found
+
+    def _in_shard(self, root: str, objects: list[StoredObject]) -> list[StoredObject]:
+        if self.selection.shard is None:
+            return objects
+        return [obj for obj in objects if self.selection.in_shard(root, obj.url)]
+
+    def _count(self, kind: str, keys: int) -> None:
+        """One listing request of ``kind`` (``level`` or ``flat``) that gave ``keys`` keys."""
+        self.metrics.count(self.metrics.follow_list_requests, kind)
+        self.metrics.count(self.metrics.follow_listed_keys, kind, keys)
+
+    # -- sweeps ----------------------------------------------------------------------------------
+    def _begin_sweep(self) -> None:
+        started = self.clock()
+        late = self.ledger.swept_at is not None
+        resume = self.ledger.sweep_begins(started)
+        self._sweeping = _Sweeping(started, self._sweep_objects(resume), late)
+        self._listed_all = False
+        where = ", ".join(f"{root} after {key}" for root, key in resume.items() if key)
+        log.info("sweep of %s begins%s", ", ".join(self.roots), f" (resuming {where})" if where else "")
+
+    def _sweep_objects(self, resume: dict[str, str | None]) -> Iterator[tuple[str, StoredObject]]:
+        """Every candidate object of the roots the sweep has left, in order (run in a thread, a few
+        at a time); after each root, ``(root, None)``-like markers are given by :meth:`_sweep_step`."""
+        for root in self.roots:
+            if root not in resume:
+                continue  # finished by this sweep before a restart
+            store = self.stores.get(root)
+            after = resume[root]
+            for obj in _sweep_walk(store, root, self.selection, after, self._count):
+                if self.selection.in_shard(root, obj.url):
+                    yield root, obj
+            yield root, _END_OF_ROOT
+
+    async def _sweep_step(self) -> bool:
+        """Take the next objects of the sweep (up to the room left); ``False`` if listing failed."""
+        sweeping = self._sweeping
+        assert sweeping is not None
+        room = max(1, min(QUEUED - len(self._swept), SWEEP_WINDOW - self.ledger.sweep_unsettled()))
+        try:
+            taken = await asyncio.to_thread(_take, sweeping.objects, room)
+        except StoreError as exc:
+            self._failed("sweep", exc)
+            self._sweeping = None  # begun again (resuming after what it finished) once listings work
+            return False
+        if taken:
+            self._listed("sweep", sum(1 for _, obj in taken if obj is not _END_OF_ROOT))
+        late = sweeping.late
+        for root, obj in taken:
+            if obj is _END_OF_ROOT:
+                self.ledger.sweep_listed(root)
+            elif self._queue(obj, swept=True) and late:
+                self.metrics.follow_swept.inc()
+        if len(taken) < room:  # the listing has ended: the sweep completes once all it listed is finished
+            self._sweeping = None
+            self._listed_all = True
+            self.ledger.sweep_listed(None)
+            log.info("sweep of %s listed everything", ", ".join(self.roots))
+        return True
+
+    # -- the queue -------------------------------------------------------------------------------
+    def _queue(self, obj: StoredObject, *, swept: bool) -> bool:
+        """Queue ``obj`` if the ledger has it to do; whether it was queued."""
+        if not self.ledger.offer(obj, swept):
+            return False
+        (self._swept if swept else self._fresh).append(obj)
+        self._arrived.set()
+        return True
+
+    # -- listing health --------------------------------------------------------------------------
+    def _listed(self, kind: str, objects: int) -> None:
+        self.last_listing = self.clock()
+        self.metrics.follow_last_listing.set(self.last_listing)
+        self.metrics.follow_listings.labels(kind, "ok").inc()
+        if self._failing is not None:
+            log.warning(
+                "listing %s works again after %d failed attempts", ", ".join(self.roots), self._failures
+            )
+            self._failing, self._failures = None, 0
+
+    def _failed(self, kind: str, exc: StoreError) -> None:
+        self.metrics.follow_listings.labels(kind, "failed").inc()
+        self._failures += 1
+        reason = str(exc)
+        if reason != self._failing:
+            log.error(
+                "listing failed (%s): %s; retrying with back-off up to %.0fs",
+                kind,
+                reason,
+                self.poll_interval,
+            )
+            self._failing = reason
+
+
+_END_OF_ROOT = StoredObject("", 0, "")
+"""The sweep's marker after a root's last object."""
+
+
+def _take(objects: Iterator[tuple[str, StoredObject]], n: int) -> list[tuple[str, StoredObject]]:
+    """Up to ``n`` items of ``objects`` (a sweep's listing advances in a thread)."""
+    taken = []
+    for item in objects:
+        taken.append(item)
+        if len(taken) >= n:
+            break
+    return taken
+
+
+async def _either(first: asyncio.Event, second: asyncio.Event | None) -> None:
+    """Wait until ``first`` or ``second`` (if given) is set."""
+    if second is None:
+        await first.wait()
+        return
+    waits = [asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the follower stopped", exc_info=task.exception())
+
+
+Count = Callable[[str, int], None]
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path.rstrip('/')}/{name}"
+
+
+def _poll_walk(
+    store: Store, root: str, dates: list[str], selection: Selection, count: Count
+) -> list[StoredObject]:
+    """What a poll lists under ``root``: directories down to ``event_type=`` ones, and in those only the
+    ``date=`` folders of ``dates`` (one flat listing each, none of the history)."""
+    leaf = posixpath.basename(root.rstrip("/"))
+    if leaf.startswith("event_type="):
+        return _live_dates(store, root, dates, selection, count)
+    if leaf.startswith("date="):  # a root that names one hour: it is all there is to look at
+        found = store.list_flat(root)
+        count("flat", len(found))
+        return found
+    dirs, objects = store.list_level(root)
+    count("level", len(dirs) + len(objects))
+    found = list(objects)
+    for sub in dirs:
+        name = posixpath.basename(sub)
+        if not selection.keep_dir(name):
+            continue
+        if name.startswith("event_type="):
+            found += _live_dates(store, sub, dates, selection, count)
+        elif not name.startswith("date="):  # a date= folder outside event_type=: the sweep's to find
+            found += _poll_walk(store, sub, dates, selection, count)
+    return found
+
+
+def _live_dates(
+    store: Store, folder: str, dates: list[str], selection: Selection, count: Count
+) -> list[StoredObject]:
+    found: list[StoredObject] = []
+    for date in dates:
+        if selection.keep_dir(date):
+            listed = store.list_flat(_join(folder, date))
+            count("flat", len(listed))
+            found += listed
+    return found
+
+
+def _sweep_walk(
+    store: Store, root: str, selection: Selection, after: str | None, count: Count
+) -> Iterator[StoredObject]:
+    """Every candidate object under ``root`` the selection may select, in :func:`sweep_order` of its key
+    relative to the root, those after ``after`` only (directories wholly before it are not listed)."""
+    yield from _sweep_dir(store, root, root, selection, sweep_order(after) if after else None, count)
+
+
+def _sweep_dir(
+    store: Store, root: str, path: str, selection: Selection, mark: OrderKey | None, count: Count
+) -> Iterator[StoredObject]:
+    name = posixpath.basename(path.rstrip("/"))
+    if name.startswith("date=") and path != root:
+        listed = store.list_flat(path)
+        count("flat", len(listed))
+        keyed = sorted(((sweep_order(relative_key(root, o.url)), o) for o in listed), key=lambda k: k[0])
+        for key, obj in keyed:
+            if mark is None or key > mark:
+                yield obj
+        return
+    dirs, objects = store.list_level(path)
+    count("level", len(dirs) + len(objects))
+    for obj in objects:
+        if mark is None or sweep_order(relative_key(root, obj.url)) > mark:
+            yield obj
+    for sub in dirs:
+        base = posixpath.basename(sub)
+        if not selection.keep_dir(base):
+            continue
+        if mark is not None:
+            # A directory wholly before the mark is not listed: its key prefix sorts before the mark's.
+            prefix = sweep_order(relative_key(root, _join(sub, "\uffff")))[:-1]
+            if prefix < mark[: len(prefix)]:
+                continue
+        yield from _sweep_dir(store, root, sub, selection, mark, count)
