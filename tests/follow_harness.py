@@ -11,15 +11,21 @@ so a test counts delivered, dead-lettered and lost events by ``insert_id``.
 from __future__ import annotations
 
 import io
+import signal
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import fastavro
+import httpx
+from amplitude_harness import KEY, eventually, insert_ids
+from currents_devkit.simulator.server import AmplitudeSimulator
 from currents_devkit.synth import Synth
 from objectstore_harness import ObjectBucket
+from replay_harness import Command
 
 from consumer.decode.schemas import raw_schemas
 from consumer.instants import format_instant
@@ -115,3 +121,43 @@ def follow_args(url: str, tmp_path: Path, sim_url: str, *extra: str, state: str 
         "--batch-age", "20ms", "--max-backoff", "200ms", "--throttle-penalty", "300ms",
         "--log-format", "json", "--summary-json", *extra,
     ]  # fmt: skip
+
+
+ENV = {"AMPLITUDE_API_KEY": KEY}
+"""The environment of a follower in the tests (the simulator accepts this key)."""
+
+
+def delivered(sim: AmplitudeSimulator) -> Counter[str]:
+    """How many times the simulator received each ``insert_id``."""
+    return Counter(insert_ids(sim.events))
+
+
+async def all_delivered(sim: AmplitudeSimulator, landing: Landing, within: float = 90) -> None:
+    """Wait until every event ``landing`` expects was delivered."""
+    # Counted first (sim.events decodes every event): the set is built once enough events arrived.
+    await eventually(
+        lambda: (
+            sim.stats.events_ingested >= len(landing.expected)
+            and set(landing.expected) <= set(delivered(sim))
+        ),
+        within=within,
+        message=f"{len(landing.expected)} events delivered",
+    )
+
+
+async def stop(command: Command, sig: int = signal.SIGTERM) -> tuple[int, str]:
+    """Signal the follower, wait for its end: its exit code and stderr."""
+    command.proc.send_signal(sig)
+    code, _, err = await command.finish(within=60)
+    return code, err
+
+
+async def metric(port: int, series: str) -> float:
+    """The sum of the samples of ``series`` (a name, optionally with its labels) on ``/metrics``."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(series) and not line.startswith(f"{series.split('{')[0]}_created")
+    )

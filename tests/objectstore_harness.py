@@ -44,8 +44,10 @@ __all__ = [
     "Azure",
     "ObjectBucket",
     "aws_env",
+    "azurite_connection_string",
     "azurite_server",
     "currents_tree",
+    "free_port",
     "gcs_server",
     "listing_order",
     "new_azure_container",
@@ -137,6 +139,14 @@ class ObjectBucket:
     def delete(self, key: str) -> None:
         raise NotImplementedError
 
+    def get(self, key: str) -> bytes:
+        """The object's bytes."""
+        raise NotImplementedError
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """Every key that starts with ``prefix``, sorted."""
+        raise NotImplementedError
+
     def version(self, key: str) -> str:
         """What a listing of the product calls the object's version: S3 and Azure ETag, GCS generation."""
         raise NotImplementedError
@@ -173,6 +183,13 @@ class S3(ObjectBucket):
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)
 
+    def get(self, key: str) -> bytes:
+        return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def keys(self, prefix: str = "") -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return sorted(str(o["Key"]) for page in pages for o in page.get("Contents", []))
+
     def version(self, key: str) -> str:
         return self.etag(key)
 
@@ -181,10 +198,10 @@ class S3(ObjectBucket):
 
 
 @contextlib.contextmanager
-def s3_server() -> Iterator[str]:
-    """moto's S3 server on 127.0.0.1 and a free port; yields its endpoint URL."""
+def s3_server(port: int | None = None) -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 and ``port`` (a free one by default); yields its endpoint URL."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    port = free_port()
+    port = port or free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
@@ -193,8 +210,8 @@ def s3_server() -> Iterator[str]:
         server.stop()
 
 
-def new_bucket(endpoint: str) -> S3:
-    """A fresh, empty bucket with a unique name."""
+def new_bucket(endpoint: str, name: str | None = None) -> S3:
+    """A fresh, empty bucket with a unique name (or ``name``)."""
     env = aws_env(endpoint)
     client = boto3.client(
         "s3",
@@ -203,7 +220,7 @@ def new_bucket(endpoint: str) -> S3:
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
     )
-    bucket = f"currents-{uuid.uuid4().hex[:12]}"
+    bucket = name or f"currents-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=bucket)
     return S3(endpoint, bucket, client)
 
@@ -247,6 +264,24 @@ class GCS(ObjectBucket):
 
     def delete(self, key: str) -> None:
         self.client.delete(self._object(key)).raise_for_status()
+
+    def get(self, key: str) -> bytes:
+        response = self.client.get(self._object(key), params={"alt": "media"})
+        response.raise_for_status()
+        return response.content
+
+    def keys(self, prefix: str = "") -> list[str]:
+        found: list[str] = []
+        token: str | None = None
+        while True:
+            params = {"prefix": prefix, **({"pageToken": token} if token else {})}
+            response = self.client.get(f"/storage/v1/b/{self.bucket}/o", params=params)
+            response.raise_for_status()
+            page = response.json()
+            found += [str(item["name"]) for item in page.get("items", [])]
+            token = page.get("nextPageToken")
+            if not token:
+                return sorted(found)
 
     def version(self, key: str) -> str:
         response = self.client.get(self._object(key))
@@ -349,8 +384,9 @@ def _honour_upload_preconditions() -> None:
 
 
 @contextlib.contextmanager
-def gcs_server() -> Iterator[str]:
-    """gcp-storage-emulator (in memory) on 127.0.0.1 and a free port; yields its endpoint URL."""
+def gcs_server(port: int | None = None) -> Iterator[str]:
+    """gcp-storage-emulator (in memory) on 127.0.0.1 and ``port`` (a free one by default); yields its
+    endpoint URL."""
     try:
         from gcp_storage_emulator.server import create_server
     except ImportError:
@@ -359,7 +395,7 @@ def gcs_server() -> Iterator[str]:
     _honour_generations()
     _honour_upload_preconditions()
     logging.getLogger("gcp_storage_emulator").setLevel(logging.WARNING)  # one line per request otherwise
-    port = free_port()
+    port = port or free_port()
     server = create_server("127.0.0.1", port, in_memory=True)
     server.start()
     try:
@@ -368,10 +404,10 @@ def gcs_server() -> Iterator[str]:
         server.stop()
 
 
-def new_gcs_bucket(endpoint: str) -> GCS:
-    """A fresh, empty bucket with a unique name."""
+def new_gcs_bucket(endpoint: str, name: str | None = None) -> GCS:
+    """A fresh, empty bucket with a unique name (or ``name``)."""
     client = httpx.Client(base_url=endpoint, timeout=30)
-    bucket = f"currents-{uuid.uuid4().hex[:12]}"
+    bucket = name or f"currents-{uuid.uuid4().hex[:12]}"
     client.post("/storage/v1/b", params={"project": "test"}, json={"name": bucket}).raise_for_status()
     return GCS(endpoint, bucket, client)
 
@@ -403,6 +439,12 @@ class Azure(ObjectBucket):
     def delete(self, key: str) -> None:
         self.client.delete_blob(key)
 
+    def get(self, key: str) -> bytes:
+        return bytes(self.client.download_blob(key).readall())
+
+    def keys(self, prefix: str = "") -> list[str]:
+        return sorted(str(b.name) for b in self.client.list_blobs(name_starts_with=prefix))
+
     def version(self, key: str) -> str:
         return str(self.client.get_blob_client(key).get_blob_properties().etag).strip('"')
 
@@ -432,14 +474,15 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, within: 
 
 
 @contextlib.contextmanager
-def azurite_server(workdir: Path) -> Iterator[str]:
-    """Azurite's blob service (in memory) on 127.0.0.1 and a free port, its log in ``workdir``;
-    yields the connection string of its account. Stopped (then killed, if it must be) on exit."""
+def azurite_server(workdir: Path, port: int | None = None) -> Iterator[str]:
+    """Azurite's blob service (in memory) on 127.0.0.1 and ``port`` (a free one by default), its log in
+    ``workdir``; yields the connection string of its account. Stopped (then killed, if it must be) on
+    exit."""
     binary = azurite_binary()
     if binary is None:
         unavailable("Azurite is not installed: npm install --prefix .ci/node azurite@3 (what .ci/run does)")
         raise RuntimeError("unreachable")
-    port = free_port()
+    port = port or free_port()
     log = workdir / "azurite.log"
     command = [
         binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
@@ -451,10 +494,7 @@ def azurite_server(workdir: Path) -> Iterator[str]:
         )
     try:
         _wait_for_port(port, proc, log, within=60)
-        yield (
-            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
-        )
+        yield azurite_connection_string(port)
     finally:
         proc.terminate()
         try:
@@ -464,10 +504,18 @@ def azurite_server(workdir: Path) -> Iterator[str]:
             proc.wait()
 
 
-def new_azure_container(connection_string: str) -> Azure:
-    """A fresh, empty container with a unique name."""
+def azurite_connection_string(port: int) -> str:
+    """The connection string of Azurite's account on ``port`` (whether it listens yet or not)."""
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
+    )
+
+
+def new_azure_container(connection_string: str, name: str | None = None) -> Azure:
+    """A fresh, empty container with a unique name (or ``name``)."""
     from azure.storage.blob import BlobServiceClient
 
     service = BlobServiceClient.from_connection_string(connection_string)
-    name = f"currents-{uuid.uuid4().hex[:12]}"
+    name = name or f"currents-{uuid.uuid4().hex[:12]}"
     return Azure(connection_string, name, service.create_container(name))

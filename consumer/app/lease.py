@@ -42,10 +42,16 @@ class Lease:
         watcher = asyncio.ensure_future(stopping.wait())
         watcher.add_done_callback(lambda _: stop.set())
         try:
-            await asyncio.to_thread(self.lock.acquire, self.wait, stop)
+            try:
+                await asyncio.to_thread(self.lock.acquire, 0.0, stop)
+            except LockHeld as held:
+                if self.wait <= 0:
+                    raise
+                log.info("%s; waiting up to %.0fs for it", held, self.wait)
+                await asyncio.to_thread(self.lock.acquire, self.wait, stop)
         finally:
             watcher.cancel()
-        log.info("holding the job's lock %s", self.lock.where)
+        log.debug("holding the job's lock %s", self.lock.where)
 
     @property
     def interval(self) -> float:

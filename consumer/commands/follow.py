@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 from consumer.events import CurrentsRecord
 from consumer.ops.metrics import Metrics
-from consumer.positions.follow import FollowLedger, FollowState
+from consumer.positions.follow import FollowLedger
+from consumer.positions.follow_state import FollowState
 from consumer.positions.keeper import Keeper, KeeperError, keeper_for
 from consumer.positions.kept import KeptFile
 from consumer.positions.resume import job_key, shard_suffix

@@ -77,20 +77,14 @@ class Replay:
         self.paths = paths
         self.settings = settings
         self.selection = Selection.of_input(settings.input)
-        names = tuple(d.name for d in destinations)
+        self.names = tuple(d.name for d in destinations)
         self.clock = clock or time.time
+        self.metrics = metrics
         self.following: Following | None = None
         """The follower's state and ledger (``--follow``); ``None`` for a one-shot replay."""
-        if settings.follow.follow:
-            self.following = Following.load(paths, settings, self.selection, names, metrics, self.clock)
-            self.state = None
-        else:
-            self.state = ResumeState.load(
-                settings.state_dir, paths, self.selection.key(), names, self.selection.shard
-            )
-            self.ledger = ResumeLedger(self.state)
+        self.state: ResumeState | None = None
+        self._load_state()  # an unreadable state is said now (exit 2); read again once the lock is held
         self.loop = RunLoop(destinations, settings.dead_letter, metrics, clock=clock)
-        self.metrics = metrics
         self.result = ReplayResult(self.loop.pipeline.summary)
         self.progress_interval = progress_interval
         self.checkpoint_interval = checkpoint_interval or (1.0 if self.following is not None else 5.0)
@@ -104,6 +98,19 @@ class Replay:
         self.source: FileSource | None = None
         self.grace = 30.0
         """The grace :meth:`run` was given (for :meth:`closing_lines`)."""
+
+    def _load_state(self) -> None:
+        """Read the job's state (``ValueError`` if it cannot be): the follower's, or the resume state."""
+        settings, selection = self.settings, self.selection
+        if settings.follow.follow:
+            self.following = Following.load(
+                self.paths, settings, selection, self.names, self.metrics, self.clock
+            )
+        else:
+            self.state = ResumeState.load(
+                settings.state_dir, self.paths, selection.key(), self.names, selection.shard
+            )
+            self.ledger = ResumeLedger(self.state)
 
     @property
     def pipeline(self) -> Pipeline:
@@ -142,7 +149,6 @@ class Replay:
         if workers and self.pool is None:
             self.pool = WorkerPool(workers, self.pipeline.preparer.mappers, self.selection)
             self.pool.start()
-        source = self.source = self._source()
         lease = self._lease()
         view = progress_view(self.settings.log_format, bar=self.following is None)
         snapshot: Callable[[], Snapshot] | None = None
@@ -153,6 +159,11 @@ class Replay:
             if lease is not None:
                 await lease.acquire(self.loop.stopping)
                 self.loop.hold = lease.unconfirmed
+                try:
+                    self._load_state()  # as the last holder left it
+                except ValueError as exc:
+                    raise Fault(str(exc)) from None
+            source = self.source = self._source()
             # The bar's totals: a listing ahead, as --dry-run's (a listing error ends the run here).
             snapshot = self._snapshots(await asyncio.to_thread(self._to_read) if view.listing_ahead else None)
             # Checkpoints go on while the last events drain (a hot device's backlog can take minutes):
@@ -168,7 +179,8 @@ class Replay:
             if lease is not None:
                 await lease.release()
             await self._close_pool()
-            self._collect(source)
+            if self.source is not None:
+                self._collect(self.source)
             view.close(snapshot() if snapshot is not None else None)
         if not self.stopped:  # a stopped listing did not see everything
             self.result.nothing_found = self.listing.nothing_found(self.paths)

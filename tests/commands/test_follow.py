@@ -9,45 +9,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections import Counter
 from pathlib import Path
 
 import httpx
-from amplitude_harness import KEY, dead_letters, eventually, insert_ids, simulator
-from currents_devkit.simulator.server import AmplitudeSimulator
-from follow_harness import TYPES, Landing, follow_args
+from amplitude_harness import dead_letters, eventually, simulator
+from follow_harness import ENV, TYPES, Landing, all_delivered, delivered, follow_args, metric, stop
 from objectstore_harness import free_port
-from replay_harness import Command, last_json, start
+from replay_harness import last_json, start
 
-ENV = {"AMPLITUDE_API_KEY": KEY}
-
-
-def delivered(sim: AmplitudeSimulator) -> Counter[str]:
-    return Counter(insert_ids(sim.events))
-
-
-async def all_delivered(sim: AmplitudeSimulator, landing: Landing, within: float = 60) -> None:
-    await eventually(
-        lambda: set(landing.expected) <= set(delivered(sim)),
-        within=within,
-        message=f"{len(landing.expected)} events delivered",
-    )
-
-
-async def stop(command: Command, sig: int = signal.SIGTERM) -> tuple[int, str]:
-    command.proc.send_signal(sig)
-    code, _, err = await command.finish(within=60)
-    return code, err
-
-
-async def metric(port: int, name: str) -> float:
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and not line.startswith(f"{name}_created"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+POLLS_OK = 'currents_follow_listings_total{listing="poll",outcome="ok"}'
 
 
 async def test_a_follower_delivers_what_is_there_then_what_lands_and_a_late_file_and_drains_on_sigterm(
@@ -123,12 +93,13 @@ async def test_a_second_follower_of_the_same_job_is_refused_naming_the_lock_and_
         assert ".lock is held by" in err and f"pid {first.proc.pid}" in err
         landing.land()  # the first goes on
         await all_delivered(sim, landing)
+        # One that waits for the lock (--lock-wait) takes over once the first has stopped.
+        waiting = await start([*args, "--lock-wait", "60s"], ENV, tmp_path)
         assert (await stop(first))[0] == 0
-        # Its lock is free once it stopped (and would be if it had been killed: the kernel frees it).
-        third = await start(args, ENV, tmp_path)
         landing.land()
         await all_delivered(sim, landing)
-        assert (await stop(third))[0] == 0
+        code, err = await stop(waiting)
+        assert code == 0 and "waiting up to 60s for it" in err, err
         got = delivered(sim)
     assert set(landing.expected) <= set(got) and max(got.values()) == 1
 
@@ -228,7 +199,7 @@ async def test_an_idle_poll_lists_only_the_live_hours_and_the_state_stays_small_
         follower = await start(args, ENV, tmp_path)
         await all_delivered(sim, landing, within=300)
         await eventually(lambda: _state(tmp_path).get("mark") is not None, within=60, message="the sweep")
-        polls = await metric(port, 'currents_follow_listings_total{listing="poll",outcome="ok"}')
+        polls = await metric(port, POLLS_OK)
         keys = await metric(port, "currents_follow_listed_keys_total")
         await eventually(lambda: _polls_after(port, polls + 4), within=30, message="four idle polls")
         idle_keys = await metric(port, "currents_follow_listed_keys_total") - keys
@@ -248,4 +219,4 @@ def _state(tmp_path: Path) -> dict[str, object]:
 
 
 async def _polls_after(port: int, target: float) -> bool:
-    return await metric(port, 'currents_follow_listings_total{listing="poll",outcome="ok"}') >= target
+    return await metric(port, POLLS_OK) >= target

@@ -8,8 +8,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from consumer.ops.metrics import Metrics
-from consumer.positions.follow import FollowLedger, FollowState
-from consumer.sources.storage.follow import live_hours, sweep_order
+from consumer.positions.follow import FollowLedger
+from consumer.positions.follow_state import FollowState
+from consumer.sources.storage.follow_listing import live_hours, sweep_order
 from consumer.sources.storage.store import StoredObject
 
 ROOT = "s3://bucket/currents"

@@ -205,10 +205,10 @@ class FlakyStore:
     def walk(self, root: str, keep_dir: Any) -> Iterator[StoredObject]:
         raise NotImplementedError
 
-    def list_level(self, path: str) -> tuple[list[str], list[StoredObject]]:
+    def list_level(self, path: str, within: float | None = None) -> tuple[list[str], list[StoredObject]]:
         raise NotImplementedError
 
-    def list_flat(self, path: str) -> list[StoredObject]:
+    def list_flat(self, path: str, within: float | None = None) -> list[StoredObject]:
         raise NotImplementedError
 
     def open(self, obj: StoredObject) -> IO[bytes]:

@@ -165,12 +165,20 @@ class CloudStore:
     def _url(self, path: str) -> str:
         return f"{self.scheme}://{path}"
 
-    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _call(
+        self, what: str, fn: Callable[..., T], *args: Any, within: float | None = None, **kwargs: Any
+    ) -> T:
+        """``fn(*args, **kwargs)``, an fsspec call given ``within`` seconds at most (its client's retries
+        included); every failure a :class:`StoreError` naming ``what``."""
+        if within is not None:
+            kwargs["timeout"] = within  # fsspec's sync wrapper stops waiting then
         try:
             return fn(*args, **kwargs)
         except FileNotFoundError as exc:
             raise StoreError(f"no such object or prefix: {what}") from exc
         except Exception as exc:  # credentials, permissions, network after the client's own retries
+            if within is not None and type(exc).__name__ in ("FSTimeoutError", "TimeoutError"):
+                raise StoreError(f"cannot list {what}: no answer within {within:.0f}s") from exc
             raise StoreError(f"cannot list {what}: {_describe(exc)}") from exc
 
     # -- the Store interface -------------------------------------------------------------------------
@@ -195,13 +203,14 @@ class CloudStore:
             return
         yield from self._walk(path, keep_dir)
 
-    def _ls(self, path: str) -> list[dict[str, Any]]:
+    def _ls(self, path: str, within: float | None = None) -> list[dict[str, Any]]:
         """The entries one level under the directory ``path``."""
-        entries: list[dict[str, Any]] = self._call(self._url(path), self.fs.ls, path, detail=True)
+        url = self._url(path)
+        entries: list[dict[str, Any]] = self._call(url, self.fs.ls, path, detail=True, within=within)
         if _BACKENDS[self.scheme][1] == "adlfs" and [str(e["name"]).rstrip("/") for e in entries] == [path]:
             # adlfs lists a directory that holds a "directory marker" blob (``prefix/``, as tools
             # create) as that one empty file, hiding everything in it: list the level through the SDK.
-            entries = self._call(self._url(path), _on_loop, self.fs, _azure_level, self.fs, path)
+            entries = self._call(url, _on_loop, self.fs, _azure_level, self.fs, path, within=within)
         return entries
 
     def _walk(self, path: str, keep_dir: KeepDir) -> Iterator[StoredObject]:
@@ -234,11 +243,11 @@ class CloudStore:
         size = int(info.get("size") or 0)
         return StoredObject(self._url(str(info["name"])), size, version, remote=True, landed=landed)
 
-    def list_level(self, path: str) -> tuple[list[str], list[StoredObject]]:
+    def list_level(self, path: str, within: float | None = None) -> tuple[list[str], list[StoredObject]]:
         """One delimiter listing of the directory ``path`` (a URL): its sub-directories and objects."""
         base = self._path(path)
         try:
-            entries = self._ls(base)
+            entries = self._ls(base, within)
         except StoreError as exc:
             if isinstance(exc.__cause__, FileNotFoundError):
                 return [], []
@@ -257,10 +266,10 @@ class CloudStore:
                 objects.append(self._object(entry))
         return dirs, objects
 
-    def list_flat(self, path: str) -> list[StoredObject]:
+    def list_flat(self, path: str, within: float | None = None) -> list[StoredObject]:
         """One recursive listing (no delimiter) of everything under the directory ``path`` (a URL)."""
         base = self._path(path)
-        found = self._call(path, self.fs.find, base, detail=True)
+        found = self._call(path, self.fs.find, base, detail=True, within=within)
         objects = []
         for name, info in found.items():
             parts = name[len(base) + 1 :].split("/")
@@ -291,11 +300,12 @@ def _seconds(value: Any) -> float:
         return 0.0
 
 
-def _on_loop(fs: Any, fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)``, a coroutine function, run to its end on the loop of the async file system ``fs``."""
+def _on_loop(fs: Any, fn: Callable[..., Any], *args: Any, timeout: float | None = None) -> Any:
+    """``fn(*args)``, a coroutine function, run on the loop of the async file system ``fs`` to its end
+    (or ``timeout`` seconds)."""
     from fsspec.asyn import sync
 
-    return sync(fs.loop, fn, *args)
+    return sync(fs.loop, fn, *args, timeout=timeout)
 
 
 async def _azure_level(fs: Any, path: str) -> list[dict[str, Any]]:

@@ -32,18 +32,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import posixpath
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from consumer.instants import format_instant
 from consumer.ops.metrics import Metrics
+from consumer.sources.storage.follow_listing import Lister, date_segment, live_hours, poll_walk, sweep_walk
 from consumer.sources.storage.readahead import End
-from consumer.sources.storage.selection import Selection, relative_key
-from consumer.sources.storage.store import Store, StoredObject, StoreError, listing_key
+from consumer.sources.storage.selection import Selection
+from consumer.sources.storage.store import StoredObject, StoreError
 from consumer.sources.storage.stores import Stores
 
 log = logging.getLogger("currents.follow")
@@ -52,33 +51,6 @@ SWEEP_WINDOW = 2000
 """Objects a sweep has handed out and not seen finished, at most (bounds memory and the state)."""
 QUEUED = 64
 """Objects queued ahead of the reader, at most (a poll may queue more: all it found)."""
-
-OrderKey = tuple[tuple[int, tuple[tuple[str | int, ...], str]], ...]
-
-
-def sweep_order(relative: str) -> OrderKey:
-    """Where the object at ``relative`` (its key under its root) comes in a sweep: directory by directory,
-    a directory's objects before its sub-directories, names with digit runs compared as numbers."""
-    parts = relative.split("/")
-    return (*((1, listing_key(p)) for p in parts[:-1]), (0, listing_key(parts[-1])))
-
-
-def live_hours(now: float, since: float, late: float) -> list[int]:
-    """The starts of the hours whose ``date=`` folders can have received files after ``since`` (UNIX
-    seconds) up to ``now``: every hour up to ``now`` that ended less than ``late`` seconds before
-    ``since``; newest first."""
-    hours = []
-    hour = int(now // 3600 * 3600)
-    while hour + 3600 + late > since:
-        hours.append(hour)
-        hour -= 3600
-    return hours
-
-
-def date_segment(hour: int) -> str:
-    """``date=YYYY-MM-DD-HH`` of the hour starting at ``hour``."""
-    text = format_instant(hour)  # 2024-05-01T13:00:00Z
-    return f"date={text[:10]}-{text[11:13]}"
 
 
 class FollowLedger(Protocol):
@@ -175,6 +147,9 @@ class Follower:
         self._listed_all = False
         self._failing: str | None = None
         self._failures = 0
+        # A listing with no answer within two poll intervals (10 s to 60 s) is a failed one: a store that
+        # hangs must not stall the follower (the clients' own retries are included).
+        self._lister = Lister(self._count, min(60.0, max(10.0, 2 * poll_interval)))
         self.last_listing: float | None = None
         """When a listing last succeeded (UNIX seconds)."""
 
@@ -252,7 +227,7 @@ class Follower:
         url = obj.url
         parent = url.rsplit("/", 1)[0]
         try:
-            _, objects = self.stores.get(url).list_level(parent)
+            _, objects = self._lister.level(self.stores.get(url), parent)
         except StoreError:
             return True  # cannot tell: reading it again says why
         return any(o.url == url for o in objects)
@@ -296,7 +271,7 @@ class Follower:
         found: list[StoredObject] = []
         for root in self.roots:
             store = self.stores.get(root)
-            found += self._in_shard(root, _poll_walk(store, root, dates, self.selection, self._count))
+            found += self._in_shard(root, poll_walk(store, root, dates, self.selection, self._lister))
         return found
 
     def _in_shard(self, root: str, objects: list[StoredObject]) -> list[StoredObject]:
@@ -327,7 +302,7 @@ class Follower:
                 continue  # finished by this sweep before a restart
             store = self.stores.get(root)
             after = resume[root]
-            for obj in _sweep_walk(store, root, self.selection, after, self._count):
+            for obj in sweep_walk(store, root, self.selection, after, self._lister):
                 if self.selection.in_shard(root, obj.url):
                     yield root, obj
             yield root, _END_OF_ROOT
@@ -422,85 +397,3 @@ async def _either(first: asyncio.Event, second: asyncio.Event | None) -> None:
 def _report_crash(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("the follower stopped", exc_info=task.exception())
-
-
-Count = Callable[[str, int], None]
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path.rstrip('/')}/{name}"
-
-
-def _poll_walk(
-    store: Store, root: str, dates: list[str], selection: Selection, count: Count
-) -> list[StoredObject]:
-    """What a poll lists under ``root``: directories down to ``event_type=`` ones, and in those only the
-    ``date=`` folders of ``dates`` (one flat listing each, none of the history)."""
-    leaf = posixpath.basename(root.rstrip("/"))
-    if leaf.startswith("event_type="):
-        return _live_dates(store, root, dates, selection, count)
-    if leaf.startswith("date="):  # a root that names one hour: it is all there is to look at
-        found = store.list_flat(root)
-        count("flat", len(found))
-        return found
-    dirs, objects = store.list_level(root)
-    count("level", len(dirs) + len(objects))
-    found = list(objects)
-    for sub in dirs:
-        name = posixpath.basename(sub)
-        if not selection.keep_dir(name):
-            continue
-        if name.startswith("event_type="):
-            found += _live_dates(store, sub, dates, selection, count)
-        elif not name.startswith("date="):  # a date= folder outside event_type=: the sweep's to find
-            found += _poll_walk(store, sub, dates, selection, count)
-    return found
-
-
-def _live_dates(
-    store: Store, folder: str, dates: list[str], selection: Selection, count: Count
-) -> list[StoredObject]:
-    found: list[StoredObject] = []
-    for date in dates:
-        if selection.keep_dir(date):
-            listed = store.list_flat(_join(folder, date))
-            count("flat", len(listed))
-            found += listed
-    return found
-
-
-def _sweep_walk(
-    store: Store, root: str, selection: Selection, after: str | None, count: Count
-) -> Iterator[StoredObject]:
-    """Every candidate object under ``root`` the selection may select, in :func:`sweep_order` of its key
-    relative to the root, those after ``after`` only (directories wholly before it are not listed)."""
-    yield from _sweep_dir(store, root, root, selection, sweep_order(after) if after else None, count)
-
-
-def _sweep_dir(
-    store: Store, root: str, path: str, selection: Selection, mark: OrderKey | None, count: Count
-) -> Iterator[StoredObject]:
-    name = posixpath.basename(path.rstrip("/"))
-    if name.startswith("date=") and path != root:
-        listed = store.list_flat(path)
-        count("flat", len(listed))
-        keyed = sorted(((sweep_order(relative_key(root, o.url)), o) for o in listed), key=lambda k: k[0])
-        for key, obj in keyed:
-            if mark is None or key > mark:
-                yield obj
-        return
-    dirs, objects = store.list_level(path)
-    count("level", len(dirs) + len(objects))
-    for obj in objects:
-        if mark is None or sweep_order(relative_key(root, obj.url)) > mark:
-            yield obj
-    for sub in dirs:
-        base = posixpath.basename(sub)
-        if not selection.keep_dir(base):
-            continue
-        if mark is not None:
-            # A directory wholly before the mark is not listed: its key prefix sorts before the mark's.
-            prefix = sweep_order(relative_key(root, _join(sub, "\uffff")))[:-1]
-            if prefix < mark[: len(prefix)]:
-                continue
-        yield from _sweep_dir(store, root, sub, selection, mark, count)

@@ -85,14 +85,16 @@ class Store(Protocol):
         """A streaming binary reader of ``obj``."""
         ...
 
-    def list_level(self, path: str) -> tuple[list[str], list[StoredObject]]:
+    def list_level(self, path: str, within: float | None = None) -> tuple[list[str], list[StoredObject]]:
         """The visible sub-directories (full paths or URLs) and candidate objects directly under the
-        directory ``path``, each sorted by name; nothing when it does not exist."""
+        directory ``path``, each sorted by name; nothing when it does not exist. A bucket's listing
+        given no answer within ``within`` seconds is a :class:`StoreError`."""
         ...
 
-    def list_flat(self, path: str) -> list[StoredObject]:
+    def list_flat(self, path: str, within: float | None = None) -> list[StoredObject]:
         """Every candidate object under the directory ``path``, at any depth, in hidden directories none;
-        nothing when it does not exist (one listing request per thousand objects in a bucket)."""
+        nothing when it does not exist (one listing request per thousand objects in a bucket); as
+        :meth:`list_level` for ``within``."""
         ...
 
 
@@ -157,8 +159,9 @@ class LocalStore:
             return StoredObject(path, 0, "0|0")
         return StoredObject(path, st.st_size, f"{st.st_size}|{st.st_mtime_ns}", landed=st.st_ctime)
 
-    def list_level(self, path: str) -> tuple[list[str], list[StoredObject]]:
-        """``os.scandir`` of ``path``: its visible sub-directories and candidate files."""
+    def list_level(self, path: str, within: float | None = None) -> tuple[list[str], list[StoredObject]]:
+        """``os.scandir`` of ``path``: its visible sub-directories and candidate files (a local disk
+        answers or fails: ``within`` is not needed)."""
         dirs: list[str] = []
         files: list[str] = []
         try:
@@ -175,7 +178,7 @@ class LocalStore:
         files.sort(key=listing_key)
         return [os.path.join(path, d) for d in dirs], [self._object(os.path.join(path, f)) for f in files]
 
-    def list_flat(self, path: str) -> list[StoredObject]:
+    def list_flat(self, path: str, within: float | None = None) -> list[StoredObject]:
         """``os.walk`` of ``path`` (hidden directories left out)."""
         found: list[StoredObject] = []
         for top, dirs, names in os.walk(path):
