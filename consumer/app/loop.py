@@ -40,6 +40,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from operator import attrgetter
 
 from consumer.app.destinations import Destination
+from consumer.app.periodic import Periodic, every
 from consumer.app.pipeline import Pipeline
 from consumer.events import Position
 from consumer.ops.faults import Fault, Faults
@@ -52,8 +53,6 @@ from consumer.transform.prepare import Taken
 
 log = logging.getLogger("currents.loop")
 
-Periodic = tuple[float, Callable[[], Awaitable[None] | None]]
-"""``(interval in seconds, what to call)``: work :meth:`RunLoop.running` repeats."""
 
 READ_WAIT = 0.5
 """Seconds one read of a source waits for input (so the loop turns, and ``/livez`` beats, when idle)."""
@@ -317,7 +316,7 @@ class RunLoop:
         """Repeat each ``periodic`` job while the body runs; afterwards (also on error) cancel them,
         close the pipeline, await ``on_close`` (the command's resources), close the dead-letters. A fault
         met by any of them is reported; once the body has returned, the run's first fault is raised."""
-        tasks = [asyncio.create_task(_every(interval, job, self.faults)) for interval, job in periodic]
+        tasks = [asyncio.create_task(every(interval, job, self.faults)) for interval, job in periodic]
         try:
             yield
         except Fault as fault:
@@ -384,38 +383,5 @@ class RunLoop:
         self.pipeline.update_gauges(backlog)
 
     def counts(self) -> str:
-        """The progress figures every command prints: read, delivered, skipped, dead-lettered, pending,
-        held devices. With several destinations each has its own figures (``amplitude: delivered N
-        skipped N dead-lettered N``): summed, the skips of three destinations would exceed ``read``."""
-        p = self.pipeline
-        s = p.summary
-        tail = f"pending {p.pending} held-devices {p.throttled_keys()}"
-        if len(s.destinations) > 1:
-            each = [
-                f"{name}: delivered {c.delivered} skipped {c.skipped.total()} "
-                f"dead-lettered {c.dead_lettered.total()}"
-                for name, c in s.destinations.items()
-            ]
-            return " | ".join([f"read {sum(s.read.values())}", *each, tail])
-        return (
-            f"read {sum(s.read.values())} delivered {sum(s.done.values())} "
-            f"skipped {sum(s.skipped.values())} dead-lettered {sum(s.dead_lettered.values())} {tail}"
-        )
-
-
-async def _every(interval: float, job: Callable[[], Awaitable[None] | None], faults: Faults) -> None:
-    """Call ``job`` every ``interval`` seconds; its fault (or any exception: a bug) is reported and ends
-    the repetition, so no exception waits unseen in a task until the end of the run."""
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            result = job()
-            if result is not None:
-                await result
-        except Fault as fault:
-            faults.report(fault)
-            return
-        except Exception as exc:
-            log.exception("a periodic job failed")
-            faults.report(Fault(f"a periodic job failed: {type(exc).__name__}: {exc}"))
-            return
+        """The progress figures every command prints (see :meth:`Pipeline.progress_line`)."""
+        return self.pipeline.progress_line()

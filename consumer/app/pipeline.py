@@ -313,6 +313,24 @@ class Pipeline:
         for e in self.engines:
             await e.close()
 
+    def progress_line(self) -> str:
+        """The progress figures every command prints: read, delivered, skipped, dead-lettered, pending,
+        held devices. With several destinations each has its own figures (``amplitude: delivered N
+        skipped N dead-lettered N``): summed, the skips of three destinations would exceed ``read``."""
+        s = self.summary
+        tail = f"pending {self.pending} held-devices {self.throttled_keys()}"
+        if len(s.destinations) > 1:
+            each = [
+                f"{name}: delivered {c.delivered} skipped {c.skipped.total()} "
+                f"dead-lettered {c.dead_lettered.total()}"
+                for name, c in s.destinations.items()
+            ]
+            return " | ".join([f"read {sum(s.read.values())}", *each, tail])
+        return (
+            f"read {sum(s.read.values())} delivered {sum(s.done.values())} "
+            f"skipped {sum(s.skipped.values())} dead-lettered {sum(s.dead_lettered.values())} {tail}"
+        )
+
     def update_gauges(self, backlog: int = 0) -> None:
         """Refresh the per-destination gauges (``backlog``: records read but not yet ingested)."""
         m = self.metrics

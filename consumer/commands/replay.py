@@ -18,19 +18,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from consumer.app.destinations import Destination
 from consumer.app.lease import Lease
 from consumer.app.loop import RunLoop
 from consumer.app.pipeline import Pipeline
+from consumer.commands.closing import ReplayResult, replay_lines
 from consumer.commands.follow import Following
 from consumer.commands.replay_plan import plan
 from consumer.ops.faults import Fault
 from consumer.ops.health import Health
 from consumer.ops.metrics import Metrics
 from consumer.ops.progress import ProgressView, Snapshot, progress_view
-from consumer.ops.summary import Summary
 from consumer.positions.lock import JobLock
 from consumer.positions.resume import ResumeLedger, ResumeState
 from consumer.settings import Settings
@@ -41,22 +40,6 @@ from consumer.sources.storage.stores import Stores
 from consumer.sources.workers.file_pool import WorkerPool
 
 log = logging.getLogger("currents.replay")
-
-
-@dataclass
-class ReplayResult:
-    """The summary of a replay and how many files an earlier run had already finished."""
-
-    summary: Summary
-    files_resumed: int = 0
-    files_done: int = 0
-    bytes_done: int = 0
-    """The listed size of the files finished by this run."""
-    unfinished: list[str] = field(default_factory=list)
-    filtered: int = 0
-    """Records the selection left out (another event type, outside the ``--event-time`` window)."""
-    nothing_found: str | None = None
-    """Why no object was listed at all (no Avro files, or all outside the selection), else ``None``."""
 
 
 class Replay:
@@ -228,54 +211,12 @@ class Replay:
         result.unfinished = sorted(source.unfinished)
 
     def closing_lines(self, fault: Fault | None) -> list[str]:
-        """What the run leaves behind, for people, after the summary: files an earlier run finished,
-        records the selection left out, why nothing was read, and after a fault or a signal what
-        happens to what is unfinished and how the next run goes on (which, without a state directory,
-        is from the beginning)."""
-        result, lines = self.result, []
-        if result.files_resumed:
-            lines.append(f"  files already finished by an earlier run: {result.files_resumed}")
-        if result.filtered:
-            lines.append(f"  records left out by the selection: {result.filtered}")
-        if result.nothing_found is not None:
-            lines.append(f"currents-consumer: {result.nothing_found}")
-        if fault is not None:
-            lines.append(f"currents-consumer: stopped: {fault}")
-        if fault is not None or (self.stopped and self.following is None):
-            lines += self._unfinished_lines(stopped_by="stopped" if fault is not None else "interrupted")
-        elif self.following is not None and self.loop.unfinished:
-            lines.append(
-                f"  {self.loop.unfinished} events were neither delivered nor dead-lettered within --grace "
-                f"{self.grace:g}s: their files are read again from where they stopped when it starts again"
-            )
-        return lines
-
-    def _unfinished_lines(self, stopped_by: str) -> list[str]:
-        """After a fault or a signal: what became of the events still in flight, and where the next run
-        begins (where this one stopped, or from the beginning without a state directory)."""
-        lines = []
+        """What the run leaves behind, for people, after the summary (:func:`replay_lines`)."""
+        following = self.following is not None
         kept = bool(self.settings.state_dir)
-        if self.loop.unfinished:
-            within = f" within --grace {self.grace:g}s" if stopped_by == "interrupted" else ""
-            then = (
-                "their files are not recorded as done in the resume state, so the next run reads them again"
-                if kept
-                else "no resume state is kept (--state-dir ''), only a new run from the beginning sends them"
-            )
-            lines.append(
-                f"  {self.loop.unfinished} events were neither delivered nor dead-lettered{within}: {then}"
-            )
-        if not kept:
-            lines.append(
-                f"  {stopped_by}: without a state directory (--state-dir '') nothing records what was done,"
-                " so running again starts from the beginning and sends everything again (Amplitude drops"
-                " the events it already has by insert_id, within 7 days)"
-            )
-        elif stopped_by == "stopped":
-            lines.append("  nothing unfinished was recorded as done: fix the cause and run again")
-        else:
-            lines.append("  interrupted: run the same command again to resume")
-        return lines
+        return replay_lines(
+            self.result, self.loop.unfinished, self.grace, fault, self.stopped, following, kept
+        )
 
     def _to_read(self) -> tuple[int, int]:
         """Files and bytes still to read, from a listing like ``--dry-run``'s (finished ones left out)."""

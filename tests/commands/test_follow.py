@@ -93,9 +93,14 @@ async def test_a_second_follower_of_the_same_job_is_refused_naming_the_lock_and_
         assert ".lock is held by" in err and f"pid {first.proc.pid}" in err
         landing.land()  # the first goes on
         await all_delivered(sim, landing)
-        # One that waits for the lock (--lock-wait) takes over once the first has stopped.
-        waiting = await start([*args, "--lock-wait", "60s"], ENV, tmp_path)
+        # One that waits for the lock (--lock-wait) is up but not ready, and takes over once the first
+        # has stopped.
+        port = free_port()
+        waiting = await start([*args, "--lock-wait", "60s", "--metrics-port", str(port)], ENV, tmp_path)
+        await eventually(lambda: _probe(port, "livez", 200), within=30, message="the waiting one is up")
+        assert await _probe(port, "readyz", 503)
         assert (await stop(first))[0] == 0
+        await eventually(lambda: _probe(port, "readyz", 200), within=30, message="the waiting one ready")
         landing.land()
         await all_delivered(sim, landing)
         code, err = await stop(waiting)
@@ -220,3 +225,11 @@ def _state(tmp_path: Path) -> dict[str, object]:
 
 async def _polls_after(port: int, target: float) -> bool:
     return await metric(port, POLLS_OK) >= target
+
+
+async def _probe(port: int, path: str, status: int) -> bool:
+    try:
+        async with httpx.AsyncClient() as client:
+            return (await client.get(f"http://127.0.0.1:{port}/{path}")).status_code == status
+    except httpx.TransportError:  # not serving yet
+        return False
