@@ -63,6 +63,9 @@ ALERT_ANCHORS = {
     "CurrentsDeadLettersIncreasing": "dead-letters-increasing",
     "CurrentsConsumerLagGrowing": "consumer-lag-growing",
     "CurrentsNoProgress": "no-progress",
+    "CurrentsFollowerLagging": "follower-lagging",
+    "CurrentsFollowerListingFailing": "follower-listing-failing",
+    "CurrentsFollowerSweepFoundFiles": "follower-sweep-found-files",
 }
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 
@@ -824,6 +827,11 @@ def test_alerts_and_runbooks() -> None:
     assert alerts["CurrentsDestinationUrlWrong"]["for"] == "2m"
     assert alerts["CurrentsConsumerLagGrowing"]["for"] == "30m"
     assert "86400" in alerts["CurrentsOldestPendingEventOld"]["expr"]
+    lagging = alerts["CurrentsFollowerLagging"]
+    assert "> 1800" in lagging["expr"] and lagging["for"] == "15m"
+    assert "> 600" in alerts["CurrentsFollowerListingFailing"]["expr"]
+    assert "[6h]" in alerts["CurrentsFollowerSweepFoundFiles"]["expr"]
+
 
 
 def metric_labels() -> dict[str, set[str]]:
