@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import importlib.util
 import json
 import os
 import re
@@ -832,6 +833,102 @@ def test_alerts_and_runbooks() -> None:
     assert "> 600" in alerts["CurrentsFollowerListingFailing"]["expr"]
     assert "[6h]" in alerts["CurrentsFollowerSweepFoundFiles"]["expr"]
 
+
+ALERT_TESTS = DEPLOY / "monitoring" / "alerts.test.yaml"
+
+
+def extract_rules() -> Any:
+    """scripts/extract_rules.py as a module."""
+    spec = importlib.util.spec_from_file_location("extract_rules", ROOT / "scripts" / "extract_rules.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_alert_has_unit_tests_that_agree_with_it() -> None:
+    """Without promtool: alerts.test.yaml reads the extracted rules file, tests only alerts that exist,
+    and tests each alert both firing (with the rule's severity and runbook) and staying silent."""
+    yaml = pytest.importorskip("yaml", reason="PyYAML not installed (pip install PyYAML)")
+    rules = {r["alert"]: r for g in extract_rules().rule_groups() for r in g["rules"] if "alert" in r}
+    assert rules.keys() == ALERT_ANCHORS.keys()
+    tests = yaml.safe_load(ALERT_TESTS.read_text())
+    assert tests["rule_files"] == ["rules.yaml"], "what scripts/validate_deploy.sh writes"
+    fires: set[str] = set()
+    silent: set[str] = set()
+    known = metric_labels().keys() | {"process_start_time_seconds"}
+    for case in tests["tests"]:
+        for series in case["input_series"]:
+            name = series["series"].split("{")[0]
+            assert name in known, f"{case['name']}: {name} is no metric the program exports"
+        for check in case["alert_rule_test"]:
+            name = check["alertname"]
+            assert name in rules, f"{case['name']}: no alert {name}"
+            (fires if check["exp_alerts"] else silent).add(name)
+            for expected in check["exp_alerts"]:
+                assert expected["exp_labels"]["severity"] == rules[name]["labels"]["severity"]
+                annotations = expected["exp_annotations"]
+                assert annotations["runbook_url"] == rules[name]["annotations"]["runbook_url"]
+                assert annotations["summary"] and annotations["description"]
+    assert fires == rules.keys(), f"never seen firing: {rules.keys() - fires}"
+    assert silent == rules.keys(), f"never seen silent: {rules.keys() - silent}"
+
+
+def promtool() -> str:
+    """promtool's path; CI (or REQUIRE_PROMTOOL=1) fails without it, elsewhere the test is skipped."""
+    path = shutil.which("promtool")
+    if path is None:
+        if os.environ.get("CI") or os.environ.get("REQUIRE_PROMTOOL") == "1":
+            pytest.fail("promtool not found: .ci/run installs it (apt-get install prometheus)")
+        pytest.skip("promtool not installed (apt-get install --no-install-recommends prometheus)")
+    return path
+
+
+def run_promtool_tests(tmp_path: Path, groups: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+    """`promtool check rules` then `promtool test rules alerts.test.yaml` on ``groups``."""
+    tool, module = promtool(), extract_rules()
+    (tmp_path / "rules.yaml").write_text(module.rules_file(groups))
+    (tmp_path / "alerts.test.yaml").write_text(ALERT_TESTS.read_text())
+    check = subprocess.run(
+        [tool, "check", "rules", "rules.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    if check.returncode != 0:
+        return check
+    return subprocess.run(
+        [tool, "test", "rules", "alerts.test.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_alerts_pass_their_promtool_unit_tests(tmp_path: Path) -> None:
+    """deploy/monitoring/alerts.test.yaml on the rules scripts/extract_rules.py extracts (its command line
+    too, as scripts/validate_deploy.sh runs it)."""
+    promtool()
+    out = tmp_path / "extracted.yaml"
+    script = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "extract_rules.py"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert script.returncode == 0, script.stderr
+    yaml = pytest.importorskip("yaml", reason="PyYAML not installed (pip install PyYAML)")
+    groups = yaml.safe_load(out.read_text())["groups"]
+    assert groups == extract_rules().rule_groups()
+    proc = run_promtool_tests(tmp_path, groups)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
+def test_promtool_fails_the_build_when_a_rule_no_longer_does_what_its_tests_say(tmp_path: Path) -> None:
+    """The unit tests bite: the follower's lag threshold moved from 30 min to 60 min fails them."""
+    promtool()
+    groups = extract_rules().rule_groups()
+    (rule,) = [r for g in groups for r in g["rules"] if r.get("alert") == "CurrentsFollowerLagging"]
+    rule["expr"] = rule["expr"].replace("> 1800", "> 3600")
+    proc = run_promtool_tests(tmp_path, groups)
+    assert proc.returncode != 0
+    assert "FAILED" in proc.stdout + proc.stderr and "CurrentsFollowerLagging" in proc.stdout + proc.stderr
 
 
 def metric_labels() -> dict[str, set[str]]:
