@@ -14,9 +14,10 @@
 #      Grafana dashboard in its ConfigMap: required keys, runbook_url anchors, only metric names that
 #      consumer/ops/metrics.py declares, and a ScaledObject that targets a Deployment rendered with it.
 # Then, on its own: deploy/monitoring/grafana-dashboard.json parses and has panels with queries.
-# With promtool on PATH (apt-get install prometheus): `promtool check rules` on the alerts and on
-# the dashboard's queries, and `promtool test rules` on deploy/monitoring/alerts.test.yaml. Without
-# it those are skipped, or fail if REQUIRE_PROMTOOL=1.
+# With promtool on PATH (apt-get install prometheus): `promtool check rules` on the alerts (the rule
+# groups of the rendered deploy/monitoring, extracted by scripts/extract_rules.py) and on the
+# dashboard's queries, and `promtool test rules` on deploy/monitoring/alerts.test.yaml. Without it
+# those are skipped, or fail if REQUIRE_PROMTOOL=1 (.ci/run installs promtool and sets it).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -223,9 +224,8 @@ if errors:
 print(f"  {len(rule_groups)} rule group(s), {len(runbook_anchors)} runbook anchors, "
       f"{dashboard_file}: {len(dashboard_exprs)} queries: ok")
 
-# For promtool: the rule groups as a plain Prometheus rules file, and the dashboard's queries as
-# recording rules (Grafana's variables replaced by ordinary values) so that promtool parses them.
-(work / "rules.yaml").write_text(yaml.safe_dump({"groups": rule_groups}, sort_keys=False))
+# For promtool: the dashboard's queries as recording rules (Grafana's variables replaced by ordinary
+# values) so that promtool parses them. The alerts' rules file is scripts/extract_rules.py's.
 substitutions = {"$__rate_interval": "5m", "$__range": "1h", "$namespace": ".*"}
 records = []
 for i, expr in enumerate(dashboard_exprs):
@@ -238,6 +238,8 @@ PY
 
 if command -v promtool >/dev/null; then
     echo "promtool: $(promtool --version 2>&1 | head -1)"
+    python3 scripts/extract_rules.py "$work/deploy_monitoring.yaml" "$work/rules.yaml" \
+        || fail "scripts/extract_rules.py: no alert rules in deploy/monitoring"
     promtool check rules "$work/rules.yaml" "$work/dashboard-rules.yaml" >"$work/promtool.log" 2>&1 \
         || { cat "$work/promtool.log" >&2; fail "promtool check rules"; }
     cp deploy/monitoring/alerts.test.yaml "$work/alerts.test.yaml"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import importlib.util
 import json
 import os
 import re
@@ -37,6 +38,14 @@ DAEMON_KUSTOMIZATIONS = [
     "deploy/overlays/autoscale",
     "deploy/overlays/dead-letter-topic",
 ]
+# The bucket follower (replay --follow as a StatefulSet) and its cloud variants, with the scheme each
+# follows and the ServiceAccount annotation that gives it its workload identity.
+FOLLOW_KUSTOMIZATIONS = {
+    "deploy/follow": ("s3", "eks.amazonaws.com/role-arn"),
+    "deploy/follow-gcs": ("gs", "iam.gke.io/gcp-service-account"),
+    "deploy/follow-azure": ("az", "azure.workload.identity/client-id"),
+}
+WORKLOAD_KINDS = ("Deployment", "Job", "StatefulSet")
 IMAGE_UID = 10001
 METRICS_PORT = 9400
 SECRET_ENV = (
@@ -55,7 +64,11 @@ ALERT_ANCHORS = {
     "CurrentsDeadLettersIncreasing": "dead-letters-increasing",
     "CurrentsConsumerLagGrowing": "consumer-lag-growing",
     "CurrentsNoProgress": "no-progress",
+    "CurrentsFollowerLagging": "follower-lagging",
+    "CurrentsFollowerListingFailing": "follower-listing-failing",
+    "CurrentsFollowerSweepFoundFiles": "follower-sweep-found-files",
 }
+POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 
 
 def require(*tools: str) -> None:
@@ -101,6 +114,33 @@ def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
 
 def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in container.get("env", [])}
+
+
+def pod_environment(
+    docs: tuple[dict[str, Any], ...], workload: dict[str, Any], ordinal: int = 0
+) -> dict[str, str]:
+    """The environment the workload's container gets, as Kubernetes would give it to pod ``ordinal``: its
+    ConfigMaps (envFrom), its literal values, a sentinel for each secret, the downward API's labels (a
+    StatefulSet's pod gets ``apps.kubernetes.io/pod-index``), and an Indexed Job's JOB_COMPLETION_INDEX."""
+    (container,) = pod_spec(workload)["containers"]
+    labels = dict(workload["spec"]["template"]["metadata"].get("labels", {}))
+    if workload["kind"] == "StatefulSet":
+        labels[POD_INDEX_LABEL] = str(ordinal)
+    env: dict[str, str] = {}
+    if workload["kind"] == "Job" and workload["spec"].get("completionMode") == "Indexed":
+        env["JOB_COMPLETION_INDEX"] = str(ordinal)
+    for source in container.get("envFrom", []):
+        env.update(one(docs, "ConfigMap", source["configMapRef"]["name"])["data"])
+    for name, var in env_of(container).items():
+        field = var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath", "")
+        label = re.fullmatch(r"metadata\.labels\['([^']+)'\]", field)
+        if "value" in var:
+            env[name] = var["value"]
+        elif label:
+            env[name] = labels[label.group(1)]
+        else:
+            env[name] = f"FAKE-{name}-sentinel"
+    return env
 
 
 def assert_locked_down(spec: dict[str, Any]) -> None:
@@ -475,18 +515,188 @@ def test_sharded_replay_job(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "JOB_COMPLETION_INDEX" in missing.stderr
 
 
-@pytest.mark.parametrize("directory", [*DAEMON_KUSTOMIZATIONS, "deploy/replay", "deploy/replay-sharded"])
-def test_the_program_accepts_the_rendered_configuration(directory: str, tmp_path: Path) -> None:
-    """`currents-consumer config` with the pod's environment and config file: valid, secrets masked."""
+@pytest.mark.parametrize("directory", FOLLOW_KUSTOMIZATIONS)
+def test_follower_statefulset(directory: str) -> None:
+    """deploy/follow and its cloud variants: `replay --follow` as a StatefulSet whose pod ordinal is the
+    shard (N in one place, `replicas`, copied into CURRENTS_SHARDS), state and lock under a prefix of the
+    followed store, no ReadWriteMany volume (dead letters on a per-pod ReadWriteOnce claim), the daemon's
+    security context, probes on the metrics port, a grace above the drain, Amplitude's budgets divided by
+    N, and the cloud's workload identity."""
+    from consumer.settings import load
+
+    scheme, identity = FOLLOW_KUSTOMIZATIONS[directory]
     docs = render(directory)
-    workload = next(d for d in docs if d["kind"] in ("Deployment", "Job"))
+    sts = one(docs, "StatefulSet", "currents-follow")
+    spec = pod_spec(sts)
+    assert_locked_down(spec)
+    daemon = pod_spec(one(render("deploy/base"), "Deployment"))
+    assert spec["securityContext"] == daemon["securityContext"]
+    assert spec["automountServiceAccountToken"] is False
+    (container,) = spec["containers"]
+    assert container["securityContext"] == daemon["containers"][0]["securityContext"]
+    assert_secrets_from_secret(container)
+    args = container["args"]
+    assert args[:2] == ["replay", "--follow"] and len(args) == 3
+    root = args[2]
+    assert root.startswith(f"{scheme}://")
+
+    # The shards: N pods, each its ordinal's shard, started together.
+    shards = sts["spec"]["replicas"]
+    assert shards > 1
+    env = env_of(container)
+    assert env["CURRENTS_SHARDS"]["value"] == str(shards)
+    index = env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert index == f"metadata.labels['{POD_INDEX_LABEL}']"
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    settings = {i: load(env=pod_environment(docs, sts, i)) for i in range(shards)}
+    assert {s.input.shards for s in settings.values()} == {shards}
+    assert [s.input.shard_index for s in settings.values()] == [str(i) for i in range(shards)]
+    first = settings[0]
+
+    # State and lock in the bucket, outside what is followed; no volume for them.
+    assert first.state_dir.startswith(f"{scheme}://"), first.state_dir
+    assert not first.state_dir.startswith(root.rstrip("/") + "/") and first.state_dir != root
+    assert first.follow.follow is False, "--follow is in args, where `kubectl get` shows it"
+
+    # No ReadWriteMany anywhere: each pod's dead letters on its own ReadWriteOnce claim, kept on scale-in.
+    assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+    assert not [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts[first.dead_letter] == claim["metadata"]["name"]
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+        "whenDeleted": "Retain",
+        "whenScaled": "Retain",
+    }
+
+    # Probes on the metrics port; SIGTERM's drain (--grace, 30 s) ends before SIGKILL; a lock wait that
+    # ends before /livez would call the loop stalled (120 s).
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": METRICS_PORT} and first.metrics_port == METRICS_PORT
+    for probe, path in (
+        ("livenessProbe", "/livez"),
+        ("readinessProbe", "/readyz"),
+        ("startupProbe", "/livez"),
+    ):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path
+        assert ports.get(get["port"], get["port"]) == METRICS_PORT
+    annotations = sts["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(METRICS_PORT)
+    grace = float(args[args.index("--grace") + 1].rstrip("s")) if "--grace" in args else 30.0
+    assert spec["terminationGracePeriodSeconds"] >= grace + 15
+    assert 0 < first.lock_wait < 120 - 15
+
+    # Amplitude's budgets are per process: divided by N (see test_sharded_replay_job for the figures).
+    project = first.limits.project_rate * shards
+    assert 80_000 <= project < 100_000, f"{project:g} events/s: not Amplitude's documented budget"
+    assert 0 < first.limits.device_rate * shards <= 30, "over Amplitude's per-device limit"
+
+    # A PodDisruptionBudget and a headless Service for these pods only; the daemon's select none of them.
+    pod_labels = sts["spec"]["template"]["metadata"]["labels"]
+    pdb = one(docs, "PodDisruptionBudget", "currents-follow")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    service = one(docs, "Service", sts["spec"]["serviceName"])
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    base = render("deploy/base")
+    for selector in (
+        one(base, "Service")["spec"]["selector"],
+        one(base, "PodDisruptionBudget")["spec"]["selector"],
+    ):
+        assert not selector.get("matchLabels", selector).items() <= pod_labels.items()
+    monitor = one(render("deploy/monitoring"), "PodMonitor")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items(), "scraped"
+
+    # Workload identity: this cloud's annotation only (and AKS's pod label).
+    account = one(docs, "ServiceAccount", spec["serviceAccountName"])
+    cloud = {
+        "eks.amazonaws.com/role-arn",
+        "iam.gke.io/gcp-service-account",
+        "azure.workload.identity/client-id",
+    }
+    assert cloud & account["metadata"]["annotations"].keys() == {identity}
+    if scheme == "az":
+        assert pod_labels["azure.workload.identity/use"] == "true"
+        assert pod_environment(docs, sts)["AZURE_STORAGE_ACCOUNT_NAME"], "names the storage account"
+    if scheme == "gs":
+        assert spec["nodeSelector"]["iam.gke.io/gke-metadata-server-enabled"] == "true"
+
+
+async def test_the_followers_pods_deliver_every_file_once_and_stop_cleanly(tmp_path: Path) -> None:
+    """deploy/follow's pods as Kubernetes starts them (the rendered args and environment, each pod's
+    shard from its ordinal), over a local tree instead of the bucket and a local state directory shared
+    by the shards as the bucket prefix is: every pod takes its lock and turns ready on its metrics port,
+    the N shards together deliver every file there and every file that lands exactly once, and SIGTERM
+    stops each with 0 within the pod's termination grace."""
+    import time
+
+    import httpx
+    from amplitude_harness import KEY, dead_letters, simulator
+    from follow_harness import Landing, all_delivered, delivered, stop
+    from kafka_harness import eventually
+    from objectstore_harness import free_port
+    from replay_harness import start
+
+    docs = render("deploy/follow")
+    sts = one(docs, "StatefulSet", "currents-follow")
+    (container,) = pod_spec(sts)["containers"]
+    shards = sts["spec"]["replicas"]
+    landing = Landing(root=tmp_path)
+    for i in range(8):
+        landing.land(events=10, hours_ago=i % 2, partition=i)
+    ports = [free_port() for _ in range(shards)]
+
+    async def ready(port: int) -> bool:
+        async with httpx.AsyncClient() as client:
+            try:
+                return (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
+            except httpx.TransportError:
+                return False
+
+    async with simulator() as sim:
+        pods = []
+        for ordinal, port in enumerate(ports):
+            env = {
+                **pod_environment(docs, sts, ordinal),
+                "AMPLITUDE_API_KEY": KEY,
+                "AMPLITUDE_URL": sim.http_v2_url,
+                "CURRENTS_STATE_DIR": str(tmp_path / "state"),  # the bucket prefix, here a directory
+                "CURRENTS_DEAD_LETTER": str(tmp_path / f"dead-letter-{ordinal}"),  # the pod's own claim
+                "CURRENTS_METRICS_PORT": str(port),
+                "CURRENTS_POLL_INTERVAL": "0.5s",
+            }
+            pods.append(await start([*container["args"][:-1], landing.url], env, tmp_path))
+        for port in ports:
+            await eventually(functools.partial(ready, port), within=60, message=f"/readyz on {port}")
+        await all_delivered(sim, landing)
+        for i in range(4):
+            landing.land(events=10, partition=20 + i)
+        await all_delivered(sim, landing)
+        for pod in pods:
+            began = time.monotonic()
+            code, err = await stop(pod)
+            assert code == 0, err
+            assert time.monotonic() - began < pod_spec(sts)["terminationGracePeriodSeconds"]
+        got = delivered(sim)
+    assert set(landing.expected) <= set(got) and max(got.values()) == 1, "lost or sent twice"
+    assert [dead_letters(tmp_path / f"dead-letter-{i}") for i in range(shards)] == [[]] * shards
+
+
+@pytest.mark.parametrize(
+    "directory", [*DAEMON_KUSTOMIZATIONS, "deploy/replay", "deploy/replay-sharded", *FOLLOW_KUSTOMIZATIONS]
+)
+def test_the_program_accepts_the_rendered_configuration(directory: str, tmp_path: Path) -> None:
+    """`currents-consumer config` with the pod's environment, config file and flags (its subcommand and
+    bucket URL left out): valid, secrets masked."""
+    docs = render(directory)
+    workload = next(d for d in docs if d["kind"] in WORKLOAD_KINDS)
     spec = pod_spec(workload)
     (container,) = spec["containers"]
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)}
-    for source in container.get("envFrom", []):
-        env.update(one(docs, "ConfigMap", source["configMapRef"]["name"])["data"])
-    for name, var in env_of(container).items():
-        env[name] = var.get("value", f"FAKE-{name}-sentinel")
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **pod_environment(docs, workload)}
+    flags = [w for w in container["args"][1:] if not re.match(r"^[a-z0-9]+://", w)]
     if "CURRENTS_CONFIG" in env:
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         (volume,) = [
@@ -497,7 +707,7 @@ def test_the_program_accepts_the_rendered_configuration(directory: str, tmp_path
         config.write_text(files[Path(env["CURRENTS_CONFIG"]).name])
         env["CURRENTS_CONFIG"] = str(config)
     proc = subprocess.run(
-        [sys.executable, "-m", "consumer", "config"],
+        [sys.executable, "-m", "consumer", "config", *flags],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -512,13 +722,19 @@ def test_the_program_accepts_the_rendered_configuration(directory: str, tmp_path
 
 @pytest.mark.parametrize(
     ("directory", "kind"),
-    [("deploy/base", "Deployment"), ("deploy/replay", "Job"), ("deploy/replay-sharded", "Job")],
+    [
+        ("deploy/base", "Deployment"),
+        ("deploy/replay", "Job"),
+        ("deploy/replay-sharded", "Job"),
+        *((directory, "StatefulSet") for directory in FOLLOW_KUSTOMIZATIONS),
+    ],
 )
 def test_the_command_the_manifest_runs_exists(directory: str, kind: str) -> None:
-    """The pod's args name a subcommand of the installed program (the image's ENTRYPOINT)."""
+    """The pod's args name a subcommand of the installed program (the image's ENTRYPOINT), and every flag
+    they give is one of that subcommand's."""
     (container,) = pod_spec(one(render(directory), kind))["containers"]
     proc = subprocess.run(
-        [sys.executable, "-m", "consumer", container["args"][0], "--help"],
+        [sys.executable, "-m", "consumer", container["args"][0], "--help-all"],
         env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
@@ -526,6 +742,9 @@ def test_the_command_the_manifest_runs_exists(directory: str, kind: str) -> None
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
+    options = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", proc.stdout))
+    flags = [w.split("=")[0] for w in container["args"][1:] if w.startswith("--")]
+    assert set(flags) <= options, f"not options of {container['args'][0]}: {set(flags) - options}"
 
 
 # --- secrets ---------------------------------------------------------------------------------------
@@ -558,7 +777,7 @@ def test_secrets_reach_the_program_from_secrets_never_as_flags(directory: str) -
     flags = {o.flag for o in secrets}
     names = {o.env for o in secrets} | {o.file_env for o in secrets}
     docs = render(directory)
-    for workload in (d for d in docs if d["kind"] in ("Deployment", "Job")):
+    for workload in (d for d in docs if d["kind"] in WORKLOAD_KINDS):
         spec = pod_spec(workload)
         secret_volumes = {v["name"] for v in spec.get("volumes", []) if "secret" in v}
         for container in spec["containers"]:
@@ -609,6 +828,107 @@ def test_alerts_and_runbooks() -> None:
     assert alerts["CurrentsDestinationUrlWrong"]["for"] == "2m"
     assert alerts["CurrentsConsumerLagGrowing"]["for"] == "30m"
     assert "86400" in alerts["CurrentsOldestPendingEventOld"]["expr"]
+    lagging = alerts["CurrentsFollowerLagging"]
+    assert "> 1800" in lagging["expr"] and lagging["for"] == "15m"
+    assert "> 600" in alerts["CurrentsFollowerListingFailing"]["expr"]
+    assert "[6h]" in alerts["CurrentsFollowerSweepFoundFiles"]["expr"]
+
+
+ALERT_TESTS = DEPLOY / "monitoring" / "alerts.test.yaml"
+
+
+def extract_rules() -> Any:
+    """scripts/extract_rules.py as a module."""
+    spec = importlib.util.spec_from_file_location("extract_rules", ROOT / "scripts" / "extract_rules.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_alert_has_unit_tests_that_agree_with_it() -> None:
+    """Without promtool: alerts.test.yaml reads the extracted rules file, tests only alerts that exist,
+    and tests each alert both firing (with the rule's severity and runbook) and staying silent."""
+    yaml = pytest.importorskip("yaml", reason="PyYAML not installed (pip install PyYAML)")
+    rules = {r["alert"]: r for g in extract_rules().rule_groups() for r in g["rules"] if "alert" in r}
+    assert rules.keys() == ALERT_ANCHORS.keys()
+    tests = yaml.safe_load(ALERT_TESTS.read_text())
+    assert tests["rule_files"] == ["rules.yaml"], "what scripts/validate_deploy.sh writes"
+    fires: set[str] = set()
+    silent: set[str] = set()
+    known = metric_labels().keys() | {"process_start_time_seconds"}
+    for case in tests["tests"]:
+        for series in case["input_series"]:
+            name = series["series"].split("{")[0]
+            assert name in known, f"{case['name']}: {name} is no metric the program exports"
+        for check in case["alert_rule_test"]:
+            name = check["alertname"]
+            assert name in rules, f"{case['name']}: no alert {name}"
+            (fires if check["exp_alerts"] else silent).add(name)
+            for expected in check["exp_alerts"]:
+                assert expected["exp_labels"]["severity"] == rules[name]["labels"]["severity"]
+                annotations = expected["exp_annotations"]
+                assert annotations["runbook_url"] == rules[name]["annotations"]["runbook_url"]
+                assert annotations["summary"] and annotations["description"]
+    assert fires == rules.keys(), f"never seen firing: {rules.keys() - fires}"
+    assert silent == rules.keys(), f"never seen silent: {rules.keys() - silent}"
+
+
+def promtool() -> str:
+    """promtool's path; CI (or REQUIRE_PROMTOOL=1) fails without it, elsewhere the test is skipped."""
+    path = shutil.which("promtool")
+    if path is None:
+        if os.environ.get("CI") or os.environ.get("REQUIRE_PROMTOOL") == "1":
+            pytest.fail("promtool not found: .ci/run installs it (apt-get install prometheus)")
+        pytest.skip("promtool not installed (apt-get install --no-install-recommends prometheus)")
+    return path
+
+
+def run_promtool_tests(tmp_path: Path, groups: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+    """`promtool check rules` then `promtool test rules alerts.test.yaml` on ``groups``."""
+    tool, module = promtool(), extract_rules()
+    (tmp_path / "rules.yaml").write_text(module.rules_file(groups))
+    (tmp_path / "alerts.test.yaml").write_text(ALERT_TESTS.read_text())
+    check = subprocess.run(
+        [tool, "check", "rules", "rules.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    if check.returncode != 0:
+        return check
+    return subprocess.run(
+        [tool, "test", "rules", "alerts.test.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_alerts_pass_their_promtool_unit_tests(tmp_path: Path) -> None:
+    """deploy/monitoring/alerts.test.yaml on the rules scripts/extract_rules.py extracts (its command line
+    too, as scripts/validate_deploy.sh runs it)."""
+    promtool()
+    out = tmp_path / "extracted.yaml"
+    script = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "extract_rules.py"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert script.returncode == 0, script.stderr
+    yaml = pytest.importorskip("yaml", reason="PyYAML not installed (pip install PyYAML)")
+    groups = yaml.safe_load(out.read_text())["groups"]
+    assert groups == extract_rules().rule_groups()
+    proc = run_promtool_tests(tmp_path, groups)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
+def test_promtool_fails_the_build_when_a_rule_no_longer_does_what_its_tests_say(tmp_path: Path) -> None:
+    """The unit tests bite: the follower's lag threshold moved from 30 min to 60 min fails them."""
+    promtool()
+    groups = extract_rules().rule_groups()
+    (rule,) = [r for g in groups for r in g["rules"] if r.get("alert") == "CurrentsFollowerLagging"]
+    rule["expr"] = rule["expr"].replace("> 1800", "> 3600")
+    proc = run_promtool_tests(tmp_path, groups)
+    assert proc.returncode != 0
+    assert "FAILED" in proc.stdout + proc.stderr and "CurrentsFollowerLagging" in proc.stdout + proc.stderr
 
 
 def metric_labels() -> dict[str, set[str]]:
