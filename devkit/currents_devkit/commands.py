@@ -79,11 +79,18 @@ def _simulate(args: argparse.Namespace, credentials: Any) -> None:
 
 
 def cmd_sample(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
     from currents_devkit.synth import generate_sample
 
-    files = generate_sample(args.out, args.events, args.seed, args.layout)
+    now = time.time() if args.now else None
+    files = generate_sample(args.out, args.events, args.seed, args.layout, now=now)
+    hours = (
+        {part for f in files for part in f.parts if part.startswith("date=")} if now is not None else set()
+    )
+    into = f", into {', '.join(sorted(hours))}" if hours else ""
     print(
-        f"wrote {args.events} events in {len(files)} files under {args.out} ({args.layout} layout)",
+        f"wrote {args.events} events in {len(files)} files under {args.out} ({args.layout} layout{into})",
         file=sys.stderr,
     )
     return 0
@@ -175,6 +182,12 @@ def register(sub: SubParsers, add_arguments: AddOptions) -> dict[str, Command]:
         default="current",
         help="generation of object keys: current (version=N/us-01/, offsets not padded), "
         "2019 (<schema-id>/<zone>/, 10-digit offsets) or 2017 (no cluster in the names; default current)",
+    )
+    p.add_argument(
+        "--now",
+        action="store_true",
+        help="write the files Braze would be writing now: into the current UTC hour's date= folders, "
+        "events queued up to now (for replay --follow; by default two hours of November 2023)",
     )
     add_arguments(p, ())
     commands["sample"] = cmd_sample
