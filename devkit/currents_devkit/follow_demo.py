@@ -28,10 +28,11 @@ from prometheus_client import CollectorRegistry
 
 from consumer.app.destinations import build_destinations, close_all
 from consumer.app.runtime import install_signals
-from consumer.commands.replay import Replay, ReplayResult
+from consumer.commands.replay import Replay
 from consumer.ops.exits import ExitCode, exit_code
 from consumer.ops.faults import Fault
 from consumer.ops.metrics import Metrics
+from consumer.ops.summary import Summary
 from consumer.settings import Settings
 from currents_devkit.demo import demo_settings, in_work_dir
 from currents_devkit.simulator.server import AmplitudeSimulator, SimulatorConfig
@@ -100,7 +101,7 @@ async def _run(base: Settings, work: Path, n_events: int, seed: int, summary_jso
         replay = Replay([str(bucket)], settings, destinations, metrics, progress_interval=5.0)
         signal = install_signals(replay.stop)
         started = time.monotonic()
-        running = asyncio.create_task(replay.run(grace=30.0))
+        running: asyncio.Task[object] = asyncio.create_task(replay.run(grace=30.0))
         landed: list[Landed] = []
         swept: float | None = None
         gave: str | None = None
@@ -119,7 +120,7 @@ async def _run(base: Settings, work: Path, n_events: int, seed: int, summary_jso
             await close_all(destinations)
         elapsed = time.monotonic() - started
         report = _Report(settings, bucket, len(history), swept, landed, elapsed)
-        report.print(replay.result, sim, metrics, summary_json)
+        report.print(replay.result.summary, sim, metrics, summary_json)
         if fault is not None:
             print(f"currents-consumer: demo: stopped: {fault}", file=sys.stderr)
             return int(ExitCode.FAULT)
@@ -131,7 +132,7 @@ async def _run(base: Settings, work: Path, n_events: int, seed: int, summary_jso
         await sim.stop()
 
 
-async def _first_sweep(replay: Replay, running: asyncio.Task[ReplayResult], files: int) -> float:
+async def _first_sweep(replay: Replay, running: asyncio.Task[object], files: int) -> float:
     """Wait until the follower finished the ``files`` that were there at its start; how long it took."""
     started = time.monotonic()
     await _until(lambda: _files_done(replay) >= files, running, f"the {files} files there at start")
@@ -146,7 +147,7 @@ def _files_at_least(replay: Replay, n: int) -> Callable[[], bool]:
     return lambda: _files_done(replay) >= n
 
 
-async def _until(done: Callable[[], bool], running: asyncio.Task[ReplayResult], what: str) -> None:
+async def _until(done: Callable[[], bool], running: asyncio.Task[object], what: str) -> None:
     """Wait until ``done()``; :class:`Gave` if the follower stops first or :data:`WITHIN` passes."""
     deadline = time.monotonic() + WITHIN
     while not done():
@@ -157,7 +158,7 @@ async def _until(done: Callable[[], bool], running: asyncio.Task[ReplayResult], 
         await asyncio.sleep(0.02)
 
 
-async def _ended(running: asyncio.Task[ReplayResult]) -> Fault | None:
+async def _ended(running: asyncio.Task[object]) -> Fault | None:
     """Wait for the follower's end (it drains what it read); the fault that stopped it, if one did."""
     try:
         await running
@@ -196,11 +197,8 @@ class _Report:
     landed: list[Landed]
     elapsed: float
 
-    def print(
-        self, result: ReplayResult, sim: AmplitudeSimulator, metrics: Metrics, summary_json: bool
-    ) -> None:
+    def print(self, summary: Summary, sim: AmplitudeSimulator, metrics: Metrics, summary_json: bool) -> None:
         out = sys.stderr
-        summary = result.summary
         print(f"\n== currents-consumer demo --follow: done in {self.elapsed:.1f}s", file=out)
         print(json.dumps(summary.as_dict()) if summary_json else summary.render(), file=out)
         polls = metrics.registry.get_sample_value(
