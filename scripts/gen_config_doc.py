@@ -62,9 +62,7 @@ def options_table() -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for opt in OPTIONS:
-        accepted = [
-            name for name, p in commands.items() if any(opt.flag in a.option_strings for a in p._actions)
-        ]
+        accepted = [name for name, p in commands.items() if any(_is(a, opt) for a in p._actions)]
         lines.append(
             f"| `{opt.key}` | `{opt.flag}` | `{opt.env}` | {_default(opt)} | {', '.join(accepted)} | "
             f"{_meaning(opt)} |"
@@ -77,14 +75,20 @@ def options_table() -> str:
     return "\n".join(lines)
 
 
+def _is(action: argparse.Action, opt: Option) -> bool:
+    """Whether ``action`` is the flag of the setting ``opt`` (a command's own flag may be spelled alike:
+    ``demo --follow`` is not ``replay --follow``)."""
+    return opt.flag in action.option_strings and action.dest == opt.key
+
+
 def command_flags_table() -> str:
     """The flags that belong to one command only (not settings: no environment variable or TOML key)."""
-    flags = {o.flag for o in OPTIONS} | {o.file_flag for o in OPTIONS if o.secret}
-    flags |= {"--config", "-h", "--help", "--help-all"}
+    settings = {o.key for o in OPTIONS} | {o.file_key for o in OPTIONS if o.secret}
+    flags = {"--config", "-h", "--help", "--help-all"}
     lines = ["| command | flag | default | meaning |", "| --- | --- | --- | --- |"]
     for name, p in _subcommands().items():
         for action in p._actions:
-            if not action.option_strings or set(action.option_strings) & flags:
+            if not action.option_strings or set(action.option_strings) & flags or action.dest in settings:
                 continue
             default = "none" if action.default in (None, False) else f"`{action.default}`"
             meaning = (action.help or "").replace("|", "\\|")

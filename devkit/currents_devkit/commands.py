@@ -31,13 +31,25 @@ Scripted faults:   POST /_sim/faults (see currents_devkit.simulator.faults); POS
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.ops.logs import setup
-    from currents_devkit.demo import run_demo
 
     setup(settings.log_format, settings.log_level)
+    if args.follow:
+        from currents_devkit.follow_demo import run_follow_demo
+
+        return asyncio.run(
+            run_follow_demo(
+                settings,
+                n_events=args.events if args.events is not None else 2000,
+                keep=args.keep,
+                summary_json=args.summary_json,
+            )
+        )
+    from currents_devkit.demo import run_demo
+
     return asyncio.run(
         run_demo(
             settings,
-            n_events=args.events,
+            n_events=args.events if args.events is not None else 20_000,
             partitions=args.partitions,
             keep=args.keep,
             summary_json=args.summary_json,
@@ -79,11 +91,18 @@ def _simulate(args: argparse.Namespace, credentials: Any) -> None:
 
 
 def cmd_sample(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
     from currents_devkit.synth import generate_sample
 
-    files = generate_sample(args.out, args.events, args.seed, args.layout)
+    now = time.time() if args.now else None
+    files = generate_sample(args.out, args.events, args.seed, args.layout, now=now)
+    hours = (
+        {part for f in files for part in f.parts if part.startswith("date=")} if now is not None else set()
+    )
+    into = f", into {', '.join(sorted(hours))}" if hours else ""
     print(
-        f"wrote {args.events} events in {len(files)} files under {args.out} ({args.layout} layout)",
+        f"wrote {args.events} events in {len(files)} files under {args.out} ({args.layout} layout{into})",
         file=sys.stderr,
     )
     return 0
@@ -92,9 +111,23 @@ def cmd_sample(args: argparse.Namespace, settings: Settings) -> int:
 def register(sub: SubParsers, add_arguments: AddOptions) -> dict[str, Command]:
     """Add ``demo``, ``simulate`` and ``sample`` to the ``currents-consumer`` parser."""
     commands: dict[str, Command] = {}
-    p = sub.add_parser("demo", help="run everything on an embedded broker and Amplitude simulator (no setup)")
+    p = sub.add_parser(
+        "demo",
+        help="run everything on an embedded broker and Amplitude simulator, or with --follow a followed "
+        "directory (no setup)",
+    )
     p.add_argument(
-        "--events", type=int, default=20_000, metavar="N", help="Currents events to produce (default 20000)"
+        "--follow",
+        action="store_true",
+        help="follow a directory instead (replay --follow): the files there at start, then files landing "
+        "while it runs, and how soon each was delivered",
+    )
+    p.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Currents events to produce (default 20000; with --follow, in the files there at start: 2000)",
     )
     p.add_argument(
         "--partitions", type=int, default=4, metavar="N", help="partitions of the demo topic (default 4)"
@@ -104,8 +137,8 @@ def register(sub: SubParsers, add_arguments: AddOptions) -> dict[str, Command]:
         nargs="?",
         const="",
         metavar="DIR",
-        help="keep the demo's files (broker log, dead-letter output): in DIR, or without DIR in the "
-        "temporary directory it would otherwise remove",
+        help="keep the demo's files (broker log or followed directory and state, dead-letter output): in "
+        "DIR, or without DIR in the temporary directory it would otherwise remove",
     )
     p.add_argument("--summary-json", action="store_true", help="print the final summary as JSON")
     add_arguments(
@@ -175,6 +208,12 @@ def register(sub: SubParsers, add_arguments: AddOptions) -> dict[str, Command]:
         default="current",
         help="generation of object keys: current (version=N/us-01/, offsets not padded), "
         "2019 (<schema-id>/<zone>/, 10-digit offsets) or 2017 (no cluster in the names; default current)",
+    )
+    p.add_argument(
+        "--now",
+        action="store_true",
+        help="write the files Braze would be writing now: into the current UTC hour's date= folders, "
+        "events queued up to now (for replay --follow; by default two hours of November 2023)",
     )
     add_arguments(p, ())
     commands["sample"] = cmd_sample

@@ -7,7 +7,8 @@ device, one hot device, a few garbage messages); runs the real daemon, fanning o
 destinations unless ``--destination`` says otherwise, until every offset is committed; prints the
 summary (per destination: delivered, skipped and dead-lettered by reason), what each destination
 received, and how long the hot device's events trailed everyone else's. Its temporary directory is
-removed at the end unless ``--keep`` says otherwise.
+removed at the end unless ``--keep`` says otherwise. ``demo --follow`` follows a directory instead
+(:mod:`currents_devkit.follow_demo`), with this module's simulator settings and directory handling.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
@@ -41,6 +44,37 @@ TOPIC = "braze-currents"
 DEMO_DESTINATIONS = ("amplitude", "movableink", "remerge")
 """What the demo fans out to unless --destination says otherwise: the simulator serves all three."""
 GARBAGE = (b"", b"\x07not avro", b"\x00\x00\x00\x27\x0f")  # empty, wrong magic, unknown schema id
+
+
+def demo_settings(base: Settings, sim: AmplitudeSimulator, work: Path, **more: Any) -> Settings:
+    """``base`` pointed at the simulator: Amplitude, Movable Ink and Remerge with demo credentials, the
+    three of them unless ``--destination`` says otherwise, dead letters in ``work``; ``more`` other
+    fields to replace."""
+    amplitude = {"url": sim.http_v2_url, "api_key": Secret("demo-key")}
+    movableink = {
+        "endpoint": sim.url,
+        "key": Secret("demo-key"),
+        "username": Secret("demo"),
+        "password": Secret("demo-password"),
+    }
+    remerge = {
+        "endpoint": f"{sim.url}/event",
+        "key": Secret("demo-key"),
+        "ios_app_id": base.remerge.ios_app_id or "012345678",
+        "android_app_id": base.remerge.android_app_id or "com.example",
+    }
+    return base.model_copy(
+        update={
+            "amplitude": base.amplitude.model_copy(update=amplitude),
+            "dead_letter": str(work / "dead-letter"),
+            "destinations": DEMO_DESTINATIONS
+            if base.sources.get("destinations", "default") == "default"
+            else base.destinations,
+            "movableink": base.movableink.model_copy(update=movableink),
+            "remerge": base.remerge.model_copy(update=remerge),
+            **more,
+        }
+    )
 
 
 async def _produce(bootstrap: str, n_events: int, seed: int) -> tuple[dict[TopicPartition, int], str]:
@@ -90,15 +124,26 @@ async def run_demo(
     end, whatever happens; ``keep=""`` keeps that directory and ``keep=DIR`` works in ``DIR`` instead
     and keeps it (both named in the report).
     """
+    return await in_work_dir(
+        keep,
+        "broker.log, dead-letter/",
+        lambda work: _run(base, n_events, partitions, seed, work, summary_json),
+    )
+
+
+async def in_work_dir(keep: str | None, holds: str, body: Callable[[Path], Awaitable[int]]) -> int:
+    """``body`` run in a demo's directory: a temporary one removed at the end, whatever happens;
+    ``keep=""`` keeps it and ``keep=DIR`` works in ``DIR`` instead and keeps it (named in the report,
+    with what it ``holds``)."""
     work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="currents-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        return await _run(base, n_events, partitions, seed, work, summary_json)
+        return await body(work)
     finally:
         if keep is None:
             shutil.rmtree(work, ignore_errors=True)
         else:
-            print(f"kept {work} (broker.log, dead-letter/)", file=sys.stderr)
+            print(f"kept {work} ({holds})", file=sys.stderr)
 
 
 async def _run(
@@ -126,7 +171,6 @@ async def _run(
                 partitions,
                 time.monotonic() - started,
             )
-            amplitude = {"url": sim.http_v2_url, "api_key": Secret("demo-key")}
             kafka = {
                 "bootstrap_servers": broker.bootstrap_servers,
                 "topics": (TOPIC,),
@@ -135,30 +179,7 @@ async def _run(
                 "session_timeout": 6.0,
                 "group_id": "currents-demo",
             }
-            movableink = {
-                "endpoint": sim.url,
-                "key": Secret("demo-key"),
-                "username": Secret("demo"),
-                "password": Secret("demo-password"),
-            }
-            remerge = {
-                "endpoint": f"{sim.url}/event",
-                "key": Secret("demo-key"),
-                "ios_app_id": base.remerge.ios_app_id or "012345678",
-                "android_app_id": base.remerge.android_app_id or "com.example",
-            }
-            settings = base.model_copy(
-                update={
-                    "amplitude": base.amplitude.model_copy(update=amplitude),
-                    "kafka": base.kafka.model_copy(update=kafka),
-                    "dead_letter": str(work / "dead-letter"),
-                    "destinations": DEMO_DESTINATIONS
-                    if base.sources.get("destinations", "default") == "default"
-                    else base.destinations,
-                    "movableink": base.movableink.model_copy(update=movableink),
-                    "remerge": base.remerge.model_copy(update=remerge),
-                }
-            )
+            settings = demo_settings(base, sim, work, kafka=base.kafka.model_copy(update=kafka))
             destinations = build_destinations(settings)
             daemon = Daemon(settings, destinations, Metrics(registry=CollectorRegistry()))
             daemon.progress_interval = 2.0

@@ -157,7 +157,7 @@ POLLS_FAILED = 'currents_follow_listings_total{listing="poll",outcome="failed"}'
 HISTORY = {"s3": 10_000, "gs": 2_000, "az": 2_000}
 """Objects of history per cloud: 10,000 on S3 (as on local files, tests/commands/test_follow.py); the GCS
 and Azure emulators take 15 to 35 ms per upload, so CI gives them 2,000 (what an idle poll lists does not
-depend on the number; docs/follow.md gives the 10,000-object figures of all three)."""
+depend on the number; docs/follow.md says so, and what these tests check)."""
 
 
 async def test_an_idle_poll_and_the_state_stay_small_over_10000_objects_of_history(

@@ -102,7 +102,8 @@ def test_each_command_lists_only_the_options_it_reads() -> None:
     # redrive reaches the cluster of a dead-letter topic, but consumes no Currents topic
     assert {"--bootstrap-servers", "--security-protocol", "--sasl-password"} <= flags("redrive")
     assert not {"--topic", "--commit-interval", "--shutdown-grace"} & flags("redrive")
-    assert flags("sample") == {"-h", "--help", "--help-all", "--config", "--events", "--seed", "--layout"}
+    sample = {"-h", "--help", "--help-all", "--config", "--events", "--seed", "--layout", "--now"}
+    assert flags("sample") == sample
     assert {"--state-dir", "--topic", "--workers", "--event-type"} <= flags("config"), "config: every option"
     run_help = cli("run", "--help")
     assert run_help.returncode == 0 and "--topic TOPIC" in run_help.stdout

@@ -204,6 +204,16 @@ def test_generate_sample(tmp_path: Path) -> None:
     assert sum(len(read_file(p)[2]) for p in paths) == 500
 
 
+def test_generate_sample_now_writes_the_hour_now_is_in_whole_files_only(tmp_path: Path) -> None:
+    """``sample --now``: the files Braze writes at ``now`` (for a follower's polls), none half written."""
+    now = 1_800_000_000 + 1234  # 2027-01-15T08:20:34Z
+    paths = generate_sample(tmp_path, 300, seed=3, now=now)
+    assert {part for p in paths for part in p.parts if part.startswith("date=")} == {"date=2027-01-15-08"}
+    records = [r for p in paths for r in read_file(p)[2]]
+    assert len(records) == 300 and max(r["time"] for r in records) <= now
+    assert [p.name for p in tmp_path.rglob(".*")] == []  # written under a hidden name, then renamed
+
+
 def test_kafka_helpers() -> None:
     record = Synth(51).record(PUSH_SEND)
     body = avro_body(PUSH_SEND, record)

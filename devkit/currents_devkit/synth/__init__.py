@@ -62,13 +62,21 @@ __all__ = [
 ]
 
 
-def generate_sample(root: str | Path, n_events: int, seed: int, layout: str = "current") -> list[Path]:
+def generate_sample(
+    root: str | Path, n_events: int, seed: int, layout: str = "current", *, now: float | None = None
+) -> list[Path]:
     """The demo data set behind ``currents-consumer sample``: a Currents tree under ``root``.
 
     Two hours, one integration, all three codecs, every shipped event type at realistic weights, and
     three hot devices receiving 8% of the events so that per-device throttling shows. ``layout`` is
     the generation of object keys (:data:`LAYOUTS`); it changes the paths only, never the files.
+    With ``now`` (UNIX seconds, ``sample --now``) the files are those Braze is writing at that time:
+    one hour, the one ``now`` is in (its ``date=`` folder), with events queued up to ``now``.
     """
     devices = max(20, min(20_000, n_events // 20))
-    synth = Synth(seed, devices=devices, hot_devices=3, hot_share=0.08)
-    return write_currents_tree(root, synth, n_events, layout=layout)
+    if now is None:
+        synth = Synth(seed, devices=devices, hot_devices=3, hot_share=0.08)
+        return write_currents_tree(root, synth, n_events, layout=layout)
+    hour = int(now) // 3600 * 3600
+    synth = Synth(seed, devices=devices, hot_devices=3, hot_share=0.08, start_time=hour)
+    return write_currents_tree(root, synth, n_events, layout=layout, hours=1, until=int(now))

@@ -44,20 +44,29 @@ def write_container(
     output byte-for-byte reproducible; by default it is random, as the Avro spec intends. Parent
     directories are created; ``records`` is consumed lazily. Returns ``path``. An empty ``records``
     gives a valid file with no blocks (Braze never writes one, and :func:`write_currents_tree` does not).
+
+    The file appears whole, as an object does in a bucket: it is written under a hidden name
+    (``.<name>.<random>.tmp``, which listings pass over) in the same directory and renamed into place,
+    so a follower (``replay --follow``) of the directory never lists half a file.
     """
     if codec not in CODECS:
         raise ValueError(f"codec must be one of {CODECS}, not {codec!r}")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("wb") as fo:
-        fastavro.writer(
-            fo,
-            raw_schemas()[event_type],
-            records,
-            codec=codec,
-            sync_marker=sync_marker if sync_marker is not None else os.urandom(16),
-            disable_tuple_notation=True,  # records are plain dicts; skips a per-union check
-        )
+    partial = out.with_name(f".{out.name}.{os.urandom(4).hex()}.tmp")
+    try:
+        with partial.open("wb") as fo:
+            fastavro.writer(
+                fo,
+                raw_schemas()[event_type],
+                records,
+                codec=codec,
+                sync_marker=sync_marker if sync_marker is not None else os.urandom(16),
+                disable_tuple_notation=True,  # records are plain dicts; skips a per-union check
+            )
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
     return out
 
 
@@ -100,6 +109,7 @@ def write_currents_tree(
     hours: int = 2,
     max_per_file: int = 15000,
     layout: str = "current",
+    until: int | None = None,
 ) -> list[Path]:
     """Write ``n_events`` mixed events under ``root`` in Braze's Currents storage layout; return the files.
 
@@ -113,7 +123,8 @@ def write_currents_tree(
     empty file; ``<offset>`` is the offset of the file's first record in its partition. Deterministic
     for a seed: a fresh ``Synth`` with the same arguments gives the same paths and byte-identical
     files (sync markers are seeded too); the layout changes the paths only, never the files or their
-    order.
+    order. ``until`` (UNIX seconds): no event is queued after it, for files of an hour that has not
+    ended yet (the files Braze is writing now); by default events are queued over the whole hour.
     Memory stays bounded by one file's records.
     """
     if n_events < 0 or integrations < 1 or hours < 1 or max_per_file < 1 or not codecs:
@@ -137,6 +148,7 @@ def write_currents_tree(
             key = (int(rnd() * integrations), draw_type())
             counts[key] = counts.get(key, 0) + 1
         hour = base_hour + h * 3600
+        span = 3600 if until is None else max(1, min(3600, until - hour))
         date = time.strftime("%Y-%m-%d-%H", time.gmtime(hour))
         for (k, event_type), remaining in sorted(counts.items()):
             while remaining:
@@ -148,7 +160,7 @@ def write_currents_tree(
                     start = names.randrange(50_000)
                 offsets[(k, event_type, partition)] = start + size
                 path = Path(root, object_key(layout, integration_ids[k], event_type, date, partition, start))
-                records = (synth.record(event_type, at=hour + int(rnd() * 3600)) for _ in range(size))
+                records = (synth.record(event_type, at=hour + int(rnd() * span)) for _ in range(size))
                 codec = codecs[len(paths) % len(codecs)]
                 marker = names.randbytes(16)
                 paths.append(write_container(path, event_type, records, codec, sync_marker=marker))
