@@ -10,9 +10,9 @@ code   name            meaning
 3      dead_lettered   finished, every input read, but some events were dead-lettered
 4      fault           stopped early by a fault of our own I/O or processes (named on stderr):
                        what was not finished is not acknowledged; fix the cause and run again
-130    interrupted     stopped by a signal; run the same command again to resume. ``run``, which
-                       has no end of its own: by SIGINT (Ctrl-C) only; on SIGTERM (Kubernetes,
-                       systemd, ``docker stop``) it drains, commits and exits 0
+130    interrupted     stopped by a signal; run the same command again to resume. ``run`` and
+                       ``replay --follow``, which have no end of their own: by SIGINT (Ctrl-C) only;
+                       on SIGTERM (Kubernetes, systemd, ``docker stop``) they drain, commit, exit 0
 =====  ==============  =========================================================================
 
 When several apply, the first of fault, interrupted, unreadable, dead_lettered wins. ``--summary-json``
@@ -49,8 +49,8 @@ EPILOG = """exit codes:
   3    dead_lettered  finished, but some events were dead-lettered
   4    fault          stopped by a fault of our own I/O (named on stderr); nothing unfinished is
                       acknowledged: fix the cause and run again
-  130  interrupted    stopped by a signal; run the same command again to resume (run: SIGINT
-                      (Ctrl-C) only; on SIGTERM it drains, commits and exits 0)"""
+  130  interrupted    stopped by a signal; run the same command again to resume (run, replay
+                      --follow: SIGINT (Ctrl-C) only; on SIGTERM they drain, commit, exit 0)"""
 """The ``--help`` epilog of every command that reads input."""
 
 

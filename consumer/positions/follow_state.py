@@ -3,8 +3,8 @@
 A Currents bucket keeps years of objects; a follower's state must not name each one it finished.
 :class:`FollowState` keeps three things instead:
 
-* **A mark.** Every object that *landed* (its store's creation time: S3 ``LastModified``, GCS
-  ``timeCreated``, Azure creation time, a local file's ``ctime``, which no copy sets back) before the
+* **A mark.** Every object that *landed* (when its store wrote this content: S3 ``LastModified``, GCS
+  ``timeCreated``, Azure ``last_modified``, a local file's ``ctime``, which no copy sets back) before the
   mark is done. The mark moves only when a sweep — a listing of everything under the roots — has
   completed and every object it listed is finished: it becomes the time that sweep started, minus a
   ``margin`` for objects stamped before they could be listed (an S3 multipart upload is stamped when it

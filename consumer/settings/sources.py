@@ -257,8 +257,7 @@ class FollowSettings(Section):
         False,
         "--follow",
         "CURRENTS_FOLLOW",
-        "keep following PATH after what is there: poll for the objects that land and deliver them, never "
-        "exit for having caught up (a switch)",
+        "after what is there, deliver each object that lands in PATH; never exit for having caught up",
         switch=True,
         common=True,
     )
@@ -268,7 +267,6 @@ class FollowSettings(Section):
         "CURRENTS_POLL_INTERVAL",
         "how often the folders that can still receive files (the live hours' date= folders) are listed",
         gt=0,
-        common=True,
     )
     sweep_interval: Duration = _follow(
         6 * 3600.0,

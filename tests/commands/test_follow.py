@@ -28,9 +28,11 @@ async def test_a_follower_delivers_what_is_there_then_what_lands_and_a_late_file
     landing.land()
     port = free_port()
     async with simulator() as sim:
-        follower = await start(
-            follow_args(landing.url, tmp_path, sim.http_v2_url, "--metrics-port", str(port)), ENV, tmp_path
+        # Its state and lock kept under the followed directory: never read as input.
+        args = follow_args(
+            landing.url, tmp_path, sim.http_v2_url, "--metrics-port", str(port), state=f"{landing.url}/state"
         )
+        follower = await start(args, ENV, tmp_path)
         await all_delivered(sim, landing)
         landing.land(event_type=TYPES[1])
         await all_delivered(sim, landing)

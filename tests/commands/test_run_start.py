@@ -238,4 +238,4 @@ def test_the_help_says_what_each_signal_makes_run_exit_with() -> None:
 
     text = " ".join(EPILOG.split())
     assert "130 interrupted stopped by a signal" in text
-    assert "run: SIGINT (Ctrl-C) only; on SIGTERM it drains, commits and exits 0" in text
+    assert "run, replay --follow: SIGINT (Ctrl-C) only; on SIGTERM they drain, commit, exit 0" in text

@@ -65,9 +65,10 @@ _BACKENDS: dict[str, tuple[str, str, str]] = {
 # The first of these an object's listing entry carries is its version: GCS generation, S3 and Azure ETag.
 _VERSION_KEYS = ("generation", "ETag", "etag", "VersionId", "version_id")
 _MTIME_KEYS = ("LastModified", "last_modified", "updated", "mtime")
-# When the object was created (its generation, for GCS): a metadata update changes Azure's last_modified
-# and GCS's updated, never these.
-_LANDED_KEYS = ("timeCreated", "creation_time", "LastModified", "last_modified", "mtime")
+# When this content of the object was written: GCS's timeCreated (of the generation: a metadata update
+# moves ``updated`` only), S3's LastModified, Azure's last_modified (an overwrite may keep a blob's
+# creation_time; a metadata update moves last_modified too, which at worst reads the blob again).
+_LANDED_KEYS = ("timeCreated", "LastModified", "last_modified", "mtime")
 
 T = TypeVar("T")
 

@@ -17,8 +17,8 @@ bounded by the largest single directory: nothing is accumulated across directori
 Each :class:`StoredObject` carries a ``version`` (ETag, generation, or size and modification time of
 a local file): the resume state identifies an object by URL and version, so a rewritten object is
 replayed again and an unchanged one is skipped. It also carries when it *landed*: its store's creation
-time (S3 ``LastModified``, GCS ``timeCreated``, Azure creation time, a local file's ``ctime``, which no
-copy can set back), which a bucket follower's state is kept against.
+time of this content (S3 ``LastModified``, GCS ``timeCreated``, Azure ``last_modified``, a local file's
+``ctime``, which no copy can set back), which a bucket follower's state is kept against.
 
 Besides the walk, a store lists one directory level (:meth:`Store.list_level`) and everything under a
 prefix at once (:meth:`Store.list_flat`): what a follower's polls and sweeps are made of.
@@ -33,7 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
-SIDE_FILE_SUFFIXES = (".crc", ".json", ".txt", ".md", ".tmp")
+SIDE_FILE_SUFFIXES = (".crc", ".json", ".txt", ".md", ".tmp", ".lock")
+"""Names of files that are never Currents data: checksums, notes, temporary files, and a job's state and
+lock (``--state-dir`` may sit under a followed root)."""
 URL_SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "abfss")
 
 _DIGIT_RUNS = re.compile(r"(\d+)")
