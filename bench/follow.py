@@ -246,10 +246,25 @@ def store(kind: str, work: Path) -> Iterator[tuple[Landing, dict[str, str], str]
             os.environ.update(aws_env(endpoint))
             bucket = new_bucket(endpoint)
         elif kind == "gcs":
+            # The emulator writes its whole object table out after every upload (quadratic in the number
+            # of objects): with nothing to persist in memory, it is skipped for the history's upload.
+            from gcp_storage_emulator.storage import Storage
+
+            stack.enter_context(_patched(Storage, "_write_config_to_file", lambda self: None))
             bucket = new_gcs_bucket(stack.enter_context(gcs_server()))
         else:
             bucket = new_azure_container(stack.enter_context(azurite_server(work)))
         yield Landing(bucket=bucket), bucket.env, bucket.url("state")
+
+
+@contextlib.contextmanager
+def _patched(owner: Any, name: str, value: Any) -> Iterator[None]:
+    old = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, old)
 
 
 async def cost(args: argparse.Namespace) -> dict[str, Any]:
@@ -261,7 +276,7 @@ async def cost(args: argparse.Namespace) -> dict[str, Any]:
         with store(args.store, work) as (landing, env, state):
             files = [(k, (work / "history" / history.prefix / k).read_bytes()) for k in history.files]
             started = time.monotonic()
-            threads = 16 if args.store in ("s3", "local") else 1
+            threads = 16 if args.store in ("s3", "local", "azure") else 1
             with ThreadPoolExecutor(threads) as pool:
                 list(pool.map(lambda kv: landing.put(kv[0], kv[1]), files))
             upload_s = time.monotonic() - started

@@ -1,4 +1,5 @@
-"""Waiting for an :class:`asyncio.Event` with a deadline, without ever losing a cancellation."""
+"""Waiting for :class:`asyncio.Event` values: one with a deadline, without ever losing a cancellation
+(:func:`wait_set`), or the first of two (:func:`either`)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,16 @@ async def wait_set(event: asyncio.Event, timeout: float | None) -> bool:  # noqa
     except TimeoutError:
         pass
     return event.is_set()
+
+
+async def either(first: asyncio.Event, second: asyncio.Event | None) -> None:
+    """Wait until ``first`` or ``second`` (if given) is set (no bound: wrap it in ``asyncio.timeout``)."""
+    if second is None:
+        await first.wait()
+        return
+    waits = [asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()

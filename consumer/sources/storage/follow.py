@@ -38,8 +38,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from consumer.ops.faults import Fault
 from consumer.ops.metrics import Metrics
-from consumer.sources.storage.follow_listing import Lister, date_segment, live_hours, poll_walk, sweep_walk
+from consumer.ops.waits import either
+from consumer.sources.storage.follow_listing import (
+    Lister,
+    date_segment,
+    live_hours,
+    poll_walk,
+    sweep_walk,
+    take,
+)
 from consumer.sources.storage.readahead import End
 from consumer.sources.storage.selection import Selection
 from consumer.sources.storage.store import StoredObject, StoreError
@@ -155,8 +164,13 @@ class Follower:
 
     # -- the ObjectFeed contract -----------------------------------------------------------------
     def get_nowait(self) -> StoredObject | End | None:
-        """The next object found, polls' first; ``None`` if none is queued."""
+        """The next object found, polls' first; ``None`` if none is queued. A follower whose schedule
+        ended on a bug says so as a :class:`~consumer.ops.faults.Fault` (the run stops; never a silent
+        stall)."""
         self._start()
+        task = self._task
+        if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+            raise Fault(f"the follower stopped: {type(task.exception()).__name__}: {task.exception()}")
         queue = self._fresh or self._swept
         if not queue:
             return None
@@ -171,7 +185,7 @@ class Follower:
             if obj is not None:
                 return obj
             self._arrived.clear()
-            await self._arrived.wait()
+            await self._arrived.wait()  # set by every object queued, and by the schedule's end
 
     def cancel(self) -> None:
         """Stop listing."""
@@ -191,7 +205,13 @@ class Follower:
     def _start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="follower")
-            self._task.add_done_callback(_report_crash)
+            self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The schedule ended (a bug: it runs until cancelled): logged, and the reader woken to hear it."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the follower stopped", exc_info=task.exception())
+        self._arrived.set()
 
     async def _run(self) -> None:
         """Poll every ``poll_interval`` (sooner after a failure, with back-off), sweep every
@@ -220,7 +240,7 @@ class Follower:
                 wait = 0.0
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
-                    await _either(self._wake, self._room if self._sweeping is not None else None)
+                    await either(self._wake, self._room if self._sweeping is not None else None)
 
     def _exists(self, obj: StoredObject) -> bool:
         """Whether ``obj`` (due to be read again) is still in the store (in a thread)."""
@@ -313,7 +333,7 @@ class Follower:
         assert sweeping is not None
         room = max(1, min(QUEUED - len(self._swept), SWEEP_WINDOW - self.ledger.sweep_unsettled()))
         try:
-            taken = await asyncio.to_thread(_take, sweeping.objects, room)
+            taken = await asyncio.to_thread(take, sweeping.objects, room)
         except StoreError as exc:
             self._failed("sweep", exc)
             self._sweeping = None  # begun again (resuming after what it finished) once listings work
@@ -369,31 +389,3 @@ class Follower:
 
 _END_OF_ROOT = StoredObject("", 0, "")
 """The sweep's marker after a root's last object."""
-
-
-def _take(objects: Iterator[tuple[str, StoredObject]], n: int) -> list[tuple[str, StoredObject]]:
-    """Up to ``n`` items of ``objects`` (a sweep's listing advances in a thread)."""
-    taken = []
-    for item in objects:
-        taken.append(item)
-        if len(taken) >= n:
-            break
-    return taken
-
-
-async def _either(first: asyncio.Event, second: asyncio.Event | None) -> None:
-    """Wait until ``first`` or ``second`` (if given) is set."""
-    if second is None:
-        await first.wait()
-        return
-    waits = [asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waits:
-            w.cancel()
-
-
-def _report_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("the follower stopped", exc_info=task.exception())

@@ -142,3 +142,13 @@ def _sweep_dir(
             if prefix < mark[: len(prefix)]:
                 continue
         yield from _sweep_dir(store, root, sub, selection, mark, lister)
+
+
+def take(objects: Iterator[tuple[str, StoredObject]], n: int) -> list[tuple[str, StoredObject]]:
+    """Up to ``n`` items of ``objects`` (a sweep's listing advances in a thread)."""
+    taken = []
+    for item in objects:
+        taken.append(item)
+        if len(taken) >= n:
+            break
+    return taken
