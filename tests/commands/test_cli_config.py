@@ -71,6 +71,7 @@ def test_config_on_a_terminal_is_a_table_grouped_like_help() -> None:
     titles = [line[:-1] for line in lines if line.endswith(":") and not line.startswith(" ")]
     assert titles == [
         "input selection",
+        "following a bucket",
         "Kafka",
         "destinations",
         "Amplitude",
