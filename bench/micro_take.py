@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prometheus_client import CollectorRegistry
 
-from consumer.app.destinations import Destination
 from consumer.app.pipeline import Pipeline, Taken
+from consumer.delivery.destination import Destination
 from consumer.events import Pending, Position
 from consumer.ops.metrics import Metrics
 from consumer.positions.deadletter import DeadLetterWriter

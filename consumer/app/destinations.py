@@ -18,44 +18,16 @@ dead-lettered), so commits stay at-least-once for all of them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from consumer.delivery.destination import Destination, RequestShape
 from consumer.delivery.throttle import UNLIMITED
-from consumer.events import Pending, Position
 from consumer.settings import LimitSettings, Settings, SettingsError
 from consumer.transform.amplitude import AmplitudeMapper, Transformer
-from consumer.transform.base import Mapper, Payload
+from consumer.transform.base import Mapper
 
 if TYPE_CHECKING:  # the delivery side is not needed where only mappers run (worker processes)
-    from consumer.sinks.base import RequestCaps, Sink
-
-
-@dataclass(frozen=True)
-class RequestShape:
-    """What one request carries and how many go at once."""
-
-    events_cap: int
-    bytes_cap: int
-    batch_age: float
-    concurrency: int
-
-
-@dataclass
-class Destination:
-    """One delivery target: name (metric label, dead-letter tag), mapping, sink, request shape, limits."""
-
-    name: str
-    mapper: Mapper
-    sink: Sink
-    shape: RequestCaps
-    limits: LimitSettings
-
-    def pending(self, payload: Payload, event_type: str, position: Position, now: float) -> Pending:
-        """``payload`` on its way here: encoded once, with its limiter keys; its retry window starts at
-        ``now``. Raises ``TypeError`` if the payload cannot be encoded."""
-        mapper = self.mapper
-        return Pending(event_type, position, mapper.encode(payload), now, mapper.keys(payload))
+    from consumer.sinks.base import Sink
 
 
 def one_per_request(

@@ -39,9 +39,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from operator import attrgetter
 
-from consumer.app.destinations import Destination
 from consumer.app.periodic import Periodic, every
 from consumer.app.pipeline import Pipeline
+from consumer.delivery.destination import Destination
 from consumer.events import Position
 from consumer.ops.faults import Fault, Faults
 from consumer.ops.metrics import Metrics

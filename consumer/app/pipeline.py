@@ -3,7 +3,7 @@
 The run's loop (:mod:`consumer.app.loop`) reads prepared records (each destination's payloads, made by
 :class:`~consumer.transform.prepare.Preparer` in a worker process or here) in position order and hands
 runs of them to :meth:`Pipeline.take_run`, after tracking their positions. A record goes to every
-enabled :class:`~consumer.app.destinations.Destination` (fan-out): each has mapped it to zero or more
+enabled :class:`~consumer.delivery.destination.Destination` (fan-out): each has mapped it to zero or more
 payloads (or skipped it) and its own delivery engine takes them. The record's position is acknowledged once,
 when every destination has finished every payload of it (delivered or dead-lettered; a skip finishes
 at once), so a commit never passes an event some destination still owes. Undecodable inputs are
@@ -29,8 +29,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from consumer.app.destinations import Destination
 from consumer.decode.avro import DecodeError
+from consumer.delivery.destination import Destination
 from consumer.delivery.engine import DeliveryEngine
 from consumer.events import SEPARATOR_BYTES, Pending, Position
 from consumer.ops.faults import Fault, Faults

@@ -11,7 +11,8 @@ import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from consumer.app.destinations import Destination, build_destinations, build_mappers
+from consumer.app.destinations import build_destinations, build_mappers
+from consumer.delivery.destination import Destination
 from consumer.ops.faults import Fault
 from consumer.ops.health import Health
 from consumer.ops.logs import register_secret, setup

@@ -22,8 +22,8 @@ from typing import Any
 
 import orjson
 
-from consumer.app.destinations import Destination
 from consumer.app.pipeline import Pipeline
+from consumer.delivery.destination import Destination
 from consumer.events import Position
 from consumer.ops.faults import io_fault
 from consumer.ops.metrics import Metrics

@@ -19,13 +19,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from consumer.app.destinations import Destination
 from consumer.app.lease import Lease
 from consumer.app.loop import RunLoop
 from consumer.app.pipeline import Pipeline
 from consumer.commands.closing import ReplayResult, replay_lines
 from consumer.commands.follow import Following
 from consumer.commands.replay_plan import plan
+from consumer.delivery.destination import Destination
 from consumer.ops.faults import Fault
 from consumer.ops.health import Health
 from consumer.ops.metrics import Metrics

@@ -28,9 +28,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from consumer.app.destinations import Destination
 from consumer.app.loop import RunLoop
 from consumer.app.pipeline import Pipeline
+from consumer.delivery.destination import Destination
 from consumer.ops.health import Health
 from consumer.ops.metrics import Metrics
 from consumer.positions.deadletter import DeadLetterOutput, open_dead_letters

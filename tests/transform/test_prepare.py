@@ -11,10 +11,10 @@ from currents_devkit.registry import local_schema_id
 from currents_devkit.synth import Synth, avro_body, confluent_frame
 from prometheus_client import CollectorRegistry
 
-from consumer.app.destinations import Destination
 from consumer.app.pipeline import Pipeline
 from consumer.decode.avro import DecodeError, decode_message
 from consumer.decode.schemas import parsed_schema
+from consumer.delivery.destination import Destination
 from consumer.events import Pending, Position
 from consumer.ops.metrics import Metrics
 from consumer.positions.deadletter import DeadLetterWriter, read_dead_letters
