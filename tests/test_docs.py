@@ -18,6 +18,7 @@ import re
 import subprocess
 import sys
 import tomllib
+from collections import Counter
 from pathlib import Path
 from types import ModuleType
 
@@ -184,3 +185,25 @@ def test_the_docs_cite_amplitudes_documented_project_limit() -> None:
     for path, text in pages.items():
         assert not re.search(r"50,000 events/s|50000 events/s", text), f"{path.relative_to(ROOT)}"
     assert "100,000 events/s per project and endpoint" in pages[DOCS / "backfill.md"]
+
+
+def test_architecture_names_only_files_that_exist_and_each_module_once() -> None:
+    """Every ``*.py`` path ``docs/architecture.md`` names exists, and within one package's section each
+    module is described once."""
+    text = (DOCS / "architecture.md").read_text()
+    root = DOCS.parent
+    sources = [p.relative_to(root).as_posix() for p in root.glob("**/*.py") if ".ci" not in p.parts]
+    missing = [
+        name
+        for name in sorted(set(re.findall(r"`([A-Za-z_/]+\.py)`", text)))
+        if not any(path == name or path.endswith("/" + name) for path in sources)
+    ]
+    assert missing == []
+    section, described = "", Counter[tuple[str, str]]()
+    for line in text.splitlines():
+        heading = re.match(r"^#{2,4} `([a-z_/]+)`", line)
+        if heading:
+            section = heading.group(1)
+        for name in re.findall(r"\*\*`([a-z_/]+\.py)`\*\*", line):
+            described[(section, name)] += 1
+    assert [key for key, n in described.items() if n > 1] == []

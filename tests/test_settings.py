@@ -18,6 +18,7 @@ from consumer.settings import (
     load,
     parse_duration,
 )
+from consumer.settings.partners import MovableInkSettings, RemergeSettings
 from consumer.transform.amplitude_tables import amplitude_name
 
 SECRET = "sk-live-7d1e0c2b9a"
@@ -288,23 +289,34 @@ def test_destination_settings_from_file_env_and_their_secrets_never_print(tmp_pa
         "MOVABLEINK_IDENTIFY": "false",
     }
     s = load(parse("--config", config), env)
-    assert s.movableink.endpoint == "https://mi.example"
-    assert s.movableink.event_names == "verbatim"
-    assert s.movableink.rate == 5.0
-    assert s.movableink.identify is False
-    assert s.movableink.url == f"https://mi.example/behavioral/mi-{SECRET}"
-    assert s.remerge.store_app_ids() == {"braze-ios": "012345678", "braze-android": "com.example"}
+    assert s.section("movableink", MovableInkSettings).endpoint == "https://mi.example"
+    assert s.section("movableink", MovableInkSettings).event_names == "verbatim"
+    assert s.section("movableink", MovableInkSettings).rate == 5.0
+    assert s.section("movableink", MovableInkSettings).identify is False
+    assert s.section("movableink", MovableInkSettings).url == f"https://mi.example/behavioral/mi-{SECRET}"
+    assert s.section("remerge", RemergeSettings).store_app_ids() == {
+        "braze-ios": "012345678",
+        "braze-android": "com.example",
+    }
     described = s.describe()
     for key in ("movableink.key", "movableink.username", "movableink.password", "remerge.key"):
         assert described[key]["value"] == "***"
-    for text in (repr(s), str(described), repr(s.movableink), repr(s.remerge)):
+    for text in (
+        repr(s),
+        str(described),
+        repr(s.section("movableink", MovableInkSettings)),
+        repr(s.section("remerge", RemergeSettings)),
+    ):
         assert SECRET not in text
 
 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"REMERGE_APP_IDS": "no-equals-sign"}, r"--remerge-app-id: expected BRAZE_APP_ID=STORE_APP_ID"),
+        (
+            {"REMERGE_APP_IDS": "no-equals-sign"},
+            r"--remerge-app-id \(from env REMERGE_APP_IDS\): expected BRAZE_APP_ID=STORE_APP_ID",
+        ),
         ({"MOVABLEINK_CONCURRENCY": "0"}, r"--movableink-concurrency \(from env MOVABLEINK_CONCURRENCY\)"),
         ({"REMERGE_RATE": "-1"}, r"--remerge-rate \(from env REMERGE_RATE\)"),
         ({"MOVABLEINK_ANONYMOUS_ID": "phone"}, r"--movableink-anonymous-id .*'phone' is not one of"),
@@ -434,7 +446,8 @@ def test_settings_built_in_code_never_read_the_environment(monkeypatch: pytest.M
 
 
 def test_every_section_field_is_one_option() -> None:
-    """The options are read off the section models: every field is one, except the names table."""
+    """The options are read off the section models (the declared ones and those of the registry's
+    destinations): every field is one, except the names table."""
     from pydantic import BaseModel
 
     def leaves(model: type[BaseModel], prefix: str = "") -> set[str]:
@@ -447,7 +460,12 @@ def test_every_section_field_is_one_option() -> None:
                 out.add(prefix + name)
         return out
 
-    assert leaves(Settings) - {"sources", "mapping.names"} == {o.key for o in OPTIONS}
+    from consumer.settings import registry
+
+    added = [leaves(s.section, f"{s.name}.") for s in registry() if s.name not in Settings.model_fields]
+    assert added, "the partners' sections come from the registry"
+    fields = leaves(Settings).union(*added) - {"sources", "mapping.names"}
+    assert fields == {o.key for o in OPTIONS}
     by_key = {o.key: o for o in OPTIONS}
     assert by_key["amplitude.region"].choices == ("us", "eu")
     assert by_key["limits.retry_window"].parse is parse_duration
@@ -569,3 +587,66 @@ def test_an_unknown_key_names_the_file_it_is_in(tmp_path: Path) -> None:
     bad.write_text("[amplitude]\nregoin = 'eu'\n")
     with pytest.raises(SettingsError, match=f"unknown keys in config file {bad}: amplitude.regoin"):
         load(parse("--config", str(good), "--config", str(bad)), {})
+
+
+PINNED = Path(__file__).with_name("pinned_option_names.txt")
+
+
+def _pinned() -> list[tuple[str, str, str]]:
+    rows = [line.split() for line in PINNED.read_text().splitlines() if line and not line.startswith("#")]
+    return [(key, flag, env) for key, flag, env in rows]
+
+
+def test_every_option_name_of_today_keeps_working() -> None:
+    """Every TOML key, flag and environment variable a user may have configured (pinned when the
+    destinations' options became derived from their section) still names the same option, and every
+    pinned flag is accepted by the commands' parsers."""
+    from consumer.commands.cli import build_parser
+    from consumer.settings import OPTION_BY_KEY
+
+    pinned = _pinned()
+    assert len(pinned) >= 100
+    parser, _ = build_parser(plugins=False, destinations=("amplitude", "movableink", "remerge"))
+    accepted = {
+        flag
+        for action in parser._subparsers._group_actions  # type: ignore[union-attr]
+        for sub in action.choices.values()  # type: ignore[union-attr]
+        for sub_action in sub._actions
+        for flag in sub_action.option_strings
+    }
+    for key, flag, env in pinned:
+        if key.endswith("_file") and key not in OPTION_BY_KEY:
+            secret = OPTION_BY_KEY[key.removesuffix("_file")]
+            assert secret.secret and (secret.file_key, secret.file_flag, secret.file_env) == (key, flag, env)
+        else:
+            opt = OPTION_BY_KEY[key]
+            assert (opt.flag, opt.env) == (flag, env), key
+        assert flag in accepted, flag
+
+
+@pytest.mark.parametrize("section", ["movableink", "remerge"])
+def test_each_partner_has_its_own_limits(section: str) -> None:
+    """A partner's retry window, back-off, penalty, rate and memory bound are its own: Amplitude's
+    ``[limits]`` (and its per-device limits) do not leak into them."""
+    from consumer.app.destinations import destination
+
+    prefix = section.upper()
+    s = load(
+        None,
+        env={
+            "CURRENTS_MAX_PENDING": "7",
+            "CURRENTS_MAX_BACKOFF": "1s",
+            "CURRENTS_THROTTLE_PENALTY": "2s",
+            "CURRENTS_RETRY_WINDOW": "3s",
+            f"{prefix}_MAX_PENDING": "11",
+            f"{prefix}_MAX_BACKOFF": "13s",
+            f"{prefix}_THROTTLE_PENALTY": "17s",
+            f"{prefix}_RETRY_WINDOW": "19s",
+            f"{prefix}_RATE": "23",
+        },
+    )
+    own = destination(s, section, sink=None, mapper=object()).limits  # type: ignore[arg-type]
+    assert (own.max_pending, own.max_backoff, own.throttle_penalty, own.retry_window) == (11, 13, 17, 19)
+    assert own.project_rate == 23 and own.device_rate == float("inf")
+    amplitude = destination(s, "amplitude", sink=None, mapper=object()).limits  # type: ignore[arg-type]
+    assert (amplitude.max_pending, amplitude.max_backoff, amplitude.retry_window) == (7, 1, 3)

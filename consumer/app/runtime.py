@@ -8,18 +8,15 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from consumer.app.destinations import build_destinations, build_mappers
-from consumer.delivery.destination import Destination
 from consumer.ops.faults import Fault
 from consumer.ops.health import Health
 from consumer.ops.logs import register_secret, setup
 from consumer.ops.metrics import Metrics, default_metrics
 from consumer.ops.process import limit_malloc_arenas, tune_gc
-from consumer.settings import Settings, SettingsError
-from consumer.transform.base import Mapper
+from consumer.settings import OPTIONS, Settings
 
 log = logging.getLogger("currents")
 
@@ -30,30 +27,10 @@ def prepare(settings: Settings) -> Metrics:
     tune_gc()
     limit_malloc_arenas()
     setup(settings.log_format, settings.log_level)
-    for secret in (
-        settings.amplitude.api_key,
-        settings.movableink.key,
-        settings.movableink.username,
-        settings.movableink.password,
-        settings.remerge.key,
-    ):
-        register_secret(secret.reveal())
+    for opt in OPTIONS:
+        if opt.secret:
+            register_secret(settings.value_of(opt.key).reveal())
     return default_metrics()
-
-
-def make_destinations(settings: Settings, mappers: Sequence[Mapper] | None = None) -> list[Destination]:
-    """The enabled destinations with their sinks (and ``mappers`` if given, see
-    :func:`~consumer.app.destinations.build_destinations`); refuses to start one that lacks its
-    credentials."""
-    return build_destinations(settings, make_mappers(settings) if mappers is None else mappers)
-
-
-def make_mappers(settings: Settings) -> list[Mapper]:
-    """The enabled destinations' mappers; refuses to start one that lacks its credentials."""
-    try:
-        return build_mappers(settings)
-    except SettingsError as exc:
-        raise SystemExit(f"currents-consumer: {exc}") from None
 
 
 @contextlib.asynccontextmanager

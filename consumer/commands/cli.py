@@ -110,7 +110,7 @@ def _cmd_replay_dry_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.app.runtime import make_mappers
+    from consumer.app.destinations import build_mappers
     from consumer.sources.workers.file_pool import WorkerPool
 
     if args.dry_run:
@@ -118,7 +118,7 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             raise SettingsError("--dry-run lists what a replay would read now: run it without --follow")
         return _cmd_replay_dry_run(args, settings)
     _check_outputs(settings, state=True)
-    mappers = make_mappers(settings)
+    mappers = build_mappers(settings)
     pool = None
     if settings.input.workers:
         # Started before anything else: the workers load their modules while this process loads its own.
@@ -134,9 +134,9 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 def _replay_with(
     args: argparse.Namespace, settings: Settings, mappers: list[Mapper], pool: WorkerPool | None
 ) -> int:
-    from consumer.app.destinations import close_all
+    from consumer.app.destinations import build_destinations, close_all
     from consumer.app.lease import LockHeld
-    from consumer.app.runtime import install_signals, make_destinations, ops_server, prepare
+    from consumer.app.runtime import install_signals, ops_server, prepare
     from consumer.commands.replay import Replay
     from consumer.positions.keeper import KeeperError
     from consumer.sources.storage.store import StoreError
@@ -144,7 +144,7 @@ def _replay_with(
     metrics = prepare(settings)
 
     async def run() -> int:
-        destinations = make_destinations(settings, mappers)
+        destinations = build_destinations(settings, mappers)
         try:
             replay = Replay(args.paths, settings, destinations, metrics, pool=pool)
         except ValueError as exc:  # an unreadable resume state: say so, change nothing
@@ -183,8 +183,8 @@ def _replay_with(
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.app.destinations import close_all
-    from consumer.app.runtime import install_signals, make_destinations, ops_server, prepare
+    from consumer.app.destinations import build_destinations, close_all
+    from consumer.app.runtime import install_signals, ops_server, prepare
     from consumer.commands.run import Daemon
 
     if not settings.kafka.topics and not settings.kafka.topic_pattern:
@@ -195,7 +195,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     register_secret(settings.kafka.schema_registry_password.reveal())
 
     async def run() -> int:
-        destinations = make_destinations(settings)
+        destinations = build_destinations(settings)
         daemon = Daemon(settings, destinations, metrics)
         stop = install_signals(daemon.stop)
         code = ExitCode.FAULT
@@ -226,8 +226,8 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.app.destinations import close_all
-    from consumer.app.runtime import make_destinations, prepare
+    from consumer.app.destinations import build_destinations, close_all
+    from consumer.app.runtime import prepare
     from consumer.commands.redrive import parse_offsets, redrive
 
     _check_outputs(settings, state=False, topic=True)
@@ -236,7 +236,7 @@ def _cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
     register_secret(settings.kafka.sasl_password.reveal())
 
     async def run() -> int:
-        destinations = make_destinations(settings)
+        destinations = build_destinations(settings)
         try:
             summary = await redrive(
                 args.paths,

@@ -18,8 +18,9 @@ from rich_argparse import RawDescriptionRichHelpFormatter
 from consumer import __version__
 from consumer.commands.plugins import Command, register_plugins
 from consumer.ops.exits import EPILOG
-from consumer.settings import DESTINATIONS, OPTIONS, Option, add_arguments, parse_duration
-from consumer.settings.fields import GROUPS, parse_list
+from consumer.settings import OPTIONS, Option, add_arguments, names, parse_duration
+from consumer.settings.fields import parse_list
+from consumer.settings.model import GROUPS
 
 
 class HelpFormatter(RawDescriptionRichHelpFormatter):
@@ -123,7 +124,7 @@ class CommandLineParser(argparse.ArgumentParser):
             opt = _OPTION_OF_DEST.get(action.dest)
             if opt is None:
                 continue
-            enabled = opt.group not in DESTINATIONS or opt.group in self.destinations
+            enabled = opt.group not in names() or opt.group in self.destinations
             if not (opt.common and enabled):
                 hidden.append(action)
         return hidden
@@ -148,7 +149,7 @@ def _positional(action: argparse.Action) -> str:
 
 ROOTS = "Currents Avro files or directories (recursive), or s3://, gs://, az:// bucket prefixes"
 SUMMARY_JSON = "print the final summary as JSON on stderr"
-DELIVERY = ("destination", "amplitude", "limits", "movableink", "remerge", "mapping")
+DELIVERY = ("destination", *names(), "limits", "mapping")
 """The option groups of every command that delivers events."""
 
 

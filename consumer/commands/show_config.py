@@ -12,8 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from consumer.settings.fields import GROUPS
-from consumer.settings.model import OPTIONS
+from consumer.settings.model import GROUPS, OPTIONS
 
 NAMES_KEY = "mapping.names"
 VALUE_WIDTH = 32

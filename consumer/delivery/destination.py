@@ -1,7 +1,8 @@
 """A destination as delivery sees it: a mapper, a sink, a request shape and its own limits.
 
 What each destination is (its settings, its mapper and sink factories) is the registry's
-(:mod:`consumer.app.destinations`); this is the value the pipeline and the engine are built from.
+(:mod:`consumer.settings.destinations`); :mod:`consumer.app.destinations` builds this value from it, and
+the pipeline and the engine are built from this value.
 """
 
 from __future__ import annotations
@@ -12,16 +13,6 @@ from consumer.events import Pending, Position
 from consumer.settings import LimitSettings
 from consumer.sinks.base import RequestCaps, Sink
 from consumer.transform.base import Mapper, Payload
-
-
-@dataclass(frozen=True)
-class RequestShape:
-    """What one request carries and how many go at once."""
-
-    events_cap: int
-    bytes_cap: int
-    batch_age: float
-    concurrency: int
 
 
 @dataclass

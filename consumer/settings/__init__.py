@@ -7,8 +7,8 @@ is flag > environment > file (``--config`` / ``CURRENTS_CONFIG``) > default. The
 section and never read ``os.environ`` themselves.
 
 Modules: :mod:`.fields` (value types, parsers, option metadata), :mod:`.delivery`, :mod:`.partners`,
-:mod:`.sources`, :mod:`.mapping` (the sections), :mod:`.model` (:class:`Settings`, :data:`OPTIONS`),
-:mod:`.loader` (precedence, flags, errors).
+:mod:`.sources`, :mod:`.mapping` (the sections), :mod:`.destinations` (the registry of destinations),
+:mod:`.model` (:class:`Settings`, :data:`OPTIONS`), :mod:`.loader` (precedence, flags, errors).
 """
 
 from __future__ import annotations
@@ -18,33 +18,33 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from consumer.settings.delivery import AmplitudeSettings, LimitSettings
+    from consumer.settings.destinations import DestinationSpec, names, registry
     from consumer.settings.fields import Option, Secret, SettingsError, parse_duration
     from consumer.settings.loader import add_arguments, load
     from consumer.settings.mapping import MappingConfig, PropertyMode
     from consumer.settings.model import OPTION_BY_KEY, OPTIONS, Settings
-    from consumer.settings.partners import DESTINATIONS, MovableInkSettings, RemergeSettings
     from consumer.settings.sources import InputSettings, KafkaSettings
 
 # Loaded on first use (PEP 562): a worker process that only unpickles a mapper needs the section it
 # holds (``MappingConfig``), not pydantic-settings and every other section (about 70 ms per worker).
 _MODULE_OF = {
     "AmplitudeSettings": "delivery",
-    "DESTINATIONS": "partners",
+    "DestinationSpec": "destinations",
     "InputSettings": "sources",
     "KafkaSettings": "sources",
     "LimitSettings": "delivery",
     "MappingConfig": "mapping",
-    "MovableInkSettings": "partners",
     "OPTIONS": "model",
     "OPTION_BY_KEY": "model",
     "Option": "fields",
     "PropertyMode": "mapping",
-    "RemergeSettings": "partners",
     "Secret": "fields",
     "Settings": "model",
     "SettingsError": "fields",
     "add_arguments": "loader",
     "load": "loader",
+    "names": "destinations",
+    "registry": "destinations",
     "parse_duration": "fields",
 }
 
@@ -60,22 +60,22 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "DESTINATIONS",
     "OPTIONS",
     "OPTION_BY_KEY",
     "AmplitudeSettings",
+    "DestinationSpec",
     "InputSettings",
     "KafkaSettings",
     "LimitSettings",
     "MappingConfig",
-    "MovableInkSettings",
     "Option",
     "PropertyMode",
-    "RemergeSettings",
     "Secret",
     "Settings",
     "SettingsError",
     "add_arguments",
     "load",
+    "names",
     "parse_duration",
+    "registry",
 ]

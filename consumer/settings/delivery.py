@@ -1,7 +1,9 @@
-"""The Amplitude destination's section and the limits every destination is delivered under."""
+"""What every destination's section answers, the Amplitude destination's section, and the limits
+Amplitude is delivered under."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Literal
 
@@ -26,7 +28,35 @@ _limits = partial(_option, group="limits")
 HTTP_V2_EVENTS_CAP = 2000
 
 
-class AmplitudeSettings(Section):
+@dataclass(frozen=True)
+class RequestShape:
+    """What one request carries and how many go at once (a :class:`~consumer.sinks.base.RequestCaps`)."""
+
+    events_cap: int
+    bytes_cap: int
+    batch_age: float
+    concurrency: int
+
+
+class DestinationSection(Section):
+    """The settings of one destination (its ``[name]`` table, its help group): it says how its requests
+    are shaped (:meth:`request_shape`), what it cannot work without (:meth:`missing`) and which limits
+    its events are delivered under (:meth:`own_limits`)."""
+
+    def request_shape(self) -> RequestShape:
+        """What one request carries and how many go at once."""
+        raise NotImplementedError
+
+    def missing(self) -> str:
+        """What the destination lacks to start (names the options), or ``""``."""
+        return ""
+
+    def own_limits(self, limits: LimitSettings) -> LimitSettings:
+        """The limits of this destination's events; ``limits`` is the ``[limits]`` section (Amplitude's)."""
+        return limits
+
+
+class AmplitudeSettings(DestinationSection):
     """The Amplitude destination: where, how, and the request caps."""
 
     api_key: SecretText = _amplitude(
@@ -89,6 +119,14 @@ class AmplitudeSettings(Section):
                 "max_events", f"{self.max_events!r} is out of range (0 to 2000 (more only with --api batch))"
             )
         return self
+
+    def request_shape(self) -> RequestShape:
+        """Batches up to the endpoint's caps."""
+        return RequestShape(self.events_cap, self.bytes_cap, self.batch_age, self.concurrency)
+
+    def missing(self) -> str:
+        """Amplitude needs its project's API key."""
+        return "" if self.api_key else "no Amplitude API key (--api-key or AMPLITUDE_API_KEY)"
 
     @property
     def endpoint(self) -> str:

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict, Unpack
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, SecretStr
 
@@ -156,38 +156,59 @@ class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
 
-def option(
-    default: Any,
-    flag: str,
-    env: str,
-    help: str,
-    *,
-    group: str,
-    switch: bool = False,
-    common: bool = False,
-    ge: float | None = None,
-    gt: float | None = None,
-    le: float | None = None,
-    metavar: str = "",
-) -> Any:
-    """Declare one option: its default and bounds, and where it can come from (flag, environment;
-    the TOML key is the field's path). ``switch`` makes the flag take no value (``--event-time``).
-    ``group`` is a key of :data:`GROUPS`: the commands that read the option add its group, and
-    ``--help`` lists it under the group's title. ``metavar`` is what ``--help`` shows in place of the
-    value (default: from the type, see :func:`default_metavar`). ``common`` options are those a new user
-    needs: ``--help`` lists them (and those of the enabled destinations), ``--help-all`` every one."""
+class Traits(TypedDict, total=False):
+    """What an option may say besides its names: ``switch`` makes the flag take no value
+    (``--event-time``); ``common`` options are those a new user needs (``--help`` lists them and those
+    of the enabled destinations, ``--help-all`` every one); ``ge``/``gt``/``le`` bound the value;
+    ``metavar`` is what ``--help`` shows in place of the value (default: from the type, see
+    :func:`default_metavar`)."""
+
+    switch: bool
+    common: bool
+    ge: float | None
+    gt: float | None
+    le: float | None
+    metavar: str
+
+
+def _declared(default: Any, help: str, names: dict[str, JsonValue], traits: Traits) -> Any:
     meta: dict[str, JsonValue] = {
-        "flag": flag,
-        "env": env,
-        "group": group,
-        "switch": switch,
-        "metavar": metavar,
-        "common": common,
+        **names,
+        "switch": traits.get("switch", False),
+        "metavar": traits.get("metavar", ""),
+        "common": traits.get("common", False),
     }
+    ge, gt, le = traits.get("ge"), traits.get("gt"), traits.get("le")
     return Field(default, description=help, ge=ge, gt=gt, le=le, json_schema_extra=meta)
 
 
-GROUPS: dict[str, str] = {
+def option(default: Any, flag: str, env: str, help: str, *, group: str, **traits: Unpack[Traits]) -> Any:
+    """Declare one option: its default, its help and where it can come from (flag, environment; the
+    TOML key is the field's path), and its :class:`Traits`. ``group`` is a key of
+    :data:`CORE_GROUPS`: the commands that read the option add its group, and ``--help`` lists it
+    under the group's title."""
+    return _declared(default, help, {"flag": flag, "env": env, "group": group}, traits)
+
+
+def derived(default: Any, help: str, *, word: str = "", **traits: Unpack[Traits]) -> Any:
+    """Declare an option whose names come from where it is declared: in the section ``remerge``, the
+    field ``retry_window`` is ``--remerge-retry-window``, ``REMERGE_RETRY_WINDOW`` and
+    ``remerge.retry_window``, listed in the group ``remerge``. ``word`` replaces the field's part of the
+    flag where it differs (``event_types`` is ``--remerge-event-type``). A base section declares such
+    options once for every section that extends it. The rest as :func:`option`."""
+    return _declared(default, help, {"flag": "", "word": word, "env": "", "group": ""}, traits)
+
+
+def derived_names(key: str, meta: dict[str, Any]) -> tuple[str, str, str]:
+    """The flag, environment variable and group of the option at dotted ``key`` (declared by
+    :func:`option`, or by :func:`derived` and named after ``key``)."""
+    section, _, field = key.rpartition(".")
+    flag = str(meta["flag"]) or f"--{section.replace('.', '-')}-{meta.get('word') or field.replace('_', '-')}"
+    env = str(meta["env"]) or key.upper().replace(".", "_")
+    return flag, env, str(meta["group"]) or key.partition(".")[0]
+
+
+CORE_GROUPS: dict[str, str] = {
     "input": "input selection",
     "follow": "following a bucket",
     "kafka_connection": "Kafka",
@@ -196,8 +217,6 @@ GROUPS: dict[str, str] = {
     "amplitude": "Amplitude",
     "limits": "limits and retries",
     "mapping": "mapping",
-    "movableink": "Movable Ink",
-    "remerge": "Remerge",
     "workers": "operations",
     "metrics": "operations",
     "logs": "operations",
@@ -206,7 +225,8 @@ GROUPS: dict[str, str] = {
 }
 """Option groups, in the order ``--help`` shows them, and the title each is listed under. A group is
 the unit a command selects (``run`` reads ``dead_letter`` but not ``state``); several groups may
-share a title."""
+share a title. Each destination but Amplitude adds its own group after ``mapping``
+(:data:`consumer.settings.model.GROUPS`)."""
 
 _METAVARS: dict[Callable[[str], Any], str] = {
     parse_duration: "DURATION",

@@ -25,9 +25,9 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import PydanticBaseSettingsSource
 
 from consumer.settings.delivery import BATCH_API_DEVICE_RATE
-from consumer.settings.fields import GROUPS, Option, OptionError, SettingsError, read_secret
+from consumer.settings.fields import Option, OptionError, SettingsError, read_secret
 from consumer.settings.mapping import GLOSSARY_DEFAULTS, names_table
-from consumer.settings.model import OPTION_BY_KEY, OPTIONS, Settings
+from consumer.settings.model import GROUPS, OPTION_BY_KEY, OPTIONS, Settings
 
 SECRETS = tuple(o for o in OPTIONS if o.secret)
 """The secret options: each may also be read from a file (see :func:`load`)."""
@@ -173,7 +173,6 @@ def load(args: argparse.Namespace | None = None, env: Mapping[str, str] | None =
         # must not ride along as __context__
         raise SettingsError("; ".join(problems))
     settings.kafka.event_type_for_topic()
-    settings.remerge.store_app_ids()
     return settings
 
 

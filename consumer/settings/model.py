@@ -11,17 +11,20 @@ from __future__ import annotations
 import re
 import typing
 from collections.abc import Iterator, Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, overload
 
 from annotated_types import Ge, Gt, Le
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, ModelWrapValidatorHandler, ValidationError, model_validator
 from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails, InitErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from consumer.settings.delivery import AmplitudeSettings, LimitSettings
+from consumer.settings.delivery import AmplitudeSettings, DestinationSection, LimitSettings
+from consumer.settings.destinations import names, registry
 from consumer.settings.fields import (
     AS_FOLDED_TEXT,
     AS_TEXT,
+    CORE_GROUPS,
     Coerce,
     Duration,
     Int,
@@ -31,18 +34,19 @@ from consumer.settings.fields import (
     Text,
     Words,
     default_metavar,
+    derived_names,
     option,
 )
 from consumer.settings.mapping import MappingConfig
-from consumer.settings.partners import DESTINATIONS, MovableInkSettings, RemergeSettings
 from consumer.settings.sources import FollowSettings, InputSettings, KafkaSettings
 
 
 def _known_destinations(chosen: tuple[str, ...]) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(chosen))  # in order, once each
-    unknown = [d for d in chosen if d not in DESTINATIONS]
+    known = names()
+    unknown = [d for d in chosen if d not in known]
     if unknown or not chosen:
-        raise ValueError(f"{', '.join(unknown) or 'none given'}; choose among {', '.join(DESTINATIONS)}")
+        raise ValueError(f"{', '.join(unknown) or 'none given'}; choose among {', '.join(known)}")
     return chosen
 
 
@@ -65,14 +69,21 @@ def _dead_letter_target(target: str) -> str:
     return target
 
 
+S = TypeVar("S", bound=DestinationSection)
+
+
 class Settings(BaseSettings):
     """Everything a command needs, resolved once and frozen. ``sources`` says where each value came from.
 
     Built by :func:`consumer.settings.load` from flags, environment and file; built directly
     (``Settings(...)``) it takes only the given values and defaults: it never reads ``os.environ``.
+
+    Every destination of the registry (:mod:`consumer.settings.destinations`) has its section here under
+    its name (``settings.section("remerge")``, ``[remerge]`` in TOML), Amplitude's as a declared field,
+    the others added from the registry; any other unknown key is refused.
     """
 
-    model_config = SettingsConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = SettingsConfigDict(frozen=True, extra="allow", validate_default=True)
 
     amplitude: AmplitudeSettings = Field(default_factory=AmplitudeSettings)
     destinations: Annotated[Words, AfterValidator(_known_destinations)] = option(
@@ -81,11 +92,9 @@ class Settings(BaseSettings):
         "CURRENTS_DESTINATIONS",
         "destinations every event goes to (repeatable)",
         group="destination",
-        metavar="{" + ",".join(DESTINATIONS) + "}",
+        metavar="{" + ",".join(names()) + "}",
         common=True,
     )
-    movableink: MovableInkSettings = Field(default_factory=MovableInkSettings)
-    remerge: RemergeSettings = Field(default_factory=RemergeSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     dead_letter: Annotated[str, AS_TEXT, AfterValidator(_dead_letter_target)] = option(
         "dead-letter",
@@ -153,6 +162,50 @@ class Settings(BaseSettings):
     )
     sources: Mapping[str, str] = Field(default_factory=dict)
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _destination_sections(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
+        """Validate each registered destination's section (given or default) and refuse unknown keys;
+        every problem is reported at once, at its option's location, as pydantic reports a field's."""
+        if not isinstance(data, Mapping):
+            return handler(data)
+        data = dict(data)
+        errors: list[InitErrorDetails] = []
+        for spec in registry():
+            if spec.name in cls.model_fields:
+                continue
+            given = data.get(spec.name, {})
+            if isinstance(given, spec.section):
+                continue
+            try:
+                data[spec.name] = spec.section.model_validate(given)
+            except ValidationError as exc:
+                errors += [_at(spec.name, error) for error in exc.errors()]
+                del data[spec.name]
+        known = set(cls.model_fields) | set(names())
+        errors += [
+            InitErrorDetails(type="extra_forbidden", loc=(key,), input=data.pop(key))
+            for key in [key for key in data if key not in known]
+        ]
+        try:
+            settings = handler(data)
+        except ValidationError as exc:
+            errors = [_at(None, error) for error in exc.errors()] + errors
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return settings
+
+    @overload
+    def section(self, name: str) -> DestinationSection: ...
+    @overload
+    def section(self, name: str, kind: type[S]) -> S: ...
+    def section(self, name: str, kind: type[DestinationSection] = DestinationSection) -> DestinationSection:
+        """The settings section of the destination called ``name`` (checked to be a ``kind``)."""
+        value = getattr(self, name)
+        if not isinstance(value, kind):
+            raise TypeError(f"the section {name!r} is a {type(value).__name__}, not a {kind.__name__}")
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -190,6 +243,15 @@ class Settings(BaseSettings):
         return obj
 
 
+def _at(section: str | None, error: ErrorDetails) -> InitErrorDetails:
+    """``error`` as a line of a new :class:`ValidationError`, located under ``section`` if given."""
+    loc = error["loc"] if section is None else (section, *error["loc"])
+    line = InitErrorDetails(type=error["type"], loc=loc, input=error["input"])
+    if "ctx" in error:
+        line["ctx"] = error["ctx"]
+    return line
+
+
 def _bounds(info: FieldInfo) -> str:
     ge: Any = next((m.ge for m in info.metadata if isinstance(m, Ge)), None)
     gt: Any = next((m.gt for m in info.metadata if isinstance(m, Gt)), None)
@@ -209,17 +271,18 @@ def _option_of(key: str, info: FieldInfo) -> Option:
     coerce = next(m.func for m in info.metadata if isinstance(getattr(m, "func", None), Coerce))
     assert isinstance(coerce, Coerce)
     literal = typing.get_origin(info.annotation) is Literal
+    flag, env, group = derived_names(key, meta)
     return Option(
         key=key,
-        flag=str(meta["flag"]),
-        env=str(meta["env"]),
+        flag=flag,
+        env=env,
         default="" if coerce.secret else info.default,
         help=info.description or "",
         parse=coerce.parse,
         secret=coerce.secret,
         choices=tuple(typing.get_args(info.annotation)) if literal else (),
         repeatable=coerce.kind is tuple,
-        group=str(meta["group"]),
+        group=group,
         switch=bool(meta["switch"]),
         common=bool(meta.get("common")),
         bounds=_bounds(info),
@@ -236,7 +299,24 @@ def _walk(model: type[BaseSettings] | type[Section], prefix: str = "") -> Iterat
             yield from _walk(kind, f"{prefix}{name}.")
         elif isinstance(info.json_schema_extra, dict) and "flag" in info.json_schema_extra:
             yield _option_of(prefix + name, info)
+        if model is Settings and name == "destinations":  # the other destinations' sections follow
+            for spec in registry():
+                if spec.name not in Settings.model_fields:
+                    yield from _walk(spec.section, f"{spec.name}.")
 
+
+def _groups() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, title in CORE_GROUPS.items():
+        out[key] = title
+        if key == "mapping":
+            out.update((spec.name, spec.title) for spec in registry() if spec.name not in out)
+    return out
+
+
+GROUPS = _groups()
+"""Every option group, in the order ``--help`` shows them, with its title: the core groups
+(:data:`~consumer.settings.fields.CORE_GROUPS`) and each destination's after ``mapping``."""
 
 OPTIONS: tuple[Option, ...] = tuple(_walk(Settings))
 """Every option, in the order of the sections: what flags, environment, file, docs and ``config`` use."""

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from consumer.events import Pending
-from consumer.settings import MovableInkSettings, RemergeSettings
+from consumer.settings.partners import MovableInkSettings, RemergeSettings
 from consumer.sinks.base import (
     Delivered,
     Fatal,

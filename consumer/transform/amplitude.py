@@ -106,6 +106,11 @@ class AmplitudeMapper:
     def __init__(self, transformer: Transformer) -> None:
         self.transformer = transformer
 
+    @classmethod
+    def of(cls, section: object, mapping: MappingConfig) -> AmplitudeMapper:
+        """The registry's factory: Braze's mapping as ``mapping`` configures it."""
+        return cls(Transformer(mapping))
+
     def map(self, event_type: str, record: dict[str, Any]) -> Skip | list[Payload]:
         result = self.transformer.transform(event_type, record)
         return result if isinstance(result, Skip) else [result]

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from consumer.events import json_payload
-from consumer.settings import MovableInkSettings
+from consumer.settings.partners import MovableInkSettings
 from consumer.transform.base import NO_IDENTITY, Payload, Skip
 from consumer.transform.fields import is_valid_id
 from consumer.transform.partner_events import (
@@ -52,6 +52,11 @@ class MovableInkMapper:
         self.events = PartnerEvents(settings.event_types, settings.event_names, settings.purchase_event)
         self._memory = max(1, memory)
         self._identified: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    @classmethod
+    def of(cls, section: MovableInkSettings, mapping: object) -> MovableInkMapper:
+        """The registry's factory: this mapper for its section (the Amplitude mapping is not used)."""
+        return cls(section)
 
     def map(self, event_type: str, record: dict[str, Any]) -> Skip | list[Payload]:
         """``[identify, track]`` the first time a known user's anonymous id is seen, else ``[track]``;

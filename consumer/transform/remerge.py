@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
-from consumer.settings import RemergeSettings
+from consumer.settings.partners import RemergeSettings
 from consumer.transform.base import Skip
 from consumer.transform.fields import is_valid_id
 from consumer.transform.partner_events import NO_EVENT_NAME, NOT_FORWARDED, PartnerEvents
@@ -51,6 +51,11 @@ class RemergeMapper:
         self.events = PartnerEvents(settings.event_types, settings.event_names, settings.purchase_event)
         self._store_ids = settings.store_app_ids()
         self._non_app_event = "true" if settings.non_app_event else "false"
+
+    @classmethod
+    def of(cls, section: RemergeSettings, mapping: object) -> RemergeMapper:
+        """The registry's factory: this mapper for its section (the Amplitude mapping is not used)."""
+        return cls(section)
 
     def map(self, event_type: str, record: dict[str, Any]) -> Skip | list[Payload]:
         """One payload (the query parameters but the key), or why the record is not sent."""

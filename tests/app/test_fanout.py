@@ -39,6 +39,7 @@ from consumer.commands.replay import Replay
 from consumer.ops.metrics import Metrics
 from consumer.positions.resume import ResumeState
 from consumer.settings import Settings, load
+from consumer.settings.partners import MovableInkSettings, RemergeSettings
 from consumer.transform.amplitude import Transformer
 from consumer.transform.amplitude_tables import BRAZE_TYPES
 from consumer.transform.base import Skip
@@ -81,8 +82,8 @@ class Expected:
         self.identified: set[tuple[str, str]] = set()
         self.remerge: Counter[bytes] = Counter()
         self._amp = Transformer(settings.mapping)
-        self._mi = MovableInkMapper(settings.movableink)
-        self._rm = RemergeMapper(settings.remerge)
+        self._mi = MovableInkMapper(settings.section("movableink", MovableInkSettings))
+        self._rm = RemergeMapper(settings.section("remerge", RemergeSettings))
 
     def add(self, event_type: str, record: dict[str, Any]) -> None:
         if not isinstance(self._amp.transform(event_type, record), Skip):

@@ -34,6 +34,7 @@ from amplitude_harness import event, pending
 
 from consumer.events import Pending, Position
 from consumer.settings import load
+from consumer.settings.partners import MovableInkSettings, RemergeSettings
 from consumer.sinks.amplitude import AmplitudeSink
 from consumer.sinks.base import (
     Delivered,
@@ -82,12 +83,16 @@ def _movableink(transport: httpx.AsyncBaseTransport) -> Sink:
         "MOVABLEINK_PASSWORD": MI_PASSWORD,
         **TIMEOUTS,
     }
-    return MovableInkSink(load(None, env=env).movableink, httpx.AsyncClient(transport=transport))
+    return MovableInkSink(
+        load(None, env=env).section("movableink", MovableInkSettings), httpx.AsyncClient(transport=transport)
+    )
 
 
 def _remerge(transport: httpx.AsyncBaseTransport) -> Sink:
     env = {"REMERGE_ENDPOINT": "http://remerge.test/event", "REMERGE_KEY": RM_KEY, **TIMEOUTS}
-    return RemergeSink(load(None, env=env).remerge, httpx.AsyncClient(transport=transport))
+    return RemergeSink(
+        load(None, env=env).section("remerge", RemergeSettings), httpx.AsyncClient(transport=transport)
+    )
 
 
 def _one(encoded: bytes) -> list[Pending]:

@@ -17,7 +17,8 @@ from aiohttp import web
 
 from consumer.events import Pending, Position
 from consumer.ops.web import WebServer
-from consumer.settings import MovableInkSettings, RemergeSettings, load
+from consumer.settings import load
+from consumer.settings.partners import MovableInkSettings, RemergeSettings
 from consumer.sinks.base import Delivered, Fatal, Outcome, Rejected, RetryLater, SendResult, TooLarge
 from consumer.sinks.webhook import MovableInkSink, RemergeSink, classify_single
 
@@ -86,12 +87,12 @@ def mi_settings(endpoint: str, timeout: str = "5s") -> MovableInkSettings:
         "MOVABLEINK_TIMEOUT": timeout,
         "MOVABLEINK_CONCURRENCY": "2",
     }
-    return load(None, env=env).movableink
+    return load(None, env=env).section("movableink", MovableInkSettings)
 
 
 def rm_settings(endpoint: str, timeout: str = "5s") -> RemergeSettings:
     env = {"REMERGE_ENDPOINT": endpoint, "REMERGE_KEY": RM_KEY, "REMERGE_TIMEOUT": timeout}
-    return load(None, env=env).remerge
+    return load(None, env=env).section("remerge", RemergeSettings)
 
 
 MI_EVENT = {"type": "track", "event": "product_viewed", "properties": {"id": "1"}, "user_id": "u-1"}

@@ -11,7 +11,8 @@ from currents_devkit.synth import Synth
 from record_harness import record
 
 from consumer.decode.schemas import event_types
-from consumer.settings import MovableInkSettings, load
+from consumer.settings import load
+from consumer.settings.partners import MovableInkSettings
 from consumer.transform.base import Skip
 from consumer.transform.fields import PLACEHOLDER_IDS
 from consumer.transform.movableink import MovableInkMapper
@@ -24,7 +25,9 @@ EMAIL_OPEN = "users.messages.email.Open"
 
 def settings(**env: str) -> MovableInkSettings:
     """Movable Ink settings as the commands build them, from environment variables."""
-    return load(None, env={"MOVABLEINK_ENDPOINT": "http://mi.test", "MOVABLEINK_KEY": "k", **env}).movableink
+    return load(None, env={"MOVABLEINK_ENDPOINT": "http://mi.test", "MOVABLEINK_KEY": "k", **env}).section(
+        "movableink", MovableInkSettings
+    )
 
 
 def custom(**fields: Any) -> dict[str, Any]:

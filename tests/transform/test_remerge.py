@@ -10,7 +10,8 @@ import pytest
 from currents_devkit.synth import Synth
 from record_harness import record
 
-from consumer.settings import RemergeSettings, SettingsError, load
+from consumer.settings import SettingsError, load
+from consumer.settings.partners import RemergeSettings
 from consumer.transform.base import Skip
 from consumer.transform.remerge import RemergeMapper
 
@@ -28,7 +29,7 @@ def settings(**env: str) -> RemergeSettings:
         "REMERGE_IOS_APP_ID": "012345678",
         "REMERGE_ANDROID_APP_ID": "com.example",
     }
-    return load(None, env={**values, **env}).remerge
+    return load(None, env={**values, **env}).section("remerge", RemergeSettings)
 
 
 def custom(**fields: Any) -> dict[str, Any]:
