@@ -23,13 +23,11 @@ acknowledged. From the first fault on, :meth:`take_run` / :meth:`take` raise it 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from consumer.decode.avro import DecodeError
 from consumer.delivery.destination import Destination
 from consumer.delivery.engine import DeliveryEngine
 from consumer.events import SEPARATOR_BYTES, Pending, Position
@@ -39,8 +37,6 @@ from consumer.ops.summary import Summary
 from consumer.positions.deadletter import DeadLetterOutput
 from consumer.transform.base import Skip
 from consumer.transform.prepare import Output, Preparer, Taken
-
-log = logging.getLogger("currents.pipeline")
 
 AckCallback = Callable[[list[Position]], None]
 """Told the positions of records finished (in any order, a request's events at once)."""
@@ -259,11 +255,6 @@ class Pipeline:
         except Fault as fault:
             self.faults.report(fault)
             raise
-
-    def undecodable(self, error: DecodeError) -> None:
-        """Dead-letter one undecodable input (with its raw bytes when it has them) and acknowledge it."""
-        log.warning("undecodable input %s", error)
-        self.dead_letter_input(error.position, "undecodable", error.reason, raw=error.raw)
 
     # -- the engines as one ----------------------------------------------------------------------
     @property
