@@ -69,16 +69,7 @@ class Pipeline:
         self.faults = faults if faults is not None else Faults()
         self.engines = [
             DeliveryEngine(
-                d.shape,
-                d.limits,
-                d.sink,
-                dead_letter,
-                self._done_by(d),
-                metrics,
-                name=d.name,
-                decode=d.mapper.decode,
-                clock=clock or time.time,
-                faults=self.faults,
+                d, dead_letter, self._done_by(d), metrics, clock=clock or time.time, faults=self.faults
             )
             for d in self.destinations
         ]

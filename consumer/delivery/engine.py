@@ -46,21 +46,20 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from consumer.delivery.batching import Batcher, Request
 from consumer.delivery.departures import Departures
+from consumer.delivery.destination import Destination
 from consumer.delivery.outage import OutageLog
 from consumer.delivery.policy import Decision, RetryPolicy
 from consumer.delivery.refusals import Refusals
 from consumer.delivery.throttle import ProjectLimiter, key_limiter
-from consumer.events import Pending, json_payload
+from consumer.events import Pending
 from consumer.ops.faults import Fault, Faults
 from consumer.ops.metrics import Metrics
 from consumer.ops.waits import wait_set
 from consumer.positions.deadletter import DeadLetterOutput
-from consumer.settings import LimitSettings
-from consumer.sinks.base import RequestCaps, RetryLater, SendResult, Sink
+from consumer.sinks.base import RetryLater, SendResult
 
 log = logging.getLogger("currents.delivery")
 
@@ -68,42 +67,38 @@ DoneCallback = Callable[[list[Pending], str, str], None]
 
 
 class DeliveryEngine:
-    """Batch, throttle, send and retry; see the module docstring for the contract.
+    """Batch, throttle, send and retry for one :class:`~consumer.delivery.destination.Destination`; see
+    the module docstring for the contract.
 
-    ``name`` is the destination's name: the ``destination`` label of the request metrics, and the
-    ``destination`` field of dead-letter records. A ``limits.device_rate`` of
+    The destination gives the request shape, the limits and the sink; its name is the ``destination``
+    label of the request metrics and the ``destination`` field of dead-letter records, and its mapper
+    decodes a dead-lettered event for the record. A ``limits.device_rate`` of
     :data:`~consumer.delivery.throttle.UNLIMITED` means the destination has no per-key limits (no per-key
-    state).
+    state). The dead-letter output, ``on_done``, the metrics, the clock and the faults are the run's.
     """
 
     def __init__(
         self,
-        caps: RequestCaps,
-        limits: LimitSettings,
-        sink: Sink,
+        destination: Destination,
         dead_letter: DeadLetterOutput,
         on_done: DoneCallback,
         metrics: Metrics,
         *,
-        name: str = "amplitude",
-        decode: Callable[[bytes], dict[str, Any]] = json_payload,
-        throttle_penalty: float | None = None,
         clock: Callable[[], float] = time.time,
         faults: Faults | None = None,
     ) -> None:
-        self.caps = caps
-        self.name = name
-        self.decode = decode
-        self.limits = limits
-        self.sink = sink
+        self.destination = destination
+        self.caps = caps = destination.shape
+        self.name = name = destination.name
+        self.decode = destination.mapper.decode
+        self.limits = limits = destination.limits
+        self.sink = sink = destination.sink
         self.dead = dead_letter
         self.on_done = on_done
         self.metrics = metrics
         self.clock = clock
         self.policy = RetryPolicy(
-            retry_window=limits.retry_window,
-            max_backoff=limits.max_backoff,
-            penalty=limits.throttle_penalty if throttle_penalty is None else throttle_penalty,
+            retry_window=limits.retry_window, max_backoff=limits.max_backoff, penalty=limits.throttle_penalty
         )
         # What a request body adds around its events, so that ``bytes_cap`` bounds the whole body.
         self.batcher = Batcher(caps, sink.overhead)
@@ -134,11 +129,6 @@ class DeliveryEngine:
         self.outage = OutageLog(name, clock=clock)
         self.faults = faults if faults is not None else Faults()
         self.faults.listen(self._stop_on_fault)
-
-    @property
-    def penalty(self) -> float:
-        """Seconds a throttled device/user waits when the server gives no ``Retry-After``."""
-        return self.policy.penalty
 
     # -- input -----------------------------------------------------------------------------------
     async def submit(self, item: Pending) -> None:
