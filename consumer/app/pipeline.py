@@ -2,22 +2,22 @@
 
 The run's loop (:mod:`consumer.app.loop`) reads prepared records (each destination's payloads, made by
 :class:`~consumer.transform.prepare.Preparer` in a worker process or here) in position order and hands
-runs of them to :meth:`Pipeline.take_run`, after tracking their positions. A record goes to every
+runs of them to :meth:`Pipeline.queue_run`, after tracking their positions. A record goes to every
 enabled :class:`~consumer.delivery.destination.Destination` (fan-out): each has mapped it to zero or more
 payloads (or skipped it) and its own delivery engine takes them. The record's position is acknowledged once,
 when every destination has finished every payload of it (delivered or dead-lettered; a skip finishes
 at once), so a commit never passes an event some destination still owes. Undecodable inputs are
 dead-lettered and acknowledged at once.
 
-Back-pressure: the loop takes a run up to the record that fills an engine (:meth:`Pipeline.fit`) and
-then waits for room (:meth:`Pipeline.wait_room`), so one destination that is down pauses the input once
-its ``--max-pending`` fills (the others keep flowing until then).
+Back-pressure: the loop queues a run up to the record that fills an engine (:meth:`Pipeline.queue_run`
+says where it stopped) and then waits for room (:meth:`Pipeline.wait_room`), so one destination that is
+down pauses the input once its ``--max-pending`` fills (the others keep flowing until then).
 
 The pipeline owns the run summary and the event-level metrics, so both sources report the same way.
 
 Faults: every engine shares the run's :class:`~consumer.ops.faults.Faults`; a dead-letter record the
 pipeline itself cannot write is reported there too and raised to the source, whose record then is never
-acknowledged. From the first fault on, :meth:`take_run` / :meth:`take` raise it (no new input is taken).
+acknowledged. From the first fault on, :meth:`queue_run` raises it (no new input is taken).
 """
 
 from __future__ import annotations
@@ -77,7 +77,6 @@ class Pipeline:
         self._clock = self.engines[0].clock
         # Payloads still owed per position (registered when two or more are owed).
         self._owed: dict[Position, int] = {}
-        self._since_yield = 0
 
     @property
     def engine(self) -> DeliveryEngine:
@@ -121,37 +120,27 @@ class Pipeline:
         return False
 
     # -- input -----------------------------------------------------------------------------------
-    async def take(self, position: Position, event_type: str, outputs: tuple[Output, ...]) -> None:
-        """Submit one prepared record (one :data:`~consumer.transform.prepare.Output` per destination, in
-        order)."""
-        self.faults.raise_first()
-        self._count_read(event_type, 1)
-        queues: list[list[Pending]] = [[] for _ in self.engines]
-        acked: list[Position] = []
-        self._place(position, event_type, outputs, self._clock(), queues, acked)
-        if acked:
-            self.on_ack(acked)
-        await self._offer(queues)
-        self._since_yield += 1
-        if self._since_yield >= 256:
-            # Let requests in flight make progress while a fast source keeps reading.
-            self._since_yield = 0
-            await asyncio.sleep(0)
+    def queue_run(self, records: Sequence[Taken], start: int = 0) -> int:
+        """The run loop's way in: queue ``records[start:]`` for delivery, in order, without ever waiting,
+        up to and including the record that fills an engine (``--max-pending`` events or
+        ``--max-pending-bytes``), as taking records one by one while :attr:`has_room` would; returns the
+        index after the last record queued (``len(records)`` when all were).
 
-    def take_run(self, records: Sequence[Taken]) -> None:
-        """Submit prepared records, in order, without ever waiting: for a source that must keep polling
-        while delivery is full (the Kafka daemon). The caller ends the run where :meth:`fit` says; the
-        payloads of the record that fills an engine are taken all the same. The per-record bookkeeping
-        (read counts, the clock, the hand-over to each engine) is done once per run."""
+        For a source that must keep polling while delivery is full (the Kafka daemon): the caller queues
+        while :attr:`has_room` and otherwise waits for room (:meth:`wait_room`); the payloads of the
+        record that fills an engine are queued all the same. The per-record bookkeeping (read counts, the
+        clock, the hand-over to each engine) is done once per run."""
         self.faults.raise_first()
-        self._count_types([record[1] for record in records])
-        for engine, items in zip(self.engines, self._place_all(records), strict=True):
+        end = self._run_end(records, start)
+        run = records[start:end]
+        self._count_types([record[1] for record in run])
+        for engine, items in zip(self.engines, self._place_all(run), strict=True):
             engine.offer_many(items, beyond_room=True)
+        return end
 
-    def fit(self, records: Sequence[Taken], start: int = 0) -> int:
-        """Where the run of ``records`` from ``start`` ends for :meth:`take_run`: after the record that
-        fills an engine (``--max-pending`` events or ``--max-pending-bytes``), as taking records one by
-        one while :attr:`has_room` would, or at the end."""
+    def _run_end(self, records: Sequence[Taken], start: int) -> int:
+        """Where the run of ``records`` from ``start`` ends for :meth:`queue_run`: after the record that
+        fills an engine, or at the end."""
         rooms = [engine.room() for engine in self.engines]
         for i in range(start, len(records)):
             for room, out in zip(rooms, records[i][2], strict=True):
@@ -211,14 +200,6 @@ class Pipeline:
         elif owed > 1:
             # Registered before any engine sees a payload: a payload can finish inside ``offer``.
             self._owed[position] = owed
-
-    async def _offer(self, queues: list[list[Pending]]) -> None:
-        """Hand each engine its queued payloads, in order, waiting while it is full (back-pressure)."""
-        for engine, items in zip(self.engines, queues, strict=True):
-            done = engine.offer_many(items)
-            while done < len(items):
-                await engine.submit(items[done])
-                done = engine.offer_many(items, done + 1)
 
     def _unencodable(self, dest: Destination, position: Position, event_type: str, detail: str) -> None:
         self._write_dead("unencodable", position, destination=dest.name, event_type=event_type, detail=detail)
