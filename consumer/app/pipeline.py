@@ -2,7 +2,8 @@
 
 The run's loop (:mod:`consumer.app.loop`) reads prepared records (each destination's payloads, made by
 :class:`~consumer.transform.prepare.Preparer` in a worker process or here) in position order and hands
-runs of them to :meth:`Pipeline.queue_run`, after tracking their positions. A record goes to every
+runs of them to :meth:`Pipeline.queue_run`, after tracking their positions; redrive re-sends dead-lettered
+events one at a time (:meth:`Pipeline.redeliver`). A record goes to every
 enabled :class:`~consumer.delivery.destination.Destination` (fan-out): each has mapped it to zero or more
 payloads (or skipped it) and its own delivery engine takes them. The record's position is acknowledged once,
 when every destination has finished every payload of it (delivered or dead-lettered; a skip finishes
@@ -17,7 +18,8 @@ The pipeline owns the run summary and the event-level metrics, so both sources r
 
 Faults: every engine shares the run's :class:`~consumer.ops.faults.Faults`; a dead-letter record the
 pipeline itself cannot write is reported there too and raised to the source, whose record then is never
-acknowledged. From the first fault on, :meth:`queue_run` raises it (no new input is taken).
+acknowledged. From the first fault on, :meth:`queue_run` / :meth:`redeliver` raise it (no new input is
+taken).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from consumer.ops.faults import Fault, Faults
 from consumer.ops.metrics import Metrics
 from consumer.ops.summary import Summary
 from consumer.positions.deadletter import DeadLetterOutput
-from consumer.transform.base import Skip
+from consumer.transform.base import Payload, Skip
 from consumer.transform.prepare import Output, Preparer, Taken
 
 AckCallback = Callable[[list[Position]], None]
@@ -77,6 +79,7 @@ class Pipeline:
         self._clock = self.engines[0].clock
         # Payloads still owed per position (registered when two or more are owed).
         self._owed: dict[Position, int] = {}
+        self._engine_of = {d.name: engine for d, engine in zip(self.destinations, self.engines, strict=True)}
 
     @property
     def engine(self) -> DeliveryEngine:
@@ -137,6 +140,16 @@ class Pipeline:
         for engine, items in zip(self.engines, self._place_all(run), strict=True):
             engine.offer_many(items, beyond_room=True)
         return end
+
+    async def redeliver(
+        self, destination: str, payload: Payload, event_type: str, position: Position
+    ) -> None:
+        """Redrive's way in: send ``payload`` (a dead-lettered event) again to the enabled destination
+        named ``destination``, waiting while its engine is full. It counts as read in the summary; its
+        retry window starts now."""
+        engine = self._engine_of[destination]
+        self.summary.read[event_type] += 1
+        await engine.submit(engine.destination.pending(payload, event_type, position, self._clock()))
 
     def _run_end(self, records: Sequence[Taken], start: int) -> int:
         """Where the run of ``records`` from ``start`` ends for :meth:`queue_run`: after the record that
