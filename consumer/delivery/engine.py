@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -51,7 +50,7 @@ from consumer.delivery.batching import Batcher, Request
 from consumer.delivery.departures import Departures
 from consumer.delivery.destination import Destination
 from consumer.delivery.outage import OutageLog
-from consumer.delivery.policy import Decision, RetryPolicy
+from consumer.delivery.policy import Decision, Retry, RetryPolicy
 from consumer.delivery.refusals import Refusals
 from consumer.delivery.throttle import ProjectLimiter, key_limiter
 from consumer.events import Pending
@@ -110,9 +109,7 @@ class DeliveryEngine:
             dead=self._dead_waiting,
         )
         self.limiter = self.departures.limiter
-        self._seq = itertools.count()
-        # (due, tie-break, batch, attempt, the answer that sent it here: reason and HTTP status)
-        self._retries: list[tuple[float, int, list[Pending], int, tuple[str, int]]] = []
+        self._retries: list[Retry] = []  # a heap: the next one due first
         self._live: dict[int, Pending] = {}
         self._bytes = 0
         self._inflight: set[asyncio.Task[None]] = set()
@@ -221,11 +218,12 @@ class DeliveryEngine:
         now = self.clock()
         batcher, policy = self.batcher, self.policy
         self.departures.release_due(now)
-        while self._retries and self._retries[0][0] <= now:
-            _, _, batch, attempt, last = heapq.heappop(self._retries)
-            live = [p for p in batch if not self._expired_dead(p, now, last)]
+        while self._retries and self._retries[0].due <= now:
+            retry = heapq.heappop(self._retries)
+            last = retry.last_answer
+            live = [p for p in retry.batch if not self._expired_dead(p, now, last)]
             if live:
-                batcher.queue(live, attempt)
+                batcher.queue(live, retry.attempt)
         batcher.seal_if_due(now, self._flush_now)
         project_wait = 0.0
         slots = policy.slots(now, self.caps.concurrency)
@@ -239,7 +237,7 @@ class DeliveryEngine:
             task.add_done_callback(self._sent)
         deadline = min(
             self.departures.next_due(),
-            self._retries[0][0] if self._retries else float("inf"),
+            self._retries[0].due if self._retries else float("inf"),
             batcher.due(),
             now + project_wait if project_wait > 0 else float("inf"),
             now + 0.05 if batcher.hot and len(self._inflight) < slots else float("inf"),
@@ -298,12 +296,12 @@ class DeliveryEngine:
         self.metrics.request_bytes.labels(self.name).inc(result.body_bytes)
         now = self.clock()
         with contextlib.suppress(Fault):  # reported by _dead; the fault stops the engine
-            decision = self.policy.decide(batch, request.attempt, result.outcome, now)
-            self._apply(decision, now, result.status)
+            decision = self.policy.decide(batch, request.attempt, result.outcome, now, result.status)
+            self._apply(decision, now)
         self._wake.set()
 
-    def _apply(self, decision: Decision, now: float, status: int) -> None:
-        """Carry out the policy's decision about one request answered with HTTP ``status`` (0: none)."""
+    def _apply(self, decision: Decision, now: float) -> None:
+        """Carry out the policy's decision about one answered request."""
         retry = decision.retry
         self.refusals.update(decision.credentials, decision.endpoint, retry.reason if retry else "")
         if decision.delivered:
@@ -327,10 +325,14 @@ class DeliveryEngine:
         for batch, attempt in reversed(decision.resend):
             self.batcher.front(batch, attempt)
         if retry is not None:
-            entry = (retry.due, next(self._seq), retry.batch, retry.attempt, (retry.reason, status))
-            heapq.heappush(self._retries, entry)
+            heapq.heappush(self._retries, retry)
             self.outage.retrying(
-                retry.reason, len(retry.batch), retry.after, len(self._live), self.refusals.cause, status
+                retry.reason,
+                len(retry.batch),
+                retry.after,
+                len(self._live),
+                self.refusals.cause,
+                retry.status,
             )
 
     # -- endings ---------------------------------------------------------------------------------
