@@ -161,7 +161,8 @@ class DeliveryEngine:
             full = len(live) >= limits.max_pending or self._bytes >= limits.max_pending_bytes
             if full:
                 self._room.clear()
-            self.departures.admit(item, now)  # may end the item at once (a payload too large for any request)
+            # may end the item at once (a payload too large for any request)
+            self.departures.enqueue(item, now)
             if full and not beyond_room:
                 break
         # Only the state after the loop is seen (nothing else runs meanwhile): idle iff nothing is live.
@@ -228,7 +229,7 @@ class DeliveryEngine:
         project_wait = 0.0
         slots = policy.slots(now, self.caps.concurrency)
         while len(self._inflight) < slots and (request := batcher.next()) is not None:
-            project_wait = self.project.take(len(request.batch), now)
+            project_wait = self.project.admit(len(request.batch), now)
             if project_wait > 0:
                 break
             batcher.pop(request)
@@ -282,7 +283,7 @@ class DeliveryEngine:
         # Tokens are taken as the request starts, not when it was queued: a busy event loop between
         # the two would otherwise bunch one device's requests together on the wire.
         queued = request.batch
-        batch = queued if request.admitted else self.departures.take_tokens(queued, self.clock())
+        batch = queued if request.admitted else self.departures.admit(queued, self.clock())
         self.project.refund(len(queued) - len(batch))
         if not batch or self.faults.failed:
             return

@@ -392,16 +392,16 @@ async def test_a_failing_callback_or_pump_turn_strands_no_event(tmp_path: Path) 
         assert set(e.dead_lettered()) == {ev["insert_id"] for ev in events} - set(raised)
 
         sim.faults.up()
-        take = e.engine.project.take
+        admit = e.engine.project.admit
         failed: list[int] = []
 
-        def flaky_take(n: int, now: float) -> float:
+        def flaky_admit(n: int, now: float) -> float:
             if not failed:
                 failed.append(n)
                 raise RuntimeError("a bug in one turn of the pump")
-            return take(n, now)
+            return admit(n, now)
 
-        e.engine.project.take = flaky_take  # type: ignore[method-assign]
+        e.engine.project.admit = flaky_admit  # type: ignore[method-assign]
         more = [event(i) for i in range(100, 110)]
         await deliver(e, more)
         assert failed
