@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prometheus_client import CollectorRegistry
 
-from consumer.app.pipeline import Pipeline, Taken
+from consumer.app.pipeline import Pipeline
 from consumer.delivery.destination import Destination
 from consumer.events import Pending, Position
 from consumer.ops.metrics import Metrics
@@ -42,6 +42,7 @@ from consumer.positions.deadletter import DeadLetterWriter
 from consumer.settings import load
 from consumer.sinks.base import SendResult
 from consumer.transform.amplitude import AmplitudeMapper, Transformer
+from consumer.transform.prepare import ReadyRecord
 
 BATCH = 256
 EVENT_TYPE = "users.behaviors.CustomEvent"
@@ -76,7 +77,7 @@ async def queue(mode: str, n: int, dead_letters: Path) -> float:
     dead = DeadLetterWriter(settings.dead_letter)
     pipeline = Pipeline([destination], dead, Metrics(CollectorRegistry()), lambda _: None)
     body = b'{"event_type":"x","device_id":"%08d","insert_id":"%012d","time":1700000000000}'
-    records: list[Taken] = [
+    records: list[ReadyRecord] = [
         (Position("topic", i % 4, i), EVENT_TYPE, ([(body % (i % 20_000, i), (f"d:{i % 20_000}",))],))
         for i in range(n)
     ]

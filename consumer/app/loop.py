@@ -49,7 +49,7 @@ from consumer.ops.waits import wait_set
 from consumer.positions.deadletter import DeadLetterOutput, DeadLetterWriter
 from consumer.positions.tracker import OffsetTracker
 from consumer.sources.base import Batch, Source, Stream
-from consumer.transform.prepare import Taken
+from consumer.transform.prepare import ReadyRecord
 
 log = logging.getLogger("currents.loop")
 
@@ -92,7 +92,7 @@ class RunLoop:
         self.source: Source | None = None
         self.committed: dict[Stream, int] = {}
         """Per stream, the last position committed by this run."""
-        self._held: list[Taken] = []
+        self._held: list[ReadyRecord] = []
         self._next = 0
         self._ended: set[Stream] = set()
         self._acked = asyncio.Event()
@@ -204,7 +204,7 @@ class RunLoop:
             self._finish_if_done(stream)
 
     @property
-    def waiting(self) -> list[Taken]:
+    def waiting(self) -> list[ReadyRecord]:
         """Records read and not taken into delivery yet (held while delivery is full)."""
         return self._held[self._next :]
 

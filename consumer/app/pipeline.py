@@ -38,7 +38,7 @@ from consumer.ops.metrics import Metrics
 from consumer.ops.summary import Summary
 from consumer.positions.deadletter import DeadLetterOutput
 from consumer.transform.base import Payload, Skip
-from consumer.transform.prepare import Output, Preparer, Taken
+from consumer.transform.prepare import Output, Preparer, ReadyRecord
 
 AckCallback = Callable[[list[Position]], None]
 """Told the positions of records finished (in any order, a request's events at once)."""
@@ -123,7 +123,7 @@ class Pipeline:
         return False
 
     # -- input -----------------------------------------------------------------------------------
-    def queue_run(self, records: Sequence[Taken], start: int = 0) -> int:
+    def queue_run(self, records: Sequence[ReadyRecord], start: int = 0) -> int:
         """The run loop's way in: queue ``records[start:]`` for delivery, in order, without ever waiting,
         up to and including the record that fills an engine (``--max-pending`` events or
         ``--max-pending-bytes``), as taking records one by one while :attr:`has_room` would; returns the
@@ -151,7 +151,7 @@ class Pipeline:
         self.summary.read[event_type] += 1
         await engine.submit(engine.destination.pending(payload, event_type, position, self._clock()))
 
-    def _run_end(self, records: Sequence[Taken], start: int) -> int:
+    def _run_end(self, records: Sequence[ReadyRecord], start: int) -> int:
         """Where the run of ``records`` from ``start`` ends for :meth:`queue_run`: after the record that
         fills an engine, or at the end."""
         rooms = [engine.room() for engine in self.engines]
@@ -169,7 +169,7 @@ class Pipeline:
         for event_type, n in Counter(event_types).items():
             self._count_read(event_type, n)
 
-    def _place_all(self, records: Iterable[Taken]) -> list[list[Pending]]:
+    def _place_all(self, records: Iterable[ReadyRecord]) -> list[list[Pending]]:
         """:meth:`_place` for each of ``records`` at one instant: each engine's queue (destination order);
         the records no destination has a payload of are acknowledged together."""
         now = self._clock()

@@ -41,7 +41,7 @@ from consumer.sources.kafka.client import MessageDecoder, build_consumer
 from consumer.sources.kafka.group import ConsumerFactory, GroupConsumer
 from consumer.sources.workers.batch_worker import MessageWorker, WorkerDied
 from consumer.transform.base import Mapper
-from consumer.transform.prepare import MessageResult, Preparer, Taken, prepare_messages
+from consumer.transform.prepare import MessageResult, Preparer, ReadyRecord, prepare_messages
 
 log = logging.getLogger("currents.daemon")
 
@@ -310,8 +310,8 @@ class KafkaSource:
                 bad.append(BadInput(error, "undecodable"))
             else:
                 records.append((position, result[0], result[1]))
-        taken: list[Taken] = records
-        return Batch(taken, read=list(read.items()), bad=bad)
+        ready: list[ReadyRecord] = records
+        return Batch(ready, read=list(read.items()), bad=bad)
 
     def _abandon_prepping(self) -> None:
         """Forget the batches being prepared (their messages are read again after a restart). Nobody
