@@ -204,18 +204,24 @@ class DeliveryEngine:
 
     # -- the pump --------------------------------------------------------------------------------
     async def _run(self) -> None:
+        """The pump: start what is due, then wait for a wake-up or the next deadline; again, until a fault
+        (or :meth:`close`)."""
         while not self.faults.failed:
             try:
-                await self._turn()
+                deadline = self._start_due()
+                self._wake.clear()
+                timeout = None if deadline == float("inf") else max(0.0, deadline - self.clock())
+                await wait_set(self._wake, timeout)
             except Fault:  # reported where it was raised; the loop condition ends the pump
                 pass
             except Exception:  # a bug in one turn (or in a callback) must not stop delivery for good
                 log.exception("%s delivery pump: a turn failed; going on", self.name)
                 await asyncio.sleep(0.1)  # back off: a turn that keeps failing must not spin
 
-    async def _turn(self) -> None:
-        """One turn of the pump: release due keys and retries, start requests, wait for a reason to look
-        again (a wake-up or the earliest deadline)."""
+    def _start_due(self) -> float:
+        """Release the keys and the retries that are due, seal the open batch if it is due, and start the
+        requests the free slots and the project rate allow; when to look again (``inf``: at the next
+        wake-up only)."""
         now = self.clock()
         batcher, policy = self.batcher, self.policy
         self.departures.release_due(now)
@@ -236,7 +242,7 @@ class DeliveryEngine:
             task = asyncio.create_task(self._send(request))
             self._inflight.add(task)
             task.add_done_callback(self._sent)
-        deadline = min(
+        return min(
             self.departures.next_due(),
             self._retries[0].due if self._retries else float("inf"),
             batcher.due(),
@@ -244,9 +250,6 @@ class DeliveryEngine:
             now + 0.05 if batcher.hot and len(self._inflight) < slots else float("inf"),
             policy.gate if policy.gate > now and batcher.waiting() else float("inf"),
         )
-        self._wake.clear()
-        timeout = None if deadline == float("inf") else max(0.0, deadline - self.clock())
-        await wait_set(self._wake, timeout)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         # The pump must look again once a send slot is really free: a wake-up sent from inside the
