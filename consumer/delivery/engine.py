@@ -34,7 +34,8 @@ Contract
 The stages live beside it: :mod:`.batching` builds requests by count, bytes and age;
 :mod:`.policy` decides what each outcome of a request means (split, hold back, back off, dead-letter)
 and paces a failing destination with probes; :mod:`.throttle` and :mod:`.holdback` are the per-key
-limits. This module is the pump: it takes events, starts requests, applies decisions, drains, closes.
+limits; :mod:`.live` holds the events taken, signals room and idleness, and ends each one. This module is
+the pump: it takes events, starts requests, applies decisions, drains, closes.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from collections.abc import Callable, Sequence
 from consumer.delivery.batching import Batcher, Request
 from consumer.delivery.departures import Departures
 from consumer.delivery.destination import Destination
+from consumer.delivery.live import DoneCallback, LiveEvents
 from consumer.delivery.outage import OutageLog
 from consumer.delivery.policy import Decision, Retry, RetryPolicy
 from consumer.delivery.refusals import Refusals
@@ -61,8 +63,6 @@ from consumer.positions.deadletter import DeadLetterOutput
 from consumer.sinks.base import RetryLater, SendResult
 
 log = logging.getLogger("currents.delivery")
-
-DoneCallback = Callable[[list[Pending], str, str], None]
 
 
 class DeliveryEngine:
@@ -89,13 +89,12 @@ class DeliveryEngine:
         self.destination = destination
         self.caps = caps = destination.shape
         self.name = name = destination.name
-        self.decode = destination.mapper.decode
         self.limits = limits = destination.limits
         self.sink = sink = destination.sink
-        self.dead = dead_letter
-        self.on_done = on_done
         self.metrics = metrics
         self.clock = clock
+        self.faults = faults if faults is not None else Faults()
+        self.live = LiveEvents(name, limits, dead_letter, destination.mapper.decode, on_done, self.faults)
         self.policy = RetryPolicy(
             retry_window=limits.retry_window, max_backoff=limits.max_backoff, penalty=limits.throttle_penalty
         )
@@ -110,28 +109,21 @@ class DeliveryEngine:
         )
         self.limiter = self.departures.limiter
         self._retries: list[Retry] = []  # a heap: the next one due first
-        self._live: dict[int, Pending] = {}
-        self._bytes = 0
         self._inflight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._flush_now = False
         self._pump: asyncio.Task[None] | None = None
         self.project = ProjectLimiter(limits.project_rate)
         self.last_progress = clock()
         self.refusals = Refusals(name, metrics)
         self.outage = OutageLog(name, clock=clock)
-        self.faults = faults if faults is not None else Faults()
         self.faults.listen(self._stop_on_fault)
 
     # -- input -----------------------------------------------------------------------------------
     async def submit(self, item: Pending) -> None:
         """Take one event; waits while the engine is full (back-pressure)."""
         while not self.offer(item):
-            await self._room.wait()
+            await self.live.room.wait()
 
     def offer(self, item: Pending) -> bool:
         """Take one event if there is room (``True``), else take nothing (``False``); never waits."""
@@ -145,11 +137,12 @@ class DeliveryEngine:
         With ``beyond_room`` every item is taken, room or not (the caller bounds what it offers).
         """
         self.faults.raise_first()
-        if not beyond_room and not self._room.is_set():
+        held = self.live
+        if not beyond_room and not held.room.is_set():
             return start
         if self._pump is None:
             self._pump = asyncio.create_task(self._run(), name="delivery-pump")
-        live, limits = self._live, self.limits
+        live, limits = held.items, self.limits
         now = self.clock()
         end = len(items)
         i = start
@@ -157,44 +150,41 @@ class DeliveryEngine:
             item = items[i]
             i += 1
             live[id(item)] = item
-            self._bytes += item.size
-            full = len(live) >= limits.max_pending or self._bytes >= limits.max_pending_bytes
+            held.bytes += item.size
+            full = len(live) >= limits.max_pending or held.bytes >= limits.max_pending_bytes
             if full:
-                self._room.clear()
+                held.room.clear()
             # may end the item at once (a payload too large for any request)
             self.departures.enqueue(item, now)
             if full and not beyond_room:
                 break
         # Only the state after the loop is seen (nothing else runs meanwhile): idle iff nothing is live.
         if live:
-            self._idle.clear()
+            held.idle.clear()
         self._wake.set()
         return i
 
     @property
     def has_room(self) -> bool:
         """Whether :meth:`submit` would return without waiting."""
-        return self._room.is_set()
+        return self.live.room.is_set()
 
     async def wait_room(self, timeout: float) -> bool:  # noqa: ASYNC109
         """Wait until the engine takes more events (at most ``timeout`` seconds); whether it does."""
-        return await wait_set(self._room, timeout)
+        return await wait_set(self.live.room, timeout)
 
     def room(self) -> list[int]:
         """``[events, bytes]`` the engine takes before it is full (zeros while it is)."""
-        if not self._room.is_set():
-            return [0, 0]
-        limits = self.limits
-        return [limits.max_pending - len(self._live), limits.max_pending_bytes - self._bytes]
+        return self.live.room_left()
 
     @property
     def pending(self) -> int:
         """Events taken and not yet done."""
-        return len(self._live)
+        return len(self.live.items)
 
     def oldest_pending_age(self) -> float:
         """Seconds since the oldest pending event was first taken (0 when none)."""
-        for item in self._live.values():
+        for item in self.live.items.values():
             return max(0.0, self.clock() - item.first_attempt)
         return 0.0
 
@@ -265,22 +255,29 @@ class DeliveryEngine:
 
     def _stop_on_fault(self, _: Fault) -> None:
         # Wake everyone waiting on this engine: submitters raise the fault, drain returns, the pump ends.
-        self._room.set()
-        self._idle.set()
+        self.live.room.set()
+        self.live.idle.set()
         self._wake.set()
 
     def _fits(self, item: Pending) -> bool:
         """Whether ``item`` fits a request at all; if not it is dead-lettered."""
         if self.batcher.fits(item):
             return True
-        self._dead(item, "payload_too_large", f"{item.size} bytes")
+        self.live.dead(item, "payload_too_large", f"{item.size} bytes")
         return False
 
     def _expired_dead(self, item: Pending, now: float, last: tuple[str, int]) -> bool:
         if self.policy.expired(item, now):
-            self._dead(item, "retry_window_expired", last=last)
+            self.live.dead(item, "retry_window_expired", last=last)
             return True
         return False
+
+    def _dead_waiting(self, item: Pending, reason: str, detail: str) -> None:
+        """Dead-letter an event that waited aside; one whose window ran out there gets the destination's
+        last failing answer, since that is what kept it waiting."""
+        self.live.dead(
+            item, reason, detail, self.outage.last_answer if reason == "retry_window_expired" else None
+        )
 
     async def _send(self, request: Request) -> None:
         # Tokens are taken as the request starts, not when it was queued: a busy event loop between
@@ -299,7 +296,7 @@ class DeliveryEngine:
         self.metrics.request_seconds.labels(self.name).observe(result.seconds)
         self.metrics.request_bytes.labels(self.name).inc(result.body_bytes)
         now = self.clock()
-        with contextlib.suppress(Fault):  # reported by _dead; the fault stops the engine
+        with contextlib.suppress(Fault):  # reported where raised (a dead letter); the fault stops the engine
             decision = self.policy.decide(batch, request.attempt, result.outcome, now, result.status)
             self._apply(decision, now)
         self._wake.set()
@@ -309,11 +306,11 @@ class DeliveryEngine:
         retry = decision.retry
         self.refusals.update(decision.credentials, decision.endpoint, retry.reason if retry else "")
         if decision.delivered:
-            self._finish(decision.delivered, "delivered", "")
+            self.live.finish(decision.delivered, "delivered", "")
             self.last_progress = now
             self.outage.delivered()
         for item, reason, detail in decision.dead:
-            self._dead(item, reason, detail)
+            self.live.dead(item, reason, detail)
         for key, seconds, threshold in decision.penalties:
             self.limiter.penalize(key, seconds, now, threshold)
         for key, items in decision.held.items():
@@ -334,53 +331,10 @@ class DeliveryEngine:
                 retry.reason,
                 len(retry.batch),
                 retry.after,
-                len(self._live),
+                len(self.live.items),
                 self.refusals.cause,
                 retry.status,
             )
-
-    # -- endings ---------------------------------------------------------------------------------
-    def _dead(
-        self, item: Pending, reason: str, detail: str = "", last: tuple[str, int] | None = None
-    ) -> None:
-        """Dead-letter ``item``; ``last`` is the last answer it had (reason, HTTP status), if any."""
-        try:
-            self.dead.write(
-                reason,
-                item.position,
-                destination=self.name,
-                event=self.decode(item.encoded),
-                event_type=item.event_type,
-                detail=detail,
-                first_attempt=item.first_attempt,
-                last_answer=last,
-            )
-        except Fault as fault:  # the event does not end: it stays pending, never acknowledged
-            self.faults.report(fault)
-            raise
-        self._finish([item], "dead_lettered", reason)
-
-    def _dead_waiting(self, item: Pending, reason: str, detail: str) -> None:
-        """Dead-letter an event that waited aside; one whose window ran out there gets the destination's
-        last failing answer, since that is what kept it waiting."""
-        self._dead(
-            item, reason, detail, self.outage.last_answer if reason == "retry_window_expired" else None
-        )
-
-    def _finish(self, items: list[Pending], outcome: str, reason: str) -> None:
-        live = self._live
-        ended = [item for item in items if live.pop(id(item), None) is not None]
-        if not ended:
-            return
-        self._bytes -= sum([item.size for item in ended])
-        if len(live) < self.limits.max_pending and self._bytes < self.limits.max_pending_bytes:
-            self._room.set()
-        if not live:
-            self._idle.set()
-        try:
-            self.on_done(ended, outcome, reason)
-        except Exception:  # the events have ended either way; a failing callback must not strand others
-            log.exception("%s: the callback for %d ended events failed", self.name, len(ended))
 
     def flush(self) -> None:
         """Send the partial batch now instead of waiting for its age."""
@@ -394,7 +348,7 @@ class DeliveryEngine:
         self._flush_now = True
         self._wake.set()
         try:
-            return await wait_set(self._idle, timeout) and not self.faults.failed
+            return await wait_set(self.live.idle, timeout) and not self.faults.failed
         finally:
             self._flush_now = False
 
