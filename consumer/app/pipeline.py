@@ -136,7 +136,7 @@ class Pipeline:
         self.faults.raise_first()
         end = self._run_end(records, start)
         run = records[start:end]
-        self._count_types([record[1] for record in run])
+        self._count_read([record[1] for record in run])
         for engine, items in zip(self.engines, self._place_all(run), strict=True):
             engine.offer_many(items, beyond_room=True)
         return end
@@ -165,10 +165,6 @@ class Pipeline:
                         return i + 1
         return len(records)
 
-    def _count_types(self, event_types: list[str]) -> None:
-        for event_type, n in Counter(event_types).items():
-            self._count_read(event_type, n)
-
     def _place_all(self, records: Iterable[ReadyRecord]) -> list[list[Pending]]:
         """:meth:`_place` for each of ``records`` at one instant: each engine's queue (destination order);
         the records no destination has a payload of are acknowledged together."""
@@ -182,9 +178,11 @@ class Pipeline:
             self.on_ack(acked)
         return queues
 
-    def _count_read(self, event_type: str, n: int) -> None:
-        self.summary.read[event_type] += n
-        self.metrics.count(self.metrics.read, event_type, n)
+    def _count_read(self, event_types: list[str]) -> None:
+        """Count records read, one event type each, in the summary and the metrics."""
+        for event_type, n in Counter(event_types).items():
+            self.summary.read[event_type] += n
+            self.metrics.count(self.metrics.read, event_type, n)
 
     def _place(
         self,
