@@ -22,7 +22,7 @@ from consumer.settings import load
 from consumer.sinks.base import SendResult
 from consumer.transform.amplitude import AmplitudeMapper, Transformer
 from consumer.transform.base import UNMAPPED_TYPE, Payload, Skip
-from consumer.transform.prepare import Output, Preparer, Unencodable, prepare_messages
+from consumer.transform.prepare import Output, Preparer, ReadyRecord, Unencodable, prepare_messages
 
 CUSTOM = "users.behaviors.CustomEvent"
 
@@ -91,7 +91,7 @@ async def test_an_unencodable_payload_is_dead_lettered_and_its_record_acknowledg
     destination = Destination("amplitude", amplitude(), NeverCalled(), settings.amplitude, settings.limits)
     pipeline = Pipeline([destination], dead, Metrics(CollectorRegistry()), acked.extend)
     position = Position("f.avro", -1, 7)
-    run = [
+    run: list[ReadyRecord] = [
         (position, CUSTOM, (Unencodable("Type is not JSON serializable: set"),)),
         (Position("f.avro", -1, 8), CUSTOM, (Skip("no_identity"),)),
     ]
