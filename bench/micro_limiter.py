@@ -1,4 +1,4 @@
-"""Micro-benchmark of :class:`consumer.delivery.throttle.KeyLimiter`: microseconds per ``take`` (and
+"""Micro-benchmark of :class:`consumer.delivery.throttle.KeyLimiter`: microseconds per ``admit`` (and
 ``check``).
 
 ``python bench/micro_limiter.py [-n N] [--impl PATH]`` offers N events (default 1,000,000) to a fresh
@@ -7,13 +7,13 @@ on a clock advancing 16,000 events per second (from 2023-11-14T22:13:20Z, so no 
 inside): at Amplitude's 30 events/s per key, at 1e6/s (no key ever waits), and at 30/s with 100
 devices slowed down by a 429 at the start (as after any 429, for an hour). It prints one line per run
 with the microseconds per call (the empty loop's own cost per iteration taken off) and the share of
-takes admitted, then the microseconds per event of ``take_many`` on a fresh limiter, offered the same
+calls admitted, then the microseconds per event of ``admit_many`` on a fresh limiter, offered the same
 events in requests of ``--batch`` (default 100) consecutive events at the clock reading of each
 request's last one, as the delivery engine does when a request leaves (its admitted share may differ
-a little from ``take``'s, the clock being coarser). ``--impl`` times the ``KeyLimiter`` of another
-file instead (an older ``throttle.py``; its ``take_many`` row is left out if it has none), for
-before/after comparisons. Set ``PYTHONHASHSEED`` for repeatable dict layouts;
-timings on a shared machine vary by a fifth from run to run.
+a little from ``admit``'s, the clock being coarser). ``--impl`` times the ``KeyLimiter`` of another
+file instead (an older ``throttle.py``, where ``admit`` and ``admit_many`` were ``take`` and
+``take_many``; the ``admit_many`` row is left out if it has none), for before/after comparisons. Set
+``PYTHONHASHSEED`` for repeatable dict layouts; timings on a shared machine vary by a fifth from run to run.
 
 The key tuples are built before timing and reused (their strings' hashes are cached) and kept out of
 the garbage collector's generations (``gc.freeze``), so the numbers are the limiter's own cost,
@@ -50,6 +50,12 @@ def load_limiter(path: str | None) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.KeyLimiter
+
+
+def method(limiter: Any, name: str, older: str) -> Any:
+    """``limiter``'s method ``name``, or ``older``, its name in an older ``throttle.py`` (``None``:
+    neither)."""
+    return getattr(limiter, name, None) or getattr(limiter, older, None)
 
 
 def workload(n: int, seed: int = 7) -> tuple[list[tuple[str, ...]], list[float]]:
@@ -103,7 +109,7 @@ def main() -> None:
         "--impl", help="a throttle.py to take KeyLimiter from instead of consumer.delivery.throttle"
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per rate; the fastest is printed")
-    parser.add_argument("--batch", type=int, default=100, help="events per take_many call")
+    parser.add_argument("--batch", type=int, default=100, help="events per admit_many call")
     args = parser.parse_args()
     limiter_class = load_limiter(args.impl)
     keys, times = workload(args.n)
@@ -115,34 +121,34 @@ def main() -> None:
     print(f"empty loop: {overhead / args.n * 1e6:.3f} us/iteration (taken off below)")
     checks = min(200_000, args.n)
     for rate, penalized in ((30.0, 0), (1e6, 0), (30.0, 100)):
-        best_take = best_check = float("inf")
+        best_admit = best_check = float("inf")
         admitted = 0
         for _ in range(args.repeat):
             limiter = limiter_class(rate, 500_000)
             for device in range(penalized):  # Amplitude throttled a few devices: slower for an hour
                 limiter.penalize(f"d:{device:08x}-device", 1.0, T0)
-            spent, admitted = per_call(limiter.take, keys, times)
-            best_take = min(best_take, spent)
+            spent, admitted = per_call(method(limiter, "admit", "take"), keys, times)
+            best_admit = min(best_admit, spent)
             # check on a limiter holding the state of the whole run (the windows of its last second)
             best_check = min(best_check, per_call(limiter.check, keys[-checks:], [times[-1]] * checks)[0])
-        take_us = (best_take - overhead) / args.n * 1e6
+        admit_us = (best_admit - overhead) / args.n * 1e6
         check_us = (best_check - overhead * checks / args.n) / checks * 1e6
         slowed = f", {penalized} devices slowed" if penalized else ""
         print(
-            f"rate {rate:>9g}{slowed}: take {take_us:.3f} us/call, check {check_us:.3f} us/call, "
+            f"rate {rate:>9g}{slowed}: admit {admit_us:.3f} us/call, check {check_us:.3f} us/call, "
             f"admitted {admitted / args.n:.1%}"
         )
-        if not hasattr(limiter_class, "take_many"):
+        if method(limiter_class, "admit_many", "take_many") is None:
             continue
         best_many = float("inf")
         for _ in range(args.repeat):
             limiter = limiter_class(rate, 500_000)
             for device in range(penalized):
                 limiter.penalize(f"d:{device:08x}-device", 1.0, T0)
-            spent, admitted = per_request(limiter.take_many, requests, request_times)
+            spent, admitted = per_request(method(limiter, "admit_many", "take_many"), requests, request_times)
             best_many = min(best_many, spent)
         print(
-            f"rate {rate:>9g}{slowed}: take_many {best_many / args.n * 1e6:.3f} us/event "
+            f"rate {rate:>9g}{slowed}: admit_many {best_many / args.n * 1e6:.3f} us/event "
             f"({args.batch} events a call), admitted {admitted / args.n:.1%}"
         )
 

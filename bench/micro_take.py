@@ -1,22 +1,24 @@
-"""Instructions per record for taking prepared records into delivery, as the Kafka daemon does.
+"""Instructions per record for queueing prepared records for delivery, as the Kafka daemon does.
 
 ``python bench/micro_take.py MODE N`` builds a pipeline with one Amplitude destination (its sink never
 answers, so nothing leaves the engine but the first requests, which wait for ever) and N prepared
-records of one payload each over 20,000 devices, then takes them in batches of 256:
+records of one payload each over 20,000 devices, then queues them in batches of 256:
 
-* ``none``: builds everything and takes nothing (the baseline);
-* ``each``: ``Pipeline.take`` per record, what the daemon did before it took runs;
-* ``run``: ``Pipeline.fit`` and ``Pipeline.take_run`` per batch, what the daemon does now.
+* ``none``: builds everything and queues nothing (the baseline);
+* ``run``: ``Pipeline.queue_run`` per batch, what the daemon does.
+
+(An ``each`` mode timed ``Pipeline.take``, one record at a time, which the daemon used before it took
+runs; that method is gone. docs/performance.md keeps the comparison.)
 
 Under callgrind the difference of two modes' instruction counts, divided by N, is what each way costs
 per record, a figure that machine noise does not move::
 
-    for mode in none each run; do
+    for mode in none run; do
         valgrind --tool=callgrind --callgrind-out-file=/tmp/take.$mode python bench/micro_take.py $mode 20000
     done
     # instructions: the "summary:" line of each output file
 
-Without valgrind it prints the wall time of the taking, for a rough look.
+Without valgrind it prints the wall time of the queueing, for a rough look.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prometheus_client import CollectorRegistry
 
-from consumer.app.pipeline import Pipeline, Taken
+from consumer.app.pipeline import Pipeline
 from consumer.delivery.destination import Destination
 from consumer.events import Pending, Position
 from consumer.ops.metrics import Metrics
@@ -40,6 +42,7 @@ from consumer.positions.deadletter import DeadLetterWriter
 from consumer.settings import load
 from consumer.sinks.base import SendResult
 from consumer.transform.amplitude import AmplitudeMapper, Transformer
+from consumer.transform.prepare import ReadyRecord
 
 BATCH = 256
 EVENT_TYPE = "users.behaviors.CustomEvent"
@@ -58,8 +61,8 @@ class Unanswered:
         raise AssertionError("unreachable")
 
 
-async def take(mode: str, n: int, dead_letters: Path) -> float:
-    """Take ``n`` records the ``mode`` way; the seconds the taking took."""
+async def queue(mode: str, n: int, dead_letters: Path) -> float:
+    """Queue ``n`` records the ``mode`` way; the seconds the queueing took."""
     settings = load(
         None,
         {
@@ -74,26 +77,23 @@ async def take(mode: str, n: int, dead_letters: Path) -> float:
     dead = DeadLetterWriter(settings.dead_letter)
     pipeline = Pipeline([destination], dead, Metrics(CollectorRegistry()), lambda _: None)
     body = b'{"event_type":"x","device_id":"%08d","insert_id":"%012d","time":1700000000000}'
-    records: list[Taken] = [
+    records: list[ReadyRecord] = [
         (Position("topic", i % 4, i), EVENT_TYPE, ([(body % (i % 20_000, i), (f"d:{i % 20_000}",))],))
         for i in range(n)
     ]
     started = time.perf_counter()
     for i in range(0, n, BATCH):
         batch = records[i : i + BATCH]
-        if mode == "each":
-            for position, event_type, outputs in batch:
-                await pipeline.take(position, event_type, outputs)
-        elif mode == "run":
-            pipeline.take_run(batch[: pipeline.fit(batch)])
+        if mode == "run":
+            pipeline.queue_run(batch)
             await asyncio.sleep(0)
         elif mode != "none":
-            raise SystemExit(f"unknown mode {mode!r}: none, each or run")
+            raise SystemExit(f"unknown mode {mode!r}: none or run")
     elapsed = time.perf_counter() - started
-    taken = pipeline.engine.pending
+    queued = pipeline.engine.pending
     expected = 0 if mode == "none" else n
-    if taken != expected:
-        raise SystemExit(f"{mode}: {taken} records in the engine, expected {expected}")
+    if queued != expected:
+        raise SystemExit(f"{mode}: {queued} records in the engine, expected {expected}")
     dead.close()  # the engine is left as it is: its requests never end, asyncio.run cancels them
     return elapsed
 
@@ -102,8 +102,8 @@ def main() -> None:
     """Run one mode (see the module docstring)."""
     mode, n = sys.argv[1], int(sys.argv[2])
     with tempfile.TemporaryDirectory() as tmp:
-        elapsed = asyncio.run(take(mode, n, Path(tmp) / "dead-letter"))
-    print(f"{mode}: {n} records taken in {elapsed:.3f} s ({1e6 * elapsed / n:.2f} us/record)")
+        elapsed = asyncio.run(queue(mode, n, Path(tmp) / "dead-letter"))
+    print(f"{mode}: {n} records queued in {elapsed:.3f} s ({1e6 * elapsed / n:.2f} us/record)")
 
 
 if __name__ == "__main__":

@@ -23,12 +23,14 @@ from currents_devkit.simulator.server import AmplitudeSimulator, SimulatorConfig
 from kafka_harness import eventually
 from prometheus_client import CollectorRegistry
 
+from consumer.delivery.destination import Destination
 from consumer.delivery.engine import DeliveryEngine
 from consumer.events import Pending, Position, json_payload, limiter_keys
 from consumer.ops.metrics import Metrics
 from consumer.positions.deadletter import DeadLetterWriter, read_dead_letters
 from consumer.settings import Settings, load
 from consumer.sinks.amplitude import AmplitudeSink
+from consumer.transform.amplitude import AmplitudeMapper, Transformer
 
 __all__ = [
     "KEY",
@@ -184,7 +186,10 @@ async def engine(s: Settings) -> AsyncIterator[Engine]:
     sink = AmplitudeSink(s.amplitude)
     dead = DeadLetterWriter(s.dead_letter)
     box: list[Engine] = []
-    eng = DeliveryEngine(s.amplitude, s.limits, sink, dead, lambda *a: box[0].on_done(*a), metrics)
+    destination = Destination(
+        "amplitude", AmplitudeMapper(Transformer(s.mapping)), sink, s.amplitude, s.limits
+    )
+    eng = DeliveryEngine(destination, dead, lambda *a: box[0].on_done(*a), metrics)
     box.append(Engine(eng, sink, metrics, dead))
     try:
         yield box[0]

@@ -49,7 +49,7 @@ from consumer.ops.waits import wait_set
 from consumer.positions.deadletter import DeadLetterOutput, DeadLetterWriter
 from consumer.positions.tracker import OffsetTracker
 from consumer.sources.base import Batch, Source, Stream
-from consumer.transform.prepare import Taken
+from consumer.transform.prepare import ReadyRecord
 
 log = logging.getLogger("currents.loop")
 
@@ -92,7 +92,7 @@ class RunLoop:
         self.source: Source | None = None
         self.committed: dict[Stream, int] = {}
         """Per stream, the last position committed by this run."""
-        self._held: list[Taken] = []
+        self._held: list[ReadyRecord] = []
         self._next = 0
         self._ended: set[Stream] = set()
         self._acked = asyncio.Event()
@@ -162,7 +162,7 @@ class RunLoop:
         while not self.stopping.is_set():
             self.beat()
             if self._held:
-                self._take_held()
+                self._queue_held()
             full = bool(self._held) or self.hold()
             if full != paused:
                 paused = full
@@ -198,24 +198,23 @@ class RunLoop:
             pipeline.summary.unreadable.extend(batch.problems)
         if batch.records:
             self._held, self._next = batch.records, 0
-            self._take_held()
+            self._queue_held()
         for stream in batch.ended:
             self._ended.add(stream)
             self._finish_if_done(stream)
 
     @property
-    def waiting(self) -> list[Taken]:
+    def waiting(self) -> list[ReadyRecord]:
         """Records read and not taken into delivery yet (held while delivery is full)."""
         return self._held[self._next :]
 
-    def _take_held(self) -> None:
-        """Take held records, while delivery has room, up to the one that fills an engine (see
-        :meth:`~consumer.app.pipeline.Pipeline.fit`)."""
+    def _queue_held(self) -> None:
+        """Queue held records for delivery, while it has room, up to the one that fills an engine (see
+        :meth:`~consumer.app.pipeline.Pipeline.queue_run`)."""
         held, pipeline = self._held, self.pipeline
         if not pipeline.has_room:
             return
-        end = pipeline.fit(held, self._next)
-        pipeline.take_run(held[self._next : end])
+        end = pipeline.queue_run(held, self._next)
         if end == len(held):
             self._held, self._next = [], 0
         else:

@@ -2,34 +2,34 @@
 
 The run's loop (:mod:`consumer.app.loop`) reads prepared records (each destination's payloads, made by
 :class:`~consumer.transform.prepare.Preparer` in a worker process or here) in position order and hands
-runs of them to :meth:`Pipeline.take_run`, after tracking their positions. A record goes to every
+runs of them to :meth:`Pipeline.queue_run`, after tracking their positions; redrive re-sends dead-lettered
+events one at a time (:meth:`Pipeline.redeliver`). A record goes to every
 enabled :class:`~consumer.delivery.destination.Destination` (fan-out): each has mapped it to zero or more
 payloads (or skipped it) and its own delivery engine takes them. The record's position is acknowledged once,
 when every destination has finished every payload of it (delivered or dead-lettered; a skip finishes
 at once), so a commit never passes an event some destination still owes. Undecodable inputs are
 dead-lettered and acknowledged at once.
 
-Back-pressure: the loop takes a run up to the record that fills an engine (:meth:`Pipeline.fit`) and
-then waits for room (:meth:`Pipeline.wait_room`), so one destination that is down pauses the input once
-its ``--max-pending`` fills (the others keep flowing until then).
+Back-pressure: the loop queues a run up to the record that fills an engine (:meth:`Pipeline.queue_run`
+says where it stopped) and then waits for room (:meth:`Pipeline.wait_room`), so one destination that is
+down pauses the input once its ``--max-pending`` fills (the others keep flowing until then).
 
 The pipeline owns the run summary and the event-level metrics, so both sources report the same way.
 
 Faults: every engine shares the run's :class:`~consumer.ops.faults.Faults`; a dead-letter record the
 pipeline itself cannot write is reported there too and raised to the source, whose record then is never
-acknowledged. From the first fault on, :meth:`take_run` / :meth:`take` raise it (no new input is taken).
+acknowledged. From the first fault on, :meth:`queue_run` / :meth:`redeliver` raise it (no new input is
+taken).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from consumer.decode.avro import DecodeError
 from consumer.delivery.destination import Destination
 from consumer.delivery.engine import DeliveryEngine
 from consumer.events import SEPARATOR_BYTES, Pending, Position
@@ -37,10 +37,8 @@ from consumer.ops.faults import Fault, Faults
 from consumer.ops.metrics import Metrics
 from consumer.ops.summary import Summary
 from consumer.positions.deadletter import DeadLetterOutput
-from consumer.transform.base import Skip
-from consumer.transform.prepare import Output, Preparer, Taken
-
-log = logging.getLogger("currents.pipeline")
+from consumer.transform.base import Payload, Skip
+from consumer.transform.prepare import Output, Preparer, ReadyRecord
 
 AckCallback = Callable[[list[Position]], None]
 """Told the positions of records finished (in any order, a request's events at once)."""
@@ -73,16 +71,7 @@ class Pipeline:
         self.faults = faults if faults is not None else Faults()
         self.engines = [
             DeliveryEngine(
-                d.shape,
-                d.limits,
-                d.sink,
-                dead_letter,
-                self._done_by(d),
-                metrics,
-                name=d.name,
-                decode=d.mapper.decode,
-                clock=clock or time.time,
-                faults=self.faults,
+                d, dead_letter, self._done_by(d), metrics, clock=clock or time.time, faults=self.faults
             )
             for d in self.destinations
         ]
@@ -90,7 +79,7 @@ class Pipeline:
         self._clock = self.engines[0].clock
         # Payloads still owed per position (registered when two or more are owed).
         self._owed: dict[Position, int] = {}
-        self._since_yield = 0
+        self._engine_of = {d.name: engine for d, engine in zip(self.destinations, self.engines, strict=True)}
 
     @property
     def engine(self) -> DeliveryEngine:
@@ -134,37 +123,37 @@ class Pipeline:
         return False
 
     # -- input -----------------------------------------------------------------------------------
-    async def take(self, position: Position, event_type: str, outputs: tuple[Output, ...]) -> None:
-        """Submit one prepared record (one :data:`~consumer.transform.prepare.Output` per destination, in
-        order)."""
-        self.faults.raise_first()
-        self._count_read(event_type, 1)
-        queues: list[list[Pending]] = [[] for _ in self.engines]
-        acked: list[Position] = []
-        self._place(position, event_type, outputs, self._clock(), queues, acked)
-        if acked:
-            self.on_ack(acked)
-        await self._offer(queues)
-        self._since_yield += 1
-        if self._since_yield >= 256:
-            # Let requests in flight make progress while a fast source keeps reading.
-            self._since_yield = 0
-            await asyncio.sleep(0)
+    def queue_run(self, records: Sequence[ReadyRecord], start: int = 0) -> int:
+        """The run loop's way in: queue ``records[start:]`` for delivery, in order, without ever waiting,
+        up to and including the record that fills an engine (``--max-pending`` events or
+        ``--max-pending-bytes``), as taking records one by one while :attr:`has_room` would; returns the
+        index after the last record queued (``len(records)`` when all were).
 
-    def take_run(self, records: Sequence[Taken]) -> None:
-        """Submit prepared records, in order, without ever waiting: for a source that must keep polling
-        while delivery is full (the Kafka daemon). The caller ends the run where :meth:`fit` says; the
-        payloads of the record that fills an engine are taken all the same. The per-record bookkeeping
-        (read counts, the clock, the hand-over to each engine) is done once per run."""
+        For a source that must keep polling while delivery is full (the Kafka daemon): the caller queues
+        while :attr:`has_room` and otherwise waits for room (:meth:`wait_room`); the payloads of the
+        record that fills an engine are queued all the same. The per-record bookkeeping (read counts, the
+        clock, the hand-over to each engine) is done once per run."""
         self.faults.raise_first()
-        self._count_types([record[1] for record in records])
-        for engine, items in zip(self.engines, self._place_all(records), strict=True):
+        end = self._run_end(records, start)
+        run = records[start:end]
+        self._count_read([record[1] for record in run])
+        for engine, items in zip(self.engines, self._place_all(run), strict=True):
             engine.offer_many(items, beyond_room=True)
+        return end
 
-    def fit(self, records: Sequence[Taken], start: int = 0) -> int:
-        """Where the run of ``records`` from ``start`` ends for :meth:`take_run`: after the record that
-        fills an engine (``--max-pending`` events or ``--max-pending-bytes``), as taking records one by
-        one while :attr:`has_room` would, or at the end."""
+    async def redeliver(
+        self, destination: str, payload: Payload, event_type: str, position: Position
+    ) -> None:
+        """Redrive's way in: send ``payload`` (a dead-lettered event) again to the enabled destination
+        named ``destination``, waiting while its engine is full. It counts as read in the summary; its
+        retry window starts now."""
+        engine = self._engine_of[destination]
+        self.summary.read[event_type] += 1
+        await engine.submit(engine.destination.pending(payload, event_type, position, self._clock()))
+
+    def _run_end(self, records: Sequence[ReadyRecord], start: int) -> int:
+        """Where the run of ``records`` from ``start`` ends for :meth:`queue_run`: after the record that
+        fills an engine, or at the end."""
         rooms = [engine.room() for engine in self.engines]
         for i in range(start, len(records)):
             for room, out in zip(rooms, records[i][2], strict=True):
@@ -176,11 +165,7 @@ class Pipeline:
                         return i + 1
         return len(records)
 
-    def _count_types(self, event_types: list[str]) -> None:
-        for event_type, n in Counter(event_types).items():
-            self._count_read(event_type, n)
-
-    def _place_all(self, records: Iterable[Taken]) -> list[list[Pending]]:
+    def _place_all(self, records: Iterable[ReadyRecord]) -> list[list[Pending]]:
         """:meth:`_place` for each of ``records`` at one instant: each engine's queue (destination order);
         the records no destination has a payload of are acknowledged together."""
         now = self._clock()
@@ -193,9 +178,11 @@ class Pipeline:
             self.on_ack(acked)
         return queues
 
-    def _count_read(self, event_type: str, n: int) -> None:
-        self.summary.read[event_type] += n
-        self.metrics.count(self.metrics.read, event_type, n)
+    def _count_read(self, event_types: list[str]) -> None:
+        """Count records read, one event type each, in the summary and the metrics."""
+        for event_type, n in Counter(event_types).items():
+            self.summary.read[event_type] += n
+            self.metrics.count(self.metrics.read, event_type, n)
 
     def _place(
         self,
@@ -225,14 +212,6 @@ class Pipeline:
             # Registered before any engine sees a payload: a payload can finish inside ``offer``.
             self._owed[position] = owed
 
-    async def _offer(self, queues: list[list[Pending]]) -> None:
-        """Hand each engine its queued payloads, in order, waiting while it is full (back-pressure)."""
-        for engine, items in zip(self.engines, queues, strict=True):
-            done = engine.offer_many(items)
-            while done < len(items):
-                await engine.submit(items[done])
-                done = engine.offer_many(items, done + 1)
-
     def _unencodable(self, dest: Destination, position: Position, event_type: str, detail: str) -> None:
         self._write_dead("unencodable", position, destination=dest.name, event_type=event_type, detail=detail)
         self.summary.dead(dest.name, "unencodable")
@@ -259,11 +238,6 @@ class Pipeline:
         except Fault as fault:
             self.faults.report(fault)
             raise
-
-    def undecodable(self, error: DecodeError) -> None:
-        """Dead-letter one undecodable input (with its raw bytes when it has them) and acknowledge it."""
-        log.warning("undecodable input %s", error)
-        self.dead_letter_input(error.position, "undecodable", error.reason, raw=error.raw)
 
     # -- the engines as one ----------------------------------------------------------------------
     @property

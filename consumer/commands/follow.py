@@ -117,7 +117,7 @@ class Following:
             pool=pool,
             stores=stores,
             finish_damaged=True,
-            rejected=ledger.take_rejected,
+            rejected=ledger.pop_rejected,
         )
 
 

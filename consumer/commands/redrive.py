@@ -15,7 +15,6 @@ import fnmatch
 import logging
 import re
 import shutil
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -123,11 +122,11 @@ async def _resend(
 ) -> set[str]:
     """Submit each record's event to its destination and wait until every one settled (delivered or
     dead-lettered again, the new dead letters durable); the sources (files) of records not re-sent."""
-    by_name = {d.name: (d, engine) for d, engine in zip(pipeline.destinations, pipeline.engines, strict=True)}
+    enabled = {d.name for d in pipeline.destinations}
     summary = pipeline.summary
     kept: set[str] = set()
     for position, label, record in records:
-        unsent = _unsendable(record, reasons, by_name)
+        unsent = _unsendable(record, reasons, enabled)
         if unsent is not None:
             kept.add(position.source)
             if unsent == "unparseable":  # reported whatever --reason says: it has no reason to match
@@ -136,10 +135,9 @@ async def _resend(
                 summary.skip_input(unsent)
             continue
         event: dict[str, Any] = record["event"]
-        dest, engine = by_name[str(record.get("destination") or "amplitude")]
+        destination = str(record.get("destination") or "amplitude")
         event_type = str(record.get("event_type") or event.get("event_type") or "")
-        summary.read[event_type] += 1
-        await engine.submit(dest.pending(event, event_type, position, time.time()))
+        await pipeline.redeliver(destination, event, event_type, position)
     await pipeline.drain()
     pipeline.faults.raise_first()
     await pipeline.dead.settle()
@@ -193,7 +191,7 @@ def _parsed(value: bytes | None) -> dict[str, Any]:
     return record
 
 
-def _unsendable(record: dict[str, Any], reasons: tuple[str, ...], by_name: dict[str, Any]) -> str | None:
+def _unsendable(record: dict[str, Any], reasons: tuple[str, ...], enabled: set[str]) -> str | None:
     """Why ``record`` cannot be re-sent (the skip reason, or ``unparseable``), or ``None`` if it can."""
     if "unparseable" in record:
         return "unparseable"
@@ -204,7 +202,7 @@ def _unsendable(record: dict[str, Any], reasons: tuple[str, ...], by_name: dict[
     name = str(record.get("destination") or "amplitude")
     if not isinstance(event, dict) or not event or (name == "amplitude" and not event.get("event_type")):
         return "no_event"
-    if name not in by_name:
+    if name not in enabled:
         return f"destination_not_enabled:{name}"
     return None
 

@@ -2,13 +2,12 @@
 
 A :class:`Departures` stands between the engine's input and its requests. An event whose first key
 already has events waiting queues behind them (its device's events stay in order); any other event
-joins the open batch. As a request leaves, :meth:`Departures.take_tokens` takes one token per event
-for each of its keys: events whose keys have none wait aside in their key's queue, events over the
-daily quota are dead-lettered (``daily_quota``). A waiting key's timer (:meth:`Departures.release_due`)
-releases the head of its queue as soon as it has a token, one event per token, to leave before any
-queued request; every other key keeps flowing. Events whose retry window ends while waiting are
-dead-lettered (``retry_window_expired``). Time comes from the caller (``now``).
-"""
+joins the open batch (:meth:`Departures.enqueue`). As a request leaves, :meth:`Departures.admit` takes
+one token per event for each of its keys: events whose keys have none wait aside in their key's queue,
+events over the daily quota are dead-lettered (``daily_quota``). A waiting key's timer
+(:meth:`Departures.release_due`) releases the head of its queue as soon as it has a token, one event per
+token, to leave before any queued request; every other key keeps flowing. Events whose retry window
+ends while waiting are dead-lettered (``retry_window_expired``). Time comes from the caller (``now``)."""
 
 from __future__ import annotations
 
@@ -50,7 +49,7 @@ class Departures:
         """Devices/users with events waiting aside."""
         return len(self.held)
 
-    def admit(self, item: Pending, now: float) -> None:
+    def enqueue(self, item: Pending, now: float) -> None:
         """Take a new event: behind its device's waiting events if it has any, else into the open batch."""
         if not self.held.append(item.keys[0], item) and self._fits(item):
             self._batcher.add(item, now)
@@ -100,11 +99,12 @@ class Departures:
                 break
         self.held.forget_if_empty(key)
 
-    def take_tokens(self, batch: list[Pending], now: float) -> list[Pending]:
-        """The events of ``batch`` whose keys have a token now (taken); the others wait aside."""
+    def admit(self, batch: list[Pending], now: float) -> list[Pending]:
+        """The events of ``batch`` whose keys have a token now (taken): those leave; the others wait aside
+        (those over the daily quota are dead-lettered)."""
         send: list[Pending] = []
         denied: dict[str, tuple[list[Pending], float]] = {}
-        verdicts = self.limiter.take_many([item.keys for item in batch], now)
+        verdicts = self.limiter.admit_many([item.keys for item in batch], now)
         for item, verdict in zip(batch, verdicts, strict=True):
             if verdict == ADMIT:
                 send.append(item)

@@ -34,7 +34,8 @@ Contract
 The stages live beside it: :mod:`.batching` builds requests by count, bytes and age;
 :mod:`.policy` decides what each outcome of a request means (split, hold back, back off, dead-letter)
 and paces a failing destination with probes; :mod:`.throttle` and :mod:`.holdback` are the per-key
-limits. This module is the pump: it takes events, starts requests, applies decisions, drains, closes.
+limits; :mod:`.live` holds the events taken, signals room and idleness, and ends each one. This module is
+the pump: it takes events, starts requests, applies decisions, drains, closes.
 """
 
 from __future__ import annotations
@@ -42,68 +43,60 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from consumer.delivery.batching import Batcher, Request
 from consumer.delivery.departures import Departures
+from consumer.delivery.destination import Destination
+from consumer.delivery.live import DoneCallback, LiveEvents
 from consumer.delivery.outage import OutageLog
-from consumer.delivery.policy import Decision, RetryPolicy
+from consumer.delivery.policy import Decision, Retry, RetryPolicy
 from consumer.delivery.refusals import Refusals
 from consumer.delivery.throttle import ProjectLimiter, key_limiter
-from consumer.events import Pending, json_payload
+from consumer.events import Pending
 from consumer.ops.faults import Fault, Faults
 from consumer.ops.metrics import Metrics
 from consumer.ops.waits import wait_set
 from consumer.positions.deadletter import DeadLetterOutput
-from consumer.settings import LimitSettings
-from consumer.sinks.base import RequestCaps, RetryLater, SendResult, Sink
+from consumer.sinks.base import RetryLater, SendResult
 
 log = logging.getLogger("currents.delivery")
 
-DoneCallback = Callable[[list[Pending], str, str], None]
-
 
 class DeliveryEngine:
-    """Batch, throttle, send and retry; see the module docstring for the contract.
+    """Batch, throttle, send and retry for one :class:`~consumer.delivery.destination.Destination`; see
+    the module docstring for the contract.
 
-    ``name`` is the destination's name: the ``destination`` label of the request metrics, and the
-    ``destination`` field of dead-letter records. A ``limits.device_rate`` of
+    The destination gives the request shape, the limits and the sink; its name is the ``destination``
+    label of the request metrics and the ``destination`` field of dead-letter records, and its mapper
+    decodes a dead-lettered event for the record. A ``limits.device_rate`` of
     :data:`~consumer.delivery.throttle.UNLIMITED` means the destination has no per-key limits (no per-key
-    state).
+    state). The dead-letter output, ``on_done``, the metrics, the clock and the faults are the run's.
     """
 
     def __init__(
         self,
-        caps: RequestCaps,
-        limits: LimitSettings,
-        sink: Sink,
+        destination: Destination,
         dead_letter: DeadLetterOutput,
         on_done: DoneCallback,
         metrics: Metrics,
         *,
-        name: str = "amplitude",
-        decode: Callable[[bytes], dict[str, Any]] = json_payload,
-        throttle_penalty: float | None = None,
         clock: Callable[[], float] = time.time,
         faults: Faults | None = None,
     ) -> None:
-        self.caps = caps
-        self.name = name
-        self.decode = decode
-        self.limits = limits
-        self.sink = sink
-        self.dead = dead_letter
-        self.on_done = on_done
+        self.destination = destination
+        self.caps = caps = destination.shape
+        self.name = name = destination.name
+        self.limits = limits = destination.limits
+        self.sink = sink = destination.sink
         self.metrics = metrics
         self.clock = clock
+        self.faults = faults if faults is not None else Faults()
+        self.live = LiveEvents(name, limits, dead_letter, destination.mapper.decode, on_done, self.faults)
         self.policy = RetryPolicy(
-            retry_window=limits.retry_window,
-            max_backoff=limits.max_backoff,
-            penalty=limits.throttle_penalty if throttle_penalty is None else throttle_penalty,
+            retry_window=limits.retry_window, max_backoff=limits.max_backoff, penalty=limits.throttle_penalty
         )
         # What a request body adds around its events, so that ``bytes_cap`` bounds the whole body.
         self.batcher = Batcher(caps, sink.overhead)
@@ -115,36 +108,22 @@ class DeliveryEngine:
             dead=self._dead_waiting,
         )
         self.limiter = self.departures.limiter
-        self._seq = itertools.count()
-        # (due, tie-break, batch, attempt, the answer that sent it here: reason and HTTP status)
-        self._retries: list[tuple[float, int, list[Pending], int, tuple[str, int]]] = []
-        self._live: dict[int, Pending] = {}
-        self._bytes = 0
+        self._retries: list[Retry] = []  # a heap: the next one due first
         self._inflight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._flush_now = False
         self._pump: asyncio.Task[None] | None = None
         self.project = ProjectLimiter(limits.project_rate)
         self.last_progress = clock()
         self.refusals = Refusals(name, metrics)
         self.outage = OutageLog(name, clock=clock)
-        self.faults = faults if faults is not None else Faults()
         self.faults.listen(self._stop_on_fault)
-
-    @property
-    def penalty(self) -> float:
-        """Seconds a throttled device/user waits when the server gives no ``Retry-After``."""
-        return self.policy.penalty
 
     # -- input -----------------------------------------------------------------------------------
     async def submit(self, item: Pending) -> None:
         """Take one event; waits while the engine is full (back-pressure)."""
         while not self.offer(item):
-            await self._room.wait()
+            await self.live.room.wait()
 
     def offer(self, item: Pending) -> bool:
         """Take one event if there is room (``True``), else take nothing (``False``); never waits."""
@@ -158,11 +137,12 @@ class DeliveryEngine:
         With ``beyond_room`` every item is taken, room or not (the caller bounds what it offers).
         """
         self.faults.raise_first()
-        if not beyond_room and not self._room.is_set():
+        held = self.live
+        if not beyond_room and not held.room.is_set():
             return start
         if self._pump is None:
             self._pump = asyncio.create_task(self._run(), name="delivery-pump")
-        live, limits = self._live, self.limits
+        live, limits = held.items, self.limits
         now = self.clock()
         end = len(items)
         i = start
@@ -170,43 +150,41 @@ class DeliveryEngine:
             item = items[i]
             i += 1
             live[id(item)] = item
-            self._bytes += item.size
-            full = len(live) >= limits.max_pending or self._bytes >= limits.max_pending_bytes
+            held.bytes += item.size
+            full = len(live) >= limits.max_pending or held.bytes >= limits.max_pending_bytes
             if full:
-                self._room.clear()
-            self.departures.admit(item, now)  # may end the item at once (a payload too large for any request)
+                held.room.clear()
+            # may end the item at once (a payload too large for any request)
+            self.departures.enqueue(item, now)
             if full and not beyond_room:
                 break
         # Only the state after the loop is seen (nothing else runs meanwhile): idle iff nothing is live.
         if live:
-            self._idle.clear()
+            held.idle.clear()
         self._wake.set()
         return i
 
     @property
     def has_room(self) -> bool:
         """Whether :meth:`submit` would return without waiting."""
-        return self._room.is_set()
+        return self.live.room.is_set()
 
     async def wait_room(self, timeout: float) -> bool:  # noqa: ASYNC109
         """Wait until the engine takes more events (at most ``timeout`` seconds); whether it does."""
-        return await wait_set(self._room, timeout)
+        return await wait_set(self.live.room, timeout)
 
     def room(self) -> list[int]:
         """``[events, bytes]`` the engine takes before it is full (zeros while it is)."""
-        if not self._room.is_set():
-            return [0, 0]
-        limits = self.limits
-        return [limits.max_pending - len(self._live), limits.max_pending_bytes - self._bytes]
+        return self.live.room_left()
 
     @property
     def pending(self) -> int:
         """Events taken and not yet done."""
-        return len(self._live)
+        return len(self.live.items)
 
     def oldest_pending_age(self) -> float:
         """Seconds since the oldest pending event was first taken (0 when none)."""
-        for item in self._live.values():
+        for item in self.live.items.values():
             return max(0.0, self.clock() - item.first_attempt)
         return 0.0
 
@@ -216,48 +194,52 @@ class DeliveryEngine:
 
     # -- the pump --------------------------------------------------------------------------------
     async def _run(self) -> None:
+        """The pump: start what is due, then wait for a wake-up or the next deadline; again, until a fault
+        (or :meth:`close`)."""
         while not self.faults.failed:
             try:
-                await self._turn()
+                deadline = self._start_due()
+                self._wake.clear()
+                timeout = None if deadline == float("inf") else max(0.0, deadline - self.clock())
+                await wait_set(self._wake, timeout)
             except Fault:  # reported where it was raised; the loop condition ends the pump
                 pass
             except Exception:  # a bug in one turn (or in a callback) must not stop delivery for good
                 log.exception("%s delivery pump: a turn failed; going on", self.name)
                 await asyncio.sleep(0.1)  # back off: a turn that keeps failing must not spin
 
-    async def _turn(self) -> None:
-        """One turn of the pump: release due keys and retries, start requests, wait for a reason to look
-        again (a wake-up or the earliest deadline)."""
+    def _start_due(self) -> float:
+        """Release the keys and the retries that are due, seal the open batch if it is due, and start the
+        requests the free slots and the project rate allow; when to look again (``inf``: at the next
+        wake-up only)."""
         now = self.clock()
         batcher, policy = self.batcher, self.policy
         self.departures.release_due(now)
-        while self._retries and self._retries[0][0] <= now:
-            _, _, batch, attempt, last = heapq.heappop(self._retries)
-            live = [p for p in batch if not self._expired_dead(p, now, last)]
+        while self._retries and self._retries[0].due <= now:
+            retry = heapq.heappop(self._retries)
+            last = retry.last_answer
+            live = [p for p in retry.batch if not self._expired_dead(p, now, last)]
             if live:
-                batcher.queue(live, attempt)
+                batcher.queue(live, retry.attempt)
         batcher.seal_if_due(now, self._flush_now)
         project_wait = 0.0
         slots = policy.slots(now, self.caps.concurrency)
         while len(self._inflight) < slots and (request := batcher.next()) is not None:
-            project_wait = self.project.take(len(request.batch), now)
+            project_wait = self.project.admit(len(request.batch), now)
             if project_wait > 0:
                 break
             batcher.pop(request)
             task = asyncio.create_task(self._send(request))
             self._inflight.add(task)
             task.add_done_callback(self._sent)
-        deadline = min(
+        return min(
             self.departures.next_due(),
-            self._retries[0][0] if self._retries else float("inf"),
+            self._retries[0].due if self._retries else float("inf"),
             batcher.due(),
             now + project_wait if project_wait > 0 else float("inf"),
             now + 0.05 if batcher.hot and len(self._inflight) < slots else float("inf"),
             policy.gate if policy.gate > now and batcher.waiting() else float("inf"),
         )
-        self._wake.clear()
-        timeout = None if deadline == float("inf") else max(0.0, deadline - self.clock())
-        await wait_set(self._wake, timeout)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         # The pump must look again once a send slot is really free: a wake-up sent from inside the
@@ -273,28 +255,35 @@ class DeliveryEngine:
 
     def _stop_on_fault(self, _: Fault) -> None:
         # Wake everyone waiting on this engine: submitters raise the fault, drain returns, the pump ends.
-        self._room.set()
-        self._idle.set()
+        self.live.room.set()
+        self.live.idle.set()
         self._wake.set()
 
     def _fits(self, item: Pending) -> bool:
         """Whether ``item`` fits a request at all; if not it is dead-lettered."""
         if self.batcher.fits(item):
             return True
-        self._dead(item, "payload_too_large", f"{item.size} bytes")
+        self.live.dead(item, "payload_too_large", f"{item.size} bytes")
         return False
 
     def _expired_dead(self, item: Pending, now: float, last: tuple[str, int]) -> bool:
         if self.policy.expired(item, now):
-            self._dead(item, "retry_window_expired", last=last)
+            self.live.dead(item, "retry_window_expired", last=last)
             return True
         return False
+
+    def _dead_waiting(self, item: Pending, reason: str, detail: str) -> None:
+        """Dead-letter an event that waited aside; one whose window ran out there gets the destination's
+        last failing answer, since that is what kept it waiting."""
+        self.live.dead(
+            item, reason, detail, self.outage.last_answer if reason == "retry_window_expired" else None
+        )
 
     async def _send(self, request: Request) -> None:
         # Tokens are taken as the request starts, not when it was queued: a busy event loop between
         # the two would otherwise bunch one device's requests together on the wire.
         queued = request.batch
-        batch = queued if request.admitted else self.departures.take_tokens(queued, self.clock())
+        batch = queued if request.admitted else self.departures.admit(queued, self.clock())
         self.project.refund(len(queued) - len(batch))
         if not batch or self.faults.failed:
             return
@@ -307,21 +296,21 @@ class DeliveryEngine:
         self.metrics.request_seconds.labels(self.name).observe(result.seconds)
         self.metrics.request_bytes.labels(self.name).inc(result.body_bytes)
         now = self.clock()
-        with contextlib.suppress(Fault):  # reported by _dead; the fault stops the engine
-            decision = self.policy.decide(batch, request.attempt, result.outcome, now)
-            self._apply(decision, now, result.status)
+        with contextlib.suppress(Fault):  # reported where raised (a dead letter); the fault stops the engine
+            decision = self.policy.decide(batch, request.attempt, result.outcome, now, result.status)
+            self._apply(decision, now)
         self._wake.set()
 
-    def _apply(self, decision: Decision, now: float, status: int) -> None:
-        """Carry out the policy's decision about one request answered with HTTP ``status`` (0: none)."""
+    def _apply(self, decision: Decision, now: float) -> None:
+        """Carry out the policy's decision about one answered request."""
         retry = decision.retry
         self.refusals.update(decision.credentials, decision.endpoint, retry.reason if retry else "")
         if decision.delivered:
-            self._finish(decision.delivered, "delivered", "")
+            self.live.finish(decision.delivered, "delivered", "")
             self.last_progress = now
             self.outage.delivered()
         for item, reason, detail in decision.dead:
-            self._dead(item, reason, detail)
+            self.live.dead(item, reason, detail)
         for key, seconds, threshold in decision.penalties:
             self.limiter.penalize(key, seconds, now, threshold)
         for key, items in decision.held.items():
@@ -337,54 +326,15 @@ class DeliveryEngine:
         for batch, attempt in reversed(decision.resend):
             self.batcher.front(batch, attempt)
         if retry is not None:
-            entry = (retry.due, next(self._seq), retry.batch, retry.attempt, (retry.reason, status))
-            heapq.heappush(self._retries, entry)
+            heapq.heappush(self._retries, retry)
             self.outage.retrying(
-                retry.reason, len(retry.batch), retry.after, len(self._live), self.refusals.cause, status
+                retry.reason,
+                len(retry.batch),
+                retry.after,
+                len(self.live.items),
+                self.refusals.cause,
+                retry.status,
             )
-
-    # -- endings ---------------------------------------------------------------------------------
-    def _dead(
-        self, item: Pending, reason: str, detail: str = "", last: tuple[str, int] | None = None
-    ) -> None:
-        """Dead-letter ``item``; ``last`` is the last answer it had (reason, HTTP status), if any."""
-        try:
-            self.dead.write(
-                reason,
-                item.position,
-                destination=self.name,
-                event=self.decode(item.encoded),
-                event_type=item.event_type,
-                detail=detail,
-                first_attempt=item.first_attempt,
-                last_answer=last,
-            )
-        except Fault as fault:  # the event does not end: it stays pending, never acknowledged
-            self.faults.report(fault)
-            raise
-        self._finish([item], "dead_lettered", reason)
-
-    def _dead_waiting(self, item: Pending, reason: str, detail: str) -> None:
-        """Dead-letter an event that waited aside; one whose window ran out there gets the destination's
-        last failing answer, since that is what kept it waiting."""
-        self._dead(
-            item, reason, detail, self.outage.last_answer if reason == "retry_window_expired" else None
-        )
-
-    def _finish(self, items: list[Pending], outcome: str, reason: str) -> None:
-        live = self._live
-        ended = [item for item in items if live.pop(id(item), None) is not None]
-        if not ended:
-            return
-        self._bytes -= sum([item.size for item in ended])
-        if len(live) < self.limits.max_pending and self._bytes < self.limits.max_pending_bytes:
-            self._room.set()
-        if not live:
-            self._idle.set()
-        try:
-            self.on_done(ended, outcome, reason)
-        except Exception:  # the events have ended either way; a failing callback must not strand others
-            log.exception("%s: the callback for %d ended events failed", self.name, len(ended))
 
     def flush(self) -> None:
         """Send the partial batch now instead of waiting for its age."""
@@ -398,7 +348,7 @@ class DeliveryEngine:
         self._flush_now = True
         self._wake.set()
         try:
-            return await wait_set(self._idle, timeout) and not self.faults.failed
+            return await wait_set(self.live.idle, timeout) and not self.faults.failed
         finally:
             self._flush_now = False
 

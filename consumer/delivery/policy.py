@@ -37,6 +37,7 @@ delays. Everything here takes ``now`` from the caller (the engine's injected clo
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -71,15 +72,26 @@ def _never_sleep(seconds: float) -> None:  # pragma: no cover - the Retrying abo
     raise AssertionError("the delivery engine schedules retries itself")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Retry:
-    """Send ``batch`` again at ``due`` as attempt ``attempt`` (``after`` seconds from the decision)."""
+    """Send ``batch`` again at ``due`` as attempt ``attempt`` (``after`` seconds from the decision), after
+    the answer ``reason`` with HTTP ``status`` (0: none).
+
+    Retries order by ``due``, then by ``seq``, the order their policy decided them in (no two are
+    equal): the engine keeps them on a heap."""
 
     due: float
-    batch: list[Pending]
-    attempt: int
-    after: float
-    reason: str
+    seq: int
+    batch: list[Pending] = field(compare=False)
+    attempt: int = field(compare=False)
+    after: float = field(compare=False)
+    reason: str = field(compare=False)
+    status: int = field(compare=False, default=0)
+
+    @property
+    def last_answer(self) -> tuple[str, int]:
+        """The answer that sent the batch here: (reason, HTTP status)."""
+        return self.reason, self.status
 
 
 @dataclass(slots=True)
@@ -122,6 +134,7 @@ class RetryPolicy:
         """Failed probes in a row (0 while the destination answers about events)."""
         self.gate = 0.0
         """No request starts before this time (0: open)."""
+        self._seq = itertools.count()
 
     def expired(self, item: Pending, now: float) -> bool:
         """Whether ``item``'s retry window has ended at ``now``."""
@@ -131,8 +144,11 @@ class RetryPolicy:
         """Requests that may be in flight now: none before the gate, one (a probe) while failing."""
         return 0 if now < self.gate else 1 if self.failures else concurrency
 
-    def decide(self, batch: list[Pending], attempt: int, outcome: Outcome, now: float) -> Decision:
-        """The decision for ``batch`` (sent as ``attempt``) answered with ``outcome`` at ``now``."""
+    def decide(
+        self, batch: list[Pending], attempt: int, outcome: Outcome, now: float, status: int = 0
+    ) -> Decision:
+        """The decision for ``batch`` (sent as ``attempt``) answered with ``outcome`` (HTTP ``status``,
+        0 for none) at ``now``."""
         d = Decision()
         _configuration(d, outcome)
         if not isinstance(outcome, RetryLater):
@@ -147,12 +163,14 @@ class RetryPolicy:
         elif isinstance(outcome, Throttled):
             self._throttled(d, batch, outcome, now)
         elif isinstance(outcome, RetryLater):
-            d.retry = self._retry_later(batch, attempt, outcome, now)
+            d.retry = self._retry_later(batch, attempt, outcome, now, status)
         elif isinstance(outcome, Fatal):
             d.dead = [(item, outcome.reason, outcome.detail) for item in batch]
         return d
 
-    def _retry_later(self, batch: list[Pending], attempt: int, outcome: RetryLater, now: float) -> Retry:
+    def _retry_later(
+        self, batch: list[Pending], attempt: int, outcome: RetryLater, now: float, status: int
+    ) -> Retry:
         if now >= self.gate:  # a probe (or the first failure); requests already in flight do not count
             self.failures += 1
         tries = max(attempt + 1, self.failures)
@@ -160,7 +178,7 @@ class RetryPolicy:
         due = min(now + delay, min(p.first_attempt for p in batch) + self.retry_window)
         self.gate = max(self.gate, due)
         # A window already over gives a due time in the past: the batch is looked at again at once.
-        return Retry(due, batch, attempt + 1, max(0.0, due - now), outcome.reason)
+        return Retry(due, next(self._seq), batch, attempt + 1, max(0.0, due - now), outcome.reason, status)
 
     def _throttled(self, d: Decision, batch: list[Pending], outcome: Throttled, now: float) -> None:
         penalty = outcome.after if outcome.after is not None else self.penalty

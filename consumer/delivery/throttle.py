@@ -39,7 +39,7 @@ most this much longer."""
 SLOW_FOR = 3600.0
 """How long a key Amplitude throttled keeps its slower rate."""
 MIN_WAIT = 0.001
-"""The shortest wait :meth:`KeyLimiter.take` names. Rounding at UNIX-time magnitudes can leave a key a
+"""The shortest wait :meth:`KeyLimiter.admit` names. Rounding at UNIX-time magnitudes can leave a key a
 hair short of a token; a wait smaller than the clock's resolution would have its caller ask again at
 the very same instant, forever."""
 
@@ -54,12 +54,12 @@ class KeyLimiter:
     still send up to ``rate`` events in one request (a session start, a few custom events and a
     purchase of one device travel together instead of one request each).
 
-    :meth:`take` either admits an event (recording it on every key and one daily unit) and returns
+    :meth:`admit` either admits an event (recording it on every key and one daily unit) and returns
     :data:`ADMIT`, returns :data:`DAILY_QUOTA` when any key is over its daily limit, or returns the
     number of seconds until every key has room (at least :data:`MIN_WAIT`). :meth:`check` answers the
-    same without recording anything; :meth:`take_many` answers for each event of a request in turn.
+    same without recording anything; :meth:`admit_many` answers for each event of a request in turn.
 
-    Cost (:meth:`take_many` runs for every event of a request as it leaves): the day change and the
+    Cost (:meth:`admit_many` runs for every event of a request as it leaves): the day change and the
     sweep are one comparison against the next of the two instants, made once per call with the state
     bound to locals, not once per event. A key that sent lately has one list, ``[daily count, send
     times, oldest first]``, so one dict look-up per key serves its daily limit and its window, and one
@@ -123,15 +123,16 @@ class KeyLimiter:
         self._next_tick = min(self._next_sweep, self._day_end)
 
     def check(self, keys: tuple[str, ...], now: float) -> float:
-        """What :meth:`take` would answer at ``now``, without recording anything."""
+        """What :meth:`admit` would answer at ``now``, without recording anything."""
         return self._verdicts((keys,), now, False, None)
 
-    def take(self, keys: tuple[str, ...], now: float) -> float:
-        """Admit one event for ``keys`` at ``now`` (seconds), or say how long to wait."""
+    def admit(self, keys: tuple[str, ...], now: float) -> float:
+        """Admit one event for ``keys`` at ``now`` (seconds), recording its send on every key, or say how
+        long to wait (or that a daily quota is reached)."""
         return self._verdicts((keys,), now, True, None)
 
-    def take_many(self, keys_list: Sequence[tuple[str, ...]], now: float) -> list[float]:
-        """:meth:`take` for each of ``keys_list`` at ``now``, in order (each event admitted is recorded
+    def admit_many(self, keys_list: Sequence[tuple[str, ...]], now: float) -> list[float]:
+        """:meth:`admit` for each of ``keys_list`` at ``now``, in order (each event admitted is recorded
         before the next is looked at): the verdicts, one per entry."""
         verdicts: list[float] = []
         if keys_list:  # no event, no look at the clock (a sweep due would not run either)
@@ -148,7 +149,7 @@ class KeyLimiter:
         record: bool,
         emit: Callable[[float], None] | None,
     ) -> float:
-        """The one body of :meth:`take`, :meth:`check` and :meth:`take_many`: the verdict of each of
+        """The one body of :meth:`admit`, :meth:`check` and :meth:`admit_many`: the verdict of each of
         ``keys_list`` goes to ``emit``; the last one is returned. The clock is looked at and the state
         bound to locals once per call, not once per event."""
         if now >= self._next_tick or now < self._day_start:
@@ -287,7 +288,7 @@ def _trim(state: list[float], cut: float) -> None:
 class ProjectLimiter:
     """One token bucket for the whole project: ``rate`` events per second, burst one second's worth.
 
-    Amplitude also caps a project's events per second. :meth:`take` lets a request of ``n`` events go
+    Amplitude also caps a project's events per second. :meth:`admit` lets a request of ``n`` events go
     when the bucket holds ``min(n, rate)`` tokens and then owes the rest, so a request bigger than a
     second's worth still goes and the next one waits longer. A ``rate`` of 0 means no limit.
     """
@@ -297,7 +298,7 @@ class ProjectLimiter:
         self._tokens = rate
         self._at: float | None = None
 
-    def take(self, n: int, now: float) -> float:
+    def admit(self, n: int, now: float) -> float:
         """Admit ``n`` events at ``now`` (:data:`ADMIT`) or say how many seconds to wait."""
         rate = self.rate
         if rate <= 0:
@@ -332,11 +333,11 @@ class NoKeyLimit:
         """Always room."""
         return ADMIT
 
-    def take(self, keys: tuple[str, ...], now: float) -> float:
+    def admit(self, keys: tuple[str, ...], now: float) -> float:
         """Always admitted; nothing is recorded (memory stays flat)."""
         return ADMIT
 
-    def take_many(self, keys_list: Sequence[tuple[str, ...]], now: float) -> list[float]:
+    def admit_many(self, keys_list: Sequence[tuple[str, ...]], now: float) -> list[float]:
         """Every one admitted; nothing is recorded."""
         return [ADMIT] * len(keys_list)
 

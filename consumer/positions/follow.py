@@ -108,7 +108,7 @@ class FollowLedger:
             return False
         relative = state.locate(obj.url)[1]
         for shard, other in self.inherited:
-            if (shard is None or shard.takes(relative)) and other.is_done(obj):
+            if (shard is None or shard.includes(relative)) and other.is_done(obj):
                 state.finished(obj)
                 self._dirty = True
                 return True
@@ -117,7 +117,7 @@ class FollowLedger:
     def offer(self, obj: StoredObject, swept: bool) -> bool:
         """Whether ``obj`` is to be read: not done and neither queued nor being read. An object listed
         again with another version than the one finished is set aside to be dead-lettered
-        (:meth:`take_rejected`) instead."""
+        (:meth:`pop_rejected`) instead."""
         url = obj.url
         known = url in self._known
         done = not known and self._done(obj)
@@ -141,7 +141,7 @@ class FollowLedger:
             return False
         return True
 
-    def take_rejected(self) -> list[tuple[StoredObject, str]]:
+    def pop_rejected(self) -> list[tuple[StoredObject, str]]:
         """Objects rewritten after they were read, with the version read: the file source dead-letters each
         (``rewritten_input``) and reports it finished."""
         rejected, self._rejected = self._rejected, []

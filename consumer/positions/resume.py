@@ -48,12 +48,6 @@ from consumer.sources.storage.selection import Shard
 from consumer.sources.storage.store import StoredObject, is_url
 
 
-def file_identity(path: str) -> str:
-    """``path|size|mtime_ns`` of a local file."""
-    st = os.stat(path)
-    return f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
-
-
 def object_identity(obj: StoredObject) -> str:
     """``url|version`` of an object in a store; ``path|size|mtime_ns`` of a local file."""
     return f"{obj.url if obj.remote else os.path.abspath(obj.url)}|{obj.version}"

@@ -228,10 +228,6 @@ class AmplitudeSink:
         """Bytes of a request body around its events (key, options)."""
         return len(build_body(self._key, [], self.settings.min_id_length))
 
-    def set_api_key(self, key: str) -> None:
-        """Replace the API key (a rotated Secret); the next request uses it."""
-        self._key = key
-
     async def send(self, batch: Sequence[Pending]) -> SendResult:
         """One attempt: post ``batch`` and classify the answer."""
         body = build_body(self._key, [p.encoded for p in batch], self.settings.min_id_length)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from consumer.decode.avro import DecodeError
-from consumer.transform.prepare import Taken
+from consumer.transform.prepare import ReadyRecord
 
 Stream = tuple[str, int]
 """``(topic, partition)`` for Kafka, ``(path or URL, -1)`` for a file."""
@@ -34,7 +34,7 @@ class BadInput:
 class Batch:
     """What one :meth:`Source.read` gives; an empty batch says nothing came within the wait."""
 
-    records: list[Taken] = field(default_factory=list)
+    records: list[ReadyRecord] = field(default_factory=list)
     """Prepared records, in position order per stream."""
     read: list[tuple[Stream, list[int]]] = field(default_factory=list)
     """Every position read, the records' and the bad inputs', ascending per stream: what the loop tracks

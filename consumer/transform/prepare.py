@@ -7,7 +7,7 @@ pickle, so the same step runs in the main process (the Kafka daemon, ``--workers
 processes that decode and prepare whole files for ``replay`` (:mod:`consumer.sources.workers.file_pool`);
 either way the
 :class:`~consumer.app.pipeline.Pipeline` takes the result through
-:meth:`~consumer.app.pipeline.Pipeline.take`.
+:meth:`~consumer.app.pipeline.Pipeline.queue_run`.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ Output = Skip | Unencodable | list[Encoded]
 Prepared = tuple[int, str, tuple[Output, ...]]
 """One record ready for delivery: (record offset, event type, one output per destination, in order)."""
 
-Taken = tuple[Position, str, tuple[Output, ...]]
-"""One prepared record as the pipeline takes it (:meth:`~consumer.app.pipeline.Pipeline.take_run`): its
+ReadyRecord = tuple[Position, str, tuple[Output, ...]]
+"""One prepared record as the pipeline queues it (:meth:`~consumer.app.pipeline.Pipeline.queue_run`): its
 position, event type and one output per destination."""
 
 MessageResult = str | tuple[str, tuple[Output, ...]]
@@ -69,7 +69,7 @@ class Preparer:
         return tuple(out)
 
     def prepare(self, record: CurrentsRecord) -> Prepared:
-        """One record of a file, keyed by its index (the file source makes it a :data:`Taken`)."""
+        """One record of a file, keyed by its index (the file source makes it a :data:`ReadyRecord`)."""
         event_type = record.event_type
         return (record.position.offset, event_type, self.outputs(event_type, record.record))
 

@@ -170,7 +170,7 @@ async def test_one_destination_down_the_others_flow_nothing_is_committed_past_it
             assert movableink.pending > 0
             # Nothing is committed past the first event Movable Ink still owes, in any partition.
             owed: dict[TopicPartition, int] = {}
-            for item in movableink._live.values():
+            for item in movableink.live.items.values():
                 tp = TopicPartition(item.position.source, item.position.partition)
                 owed[tp] = min(owed.get(tp, 1 << 62), item.position.offset)
             await daemon.commit()

@@ -16,7 +16,7 @@ from consumer.events import Position
 from consumer.ops.metrics import Metrics
 from consumer.settings import load
 from consumer.sources.base import Batch, Stream
-from consumer.transform.prepare import Taken
+from consumer.transform.prepare import ReadyRecord
 
 CUSTOM = "users.behaviors.CustomEvent"
 
@@ -36,7 +36,7 @@ class Commits:
         return True
 
 
-def record(partition: int, offset: int) -> Taken:
+def record(partition: int, offset: int) -> ReadyRecord:
     """A record with one payload: it takes room in the engine until it is delivered (never, here)."""
     return (Position("t", partition, offset), CUSTOM, ([(b'{"insert_id":"x"}', ("d:x",))],))
 
@@ -62,7 +62,7 @@ async def loop(tmp_path: Path) -> AsyncIterator[RunLoop]:
         await close_all(destinations)
 
 
-def read(*records: Taken) -> Batch:
+def read(*records: ReadyRecord) -> Batch:
     per: dict[Stream, list[int]] = {}
     for position, _, _ in records:
         per.setdefault(position.stream, []).append(position.offset)

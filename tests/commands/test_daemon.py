@@ -130,7 +130,7 @@ async def test_nothing_committed_while_amplitude_is_down_then_everything_arrives
         await eventually(lambda: bool(daemon.consumer.paused()), within=30, message="partitions paused")
         assert daemon.pipeline.engine.pending <= 300
         first_pending: dict[TopicPartition, int] = {}
-        for item in daemon.pipeline.engine._live.values():
+        for item in daemon.pipeline.engine.live.items.values():
             tp = TopicPartition(item.position.source, item.position.partition)
             first_pending[tp] = min(first_pending.get(tp, 1 << 62), item.position.offset)
         await daemon.commit()

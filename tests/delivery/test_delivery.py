@@ -376,7 +376,7 @@ async def test_a_failing_callback_or_pump_turn_strands_no_event(tmp_path: Path) 
     events = [event(i) for i in range(20)]
     async with simulator() as sim, engine(settings(sim, tmp_path, CURRENTS_RETRY_WINDOW="1s")) as e:
         sim.faults.down()
-        original = e.engine.on_done
+        original = e.engine.live.on_done
         raised: list[str] = []
 
         def flaky_callback(items: list[Any], outcome: str, reason: str) -> None:
@@ -385,23 +385,23 @@ async def test_a_failing_callback_or_pump_turn_strands_no_event(tmp_path: Path) 
                 raise RuntimeError("a bug in an acknowledgement callback")
             original(items, outcome, reason)
 
-        e.engine.on_done = flaky_callback
+        e.engine.live.on_done = flaky_callback
         await e.submit_all(events)
         assert await e.engine.drain(20), "events stranded after a callback raised"
         assert len(raised) == 1
         assert set(e.dead_lettered()) == {ev["insert_id"] for ev in events} - set(raised)
 
         sim.faults.up()
-        take = e.engine.project.take
+        admit = e.engine.project.admit
         failed: list[int] = []
 
-        def flaky_take(n: int, now: float) -> float:
+        def flaky_admit(n: int, now: float) -> float:
             if not failed:
                 failed.append(n)
                 raise RuntimeError("a bug in one turn of the pump")
-            return take(n, now)
+            return admit(n, now)
 
-        e.engine.project.take = flaky_take  # type: ignore[method-assign]
+        e.engine.project.admit = flaky_admit  # type: ignore[method-assign]
         more = [event(i) for i in range(100, 110)]
         await deliver(e, more)
         assert failed

@@ -6,13 +6,14 @@ The back-off strategy is injected without jitter where a test asserts exact dela
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 import pytest
 from tenacity import RetryCallState, Retrying, wait_exponential
 from tenacity.wait import wait_base
 
-from consumer.delivery.policy import Backoff, RetryPolicy, named_keys
+from consumer.delivery.policy import Backoff, Retry, RetryPolicy, named_keys
 from consumer.events import Pending, Position
 from consumer.sinks.base import Delivered, Fatal, Rejected, RetryLater, Throttled, TooLarge
 
@@ -129,6 +130,22 @@ def test_retry_later_never_goes_past_the_retry_window() -> None:
     batch = [item(0, first=NOW - 50), item(1, first=NOW - 99)]
     d = policy(retry_window=100.0).decide(batch, 0, RetryLater("timeout", after=30.0), NOW)
     assert d.retry is not None and d.retry.due == pytest.approx(NOW + 1.0)
+
+
+def test_retries_come_due_in_time_order_then_in_the_order_they_were_decided() -> None:
+    """The engine keeps retries on a heap: they order by due time, ties by decision order, and their
+    batches are never compared (lists of events have no order)."""
+    p = policy(retry_window=100.0)
+    decided = []
+    for i, (after, status) in enumerate([(5.0, 503), (1.0, 0), (5.0, 502), (1.0, 504)]):
+        d = p.decide([item(i)], 0, RetryLater(f"http_{status}", after=after), NOW, status)
+        assert d.retry is not None and d.retry.last_answer == (f"http_{status}", status)
+        decided.append(d.retry)
+    heap: list[Retry] = []
+    for retry in decided:
+        heapq.heappush(heap, retry)
+    popped = [heapq.heappop(heap) for _ in decided]
+    assert [r.batch[0].position.offset for r in popped] == [1, 3, 0, 2]
 
 
 def test_retry_later_flags_credentials() -> None:

@@ -502,7 +502,7 @@ async def test_close_next(sim: AmplitudeSimulator, client: httpx.AsyncClient) ->
 def _storm_statuses(seed: int, n: int) -> list[int]:
     faults = FaultController()
     faults.storm(0.5, seed=seed, statuses=(500, 503))
-    return [0 if (f := faults.take()) is None else f.status for _ in range(n)]
+    return [0 if (f := faults.next_fault()) is None else f.status for _ in range(n)]
 
 
 async def test_storm_is_reproducible_with_a_seed(sim: AmplitudeSimulator, client: httpx.AsyncClient) -> None:
@@ -518,9 +518,11 @@ async def test_storm_is_reproducible_with_a_seed(sim: AmplitudeSimulator, client
 async def test_storm_probability_bounds() -> None:
     faults = FaultController()
     faults.storm(1.0, seed=1)
-    assert all(f is not None and f.status in (500, 502, 503, 504) for f in (faults.take() for _ in range(50)))
+    assert all(
+        f is not None and f.status in (500, 502, 503, 504) for f in (faults.next_fault() for _ in range(50))
+    )
     faults.storm(0.0, seed=1)
-    assert all(faults.take() is None for _ in range(50))
+    assert all(faults.next_fault() is None for _ in range(50))
     with pytest.raises(ValueError):
         faults.storm(1.5)
 

@@ -507,9 +507,9 @@ async def test_fault_controller_rejects_unknown_destination() -> None:
     with pytest.raises(ValueError, match="destination must be one of"):
         faults.fail_next(1, 500, destination="Amplitude")
     faults.fail_next(1, 500, destination="remerge")
-    assert faults.take() is None  # no destination: only all-destination faults
-    assert faults.take("amplitude") is None
-    taken = faults.take("remerge")
+    assert faults.next_fault() is None  # no destination: only all-destination faults
+    assert faults.next_fault("amplitude") is None
+    taken = faults.next_fault("remerge")
     assert taken is not None and taken.status == 500
 
 

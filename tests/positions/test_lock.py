@@ -216,7 +216,7 @@ def race(locks: list[JobLock]) -> tuple[list[JobLock], list[str]]:
     won: list[JobLock] = []
     held: list[str] = []
 
-    def take(one: JobLock) -> None:
+    def contend(one: JobLock) -> None:
         barrier.wait()
         try:
             one.acquire()
@@ -224,7 +224,7 @@ def race(locks: list[JobLock]) -> tuple[list[JobLock], list[str]]:
         except LockHeld as exc:
             held.append(str(exc))
 
-    threads = [threading.Thread(target=take, args=(one,)) for one in locks]
+    threads = [threading.Thread(target=contend, args=(one,)) for one in locks]
     for t in threads:
         t.start()
     for t in threads:

@@ -27,7 +27,7 @@ KEYS = [
 
 
 def shard_of(key: str, count: int) -> int:
-    (index,) = [i for i in range(count) if Shard(i, count).takes(key)]  # exactly one shard takes a key
+    (index,) = [i for i in range(count) if Shard(i, count).includes(key)]  # exactly one shard includes a key
     return index
 
 
@@ -91,7 +91,7 @@ def test_a_shard_that_gets_nothing_says_the_other_shards_took_it(tmp_path: Path)
     urls = [obj.url for obj in list_objects([root])]
     count = len(urls) + 1  # more shards than objects: one of them gets nothing
     empty = next(
-        i for i in range(count) if not any(Shard(i, count).takes(relative_key(root, u)) for u in urls)
+        i for i in range(count) if not any(Shard(i, count).includes(relative_key(root, u)) for u in urls)
     )
     listing = Listing()
     assert list(list_objects([root], Selection(shard=Shard(empty, count)), listing=listing)) == []

@@ -22,7 +22,7 @@ from consumer.settings import load
 from consumer.sinks.base import SendResult
 from consumer.transform.amplitude import AmplitudeMapper, Transformer
 from consumer.transform.base import UNMAPPED_TYPE, Payload, Skip
-from consumer.transform.prepare import Output, Preparer, Unencodable, prepare_messages
+from consumer.transform.prepare import Output, Preparer, ReadyRecord, Unencodable, prepare_messages
 
 CUSTOM = "users.behaviors.CustomEvent"
 
@@ -91,8 +91,11 @@ async def test_an_unencodable_payload_is_dead_lettered_and_its_record_acknowledg
     destination = Destination("amplitude", amplitude(), NeverCalled(), settings.amplitude, settings.limits)
     pipeline = Pipeline([destination], dead, Metrics(CollectorRegistry()), acked.extend)
     position = Position("f.avro", -1, 7)
-    await pipeline.take(position, CUSTOM, (Unencodable("Type is not JSON serializable: set"),))
-    await pipeline.take(Position("f.avro", -1, 8), CUSTOM, (Skip("no_identity"),))
+    run: list[ReadyRecord] = [
+        (position, CUSTOM, (Unencodable("Type is not JSON serializable: set"),)),
+        (Position("f.avro", -1, 8), CUSTOM, (Skip("no_identity"),)),
+    ]
+    assert pipeline.queue_run(run) == 2
     dead.close()
     assert acked == [position, Position("f.avro", -1, 8)]
     assert pipeline.summary.dead_lettered["unencodable"] == 1 and pipeline.summary.skipped["no_identity"] == 1
@@ -103,8 +106,9 @@ async def test_an_unencodable_payload_is_dead_lettered_and_its_record_acknowledg
 
 
 async def test_a_run_ends_with_the_record_that_fills_an_engine(tmp_path: Path) -> None:
-    """The daemon ends each run where ``fit`` says: taking the run never passes ``--max-pending`` nor
-    ``--max-pending-bytes`` by more than the record that reached it, and never waits."""
+    """``queue_run`` ends each run with the record that fills an engine: queueing a run never passes
+    ``--max-pending`` nor ``--max-pending-bytes`` by more than the record that reached it, and never
+    waits."""
     settings = load(
         None,
         {
@@ -122,15 +126,20 @@ async def test_a_run_ends_with_the_record_that_fills_an_engine(tmp_path: Path) -
     skipped: tuple[Output, ...] = (Skip("no_identity"),)
     outputs = [small, skipped, small, small, small, small, small, small]
     run = [(Position("t", 0, i), CUSTOM, out) for i, out in enumerate(outputs)]
-    assert pipeline.fit(run) == 6  # five payloads fill the engine; the skipped record needs no room
-    assert pipeline.fit(run, 3) == 8  # from the fourth record on: four payloads, the engine has five
-    pipeline.take_run(run[:6])
-    assert pipeline.engine.pending == 5 and not pipeline.has_room
-    assert pipeline.fit(run, 6) == 7 and acked == [Position("t", 0, 1)]  # a full engine: one record at most
+    assert pipeline.queue_run(run) == 6  # five payloads fill the engine; the skipped record needs no room
+    assert pipeline.engine.pending == 5 and not pipeline.has_room and acked == [Position("t", 0, 1)]
+    assert pipeline.queue_run(run, 6) == 7  # a full engine: one record at most
+    assert pipeline.engine.pending == 6
+    await pipeline.close()
+
+    pipeline = Pipeline([destination], dead, Metrics(CollectorRegistry()), acked.extend)
+    assert pipeline.queue_run(run, 3) == 8  # from the fourth record on: the fifth payload fills the engine
+    assert pipeline.engine.pending == 5
     await pipeline.close()
 
     big: tuple[Output, ...] = ([(b"y" * 5999, ("d:2",))],)  # 6,000 bytes: the second passes the byte bound
     pipeline = Pipeline([destination], dead, Metrics(CollectorRegistry()), acked.extend)
-    assert pipeline.fit([(Position("t", 1, i), CUSTOM, big) for i in range(3)]) == 2
+    assert pipeline.queue_run([(Position("t", 1, i), CUSTOM, big) for i in range(3)]) == 2
+    assert pipeline.engine.pending == 2
     dead.close()
     await pipeline.close()

@@ -41,7 +41,7 @@ from consumer.sources.kafka.client import MessageDecoder, build_consumer
 from consumer.sources.kafka.group import ConsumerFactory, GroupConsumer
 from consumer.sources.workers.batch_worker import MessageWorker, WorkerDied
 from consumer.transform.base import Mapper
-from consumer.transform.prepare import MessageResult, Preparer, Taken, prepare_messages
+from consumer.transform.prepare import MessageResult, Preparer, ReadyRecord, prepare_messages
 
 log = logging.getLogger("currents.daemon")
 
@@ -133,10 +133,10 @@ class KafkaSource:
             # Top up from what the fetcher already holds, without waiting: the workers get the next
             # batches before this process waits for the ones they have (no idle gap per fetch).
             await self._fetch(0)
-        await self._send_batches(ahead)
+        await self._prepare_ahead(ahead)
         if not self.prepping:
             await self._fetch(int(timeout * 1000))
-            await self._send_batches(ahead)
+            await self._prepare_ahead(ahead)
             if not self.prepping:
                 return Batch()
         return self._batch(await self._answer(self.prepping.popleft()))
@@ -234,13 +234,14 @@ class KafkaSource:
             if tp in self.owned:
                 self.backlog_messages.extend(messages)
 
-    async def _send_batches(self, ahead: int) -> None:
-        """Send backlog messages, a batch at a time, to be prepared while fewer than ``ahead`` are out."""
+    async def _prepare_ahead(self, ahead: int) -> None:
+        """Start preparing backlog messages, a batch at a time, while fewer than ``ahead`` batches are
+        being prepared."""
         while self.backlog_messages and len(self.prepping) < ahead:
-            if not await self._send_batch():
+            if not await self._start_preparing():
                 return
 
-    async def _send_batch(self) -> bool:
+    async def _start_preparing(self) -> bool:
         """Move the next owned messages of the backlog to a batch being prepared; ``False`` to stop (the
         registry cannot be asked: the messages stay in the backlog and are tried again later)."""
         backlog, owned = self.backlog_messages, self.owned
@@ -310,8 +311,8 @@ class KafkaSource:
                 bad.append(BadInput(error, "undecodable"))
             else:
                 records.append((position, result[0], result[1]))
-        taken: list[Taken] = records
-        return Batch(taken, read=list(read.items()), bad=bad)
+        ready: list[ReadyRecord] = records
+        return Batch(ready, read=list(read.items()), bad=bad)
 
     def _abandon_prepping(self) -> None:
         """Forget the batches being prepared (their messages are read again after a restart). Nobody

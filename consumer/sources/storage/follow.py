@@ -45,9 +45,9 @@ from consumer.sources.storage.follow_listing import (
     Lister,
     date_segment,
     live_hours,
+    next_n,
     poll_walk,
     sweep_walk,
-    take,
 )
 from consumer.sources.storage.readahead import End
 from consumer.sources.storage.selection import Selection
@@ -333,7 +333,7 @@ class Follower:
         assert sweeping is not None
         room = max(1, min(QUEUED - len(self._swept), SWEEP_WINDOW - self.ledger.sweep_unsettled()))
         try:
-            taken = await asyncio.to_thread(take, sweeping.objects, room)
+            taken = await asyncio.to_thread(next_n, sweeping.objects, room)
         except StoreError as exc:
             self._failed("sweep", exc)
             self._sweeping = None  # begun again (resuming after what it finished) once listings work

@@ -144,11 +144,11 @@ def _sweep_dir(
         yield from _sweep_dir(store, root, sub, selection, mark, lister)
 
 
-def take(objects: Iterator[tuple[str, StoredObject]], n: int) -> list[tuple[str, StoredObject]]:
-    """Up to ``n`` items of ``objects`` (a sweep's listing advances in a thread)."""
-    taken = []
+def next_n(objects: Iterator[tuple[str, StoredObject]], n: int) -> list[tuple[str, StoredObject]]:
+    """The next ``n`` items of ``objects``, or fewer at its end (a sweep's listing advances in a thread)."""
+    items = []
     for item in objects:
-        taken.append(item)
-        if len(taken) >= n:
+        items.append(item)
+        if len(items) >= n:
             break
-    return taken
+    return items

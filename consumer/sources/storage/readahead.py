@@ -336,7 +336,7 @@ class ReadAhead:
                 if self._ended.error is not None:
                     raise self._ended.error
                 return None
-            self._take(await feed.get(), loop)
+            self._from_feed(await feed.get(), loop)
             self._fill(feed, loop)
         self._current = self._window.popleft()
         self._fill(feed, loop)
@@ -348,9 +348,10 @@ class ReadAhead:
             item = feed.get_nowait()
             if item is None:
                 return  # nothing ready yet: go on with what is open
-            self._take(item, loop)
+            self._from_feed(item, loop)
 
-    def _take(self, item: StoredObject | End, loop: asyncio.AbstractEventLoop) -> None:
+    def _from_feed(self, item: StoredObject | End, loop: asyncio.AbstractEventLoop) -> None:
+        """One item of the feed: its end, or an object to admit and, admitted, start reading."""
         if isinstance(item, End):
             self._ended = item
             return

@@ -79,7 +79,7 @@ class Shard:
     index: int
     count: int
 
-    def takes(self, key: str) -> bool:
+    def includes(self, key: str) -> bool:
         """Whether the object of ``key`` (relative to its root, ``/``-separated) is in this shard."""
         digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
         return int.from_bytes(digest, "big") % self.count == self.index
@@ -207,7 +207,7 @@ class Selection:
 
     def in_shard(self, root: str, url: str) -> bool:
         """Whether an object listed under ``root`` is in this run's shard (always, unsharded)."""
-        return self.shard is None or self.shard.takes(relative_key(root, url))
+        return self.shard is None or self.shard.includes(relative_key(root, url))
 
     def keep_root(self, root: str) -> bool:
         """Whether a root path given by the user is inside the selection (``.../event_type=X/...``)."""

@@ -36,7 +36,7 @@ from consumer.sources.storage.readahead import ObjectFeed, ObjectPool, ObjectRea
 from consumer.sources.storage.selection import Selection
 from consumer.sources.storage.store import StoredObject, StoreError
 from consumer.sources.storage.stores import Stores
-from consumer.transform.prepare import Prepared, Taken
+from consumer.transform.prepare import Prepared, ReadyRecord
 
 log = logging.getLogger("currents.files")
 
@@ -201,7 +201,7 @@ class FileSource:
         url = reader.obj.url
         # With a pool, worker processes prepared the records; otherwise a thread here decoded them.
         prepared: list[Prepared] = chunk if self._pool is not None else [self._prepare(r) for r in chunk]
-        records: list[Taken] = [(Position(url, -1, o), t, out) for o, t, out in prepared]
+        records: list[ReadyRecord] = [(Position(url, -1, o), t, out) for o, t, out in prepared]
         self._open[url].records = prepared[-1][0] + 1
         return Batch(records, read=[((url, -1), [o for o, _, _ in prepared])])
 

@@ -6,7 +6,7 @@ no answer at all (``hang``), or an answer given after the events were stored any
 faults, every answer can be held back (``delay_s``) and its body trickled a few bytes per second
 (``trickle_bps``), as over a congested link. Faults come from down mode, a queue of next answers, or
 a seeded random storm, and can be scripted from Python or as JSON (``POST /_sim/faults``). Pure
-bookkeeping: the simulator asks :meth:`FaultController.take` once per data request and applies it.
+bookkeeping: the simulator asks :meth:`FaultController.next_fault` once per data request and applies it.
 
 Every fault has a scope: one destination of :data:`DESTINATIONS`, or ``None`` (the default) for all of
 them, as before destinations existed. A request to a destination sees the faults of its own scope and
@@ -251,7 +251,7 @@ class FaultController:
         else:
             self._scopes[_scope(destination)] = _Scope()
 
-    def take(self, destination: str | None = None) -> Fault | None:
+    def next_fault(self, destination: str | None = None) -> Fault | None:
         """The fault for a request to ``destination`` (``None``: all-destination faults only), if any.
 
         Consumes one queued fault: the earliest queued one of the destination's and the general queue.

@@ -290,7 +290,7 @@ class AmplitudeSimulator:
     async def _faulted(
         self, destination: str, process: Callable[[], web.Response], count: Callable[[int], None]
     ) -> web.Response:
-        fault = self.faults.take(destination)
+        fault = self.faults.next_fault(destination)
         if fault is not None and fault.hang:
             self.stats.requests_hung += 1
             return await never_answer()
