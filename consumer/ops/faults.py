@@ -81,14 +81,33 @@ PRIVATE_DIR_MODE = 0o700
 """Mode of the directories the check makes for a moment (those that hold personal data are 0700)."""
 
 
+CHECK_ATTEMPTS = 5
+"""How many times :func:`check_writable` probes when a directory vanishes under it (another process's
+check removing the directory it had made for a moment)."""
+
+
 def check_writable(directory: str, what: str) -> None:
     """Prove a file can be created in ``directory``, leaving the file system as it was: :class:`Fault`
     naming ``what``, the path and the OS error if not.
 
     A directory that does not exist yet is not created for good here (its writer creates it, owner-only,
     on its first write; a run that never writes leaves nothing behind): its missing part is made
-    (``0700``), a file created in it, and all of it removed again."""
-    path = Path(directory)
+    (``0700``), a file created in it, and all of it removed again. Several processes starting together
+    (shards, replicas) check the same directory at once: one may remove a directory it made while
+    another probes in it, so a probe that finds its directory gone is made again."""
+    for attempt in range(1, CHECK_ATTEMPTS + 1):
+        try:
+            _probe(Path(directory))
+            return
+        except FileNotFoundError as exc:
+            if attempt == CHECK_ATTEMPTS:
+                raise io_fault(f"{what} {directory}", exc) from None
+        except OSError as exc:
+            raise io_fault(f"{what} {directory}", exc) from None
+
+
+def _probe(path: Path) -> None:
+    """Make the missing part of ``path``, create and remove a file in it, remove what was made."""
     made: list[Path] = []
     try:
         for missing in reversed([p for p in (path, *path.parents) if not p.exists()]):
@@ -97,14 +116,14 @@ def check_writable(directory: str, what: str) -> None:
             except FileExistsError:
                 continue  # made meanwhile by another process: its own, not removed here
             made.append(missing)
-        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=directory)
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=path)
         os.close(fd)
         os.unlink(probe)
-    except OSError as exc:
-        raise io_fault(f"{what} {directory}", exc) from None
     finally:
         for created in reversed(made):
             try:
                 created.rmdir()
+            except FileNotFoundError:  # another process's check removed it already
+                continue
             except OSError:  # another process wrote into it meanwhile: it is in use, keep it
                 break

@@ -4,7 +4,10 @@ schema registry's unexpected answers (a fault naming the endpoint, not a dead-le
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
@@ -109,3 +112,38 @@ async def test_a_registry_url_answering_garbage_is_a_fault_naming_the_endpoint()
     with pytest.raises(UnknownSchema):  # the registry's own answer: that message is dead-lettered
         await client.fetch(7)
     await client.close()
+
+
+def test_a_write_check_whose_directory_vanishes_under_it_probes_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shards starting together check one directory at once: another's check may remove the directory it
+    made for a moment while this one probes in it. The probe is made again, not a fault."""
+    from consumer.ops import faults
+
+    real, calls = tempfile.mkstemp, []
+
+    def vanishing_once(**kwargs: str) -> tuple[int, str]:
+        calls.append(kwargs["dir"])
+        if len(calls) == 1:
+            os.rmdir(kwargs["dir"])  # another process's check removing what it made
+            raise FileNotFoundError(2, "No such file or directory", kwargs["dir"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(faults.tempfile, "mkstemp", vanishing_once)
+    target = tmp_path / "state" / "shard"
+    faults.check_writable(str(target), "resume state directory")
+    assert len(calls) == 2 and not (tmp_path / "state").exists()
+
+
+def test_a_write_check_whose_directory_keeps_vanishing_is_a_fault(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from consumer.ops import faults
+
+    def always_gone(**kwargs: str) -> tuple[int, str]:
+        raise FileNotFoundError(2, "No such file or directory", kwargs["dir"])
+
+    monkeypatch.setattr(faults.tempfile, "mkstemp", always_gone)
+    with pytest.raises(Fault, match=r"resume state directory .*No such file or directory"):
+        faults.check_writable(str(tmp_path / "state"), "resume state directory")
