@@ -53,6 +53,7 @@ from objectstore_harness import (  # noqa: E402
     new_gcs_bucket,
     s3_server,
 )
+from simserver import BENCH_CONFIG  # noqa: E402
 
 from consumer.settings import parse_duration  # noqa: E402
 
@@ -60,8 +61,11 @@ KEY = "bench-follow-key"
 
 
 @contextlib.asynccontextmanager
-async def simulator() -> AsyncIterator[AmplitudeSimulator]:
-    sim = AmplitudeSimulator(SimulatorConfig(log_interval_s=3600))
+async def simulator(unthrottled: bool = False) -> AsyncIterator[AmplitudeSimulator]:
+    """The Amplitude simulator in this process; ``unthrottled``: without Amplitude's limits (no 429), as
+    ``bench/simserver.py`` serves the throughput rows, and keeping no events."""
+    config = SimulatorConfig(**BENCH_CONFIG) if unthrottled else SimulatorConfig(log_interval_s=3600)
+    sim = AmplitudeSimulator(config)
     await sim.start()
     try:
         yield sim
@@ -189,7 +193,7 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
     for mode in ("replay", "follow"):
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            async with simulator() as sim:
+            async with simulator(unthrottled=True) as sim:
                 started = time.time()
                 # Both without per-device limits, as bench/scenarios.py measures replay: the data set's
                 # devices at 30 events/s each would measure the limiter, not the pipeline.

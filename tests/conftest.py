@@ -24,9 +24,18 @@ from objectstore_harness import (
     new_gcs_bucket,
     s3_server,
 )
+from replay_harness import kill_leftovers
 from sim_harness import FakeClock, FakeSleep
 
 B = TypeVar("B", bound=ObjectBucket)
+
+
+@pytest.fixture(autouse=True)
+def _no_child_left() -> Iterator[None]:
+    """A test that stops early (a failure, a skip) between starting a ``currents-consumer`` child and
+    stopping it leaves no process running (a follower never ends by itself)."""
+    yield
+    kill_leftovers()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -12,6 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+STARTED: list[int] = []
+"""The process groups :func:`start` began (each child leads its own), for :func:`kill_leftovers`."""
+
+
+def kill_leftovers() -> int:
+    """Kill every process group :func:`start` began that is still there (a test that failed or was
+    skipped between starting a child and stopping it), workers included; returns how many were."""
+    killed = 0
+    while STARTED:
+        group = STARTED.pop()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+            killed += 1
+    return killed
 
 
 @dataclass
@@ -67,6 +83,7 @@ async def start(
         start_new_session=True,  # its own process group, as a command started from a shell
         preexec_fn=preexec_fn,
     )
+    STARTED.append(proc.pid)
     assert proc.stdout is not None and proc.stderr is not None
     return Command(proc, asyncio.create_task(proc.stdout.read()), asyncio.create_task(proc.stderr.read()))
 

@@ -121,16 +121,16 @@ def test_a_write_check_whose_directory_vanishes_under_it_probes_again(
     made for a moment while this one probes in it. The probe is made again, not a fault."""
     from consumer.ops import faults
 
-    real, calls = tempfile.mkstemp, []
+    real, calls = tempfile.mkstemp, list[Path]()
 
-    def vanishing_once(**kwargs: str) -> tuple[int, str]:
-        calls.append(kwargs["dir"])
+    def vanishing_once(prefix: str, dir: Path) -> tuple[int, str]:
+        calls.append(dir)
         if len(calls) == 1:
-            os.rmdir(kwargs["dir"])  # another process's check removing what it made
-            raise FileNotFoundError(2, "No such file or directory", kwargs["dir"])
-        return real(**kwargs)
+            os.rmdir(dir)  # another process's check removing what it made
+            raise FileNotFoundError(2, "No such file or directory", str(dir))
+        return real(prefix=prefix, dir=dir)
 
-    monkeypatch.setattr(faults.tempfile, "mkstemp", vanishing_once)
+    monkeypatch.setattr(tempfile, "mkstemp", vanishing_once)
     target = tmp_path / "state" / "shard"
     faults.check_writable(str(target), "resume state directory")
     assert len(calls) == 2 and not (tmp_path / "state").exists()
@@ -141,9 +141,9 @@ def test_a_write_check_whose_directory_keeps_vanishing_is_a_fault(
 ) -> None:
     from consumer.ops import faults
 
-    def always_gone(**kwargs: str) -> tuple[int, str]:
-        raise FileNotFoundError(2, "No such file or directory", kwargs["dir"])
+    def always_gone(prefix: str, dir: Path) -> tuple[int, str]:
+        raise FileNotFoundError(2, "No such file or directory", str(dir))
 
-    monkeypatch.setattr(faults.tempfile, "mkstemp", always_gone)
+    monkeypatch.setattr(tempfile, "mkstemp", always_gone)
     with pytest.raises(Fault, match=r"resume state directory .*No such file or directory"):
         faults.check_writable(str(tmp_path / "state"), "resume state directory")
