@@ -114,6 +114,45 @@ async def test_a_store_that_fails_is_said_once_retried_and_its_recovery_said_onc
     assert len(again) == 1
 
 
+class Flapping(Failing):
+    """A store whose failing listings give two reasons in turn (as a poll's quick refusal and a sweep's
+    listing outlasting its bound do during one outage)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def list_level(self, path: str, within: float | None = None) -> tuple[list[str], list[StoredObject]]:
+        self.calls += 1
+        if self.down and self.calls % 2:
+            raise StoreError(f"cannot list {path}: no answer within 10s")
+        return super().list_level(path, within)
+
+
+async def test_an_outage_whose_reasons_alternate_says_each_reason_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = tree(tmp_path, [0])
+    store, metrics = Flapping(), Metrics(CollectorRegistry())
+    feed = follower(tmp_path, metrics, stores=OneStore(store))
+    caplog.set_level(logging.INFO, logger="currents.follow")
+    try:
+        feed.get_nowait()  # starts the schedule
+        await eventually(
+            lambda: sample(metrics, "currents_follow_listings_total", listing="poll", outcome="failed") >= 6,
+            message="six failed polls",
+        )
+        store.down = False
+        assert (await asyncio.wait_for(feed.get(), 10)).url == str(files[0])  # type: ignore[union-attr]
+    finally:
+        feed.cancel()
+    failed = [r.getMessage() for r in caplog.records if "listing failed" in r.getMessage()]
+    assert len(failed) == 2, failed
+    assert any("no answer within 10s" in m for m in failed) and any("Connection refused" in m for m in failed)
+    assert all(m.endswith("retrying with back-off up to 0.05s") for m in failed), failed
+    assert len([r for r in caplog.records if "works again" in r.getMessage()]) == 1
+
+
 async def test_a_schedule_that_dies_on_a_bug_is_a_fault_for_the_reader(tmp_path: Path) -> None:
     tree(tmp_path, [0])
     feed = follower(tmp_path, Metrics(CollectorRegistry()))

@@ -41,6 +41,7 @@ from typing import Protocol
 from consumer.ops.faults import Fault
 from consumer.ops.metrics import Metrics
 from consumer.ops.waits import either
+from consumer.settings.fields import format_duration
 from consumer.sources.storage.follow_listing import (
     Lister,
     date_segment,
@@ -154,7 +155,8 @@ class Follower:
         self._task: asyncio.Task[None] | None = None
         self._sweeping: _Sweeping | None = None
         self._listed_all = False
-        self._failing: str | None = None
+        self._failing: set[str] = set()
+        """The reasons listings failed for since they last worked (each is said once)."""
         self._failures = 0
         # A listing with no answer within two poll intervals (10 s to 60 s) is a failed one: a store that
         # hangs must not stall the follower (the clients' own retries are included).
@@ -367,24 +369,24 @@ class Follower:
         self.last_listing = self.clock()
         self.metrics.follow_last_listing.set(self.last_listing)
         self.metrics.follow_listings.labels(kind, "ok").inc()
-        if self._failing is not None:
+        if self._failing:
             log.warning(
                 "listing %s works again after %d failed attempts", ", ".join(self.roots), self._failures
             )
-            self._failing, self._failures = None, 0
+            self._failing, self._failures = set(), 0
 
     def _failed(self, kind: str, exc: StoreError) -> None:
         self.metrics.follow_listings.labels(kind, "failed").inc()
         self._failures += 1
         reason = str(exc)
-        if reason != self._failing:
+        if reason not in self._failing:  # polls and sweeps may fail for different reasons in turn
             log.error(
-                "listing failed (%s): %s; retrying with back-off up to %.0fs",
+                "listing failed (%s): %s; retrying with back-off up to %s",
                 kind,
                 reason,
-                self.poll_interval,
+                format_duration(self.poll_interval),
             )
-            self._failing = reason
+            self._failing.add(reason)
 
 
 _END_OF_ROOT = StoredObject("", 0, "")
