@@ -33,6 +33,7 @@ from consumer.app.runtime import install_signals
 from consumer.commands.run import Daemon
 from consumer.ops.metrics import Metrics
 from consumer.settings import Secret, Settings
+from consumer.settings.partners import RemergeSettings
 from consumer.transform.amplitude_tables import BRAZE_TYPES
 from currents_devkit.broker import EmbeddedBroker
 from currents_devkit.registry import LocalRegistry, local_schema_id
@@ -60,8 +61,8 @@ def demo_settings(base: Settings, sim: AmplitudeSimulator, work: Path, **more: A
     remerge = {
         "endpoint": f"{sim.url}/event",
         "key": Secret("demo-key"),
-        "ios_app_id": base.remerge.ios_app_id or "012345678",
-        "android_app_id": base.remerge.android_app_id or "com.example",
+        "ios_app_id": base.section("remerge", RemergeSettings).ios_app_id or "012345678",
+        "android_app_id": base.section("remerge", RemergeSettings).android_app_id or "com.example",
     }
     return base.model_copy(
         update={
@@ -70,8 +71,8 @@ def demo_settings(base: Settings, sim: AmplitudeSimulator, work: Path, **more: A
             "destinations": DEMO_DESTINATIONS
             if base.sources.get("destinations", "default") == "default"
             else base.destinations,
-            "movableink": base.movableink.model_copy(update=movableink),
-            "remerge": base.remerge.model_copy(update=remerge),
+            "movableink": base.section("movableink").model_copy(update=movableink),
+            "remerge": base.section("remerge").model_copy(update=remerge),
             **more,
         }
     )
