@@ -4,7 +4,9 @@ failures reported as in-process reading reports them, dead or stopped workers ne
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import threading
+import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from consumer.sources.storage.readahead import loads
 from consumer.sources.storage.selection import Selection
 from consumer.sources.storage.store import StoredObject
 from consumer.sources.workers.file_pool import WorkerPool
+from consumer.sources.workers.process import CancelFlag
 from consumer.transform.amplitude import AmplitudeMapper, Transformer
 from consumer.transform.prepare import Prepared, Preparer
 
@@ -171,3 +174,31 @@ def test_a_cancelled_ticket_passes_its_turn(tmp_path: Path) -> None:
         after.start()
         after.join(30)
         assert done == [1000], "the ticket after a cancelled one never got a worker"
+
+
+def _read_flag_for_ever(flag: CancelFlag, reading: Any) -> None:
+    reading.set()
+    while True:
+        flag.is_set()
+
+
+def test_a_worker_killed_while_it_reads_its_cancel_flag_leaves_nothing_held() -> None:
+    """A worker reads its cancel flag at every chunk. Killed (-9) while reading it, it must not leave
+    the main process unable to set it: with a multiprocessing.Event (a lock held while reading) the
+    main process's set() waited for ever, and a replay hung after a worker died."""
+    ctx = multiprocessing.get_context("spawn")
+    flag = CancelFlag(ctx)
+    for _ in range(5):  # with a multiprocessing.Event, the first kill already left its lock held
+        reading = ctx.Event()
+        reader = ctx.Process(target=_read_flag_for_ever, args=(flag, reading), daemon=True)
+        reader.start()
+        assert reading.wait(30)
+        time.sleep(0.05)  # let it read its flag thousands of times: it is killed in the middle of one
+        reader.kill()
+        reader.join(30)
+        setter = threading.Thread(target=flag.set, daemon=True)
+        setter.start()
+        setter.join(10)
+        assert not setter.is_alive(), "set() waits for a lock the killed reader held"
+        assert flag.is_set()
+        flag.clear()

@@ -10,7 +10,9 @@ receiving thread passes on unread (see :func:`_send_chunk`). :func:`stop` ends w
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
+import multiprocessing.context
 import pickle
 import signal
 import time
@@ -41,7 +43,6 @@ from consumer.transform.prepare import Prepared, Preparer, prepare_messages
 
 if TYPE_CHECKING:
     from multiprocessing.context import SpawnProcess
-    from multiprocessing.synchronize import Event as ProcessEvent
 
     from consumer.transform.base import Mapper
 
@@ -49,7 +50,7 @@ CHUNK = 256
 """Prepared records per message from a worker."""
 
 
-def _serve(conn: Connection, cancel: ProcessEvent, mappers: Sequence[Mapper], selection: Selection) -> None:
+def _serve(conn: Connection, cancel: CancelFlag, mappers: Sequence[Mapper], selection: Selection) -> None:
     """A worker process: one task at a time, until told to stop or the pipe closes.
 
     The schemas and unusable ids of a :class:`PrepareBatch` are those not sent before; they are kept.
@@ -94,7 +95,7 @@ class _KnownSchemas:
 
 def _stream_object(
     conn: Connection,
-    cancel: ProcessEvent,
+    cancel: CancelFlag,
     preparer: Preparer,
     stores: Stores,
     keep: RecordFilter | None,
@@ -137,20 +138,41 @@ def dumps(value: Any) -> bytes:
     return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
 
 
+class CancelFlag:
+    """A worker's cancel flag: one byte of memory shared with the worker, with no lock.
+
+    A ``multiprocessing.Event`` takes a lock shared with the worker to read or set it: a worker killed
+    while it read its flag (at every chunk) left that lock held, and the main process's next ``set``
+    waited for ever (seen as a replay that hung after a worker died). Here either side reads and
+    writes the byte; a worker that dies leaves nothing held."""
+
+    def __init__(self, ctx: multiprocessing.context.SpawnContext) -> None:
+        self._byte = ctx.RawValue(ctypes.c_byte, 0)
+
+    def set(self) -> None:
+        self._byte.value = 1
+
+    def clear(self) -> None:
+        self._byte.value = 0
+
+    def is_set(self) -> bool:
+        return bool(self._byte.value)
+
+
 @dataclass
 class Worker:
     """The main process's handle on one worker: its process, its end of the pipe, its cancel flag."""
 
     process: SpawnProcess
     conn: Connection
-    cancel: ProcessEvent
+    cancel: CancelFlag
 
 
 def spawn(mappers: Sequence[Mapper], selection: Selection) -> Worker:
     """Start one worker process (``spawn``: a fresh interpreter, nothing inherited but the arguments)."""
     ctx = multiprocessing.get_context("spawn")
     ours, theirs = ctx.Pipe()
-    cancel = ctx.Event()
+    cancel = CancelFlag(ctx)
     process = ctx.Process(
         target=_serve, args=(theirs, cancel, mappers, selection), name="currents-worker", daemon=True
     )
