@@ -19,6 +19,10 @@ until its stdin closes. Kept out of the measured daemon process and out of the h
                          one type), as a topic loaded by a file-by-file producer does. An explicit
                          partition is used because aiokafka's partitioner picks a random partition
                          per keyless record (it has no sticky partitioner), which would mix types.
+``mixed``                keyed by device as ``keyed``, but the records of all files in a shuffled order
+                         (seeded), so no partition holds runs of one type (an experiment of
+                         bench/kafka_trace.py, not a row: ``keyed`` follows file order, and since the
+                         files are sorted by event type its partitions hold runs of one type too).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,7 +45,7 @@ from consumer.decode.schemas import event_type_of
 from consumer.transform.amplitude import Transformer
 from consumer.transform.base import Skip
 
-LAYOUTS = ("keyed", "files")
+LAYOUTS = ("keyed", "files", "mixed")
 
 
 async def load(
@@ -55,6 +60,8 @@ async def load(
     transformer = Transformer()
     messages = expected = 0
     sent: list[tuple[asyncio.Future[Any], str, bool]] = []  # each record's delivery, in order
+    if layout == "mixed":
+        return await _load_mixed(producer, files, topic, partitions, transformer)
     try:
         for index, path in enumerate(files):
             with open(path, "rb") as fh:  # noqa: ASYNC230 - a benchmark loader, nothing else runs
@@ -77,6 +84,41 @@ async def load(
         await producer.flush()
     finally:
         await producer.stop()
+    return messages, expected, _per_partition(sent, partitions)
+
+
+async def _load_mixed(
+    producer: AIOKafkaProducer, files: list[Path], topic: str, partitions: int, transformer: Transformer
+) -> tuple[int, int, list[dict[str, Any]]]:
+    """The ``mixed`` layout: every record keyed by device, all files' records in a seeded shuffle."""
+    records: list[tuple[bytes, bytes, str, bool]] = []
+    for path in files:
+        with open(path, "rb") as fh:  # noqa: ASYNC230 - a benchmark loader, nothing else runs
+            reader = fastavro.reader(fh)
+            schema = reader.writer_schema
+            assert isinstance(schema, dict), "a Currents file holds records"
+            event_type = event_type_of(str(schema["name"]))
+            for raw in reader:
+                record: dict[str, Any] = raw  # type: ignore[assignment]  # Currents records are records
+                value = confluent_frame(local_schema_id(event_type), avro_body(event_type, record))
+                key = str(record.get("device_id") or record.get("external_user_id") or record["id"])
+                mapped = not isinstance(transformer.transform(event_type, record), Skip)
+                records.append((value, key.encode(), event_type, mapped))
+    random.Random(1).shuffle(records)
+    sent: list[tuple[asyncio.Future[Any], str, bool]] = []
+    try:
+        for value, key_bytes, event_type, mapped in records:
+            sent.append((await producer.send(topic, value, key=key_bytes), event_type, mapped))
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return len(records), sum(r[3] for r in records), _per_partition(sent, partitions)
+
+
+def _per_partition(
+    sent: list[tuple[asyncio.Future[Any], str, bool]], partitions: int
+) -> list[dict[str, Any]]:
+    """Per partition: messages, expected events, runs of one event type (in produced order)."""
     per: list[dict[str, Any]] = [{"messages": 0, "expected": 0, "type_runs": 0} for _ in range(partitions)]
     last_type: list[str | None] = [None] * partitions
     for future, event_type, mapped in sent:  # where each record went, in the order it was produced
@@ -89,7 +131,7 @@ async def load(
             last_type[partition] = event_type
     for entry in per:
         entry["mean_type_run"] = round(entry["messages"] / entry["type_runs"], 1) if entry["type_runs"] else 0
-    return messages, expected, per
+    return per
 
 
 async def main(files: list[Path], topic: str, partitions: int, layout: str) -> None:

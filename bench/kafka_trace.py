@@ -86,7 +86,7 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="bench/kafka_trace.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--partitions", type=int, default=scenarios.KAFKA_PARTITIONS)
-    p.add_argument("--layout", action="append", choices=("keyed", "files"), default=[])
+    p.add_argument("--layout", action="append", choices=("keyed", "files", "mixed"), default=[])
     p.add_argument("--out", type=Path, default=BENCH / "out")
     args = p.parse_args()
     out: Path = args.out.resolve()
@@ -104,8 +104,8 @@ def main() -> int:
         os.environ["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(BENCH / "trace"), os.environ.get("PYTHONPATH")])
         )
-        name = "kafka" if layout == "keyed" else "kafka-files"
-        row = scenarios.SCENARIOS[name](ctx, ds, f"trace-{layout}-p{args.partitions}")
+        name = {"keyed": "kafka", "files": "kafka-files"}.get(layout, f"kafka-{layout}")
+        row = scenarios._kafka_row(ctx, ds, f"trace-{layout}-p{args.partitions}", name, layout)
         os.environ.pop("BENCH_KAFKA_TRACE")
         traces = sorted(where.glob("trace-*.json"))
         if row is None or not row.ok or len(traces) != 1:
