@@ -40,7 +40,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default="", help="comma-separated rows (see SCENARIOS in bench/scenarios.py)")
     p.add_argument("--scaling", action="store_true", help="also replay at --scales (linear time, flat RSS)")
     p.add_argument("--scales", default=",".join(str(n) for n in DEFAULT_SCALES), help="event counts")
-    p.add_argument("--profile", action="store_true", help="py-spy profiles of convert, replay, the daemon")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy profiles of convert, replay, the daemon (and of kafka-files when that row is chosen)",
+    )
     p.add_argument("--native", action="store_true", help="profile native frames too (py-spy --native)")
     p.add_argument(
         "--replay-flag",
@@ -48,6 +52,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="FLAG",
         help="extra replay flag, e.g. --replay-flag=--gzip=false (repeatable; recorded in results.json)",
+    )
+    p.add_argument(
+        "--kafka-partitions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="partitions of the kafka rows' topic (default: 4, scenarios.KAFKA_PARTITIONS)",
     )
     p.add_argument("--rev", default="", help="measure a clean git archive of this revision")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds before a child is killed")
@@ -168,6 +179,9 @@ def aggregate(rows: list[Any]) -> dict[str, Any]:
     sim_cpu = [r.extra["simulator_cost"]["cpu_s"] for r in good if r.extra.get("simulator_cost")]
     if sim_cpu:
         out["simulator_cpu_s"] = round(statistics.median(sim_cpu), 3)
+    topic = good[0].extra.get("topic")
+    if topic:  # the Kafka rows: how the topic was laid out
+        out["topic"] = {"partitions": topic["partitions"], "layout": topic["layout"]}
     notes = sorted({n for r in rows for n in r.notes})
     if notes:
         out["notes"] = notes
@@ -217,6 +231,7 @@ def ratios(cells: dict[str, dict[str, Any]]) -> dict[str, float | None]:
         "replay_over_sdk": ("replay", "sdk"),
         "replay_over_sdk_tuned": ("replay", "sdk-tuned"),
         "kafka_over_replay": ("kafka", "replay"),
+        "kafka_files_over_replay": ("kafka-files", "replay"),
     }
 
     def delivery_rate(name: str) -> float | None:
@@ -226,6 +241,7 @@ def ratios(cells: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     out = {key: ratio(a, b) for key, (a, b) in pairs.items()}
     out |= {f"{key}_cpu": ratio(a, b, cpu_rate) for key, (a, b) in pairs.items()}
     out["kafka_over_replay_delivery"] = ratio("kafka", "replay", delivery_rate)
+    out["kafka_files_over_replay_delivery"] = ratio("kafka-files", "replay", delivery_rate)
     return out
 
 
@@ -248,6 +264,11 @@ def target_lines(results: dict[str, Any]) -> list[str]:
         at_least("replay/fastavro (wall)", r.get("replay_over_fastavro"), 1.0),
         at_least("replay/tuned SDK (wall)", r.get("replay_over_sdk_tuned"), 8.0),
         at_least("Kafka daemon/replay (first to last delivery)", r.get("kafka_over_replay_delivery"), 0.8),
+        at_least(
+            "Kafka daemon/replay, topic file by file (first to last delivery)",
+            r.get("kafka_files_over_replay_delivery"),
+            0.8,
+        ),
     ]
     trees: list[float] = []
     for name, key, tree_key in (  # the trees of older results.json files may be missing
@@ -275,7 +296,7 @@ def consistency(cells: dict[str, dict[str, Any]]) -> list[str]:
     """Cross-row checks: every delivering row must deliver what ``convert`` converts."""
     problems = []
     expected = cells.get("convert", {}).get("events_out")
-    for name in ("replay", "sdk", "sdk-tuned", "kafka"):
+    for name in ("replay", "sdk", "sdk-tuned", "kafka", "kafka-files"):
         got = cells.get(name, {}).get("events_out")
         if expected is not None and got is not None and got != expected:
             problems.append(f"{name} delivered {got} events, convert converted {expected}")
@@ -291,6 +312,7 @@ _LABELS = {
     "sdk": "fastavro + Amplitude SDK",
     "sdk-tuned": "fastavro + SDK, tuned, own mapping",
     "kafka": "Kafka daemon -> simulator",
+    "kafka-files": "Kafka daemon, topic file by file",
     "kafka-outage": "Kafka daemon, 60 s outage",
 }
 
@@ -311,6 +333,8 @@ def _line(label: str, c: dict[str, Any]) -> str:
             f"  first delivery at {c['first_delivery_s']:.2f} s, then {c['delivery_span_s']:.2f} s"
             f" to the last: {c['events_per_delivery_s']:,} ev/s"
         )
+    if c.get("topic"):
+        text += f"  [{c['topic']['partitions']} partitions, {c['topic']['layout']}]"
     if c.get("notes"):
         text += f"  ! {'; '.join(c['notes'])[:100]}"
     return text
@@ -363,7 +387,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
     unknown = [s for s in chosen if s not in scenarios.SCENARIOS]
     if unknown:
         raise SystemExit(f"bench: unknown rows {unknown}; choose from {list(scenarios.SCENARIOS)}")
-    ctx = scenarios.Context(out=out, timeout=args.timeout, replay_flags=tuple(args.replay_flag))
+    ctx = scenarios.Context(
+        out=out,
+        timeout=args.timeout,
+        replay_flags=tuple(args.replay_flag),
+        kafka_partitions=args.kafka_partitions,
+    )
     started = time.time()
     load_before = os.getloadavg()
 
@@ -423,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
     if args.profile:
         import spy
 
-        for which in ("convert", "replay", "kafka"):
+        for which in ("convert", "replay", "kafka", *(["kafka-files"] if "kafka-files" in chosen else [])):
             print(f"profile {which} ...", file=sys.stderr, flush=True)
             profiles[which] = spy.profile(ctx, main_ds, which, native=args.native)
             if "error" not in profiles[which]:
@@ -450,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
         },
         "repeat": args.repeat,
         "replay_flags": args.replay_flag,
+        "kafka_partitions": args.kafka_partitions or scenarios.KAFKA_PARTITIONS,
         "rows": cells,
         "ratios": ratios(cells),
         "scaling": (
@@ -485,7 +515,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
         f"convert/fastavro {r['convert_over_fastavro_cpu']}  replay/SDK {r['replay_over_sdk_cpu']}  "
         f"replay/tuned SDK {r['replay_over_sdk_tuned_cpu']}\n"
         f"Kafka daemon/replay: {r['kafka_over_replay']} (wall)  {r['kafka_over_replay_cpu']} (CPU)  "
-        f"{r['kafka_over_replay_delivery']} (first to last delivery)"
+        f"{r['kafka_over_replay_delivery']} (first to last delivery)\n"
+        f"Kafka daemon/replay, topic file by file: {r['kafka_files_over_replay']} (wall)  "
+        f"{r['kafka_files_over_replay_cpu']} (CPU)  "
+        f"{r['kafka_files_over_replay_delivery']} (first to last delivery)"
     )
     if fit:
         print(

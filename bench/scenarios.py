@@ -13,7 +13,9 @@ Rows (``SCENARIOS`` order is the table order):
 ``replay``    ``currents-consumer replay DIR`` into a fresh simulator: the whole product, over HTTP.
 ``sdk``       fastavro + Amplitude's Python SDK into a fresh simulator (bench/sdk_naive.py).
 ``sdk-tuned`` the SDK as a careful user tunes it, with a minimal mapping of its own (bench/sdk_tuned.py).
-``kafka``     the Kafka daemon (benchmark issue, point 5): a hook, see :func:`kafka_daemon`.
+``kafka``     the Kafka daemon (benchmark issue, point 5), topic keyed by device: :func:`kafka_daemon`.
+``kafka-files`` the same daemon from a topic loaded file by file (long runs of one event type per
+              partition): see :func:`kafka_daemon_files`.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class Context:
     """Extra ``replay`` flags (``run.py --replay-flag``), to measure a variant such as ``--gzip=false``."""
     wrap: tuple[str, ...] = ()
     """A command the measured child runs under (py-spy's ``record ... --`` for a profile), or nothing."""
+    kafka_partitions: int = 0
+    """Partitions of the Kafka rows' topic (``run.py --kafka-partitions``); 0: :data:`KAFKA_PARTITIONS`."""
 
     @property
     def cli(self) -> list[str]:
@@ -269,12 +273,17 @@ def _sdk_row(name: str, script: str, ctx: Context, ds: Dataset, tag: str) -> Row
 
 KAFKA_TOPIC = "braze-currents"
 KAFKA_PARTITIONS = 4
+"""Partitions of the Kafka rows' topic unless ``run.py --kafka-partitions`` says otherwise."""
 
 
-def _kafka_env(ctx: Context, ds: Dataset, tag: str) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    """Start bench/kafka_env.py (broker + registry, topic loaded with ``ds``); returns it and its info."""
+def _kafka_env(
+    ctx: Context, ds: Dataset, tag: str, layout: str
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Start bench/kafka_env.py (broker + registry, topic loaded with ``ds`` as ``layout`` says: ``keyed``
+    or ``files``, see that file); returns it and its info."""
+    partitions = ctx.kafka_partitions or KAFKA_PARTITIONS
     env_proc = subprocess.Popen(
-        [ctx.python, str(BENCH / "kafka_env.py"), str(ds.root), KAFKA_TOPIC, str(KAFKA_PARTITIONS)],
+        [ctx.python, str(BENCH / "kafka_env.py"), str(ds.root), KAFKA_TOPIC, str(partitions), layout],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=ctx.log(tag, "kafka-env").open("wb"),
     )  # fmt: skip
     assert env_proc.stdout is not None
@@ -333,9 +342,9 @@ def _daemon_pids(argv: list[str]) -> list[int]:
 
 
 @contextlib.contextmanager
-def _loaded_topic(ctx: Context, ds: Dataset, tag: str) -> Iterator[dict[str, Any]]:
+def _loaded_topic(ctx: Context, ds: Dataset, tag: str, layout: str = "keyed") -> Iterator[dict[str, Any]]:
     """The Kafka environment of bench/kafka_env.py with ``ds`` loaded on a topic; stopped on exit."""
-    env_proc, info = _kafka_env(ctx, ds, tag)
+    env_proc, info = _kafka_env(ctx, ds, tag, layout)
     try:
         yield info
     finally:
@@ -346,11 +355,24 @@ def _loaded_topic(ctx: Context, ds: Dataset, tag: str) -> Iterator[dict[str, Any
 def kafka_daemon(ctx: Context, ds: Dataset, tag: str) -> Row | None:
     """(e) ``currents-consumer run``: from a loaded topic to the simulator, until all is ingested.
 
-    The topic is loaded before measuring (broker and registry live in bench/kafka_env.py); the
-    measured time includes the daemon's start and its consumer-group join (about a second on Tansu).
+    The topic (:data:`KAFKA_PARTITIONS` partitions) is keyed by device, so each partition holds a mix
+    of every event type. It is loaded before measuring (broker and registry live in
+    bench/kafka_env.py); the measured time includes the daemon's start and its consumer-group join
+    (about a second on Tansu).
     """
+    return _kafka_row(ctx, ds, tag, "kafka", "keyed")
+
+
+def kafka_daemon_files(ctx: Context, ds: Dataset, tag: str) -> Row | None:
+    """(e') the same daemon from a topic loaded file by file: each Currents file's records in order on
+    one partition, the files dealt round-robin over the partitions, so each partition holds long runs
+    of one event type (as a topic filled by a file-by-file producer does)."""
+    return _kafka_row(ctx, ds, tag, "kafka-files", "files")
+
+
+def _kafka_row(ctx: Context, ds: Dataset, tag: str, name: str, layout: str) -> Row:
     scratch = ctx.scratch(tag)
-    with _loaded_topic(ctx, ds, tag) as info, SimulatorProcess(ctx.log(tag, "simulator")) as sim:
+    with _loaded_topic(ctx, ds, tag, layout) as info, SimulatorProcess(ctx.log(tag, "simulator")) as sim:
         expected = int(info["expected"])
 
         def ingested() -> bool:
@@ -358,11 +380,13 @@ def kafka_daemon(ctx: Context, ds: Dataset, tag: str) -> Row | None:
 
         run = _measure_until(ctx, tag, _daemon_argv(ctx, info, sim, scratch), ingested, ctx.timeout)
         stats = _stats(sim)
-    row = Row("kafka", ds.events, run)
+    row = Row(name, ds.events, run)
     _check_exit(row, run, ctx.log(tag, "stderr"))
     row.events_out = stats.get("events_ingested")
     row.extra |= {"simulator": stats, "simulator_cost": sim.cost.as_dict() if sim.cost else None,
-                  "messages": info["messages"], "expected": expected}  # fmt: skip
+                  "messages": info["messages"], "expected": expected,
+                  "topic": {"partitions": info["partitions"], "layout": info["layout"],
+                            "per_partition": info["per_partition"]}}  # fmt: skip
     _delivery_times(row, run, stats)
     if row.ok and row.events_out != expected:
         row.fail(f"simulator ingested {row.events_out}, expected {expected}")
@@ -415,6 +439,7 @@ SCENARIOS: dict[str, Scenario] = {
     "sdk": sdk,
     "sdk-tuned": sdk_tuned,
     "kafka": kafka_daemon,
+    "kafka-files": kafka_daemon_files,
     "kafka-outage": kafka_outage,
 }
 """Every row, in table order. ``run.py --only`` picks among these names."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from dataset import Dataset
 from measure import run_child, tail
-from scenarios import API_KEY, Context, kafka_daemon
+from scenarios import API_KEY, Context, kafka_daemon, kafka_daemon_files
 from simserver import SimulatorProcess
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
@@ -119,8 +119,8 @@ def render(name: str, summary: dict[str, Any], top: int = 12) -> str:
 def profile(
     ctx: Context, ds: Dataset, which: str, *, rate: int = 200, native: bool = False
 ) -> dict[str, Any]:
-    """Profile ``convert``, ``replay`` or the Kafka daemon (``kafka``: the benchmark's own row, under
-    py-spy) over ``ds``; returns the summary (or an ``error``)."""
+    """Profile ``convert``, ``replay`` or the Kafka daemon (``kafka`` or ``kafka-files``: the benchmark's
+    own row, under py-spy) over ``ds``; returns the summary (or an ``error``)."""
     spy = shutil.which("py-spy")
     if spy is None:
         return {"error": "py-spy is not installed: pip install -r bench/requirements.txt"}
@@ -147,8 +147,9 @@ def profile(
             ]  # fmt: skip
             run = run_child(argv, stderr_path=err, timeout=ctx.timeout)
         shutil.rmtree(scratch, ignore_errors=True)
-    elif which == "kafka":
-        row = kafka_daemon(dataclasses.replace(ctx, wrap=(*record, "--")), ds, f"profile-{which}")
+    elif which in ("kafka", "kafka-files"):
+        row_of = kafka_daemon if which == "kafka" else kafka_daemon_files
+        row = row_of(dataclasses.replace(ctx, wrap=(*record, "--")), ds, f"profile-{which}")
         if row is None or row.run is None:
             return {"error": "the Kafka row could not run (no broker)"}
         run = row.run
