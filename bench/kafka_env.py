@@ -32,6 +32,7 @@ import json
 import os
 import random
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,24 +64,16 @@ async def load(
     if layout == "mixed":
         return await _load_mixed(producer, files, topic, partitions, transformer)
     try:
-        for index, path in enumerate(files):
-            with open(path, "rb") as fh:  # noqa: ASYNC230 - a benchmark loader, nothing else runs
-                reader = fastavro.reader(fh)
-                schema = reader.writer_schema
-                assert isinstance(schema, dict), "a Currents file holds records"
-                event_type = event_type_of(str(schema["name"]))
-                for raw in reader:
-                    record: dict[str, Any] = raw  # type: ignore[assignment]  # Currents records are records
-                    value = confluent_frame(local_schema_id(event_type), avro_body(event_type, record))
-                    if layout == "files":
-                        future = await producer.send(topic, value, partition=index % partitions)
-                    else:
-                        key = str(record.get("device_id") or record.get("external_user_id") or record["id"])
-                        future = await producer.send(topic, value, key=key.encode())
-                    mapped = not isinstance(transformer.transform(event_type, record), Skip)
-                    sent.append((future, event_type, mapped))
-                    messages += 1
-                    expected += mapped
+        for index, event_type, record in _records(files):
+            value = confluent_frame(local_schema_id(event_type), avro_body(event_type, record))
+            if layout == "files":
+                future = await producer.send(topic, value, partition=index % partitions)
+            else:
+                future = await producer.send(topic, value, key=_key(record))
+            mapped = not isinstance(transformer.transform(event_type, record), Skip)
+            sent.append((future, event_type, mapped))
+            messages += 1
+            expected += mapped
         await producer.flush()
     finally:
         await producer.stop()
@@ -92,18 +85,10 @@ async def _load_mixed(
 ) -> tuple[int, int, list[dict[str, Any]]]:
     """The ``mixed`` layout: every record keyed by device, all files' records in a seeded shuffle."""
     records: list[tuple[bytes, bytes, str, bool]] = []
-    for path in files:
-        with open(path, "rb") as fh:  # noqa: ASYNC230 - a benchmark loader, nothing else runs
-            reader = fastavro.reader(fh)
-            schema = reader.writer_schema
-            assert isinstance(schema, dict), "a Currents file holds records"
-            event_type = event_type_of(str(schema["name"]))
-            for raw in reader:
-                record: dict[str, Any] = raw  # type: ignore[assignment]  # Currents records are records
-                value = confluent_frame(local_schema_id(event_type), avro_body(event_type, record))
-                key = str(record.get("device_id") or record.get("external_user_id") or record["id"])
-                mapped = not isinstance(transformer.transform(event_type, record), Skip)
-                records.append((value, key.encode(), event_type, mapped))
+    for _, event_type, record in _records(files):
+        value = confluent_frame(local_schema_id(event_type), avro_body(event_type, record))
+        mapped = not isinstance(transformer.transform(event_type, record), Skip)
+        records.append((value, _key(record), event_type, mapped))
     random.Random(1).shuffle(records)
     sent: list[tuple[asyncio.Future[Any], str, bool]] = []
     try:
@@ -113,6 +98,24 @@ async def _load_mixed(
     finally:
         await producer.stop()
     return len(records), sum(r[3] for r in records), _per_partition(sent, partitions)
+
+
+def _records(files: list[Path]) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """Every record of ``files`` in order, with its file's index and its event type."""
+    for index, path in enumerate(files):
+        with open(path, "rb") as fh:
+            reader = fastavro.reader(fh)
+            schema = reader.writer_schema
+            assert isinstance(schema, dict), "a Currents file holds records"
+            event_type = event_type_of(str(schema["name"]))
+            for raw in reader:
+                record: dict[str, Any] = raw  # type: ignore[assignment]  # Currents records are records
+                yield index, event_type, record
+
+
+def _key(record: dict[str, Any]) -> bytes:
+    """A record's message key: its device (else its user, else its id), as the daemon's topics are keyed."""
+    return str(record.get("device_id") or record.get("external_user_id") or record["id"]).encode()
 
 
 def _per_partition(

@@ -91,26 +91,37 @@ class OneStore(Stores):
         return self.store
 
 
-async def test_a_store_that_fails_is_said_once_retried_and_its_recovery_said_once(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+async def outage(
+    tmp_path: Path, store: Failing, caplog: pytest.LogCaptureFixture, failed_polls: int
+) -> tuple[list[str], list[str]]:
+    """A follower of ``tmp_path`` over ``store``, down for ``failed_polls`` failed polls and then up; the
+    file landed meanwhile is delivered. Returns the 'listing failed' and the 'works again' lines."""
     files = tree(tmp_path, [0])
-    store, metrics = Failing(), Metrics(CollectorRegistry())
+    metrics = Metrics(CollectorRegistry())
     feed = follower(tmp_path, metrics, stores=OneStore(store))
     caplog.set_level(logging.INFO, logger="currents.follow")
     try:
         feed.get_nowait()  # starts the schedule
         await eventually(
-            lambda: sample(metrics, "currents_follow_listings_total", listing="poll", outcome="failed") >= 3,
-            message="three failed polls",
+            lambda: (
+                sample(metrics, "currents_follow_listings_total", listing="poll", outcome="failed")
+                >= failed_polls
+            ),
+            message=f"{failed_polls} failed polls",
         )
         store.down = False
         assert (await asyncio.wait_for(feed.get(), 10)).url == str(files[0])  # type: ignore[union-attr]
     finally:
         feed.cancel()
-    failed = [r for r in caplog.records if "listing failed" in r.getMessage()]
-    again = [r for r in caplog.records if "works again" in r.getMessage()]
-    assert len(failed) == 1 and "Connection refused" in failed[0].getMessage()
+    messages = [r.getMessage() for r in caplog.records]
+    return [m for m in messages if "listing failed" in m], [m for m in messages if "works again" in m]
+
+
+async def test_a_store_that_fails_is_said_once_retried_and_its_recovery_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    failed, again = await outage(tmp_path, Failing(), caplog, failed_polls=3)
+    assert len(failed) == 1 and "Connection refused" in failed[0]
     assert len(again) == 1
 
 
@@ -132,25 +143,11 @@ class Flapping(Failing):
 async def test_an_outage_whose_reasons_alternate_says_each_reason_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    files = tree(tmp_path, [0])
-    store, metrics = Flapping(), Metrics(CollectorRegistry())
-    feed = follower(tmp_path, metrics, stores=OneStore(store))
-    caplog.set_level(logging.INFO, logger="currents.follow")
-    try:
-        feed.get_nowait()  # starts the schedule
-        await eventually(
-            lambda: sample(metrics, "currents_follow_listings_total", listing="poll", outcome="failed") >= 6,
-            message="six failed polls",
-        )
-        store.down = False
-        assert (await asyncio.wait_for(feed.get(), 10)).url == str(files[0])  # type: ignore[union-attr]
-    finally:
-        feed.cancel()
-    failed = [r.getMessage() for r in caplog.records if "listing failed" in r.getMessage()]
+    failed, again = await outage(tmp_path, Flapping(), caplog, failed_polls=6)
     assert len(failed) == 2, failed
     assert any("no answer within 10s" in m for m in failed) and any("Connection refused" in m for m in failed)
     assert all(m.endswith("retrying with back-off up to 0.05s") for m in failed), failed
-    assert len([r for r in caplog.records if "works again" in r.getMessage()]) == 1
+    assert len(again) == 1
 
 
 async def test_a_schedule_that_dies_on_a_bug_is_a_fault_for_the_reader(tmp_path: Path) -> None:
