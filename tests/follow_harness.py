@@ -25,7 +25,7 @@ from amplitude_harness import KEY, eventually, insert_ids
 from currents_devkit.simulator.server import AmplitudeSimulator
 from currents_devkit.synth import Synth
 from objectstore_harness import ObjectBucket
-from replay_harness import Command
+from replay_harness import Command, start
 
 from consumer.decode.schemas import raw_schemas
 from consumer.instants import format_instant
@@ -125,6 +125,14 @@ def follow_args(url: str, tmp_path: Path, sim_url: str, *extra: str, state: str 
 
 ENV = {"AMPLITUDE_API_KEY": KEY}
 """The environment of a follower in the tests (the simulator accepts this key)."""
+
+
+async def start_shards(url: str, tmp_path: Path, sim_url: str, env: dict[str, str], n: int) -> list[Command]:
+    """``n`` followers of ``url``, shard 0/n to n-1/n, each with its own state under ``tmp_path``."""
+    return [
+        await start(follow_args(url, tmp_path, sim_url, "--shard", f"{i}/{n}"), env, tmp_path)
+        for i in range(n)
+    ]
 
 
 def delivered(sim: AmplitudeSimulator) -> Counter[str]:

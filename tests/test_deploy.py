@@ -292,13 +292,8 @@ def test_deployment_is_locked_down(directory: str) -> None:
     assert container["args"] == ["run"]
 
 
-@pytest.mark.parametrize("directory", DAEMON_KUSTOMIZATIONS)
-def test_deployment_probes_ports_and_shutdown(directory: str) -> None:
-    deployment = one(render(directory), "Deployment", "currents-consumer")
-    spec = pod_spec(deployment)
-    (container,) = spec["containers"]
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"metrics": METRICS_PORT}
+def assert_probes_on_metrics_port(container: dict[str, Any], ports: dict[str, int]) -> None:
+    """/livez (liveness, start-up) and /readyz (readiness) answer on the metrics port, by name or number."""
     for probe, path in (
         ("livenessProbe", "/livez"),
         ("readinessProbe", "/readyz"),
@@ -307,6 +302,16 @@ def test_deployment_probes_ports_and_shutdown(directory: str) -> None:
         get = container[probe]["httpGet"]
         assert get["path"] == path
         assert ports.get(get["port"], get["port"]) == METRICS_PORT
+
+
+@pytest.mark.parametrize("directory", DAEMON_KUSTOMIZATIONS)
+def test_deployment_probes_ports_and_shutdown(directory: str) -> None:
+    deployment = one(render(directory), "Deployment", "currents-consumer")
+    spec = pod_spec(deployment)
+    (container,) = spec["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": METRICS_PORT}
+    assert_probes_on_metrics_port(container, ports)
     assert env_of(container)["CURRENTS_METRICS_PORT"]["value"] == str(METRICS_PORT)
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
@@ -574,14 +579,7 @@ def test_follower_statefulset(directory: str) -> None:
     # ends before /livez would call the loop stalled (120 s).
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": METRICS_PORT} and first.metrics_port == METRICS_PORT
-    for probe, path in (
-        ("livenessProbe", "/livez"),
-        ("readinessProbe", "/readyz"),
-        ("startupProbe", "/livez"),
-    ):
-        get = container[probe]["httpGet"]
-        assert get["path"] == path
-        assert ports.get(get["port"], get["port"]) == METRICS_PORT
+    assert_probes_on_metrics_port(container, ports)
     annotations = sts["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(METRICS_PORT)
     grace = float(args[args.index("--grace") + 1].rstrip("s")) if "--grace" in args else 30.0

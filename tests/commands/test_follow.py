@@ -13,7 +13,17 @@ from pathlib import Path
 
 import httpx
 from amplitude_harness import dead_letters, eventually, simulator
-from follow_harness import ENV, TYPES, Landing, all_delivered, delivered, follow_args, metric, stop
+from follow_harness import (
+    ENV,
+    TYPES,
+    Landing,
+    all_delivered,
+    delivered,
+    follow_args,
+    metric,
+    start_shards,
+    stop,
+)
 from objectstore_harness import free_port
 from replay_harness import last_json, start
 
@@ -135,12 +145,7 @@ async def test_shards_deliver_every_file_once_and_a_new_shard_count_sends_nothin
     for i in range(12):
         landing.land(events=10, hours_ago=i % 2, partition=i)
     async with simulator() as sim:
-        three = [
-            await start(
-                follow_args(landing.url, tmp_path, sim.http_v2_url, "--shard", f"{i}/3"), ENV, tmp_path
-            )
-            for i in range(3)
-        ]
+        three = await start_shards(landing.url, tmp_path, sim.http_v2_url, ENV, 3)
         await all_delivered(sim, landing)
         for follower in three:
             assert (await stop(follower))[0] == 0

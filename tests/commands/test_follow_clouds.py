@@ -20,7 +20,17 @@ import httpx
 import orjson
 import pytest
 from amplitude_harness import dead_letters, eventually, simulator
-from follow_harness import ENV, TYPES, Landing, all_delivered, delivered, follow_args, metric, stop
+from follow_harness import (
+    ENV,
+    TYPES,
+    Landing,
+    all_delivered,
+    delivered,
+    follow_args,
+    metric,
+    start_shards,
+    stop,
+)
 from objectstore_harness import (
     CLOUDS,
     ObjectBucket,
@@ -81,12 +91,7 @@ async def test_shards_following_a_bucket_deliver_every_file_once(cloud: ObjectBu
         landing.land(events=10, hours_ago=i % 2, partition=i)
     env = {**ENV, **cloud.env}
     async with simulator() as sim:
-        shards = [
-            await start(
-                follow_args(landing.url, tmp_path, sim.http_v2_url, "--shard", f"{i}/3"), env, tmp_path
-            )
-            for i in range(3)
-        ]
+        shards = await start_shards(landing.url, tmp_path, sim.http_v2_url, env, 3)
         await all_delivered(sim, landing)
         landing.land(events=10, partition=30)
         await all_delivered(sim, landing)
