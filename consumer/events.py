@@ -64,28 +64,74 @@ SEPARATOR_BYTES = 1
 """What a payload adds to a request body besides its own bytes: the comma between events."""
 
 
+class Group:
+    """Rows of one stream taken into delivery together (a chunk, or the part of one that fitted): one range
+    for the commit tracker, acknowledged as a whole once every payload any destination made of its rows
+    has ended.
+
+    ``first`` and ``last`` are the positions of its first and last row (offsets between them that are no
+    row, Kafka's compacted ones, belong to it too); ``owed`` counts the payloads not ended yet. The main
+    process makes one per chunk, not one per event: events share it, and acknowledging a request's events
+    is a count down per event and one tracker call per group.
+    """
+
+    __slots__ = ("first", "last", "owed", "stream")
+
+    def __init__(self, stream: tuple[str, int], first: int, last: int, owed: int = 0) -> None:
+        self.stream = stream
+        self.first = first
+        self.last = last
+        self.owed = owed
+
+    def __repr__(self) -> str:
+        return f"Group({self.stream!r}, {self.first}..{self.last}, owed={self.owed})"
+
+
 class Pending:
     """One payload on its way to a destination (an Amplitude event, a partner's event).
 
     ``encoded`` is the payload as it travels, built once and reused for every (re)send; the payload
     itself is not kept (the destination's mapper decodes ``encoded`` for the rare dead-letter record),
-    so a waiting event costs its bytes and little else. ``first_attempt`` is the wall-clock time
-    (seconds) the pipeline first took the event, which starts its retry window; ``keys`` are its
-    limiter keys (the first orders its events); ``size`` is what it adds to a request body (its bytes
-    plus a separating comma).
+    so a waiting event costs its bytes and little else. ``group`` is the :class:`Group` of rows it was
+    taken with and ``offset`` its row's position in the group's stream (its :attr:`position`, built only
+    when asked: for a dead-letter record). ``first_attempt`` is the wall-clock time (seconds) the
+    pipeline first took the event, which starts its retry window; ``keys`` are its limiter keys (the
+    first orders its events); ``size`` is what it adds to a request body (its bytes plus a separating
+    comma).
     """
 
-    __slots__ = ("encoded", "event_type", "first_attempt", "keys", "position", "size")
+    __slots__ = ("encoded", "event_type", "first_attempt", "group", "keys", "offset", "size")
 
     def __init__(
-        self, event_type: str, position: Position, encoded: bytes, first_attempt: float, keys: tuple[str, ...]
+        self,
+        event_type: str,
+        group: Group,
+        offset: int,
+        encoded: bytes,
+        first_attempt: float,
+        keys: tuple[str, ...],
     ) -> None:
         self.event_type = event_type
-        self.position = position
+        self.group = group
+        self.offset = offset
         self.encoded = encoded
         self.first_attempt = first_attempt
         self.keys = keys
         self.size = len(encoded) + SEPARATOR_BYTES
+
+    @classmethod
+    def alone(
+        cls, event_type: str, position: Position, encoded: bytes, first_attempt: float, keys: tuple[str, ...]
+    ) -> Pending:
+        """A payload of a row taken by itself (redrive, tests): its own one-row group, owing it."""
+        group = Group(position.stream, position.offset, position.offset, 1)
+        return cls(event_type, group, position.offset, encoded, first_attempt, keys)
+
+    @property
+    def position(self) -> Position:
+        """Where its row came from."""
+        source, partition = self.group.stream
+        return Position(source, partition, self.offset)
 
     def __repr__(self) -> str:
         size = len(self.encoded)

@@ -134,7 +134,7 @@ def event(i: int, device: str | None = None, user: str | None = None, **fields: 
 
 def pending(ev: dict[str, Any], index: int, source: str = "test.avro", first_attempt: float = 0.0) -> Pending:
     """``ev`` on its way, from record ``index`` of ``source``."""
-    return Pending(
+    return Pending.alone(
         "users.behaviors.CustomEvent",
         Position(source, -1, index),
         orjson.dumps(ev),

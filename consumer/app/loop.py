@@ -3,8 +3,9 @@ over a bucket): read a :class:`~consumer.sources.base.Source`, track, take into 
 commit.
 
 :class:`RunLoop` owns the :class:`~consumer.positions.tracker.OffsetTracker`, the dead-letter writer and
-the :class:`~consumer.app.pipeline.Pipeline`, wired so that every finished event (delivered, skipped or
-dead-lettered) acknowledges its position. :meth:`RunLoop.drive` is the whole life of a run; it
+the :class:`~consumer.app.pipeline.Pipeline`, wired so that the rows taken together are tracked as one
+:class:`~consumer.events.Group`, done once every event of it has finished (delivered, skipped or
+dead-lettered). :meth:`RunLoop.drive` is the whole life of a run; it
 guarantees:
 
 * **Only the done prefix is committed, dead-letters first.** Every ``commit_interval`` (and on a
@@ -33,23 +34,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from operator import attrgetter
 
 from consumer.app.periodic import Periodic, every
 from consumer.app.pipeline import Pipeline
 from consumer.delivery.destination import Destination
-from consumer.events import Position
+from consumer.events import Group, Position
 from consumer.ops.faults import Fault, Faults
 from consumer.ops.metrics import Metrics
 from consumer.ops.waits import wait_set
 from consumer.positions.deadletter import DeadLetterOutput, DeadLetterWriter
 from consumer.positions.tracker import OffsetTracker
 from consumer.sources.base import Batch, Source, Stream
-from consumer.transform.prepare import ReadyRecord
+from consumer.transform.prepare import Chunk
 
 log = logging.getLogger("currents.loop")
 
@@ -76,7 +75,13 @@ class RunLoop:
         self.dead = DeadLetterWriter(dead_letter) if isinstance(dead_letter, str) else dead_letter
         self.faults = Faults()
         self.pipeline = Pipeline(
-            destinations, self.dead, metrics, self.acknowledge, clock=clock, faults=self.faults
+            destinations,
+            self.dead,
+            metrics,
+            self.acknowledge,
+            track=self.tracker.track,
+            clock=clock,
+            faults=self.faults,
         )
         self.stopping = asyncio.Event()
         """Set by :meth:`stop` (and by the first fault): the loop stops reading."""
@@ -92,8 +97,10 @@ class RunLoop:
         self.source: Source | None = None
         self.committed: dict[Stream, int] = {}
         """Per stream, the last position committed by this run."""
-        self._held: list[ReadyRecord] = []
+        self._held: list[Chunk] = []
+        """Chunks read and not all taken into delivery (held while delivery is full)."""
         self._next = 0
+        """The first row of ``_held[0]`` not taken yet."""
         self._ended: set[Stream] = set()
         self._acked = asyncio.Event()
         self._commit_lock = asyncio.Lock()
@@ -101,15 +108,14 @@ class RunLoop:
         self.faults.listen(lambda _: self.stop())
 
     # -- positions -------------------------------------------------------------------------------
-    def acknowledge(self, positions: list[Position]) -> None:
-        """Acknowledge finished events' positions: each run of one stream's positions (a request's events
-        are mostly one stream's, in order) goes to the tracker at once; a stream that had ended and has
-        nothing outstanding any more is finished."""
-        tracker, ended = self.tracker, self._ended
-        for stream, run in itertools.groupby(positions, key=attrgetter("stream")):
-            tracker.ack_many(stream, [p.offset for p in run])
-            if ended and stream in ended:
-                self._finish_if_done(stream)
+    def acknowledge(self, groups: list[Group]) -> None:
+        """Groups of rows are finished (the tracker sees it in their counts): a stream that had ended and
+        has nothing outstanding any more is finished; waiters on acknowledgements are woken."""
+        ended = self._ended
+        if ended:
+            for stream in {group.stream for group in groups}:
+                if stream in ended:
+                    self._finish_if_done(stream)
         self._acked.set()
 
     def done_prefix(self, streams: Iterable[Stream]) -> dict[Stream, int]:
@@ -185,58 +191,68 @@ class RunLoop:
             self.accept(batch)
 
     def accept(self, batch: Batch) -> None:
-        """What :meth:`consume` does with each batch read: track every position, dead-letter the bad
-        inputs, take the records while delivery has room (the rest is held), note the streams ended."""
-        track_many = self.tracker.track_many
-        for stream, offsets in batch.read:
-            track_many(stream, offsets)
+        """What :meth:`consume` does with each batch read: dead-letter the bad inputs (tracked, and
+        acknowledged once written), take the chunks' rows while delivery has room (the rest is held; each
+        part taken is tracked as it is taken), note the streams ended."""
         pipeline = self.pipeline
         for bad in batch.bad:
             error = bad.error
-            pipeline.dead_letter_input(error.position, bad.reason, error.reason, raw=error.raw)
+            position = error.position
+            group = Group(position.stream, position.offset, position.offset, 1)
+            self.tracker.track(group)
+            pipeline.dead_letter_input(position, bad.reason, error.reason, raw=error.raw)
+            group.owed = 0
+            self.acknowledge([group])
         if batch.problems:
             pipeline.summary.unreadable.extend(batch.problems)
         if batch.records:
-            self._held, self._next = batch.records, 0
+            self._held, self._next = list(batch.records), 0
             self._queue_held()
         for stream in batch.ended:
             self._ended.add(stream)
             self._finish_if_done(stream)
 
     @property
-    def waiting(self) -> list[ReadyRecord]:
-        """Records read and not taken into delivery yet (held while delivery is full)."""
-        return self._held[self._next :]
+    def waiting(self) -> list[Position]:
+        """The positions of rows read and not taken into delivery yet (held while delivery is full)."""
+        out: list[Position] = []
+        for i, chunk in enumerate(self._held):
+            source, partition = chunk.stream
+            out += [Position(source, partition, o) for o in chunk.offsets[self._next if i == 0 else 0 :]]
+        return out
+
+    def _held_rows(self) -> int:
+        """How many rows are held (read, not taken)."""
+        return sum(len(chunk) for chunk in self._held) - self._next
 
     def _queue_held(self) -> None:
-        """Queue held records for delivery, while it has room, up to the one that fills an engine (see
+        """Queue held rows for delivery, while it has room, up to the one that fills an engine (see
         :meth:`~consumer.app.pipeline.Pipeline.queue_run`)."""
         held, pipeline = self._held, self.pipeline
-        if not pipeline.has_room:
-            return
-        end = pipeline.queue_run(held, self._next)
-        if end == len(held):
-            self._held, self._next = [], 0
-        else:
-            self._next = end
+        while held and pipeline.has_room:
+            chunk = held[0]
+            end = pipeline.queue_run(chunk, self._next)
+            if end < len(chunk):
+                self._next = end
+                return
+            del held[0]
+            self._next = 0
 
     async def release(self, streams: set[Stream], timeout: float) -> None:  # noqa: ASYNC109
         """The source loses ``streams``: drop what was read of them and not taken, give what was taken
         ``timeout`` seconds to finish, commit the done prefix, forget them (see
         :class:`~consumer.sources.base.Owner`)."""
-        # A stream's records held and not taken will never be acknowledged: wait only up to the first.
+        # A stream's rows held and not taken will never be acknowledged: wait only up to the first.
         limits: dict[Stream, int] = {}
-        if self._held:
-            kept = self._held[: self._next]
-            for record in self._held[self._next :]:
-                stream = record[0].stream
-                if stream in streams:
-                    limits.setdefault(stream, record[0].offset)
-                else:
-                    kept.append(record)
-            self._held = kept if len(kept) > self._next else []
-            if not self._held:
-                self._next = 0
+        kept: list[Chunk] = []
+        for i, chunk in enumerate(self._held):
+            if chunk.stream in streams:
+                limits.setdefault(chunk.stream, chunk.offsets[self._next if i == 0 else 0])
+            else:
+                kept.append(chunk)
+        if self._held and (not kept or kept[0] is not self._held[0]):
+            self._next = 0  # the chunk partly taken was dropped
+        self._held = kept
         self.pipeline.flush()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(self._unsettled(s, limits.get(s)) for s in streams):
@@ -303,7 +319,7 @@ class RunLoop:
         elif self.stopping.is_set():
             log.info("stopping: finishing events in flight (up to %.0fs)", grace)
         source.pause()
-        self.unstarted = source.backlog() + len(self._held) - self._next
+        self.unstarted = source.backlog() + self._held_rows()
         self._held, self._next = [], 0
         await self.finish(grace)
         await self.checkpoint()
@@ -378,7 +394,7 @@ class RunLoop:
 
     def update_gauges(self) -> None:
         """Refresh the point-in-time gauges (before a scrape and with each progress line)."""
-        backlog = len(self._held) - self._next + (self.source.backlog() if self.source is not None else 0)
+        backlog = self._held_rows() + (self.source.backlog() if self.source is not None else 0)
         self.pipeline.update_gauges(backlog)
 
     def counts(self) -> str:

@@ -1,14 +1,18 @@
 """The stages every source shares: count, map per destination, skip or hand to delivery, acknowledge.
 
-The run's loop (:mod:`consumer.app.loop`) reads prepared records (each destination's payloads, made by
-:class:`~consumer.transform.prepare.Preparer` in a worker process or here) in position order and hands
-runs of them to :meth:`Pipeline.queue_run`, after tracking their positions; redrive re-sends dead-lettered
-events one at a time (:meth:`Pipeline.redeliver`). A record goes to every
-enabled :class:`~consumer.delivery.destination.Destination` (fan-out): each has mapped it to zero or more
-payloads (or skipped it) and its own delivery engine takes them. The record's position is acknowledged once,
-when every destination has finished every payload of it (delivered or dead-lettered; a skip finishes
-at once), so a commit never passes an event some destination still owes. Undecodable inputs are
-dead-lettered and acknowledged at once.
+The run's loop (:mod:`consumer.app.loop`) reads chunks of prepared rows (each destination's payloads as
+columns, made by :class:`~consumer.transform.prepare.Preparer` in a worker process or here) in position
+order and hands them to :meth:`Pipeline.queue_run`; redrive re-sends dead-lettered events one at a time
+(:meth:`Pipeline.redeliver`). A row goes to every enabled
+:class:`~consumer.delivery.destination.Destination` (fan-out): each has mapped it to zero or more
+payloads (or skipped it) and its own delivery engine takes them.
+
+Acknowledging is by group, not by event: the rows one call takes are one
+:class:`~consumer.events.Group` (a range of positions), tracked by the loop as it is taken, which counts
+the payloads it owes over every destination; each payload that ends (delivered or dead-lettered) counts
+it down, and at zero the group is acknowledged, so a commit never passes an event some destination
+still owes. Skips, unencodable payloads and undecodable rows (dead-lettered as they are met) owe
+nothing.
 
 Back-pressure: the loop queues a run up to the record that fills an engine (:meth:`Pipeline.queue_run`
 says where it stopped) and then waits for room (:meth:`Pipeline.wait_room`), so one destination that is
@@ -25,23 +29,30 @@ taken).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from consumer.delivery.destination import Destination
 from consumer.delivery.engine import DeliveryEngine
-from consumer.events import SEPARATOR_BYTES, Pending, Position
+from consumer.events import Group, Pending, Position
 from consumer.ops.faults import Fault, Faults
 from consumer.ops.metrics import Metrics
 from consumer.ops.summary import Summary
 from consumer.positions.deadletter import DeadLetterOutput
-from consumer.transform.base import Payload, Skip
-from consumer.transform.prepare import Output, Preparer, ReadyRecord
+from consumer.transform.base import Payload
+from consumer.transform.prepare import Chunk, Preparer, rows_in
 
-AckCallback = Callable[[list[Position]], None]
-"""Told the positions of records finished (in any order, a request's events at once)."""
+AckCallback = Callable[[list[Group]], None]
+"""Told the groups of rows finished (every payload of them ended), in any order."""
+
+TrackCallback = Callable[[Group], None]
+"""Told each group of rows as it is taken, before anything of it can end (the loop tracks it)."""
+
+log = logging.getLogger("currents.pipeline")
 
 INPUT = "input"
 """The ``destination`` label of dead-letters for input that never became an event."""
@@ -58,6 +69,7 @@ class Pipeline:
         metrics: Metrics,
         on_ack: AckCallback,
         *,
+        track: TrackCallback | None = None,
         clock: Callable[[], float] | None = None,
         faults: Faults | None = None,
     ) -> None:
@@ -67,6 +79,7 @@ class Pipeline:
         self.dead = dead_letter
         self.metrics = metrics
         self.on_ack = on_ack
+        self.track: TrackCallback = track if track is not None else _untracked
         self.summary = Summary.of([d.name for d in self.destinations])
         self.faults = faults if faults is not None else Faults()
         self.engines = [
@@ -77,8 +90,6 @@ class Pipeline:
         ]
         self.preparer = Preparer([d.mapper for d in self.destinations])
         self._clock = self.engines[0].clock
-        # Payloads still owed per position (registered when two or more are owed).
-        self._owed: dict[Position, int] = {}
         self._engine_of = {d.name: engine for d, engine in zip(self.destinations, self.engines, strict=True)}
 
     @property
@@ -100,45 +111,72 @@ class Pipeline:
             else:
                 summary.dead(name, reason, len(items))
                 metrics.count(metrics.dead_lettered, reason, len(items), destination=name)
-            if self._owed:
-                last = self._last_payload
-                self.on_ack([item.position for item in items if last(item.position)])
-            else:
-                self.on_ack([item.position for item in items])
+            acked: list[Group] = []
+            for item in items:
+                group = item.group
+                group.owed -= 1
+                if not group.owed:
+                    acked.append(group)
+            if acked:
+                self.on_ack(acked)
 
         return done
 
-    def _last_payload(self, position: Position) -> bool:
-        """One of ``position``'s payloads has finished: whether it was the last one owed."""
-        # Only positions owing two or more payloads are registered (the one-payload case, a single
-        # destination's usual one, costs no bookkeeping); the last payload finds none.
-        owed = self._owed
-        left = owed.get(position)
-        if left is None:
-            return True
-        if left > 2:
-            owed[position] = left - 1
-        else:
-            del owed[position]
-        return False
-
     # -- input -----------------------------------------------------------------------------------
-    def queue_run(self, records: Sequence[ReadyRecord], start: int = 0) -> int:
-        """The run loop's way in: queue ``records[start:]`` for delivery, in order, without ever waiting,
-        up to and including the record that fills an engine (``--max-pending`` events or
-        ``--max-pending-bytes``), as taking records one by one while :attr:`has_room` would; returns the
-        index after the last record queued (``len(records)`` when all were).
+    def queue_run(self, chunk: Chunk, start: int = 0) -> int:
+        """The run loop's way in: queue rows ``start:`` of ``chunk`` for delivery, in order, without ever
+        waiting, up to and including the row that fills an engine (``--max-pending`` events or
+        ``--max-pending-bytes``), as taking rows one by one while :attr:`has_room` would; returns the row
+        after the last one queued (``len(chunk)`` when all were).
+
+        The rows queued are one :class:`~consumer.events.Group`, tracked (``track``) before anything of
+        it can end, and acknowledged (``on_ack``) once every payload of it has ended. Its payloads become
+        one :class:`~consumer.events.Pending` each, read straight from the chunk's columns; skips,
+        unencodable payloads and bad rows end here. The bookkeeping (read counts, the clock, the hand-over
+        to each engine) is done once per call.
 
         For a source that must keep polling while delivery is full (the Kafka daemon): the caller queues
-        while :attr:`has_room` and otherwise waits for room (:meth:`wait_room`); the payloads of the
-        record that fills an engine are queued all the same. The per-record bookkeeping (read counts, the
-        clock, the hand-over to each engine) is done once per run."""
+        while :attr:`has_room` and otherwise waits for room (:meth:`wait_room`); the payloads of the row
+        that fills an engine are queued all the same."""
         self.faults.raise_first()
-        end = self._run_end(records, start)
-        run = records[start:end]
-        self._count_read([record[1] for record in run])
-        for engine, items in zip(self.engines, self._place_all(run), strict=True):
-            engine.offer_many(items, beyond_room=True)
+        end = self._run_end(chunk, start)
+        offsets, types, stream = chunk.offsets, chunk.types, chunk.stream
+        # One owed for the placing itself: nothing of the group can finish it before it is all placed, and
+        # a dead letter that cannot be written (a fault, raised) leaves it unfinished for ever.
+        group = Group(stream, offsets[start], offsets[end - 1], 1)
+        self.track(group)
+        self._count_read(types[start:end])
+        for row, reason, raw in rows_in(chunk.bad, start, end):
+            log.warning("undecodable input %s:%d@%d: %s", stream[0], stream[1], offsets[row], reason)
+            self.dead_letter_input(
+                Position(stream[0], stream[1], offsets[row]), "undecodable", reason, raw=raw
+            )
+        now = self._clock()
+        queues: list[list[Pending]] = []
+        for dest, payloads in zip(self.destinations, chunk.outputs, strict=True):
+            first, after = payloads.span(start, end)
+            items: list[Pending] = []
+            if after > first:
+                rows, ends, blob, keys = payloads.rows, payloads.ends, payloads.blob, payloads.keys
+                begin = ends[first - 1] if first else 0
+                for i in range(first, after):
+                    row, finish = rows[i], ends[i]
+                    items.append(Pending(types[row], group, offsets[row], blob[begin:finish], now, keys[i]))
+                    begin = finish
+                group.owed += after - first
+            queues.append(items)
+            skips, unencodable = payloads.apart(start, end)
+            if skips:
+                self._skipped(dest.name, skips)
+            for row, detail in unencodable:
+                position = Position(stream[0], stream[1], offsets[row])
+                self._unencodable(dest, position, types[row], detail)
+        for engine, items in zip(self.engines, queues, strict=True):
+            if items:
+                engine.offer_many(items, beyond_room=True)
+        group.owed -= 1
+        if not group.owed:
+            self.on_ack([group])
         return end
 
     async def redeliver(
@@ -151,66 +189,38 @@ class Pipeline:
         self.summary.read[event_type] += 1
         await engine.submit(engine.destination.pending(payload, event_type, position, self._clock()))
 
-    def _run_end(self, records: Sequence[ReadyRecord], start: int) -> int:
-        """Where the run of ``records`` from ``start`` ends for :meth:`queue_run`: after the record that
-        fills an engine, or at the end."""
-        rooms = [engine.room() for engine in self.engines]
-        for i in range(start, len(records)):
-            for room, out in zip(rooms, records[i][2], strict=True):
-                if isinstance(out, list):  # payloads (not a skip): what they take of the engine
-                    room[0] -= len(out)
-                    for encoded, _ in out:  # a list of Encoded
-                        room[1] -= len(encoded) + SEPARATOR_BYTES  # a Pending's size
-                    if room[0] <= 0 or room[1] <= 0:
-                        return i + 1
-        return len(records)
-
-    def _place_all(self, records: Iterable[ReadyRecord]) -> list[list[Pending]]:
-        """:meth:`_place` for each of ``records`` at one instant: each engine's queue (destination order);
-        the records no destination has a payload of are acknowledged together."""
-        now = self._clock()
-        queues: list[list[Pending]] = [[] for _ in self.engines]
-        acked: list[Position] = []
-        place = self._place
-        for position, event_type, outputs in records:
-            place(position, event_type, outputs, now, queues, acked)
-        if acked:
-            self.on_ack(acked)
-        return queues
+    def _run_end(self, chunk: Chunk, start: int) -> int:
+        """Where the run of ``chunk``'s rows from ``start`` ends for :meth:`queue_run`: after the row that
+        fills an engine, or at the end. Found per destination by bisection over its payloads' ends."""
+        end = len(chunk)
+        for engine, payloads in zip(self.engines, chunk.outputs, strict=True):
+            events, room_bytes = engine.room()
+            first, after = payloads.span(start, end)
+            if after == first:
+                continue
+            # the payload that fills the engine by count, and by bytes (its own plus a separator each)
+            by_count = first + max(events, 1) - 1
+            ends = payloads.ends
+            base = (ends[first - 1] if first else 0) + first - 1
+            by_bytes = bisect_left(range(after), room_bytes, first, after, key=lambda i: ends[i] + i - base)
+            filling = min(by_count, by_bytes)
+            if filling < after:
+                end = min(end, payloads.rows[filling] + 1)
+        return end
 
     def _count_read(self, event_types: list[str]) -> None:
-        """Count records read, one event type each, in the summary and the metrics."""
+        """Count records read, one event type each (a bad row's is empty: not a record), in the summary
+        and the metrics."""
         for event_type, n in Counter(event_types).items():
-            self.summary.read[event_type] += n
-            self.metrics.count(self.metrics.read, event_type, n)
+            if event_type:
+                self.summary.read[event_type] += n
+                self.metrics.count(self.metrics.read, event_type, n)
 
-    def _place(
-        self,
-        position: Position,
-        event_type: str,
-        outputs: tuple[Output, ...],
-        now: float,
-        queues: list[list[Pending]],
-        acked: list[Position],
-    ) -> None:
-        """Queue one record's payloads for their engines (``queues``, in destination order); skips and
-        unencodable payloads end here, and a record with no payload goes to ``acked``."""
-        owed = 0
-        for dest, out, queue in zip(self.destinations, outputs, queues, strict=True):
-            if isinstance(out, list):
-                for encoded, keys in out:
-                    queue.append(Pending(event_type, position, encoded, now, keys))
-                    owed += 1
-            elif isinstance(out, Skip):
-                self.summary.skip(dest.name, out.reason)
-                self.metrics.count(self.metrics.skipped, out.reason, destination=dest.name)
-            else:
-                self._unencodable(dest, position, event_type, out.detail)
-        if owed == 0:
-            acked.append(position)
-        elif owed > 1:
-            # Registered before any engine sees a payload: a payload can finish inside ``offer``.
-            self._owed[position] = owed
+    def _skipped(self, name: str, skips: list[tuple[int, str]]) -> None:
+        """Count the rows destination ``name`` skipped, by reason."""
+        for reason, n in Counter([reason for _, reason in skips]).items():
+            self.summary.skip(name, reason, n)
+            self.metrics.count(self.metrics.skipped, reason, n, destination=name)
 
     def _unencodable(self, dest: Destination, position: Position, event_type: str, detail: str) -> None:
         self._write_dead("unencodable", position, destination=dest.name, event_type=event_type, detail=detail)
@@ -226,11 +236,12 @@ class Pipeline:
         raw: bytes | None = None,
         event_type: str | None = None,
     ) -> None:
-        """Record input that never became an event (undecodable bytes, unreadable file) and acknowledge it."""
+        """Record input that never became an event (undecodable bytes, unreadable file); its position is
+        the caller's to acknowledge (a bad row's, with its group). A record that cannot be written is a
+        fault, reported and raised."""
         self._write_dead(reason, position, raw=raw, detail=detail, event_type=event_type)
         self.summary.dead_input(reason)
         self.metrics.count(self.metrics.dead_lettered, reason, destination=INPUT)
-        self.on_ack([position])
 
     def _write_dead(self, reason: str, position: Position, **fields: Any) -> None:
         try:
@@ -313,3 +324,7 @@ class Pipeline:
             m.oldest_pending_age.labels(d.name).set(e.oldest_pending_age())
             m.throttled_devices.labels(d.name).set(e.throttled_keys())
         m.last_progress.set(self.last_progress)
+
+
+def _untracked(_group: Group) -> None:
+    """A pipeline whose groups nobody tracks (redrive acknowledges nothing per event)."""

@@ -66,15 +66,14 @@ async def _convert(
     async with contextlib.aclosing(ahead.readers()) as readers:
         async for reader in readers:
             try:
-                async for chunk in reader:
-                    for rec in chunk:
-                        summary.read[rec.event_type] += 1
-                        result = transformer.transform(rec.event_type, rec.record)
-                        if isinstance(result, Skip):
-                            summary.skipped[result.reason] += 1
-                            continue
-                        write(dumps(result) + b"\n")
-                        summary.done[rec.event_type] += 1
+                async for rec in reader.records():
+                    summary.read[rec.event_type] += 1
+                    result = transformer.transform(rec.event_type, rec.record)
+                    if isinstance(result, Skip):
+                        summary.skipped[result.reason] += 1
+                        continue
+                    write(dumps(result) + b"\n")
+                    summary.done[rec.event_type] += 1
             except DecodeError as exc:
                 summary.unreadable.append(f"{reader.obj.url}: {exc.reason} (record {exc.position.offset})")
                 print(f"unreadable: {exc}", file=err)

@@ -34,7 +34,7 @@ from consumer.sources.storage.readahead import ObjectPool
 from consumer.sources.storage.selection import Selection, Shard
 from consumer.sources.storage.source import FileSource
 from consumer.sources.storage.stores import Stores
-from consumer.transform.prepare import Prepared
+from consumer.transform.prepare import Chunk, Stream
 
 log = logging.getLogger("currents.follow")
 
@@ -91,7 +91,10 @@ class Following:
         return self.name.removesuffix(".json") + ".lock"
 
     def source(
-        self, settings: Settings, prepare: Callable[[CurrentsRecord], Prepared], pool: ObjectPool | None
+        self,
+        settings: Settings,
+        prepare: Callable[[Stream, list[CurrentsRecord]], Chunk],
+        pool: ObjectPool | None,
     ) -> FileSource:
         """The file source of a follower: fed by its polls and sweeps, never ending."""
         stores = Stores()

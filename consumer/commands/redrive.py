@@ -23,7 +23,7 @@ import orjson
 
 from consumer.app.pipeline import Pipeline
 from consumer.delivery.destination import Destination
-from consumer.events import Position
+from consumer.events import Group, Position
 from consumer.ops.faults import io_fault
 from consumer.ops.metrics import Metrics
 from consumer.ops.summary import Summary
@@ -113,7 +113,7 @@ async def _redrive_topic(
     return pipeline.summary
 
 
-def _ignore(_positions: list[Position]) -> None:
+def _ignore(_groups: list[Group]) -> None:
     """Redrive acknowledges nothing per event: it commits (or moves files) once everything settled."""
 
 

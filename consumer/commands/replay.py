@@ -171,7 +171,7 @@ class Replay:
 
     def _source(self) -> FileSource:
         """A follower's file source (``--follow``), or one over a listing of the roots."""
-        prepare, pool = self.pipeline.preparer.prepare, self.pool
+        prepare, pool = self.pipeline.preparer.chunk, self.pool
         if self.following is not None:
             return self.following.source(self.settings, prepare, pool)
         stores = Stores()

@@ -29,4 +29,4 @@ class Destination:
         """``payload`` on its way here: encoded once, with its limiter keys; its retry window starts at
         ``now``. Raises ``TypeError`` if the payload cannot be encoded."""
         mapper = self.mapper
-        return Pending(event_type, position, mapper.encode(payload), now, mapper.keys(payload))
+        return Pending.alone(event_type, position, mapper.encode(payload), now, mapper.keys(payload))

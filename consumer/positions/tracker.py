@@ -1,104 +1,93 @@
 """Which positions may be committed: the contiguous done prefix of each stream (pure).
 
 Events finish out of order (per-device throttling, retries, concurrent requests). A stream (a Kafka
-partition, or one file) may only advance its committed position past offsets whose events are all
-done — delivered, skipped or dead-lettered. Committing past a failed batch because a later one
-succeeded is how Vector's Kafka source loses data on restart; this tracker makes that impossible.
+partition, or one file) may only advance its committed position past rows whose events are all done —
+delivered, skipped or dead-lettered. Committing past a failed batch because a later one succeeded is how
+Vector's Kafka source loses data on restart; this tracker makes that impossible.
+
+It tracks :class:`~consumer.events.Group`\\ s, not single positions: the rows of one chunk taken into
+delivery together are one range, done once its ``owed`` count (kept by the pipeline: one per payload not
+ended, plus one while the group is being placed) is down to zero. So the tracker's work per event is
+nothing; per group it is one append and, once the group is at the head and done, one pop.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+
+from consumer.events import Group
+
+Stream = tuple[str, int]
 
 
 class _Stream:
-    __slots__ = ("done", "last_tracked", "offsets")
+    __slots__ = ("groups", "last_tracked")
 
     def __init__(self) -> None:
-        self.offsets: deque[int] = deque()
-        self.done: set[int] = set()
+        self.groups: deque[Group] = deque()
         self.last_tracked = -1
 
 
 class OffsetTracker:
-    """Tracks in-flight offsets per stream and answers the next offset safe to commit.
+    """Tracks each stream's groups in flight and answers the next position safe to commit.
 
-    ``track`` must be called in increasing offset order per stream (the order a source reads);
-    offsets need not be contiguous (Kafka compaction and transaction markers leave gaps).
+    ``track`` must be called in increasing position order per stream (the order a source reads);
+    positions need not be contiguous (Kafka compaction and transaction markers leave gaps, which belong
+    to the group around them). A group is done when its ``owed`` is zero; groups of a stream forgotten
+    (revoked, finished) and tracked again later are not the new life's: only the groups tracked since
+    count.
     """
 
     def __init__(self) -> None:
-        self._streams: dict[tuple[str, int], _Stream] = {}
+        self._streams: dict[Stream, _Stream] = {}
 
-    def track(self, stream: tuple[str, int], offset: int) -> None:
-        """Register ``offset`` as read and not yet done."""
-        self.track_many(stream, (offset,))
-
-    def track_many(self, stream: tuple[str, int], offsets: Sequence[int]) -> None:
-        """Register ``offsets`` (ascending) as read and not yet done."""
-        if not offsets:
-            return
+    def track(self, group: Group) -> None:
+        """Register ``group`` (its positions ``first`` to ``last``) as read and taken, done once its ``owed``
+        reaches zero."""
+        stream = group.stream
         s = self._streams.get(stream)
         if s is None:
             s = self._streams[stream] = _Stream()
-        last = s.last_tracked
-        for offset in offsets:
-            if offset <= last:
-                raise ValueError(f"offset {offset} tracked out of order on {stream} (last {last})")
-            last = offset
-        s.offsets.extend(offsets)
-        s.last_tracked = last
+        if group.first <= s.last_tracked or group.last < group.first:
+            last = s.last_tracked
+            raise ValueError(
+                f"positions {group.first}..{group.last} tracked out of order on {stream} (last {last})"
+            )
+        s.groups.append(group)
+        s.last_tracked = group.last
 
-    def ack(self, stream: tuple[str, int], offset: int) -> None:
-        """Mark ``offset`` done.
-
-        Acks for unknown streams (revoked since), or for offsets before the stream was (re)tracked
-        (an event read before a revoke that finished after the partition came back), are ignored.
-        So are acks for offsets already committable (a repeated ack) or not tracked yet: only the
-        copy of an event that was read in this stream's life can mark its offset done, and nothing
-        is remembered for offsets that can no longer matter.
-        """
-        self.ack_many(stream, (offset,))
-
-    def ack_many(self, stream: tuple[str, int], offsets: Iterable[int]) -> None:
-        """Mark each of ``offsets`` done (any order): what :meth:`ack` of each does, with the committable
-        prefix advanced once at the end."""
+    def _settled(self, stream: Stream) -> _Stream | None:
+        """``stream``'s state with the done groups at its head dropped (they are committable)."""
         s = self._streams.get(stream)
-        if s is None or not s.offsets:
-            return
-        queue, done = s.offsets, s.done
-        first, last = queue[0], s.last_tracked
-        for offset in offsets:
-            if first <= offset <= last:
-                done.add(offset)
-        while queue and queue[0] in done:
-            done.discard(queue.popleft())
-        if not queue:
-            done.clear()  # acks of offsets that were never tracked (gaps) cannot matter any more
+        if s is not None:
+            groups = s.groups
+            while groups and groups[0].owed <= 0:
+                groups.popleft()
+        return s
 
-    def committable(self, stream: tuple[str, int]) -> int | None:
-        """The offset to commit (Kafka convention: the next one to read), ``None`` if nothing tracked.
+    def committable(self, stream: Stream) -> int | None:
+        """The position to commit (Kafka convention: the next one to read), ``None`` if nothing tracked.
 
-        All tracked offsets done -> last tracked + 1; otherwise the first offset not done.
+        All tracked groups done -> last tracked + 1; otherwise the first position of the first group not
+        done.
         """
-        s = self._streams.get(stream)
+        s = self._settled(stream)
         if s is None or s.last_tracked < 0:
             return None
-        return s.offsets[0] if s.offsets else s.last_tracked + 1
+        return s.groups[0].first if s.groups else s.last_tracked + 1
 
-    def outstanding(self, stream: tuple[str, int]) -> int:
-        """How many tracked offsets of ``stream`` are not committable yet: 0 once every one is done.
+    def outstanding(self, stream: Stream) -> int:
+        """How many tracked groups of ``stream`` are not committable yet: 0 once every one is done.
 
-        Offsets done out of order behind one that is not still count (they cannot be committed).
+        Groups done behind one that is not still count (they cannot be committed).
         """
-        s = self._streams.get(stream)
-        return len(s.offsets) if s else 0
+        s = self._settled(stream)
+        return len(s.groups) if s else 0
 
-    def forget(self, stream: tuple[str, int]) -> None:
-        """Drop a stream (partition revoked, file finished); later acks for it are ignored."""
+    def forget(self, stream: Stream) -> None:
+        """Drop a stream (partition revoked, file finished); its groups no longer count."""
         self._streams.pop(stream, None)
 
-    def streams(self) -> list[tuple[str, int]]:
+    def streams(self) -> list[Stream]:
         """Every stream currently tracked."""
         return list(self._streams)

@@ -1,10 +1,10 @@
 """The Source contract: what every input (a Kafka consumer group, files or stored objects, a followed
 bucket) promises to the one loop that reads them all (:class:`~consumer.app.loop.RunLoop`).
 
-A source is read by :meth:`Source.read`, which gives a :class:`Batch`: prepared records in position order
-per stream (a Kafka partition ``(topic, partition)``, or one file ``(url, -1)``), the inputs that never
-became a record, and the streams read to their end. Everything after reading — tracking, taking into
-delivery, acknowledging, committing — is the loop's, the same for every source.
+A source is read by :meth:`Source.read`, which gives a :class:`Batch`: chunks of prepared rows in
+position order per stream (a Kafka partition ``(topic, partition)``, or one file ``(url, -1)``), the
+inputs that ended a stream early, and the streams read to their end. Everything after reading —
+tracking, taking into delivery, acknowledging, committing — is the loop's, the same for every source.
 """
 
 from __future__ import annotations
@@ -15,16 +15,15 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from consumer.decode.avro import DecodeError
-from consumer.transform.prepare import ReadyRecord
-
-Stream = tuple[str, int]
-"""``(topic, partition)`` for Kafka, ``(path or URL, -1)`` for a file."""
+from consumer.transform.prepare import Chunk
+from consumer.transform.prepare import Stream as Stream  # re-exported: the sources' name
 
 
 @dataclass(frozen=True, slots=True)
 class BadInput:
-    """Input that never became a record, dead-lettered with ``reason``: ``undecodable`` (a Kafka value),
-    or ``unreadable_input`` (a damaged file; its position is the record where reading stopped)."""
+    """A file that ended early, dead-lettered with ``reason`` at one position: ``unreadable_input`` (a
+    damaged file; its position is the record where reading stopped) or ``rewritten_input``. (An
+    undecodable Kafka value is a bad row of its chunk.)"""
 
     error: DecodeError
     reason: str
@@ -34,13 +33,12 @@ class BadInput:
 class Batch:
     """What one :meth:`Source.read` gives; an empty batch says nothing came within the wait."""
 
-    records: list[ReadyRecord] = field(default_factory=list)
-    """Prepared records, in position order per stream."""
-    read: list[tuple[Stream, list[int]]] = field(default_factory=list)
-    """Every position read, the records' and the bad inputs', ascending per stream: what the loop tracks
-    before it takes anything."""
+    records: list[Chunk] = field(default_factory=list)
+    """Chunks of prepared rows, each of one stream, in position order per stream; the loop tracks each
+    part of a chunk as it takes it into delivery."""
     bad: list[BadInput] = field(default_factory=list)
-    """Inputs dead-lettered as they are (which acknowledges their positions)."""
+    """Inputs dead-lettered as they are (the loop tracks and acknowledges their positions), each after
+    every chunk of its stream."""
     ended: list[Stream] = field(default_factory=list)
     """Streams read to their end (a file): once every position of one is acknowledged, the loop calls
     :meth:`Source.finished`."""

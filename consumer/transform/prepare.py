@@ -1,23 +1,27 @@
-"""A record made ready for every destination: mapped, encoded and keyed, in plain values.
+"""Records made ready for every destination: mapped, encoded and keyed, as columns.
 
 :class:`Preparer` runs each destination's :class:`~consumer.transform.base.Mapper` over one decoded record
 and keeps only what delivery needs: per destination, a :class:`~consumer.transform.base.Skip`, an
-:class:`Unencodable`, or the payloads as ``(bytes, limiter keys)``. These values are small and cheap to
-pickle, so the same step runs in the main process (the Kafka daemon, ``--workers 0``) or in worker
-processes that decode and prepare whole files for ``replay`` (:mod:`consumer.sources.workers.file_pool`);
-either way the
-:class:`~consumer.app.pipeline.Pipeline` takes the result through
-:meth:`~consumer.app.pipeline.Pipeline.queue_run`.
+:class:`Unencodable`, or the payloads as ``(bytes, limiter keys)``. A :class:`ChunkBuilder` lays the rows
+of one stream out as a :class:`Chunk` of columns (positions, types, and per destination the payloads'
+bytes end to end with their ends, rows and keys): pickled, a chunk is a few objects however many rows
+it has, so the same step runs in worker processes (files for ``replay``,
+:mod:`consumer.sources.workers.file_pool`; Kafka batches, :mod:`consumer.sources.workers.batch_worker`)
+or in the main process, and the :class:`~consumer.app.pipeline.Pipeline` takes rows straight from the
+columns (:meth:`~consumer.app.pipeline.Pipeline.queue_run`), with no object per row in between.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from consumer.decode.avro import DecodeError, Message, SchemaResolver, decode_message
-from consumer.events import CurrentsRecord, Position
+from consumer.events import CurrentsRecord
 from consumer.transform.base import Skip
 
 if TYPE_CHECKING:
@@ -37,15 +41,138 @@ Encoded = tuple[bytes, tuple[str, ...]]
 Output = Skip | Unencodable | list[Encoded]
 """What one destination makes of one record."""
 
-Prepared = tuple[int, str, tuple[Output, ...]]
-"""One record ready for delivery: (record offset, event type, one output per destination, in order)."""
+Stream = tuple[str, int]
+"""``(topic, partition)`` for Kafka, ``(path or URL, -1)`` for a file."""
 
-ReadyRecord = tuple[Position, str, tuple[Output, ...]]
-"""One prepared record as the pipeline queues it (:meth:`~consumer.app.pipeline.Pipeline.queue_run`): its
-position, event type and one output per destination."""
 
-MessageResult = str | tuple[str, tuple[Output, ...]]
-"""What one Kafka message became: why it cannot be decoded, or (event type, one output per destination)."""
+@dataclass(slots=True)
+class Payloads:
+    """One destination's payloads of a :class:`Chunk`'s rows, as columns.
+
+    Payload ``i`` is ``blob[ends[i - 1]:ends[i]]`` (from 0 for the first), made of row ``rows[i]`` (rows
+    ascending; a row has zero, one or more payloads), with limiter keys ``keys[i]``. The rows this
+    destination skipped and those whose payload could not be encoded are listed apart, ``(row, reason)``.
+    """
+
+    blob: bytes
+    ends: array[int]
+    rows: array[int]
+    keys: list[tuple[str, ...]]
+    skips: list[tuple[int, str]]
+    unencodable: list[tuple[int, str]]
+
+    def payload(self, i: int) -> bytes:
+        """Payload ``i``'s bytes."""
+        ends = self.ends
+        return self.blob[ends[i - 1] if i else 0 : ends[i]]
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """The payloads ``[first, after)`` made of rows ``[start, end)``."""
+        rows = self.rows
+        return bisect_left(rows, start), bisect_left(rows, end)
+
+    def apart(self, start: int, end: int) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+        """The skips and unencodable rows among rows ``[start, end)``."""
+        return rows_in(self.skips, start, end), rows_in(self.unencodable, start, end)
+
+
+R = TypeVar("R", bound=tuple[Any, ...])
+
+
+def rows_in(listed: list[R], start: int, end: int) -> list[R]:
+    """The entries of ``listed`` (ascending by their first item, a row) for rows ``[start, end)``."""
+    if not listed:
+        return listed
+    row = itemgetter(0)
+    return listed[bisect_left(listed, start, key=row) : bisect_left(listed, end, key=row)]
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Prepared rows of one stream, in position order, as columns: what a worker sends the main process
+    (pickled, a chunk is a few objects whatever its length) and what the run loop takes into delivery.
+
+    Row ``r`` is the input at position ``offsets[r]`` of ``stream``, of event type ``types[r]``; ``outputs``
+    holds each destination's :class:`Payloads` (in destination order). ``bad`` lists the rows that never
+    became a record, ``(row, reason, raw bytes)`` (an undecodable Kafka value; its type is ``""``).
+    """
+
+    stream: Stream
+    offsets: array[int]
+    types: list[str]
+    outputs: tuple[Payloads, ...]
+    bad: list[tuple[int, str, bytes | None]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def rows(self) -> list[tuple[int, str, tuple[Output, ...]]]:
+        """Each row as ``(position, event type, one output per destination)`` (bad rows have none): the
+        chunk read back row by row, for logs and tests; delivery reads the columns."""
+        out: list[tuple[int, str, list[Output]]] = [
+            (o, t, []) for o, t in zip(self.offsets, self.types, strict=True)
+        ]
+        bad = {row for row, _, _ in self.bad}
+        for payloads in self.outputs:
+            per_row: dict[int, Output] = {}
+            for i, row in enumerate(payloads.rows):
+                made = per_row.setdefault(row, [])
+                assert isinstance(made, list)
+                made.append((payloads.payload(i), payloads.keys[i]))
+            per_row.update((row, Skip(reason)) for row, reason in payloads.skips)
+            per_row.update((row, Unencodable(detail)) for row, detail in payloads.unencodable)
+            for row, (_, _, outputs) in enumerate(out):
+                if row not in bad:
+                    outputs.append(per_row.get(row, []))
+        return [(o, t, tuple(outputs)) for o, t, outputs in out]
+
+
+class ChunkBuilder:
+    """Builds one :class:`Chunk` of ``stream``, a row at a time (``destinations``: how many outputs a row
+    has)."""
+
+    def __init__(self, stream: Stream, destinations: int) -> None:
+        self.stream = stream
+        self.offsets = array("q")
+        self.types: list[str] = []
+        self.bad: list[tuple[int, str, bytes | None]] = []
+        self._parts: list[list[bytes]] = [[] for _ in range(destinations)]
+        self._out = [Payloads(b"", array("q"), array("l"), [], [], []) for _ in range(destinations)]
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def add(self, offset: int, event_type: str, outputs: Sequence[Output]) -> None:
+        """One record's row: its position, its type and each destination's output."""
+        row = len(self.offsets)
+        self.offsets.append(offset)
+        self.types.append(event_type)
+        for output, payloads, parts in zip(outputs, self._out, self._parts, strict=True):
+            if isinstance(output, list):
+                ends = payloads.ends
+                end = ends[-1] if ends else 0
+                for encoded, keys in output:
+                    parts.append(encoded)
+                    end += len(encoded)
+                    ends.append(end)
+                    payloads.rows.append(row)
+                    payloads.keys.append(keys)
+            elif isinstance(output, Skip):
+                payloads.skips.append((row, output.reason))
+            else:
+                payloads.unencodable.append((row, output.detail))
+
+    def add_bad(self, offset: int, reason: str, raw: bytes | None = None) -> None:
+        """A row for an input that never became a record."""
+        self.bad.append((len(self.offsets), reason, raw))
+        self.offsets.append(offset)
+        self.types.append("")
+
+    def build(self) -> Chunk:
+        """The chunk of every row added."""
+        for payloads, parts in zip(self._out, self._parts, strict=True):
+            payloads.blob = b"".join(parts)
+        return Chunk(self.stream, self.offsets, self.types, tuple(self._out), self.bad)
 
 
 class Preparer:
@@ -68,10 +195,17 @@ class Preparer:
                 out.append(Unencodable(str(exc)))
         return tuple(out)
 
-    def prepare(self, record: CurrentsRecord) -> Prepared:
-        """One record of a file, keyed by its index (the file source makes it a :data:`ReadyRecord`)."""
+    def chunk(self, stream: Stream, records: Iterable[CurrentsRecord]) -> Chunk:
+        """``records`` of one file (``stream``), prepared as one :class:`Chunk`."""
+        builder = ChunkBuilder(stream, len(self.mappers))
+        for record in records:
+            self.add(builder, record)
+        return builder.build()
+
+    def add(self, builder: ChunkBuilder, record: CurrentsRecord) -> None:
+        """``record`` prepared as the next row of ``builder``."""
         event_type = record.event_type
-        return (record.position.offset, event_type, self.outputs(event_type, record.record))
+        builder.add(record.position.offset, event_type, self.outputs(event_type, record.record))
 
 
 def prepare_messages(
@@ -80,14 +214,22 @@ def prepare_messages(
     schemas: SchemaResolver | None,
     unusable: dict[int, str],
     preparer: Preparer,
-) -> list[MessageResult]:
-    """Decode and prepare each message of ``batch`` (in the main process or in a worker)."""
-    out: list[MessageResult] = []
+) -> list[Chunk]:
+    """Decode and prepare each message of ``batch`` (in the main process or in a worker): one chunk per
+    partition, in the order the partitions first appear; a message that cannot be decoded is a bad row
+    (with its reason and bytes)."""
+    builders: dict[Stream, ChunkBuilder] = {}
+    destinations = len(preparer.mappers)
     for message in batch:
+        topic, partition, offset, value = message
+        stream = (topic, partition)
+        builder = builders.get(stream)
+        if builder is None:
+            builder = builders[stream] = ChunkBuilder(stream, destinations)
         try:
             record = decode_message(message, topic_types, schemas, unusable)
         except DecodeError as exc:
-            out.append(exc.reason)
+            builder.add_bad(offset, exc.reason, value)
             continue
-        out.append((record.event_type, preparer.outputs(record.event_type, record.record)))
-    return out
+        builder.add(offset, record.event_type, preparer.outputs(record.event_type, record.record))
+    return [builder.build() for builder in builders.values()]

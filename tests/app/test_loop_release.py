@@ -16,7 +16,7 @@ from consumer.events import Position
 from consumer.ops.metrics import Metrics
 from consumer.settings import load
 from consumer.sources.base import Batch, Stream
-from consumer.transform.prepare import ReadyRecord
+from consumer.transform.prepare import Chunk, ChunkBuilder
 
 CUSTOM = "users.behaviors.CustomEvent"
 
@@ -36,9 +36,17 @@ class Commits:
         return True
 
 
-def record(partition: int, offset: int) -> ReadyRecord:
-    """A record with one payload: it takes room in the engine until it is delivered (never, here)."""
-    return (Position("t", partition, offset), CUSTOM, ([(b'{"insert_id":"x"}', ("d:x",))],))
+def chunk(partition: int, *offsets: int) -> Chunk:
+    """Records of one partition with one payload each: each takes room in the engine until it is delivered
+    (never, here)."""
+    builder = ChunkBuilder(("t", partition), 1)
+    for offset in offsets:
+        builder.add(offset, CUSTOM, ([(b'{"insert_id":"x"}', ("d:x",))],))
+    return builder.build()
+
+
+def at(partition: int, *offsets: int) -> list[Position]:
+    return [Position("t", partition, offset) for offset in offsets]
 
 
 @pytest.fixture
@@ -62,38 +70,42 @@ async def loop(tmp_path: Path) -> AsyncIterator[RunLoop]:
         await close_all(destinations)
 
 
-def read(*records: ReadyRecord) -> Batch:
-    per: dict[Stream, list[int]] = {}
-    for position, _, _ in records:
-        per.setdefault(position.stream, []).append(position.offset)
-    return Batch(list(records), read=list(per.items()))
-
-
 async def test_a_release_midway_leaves_out_only_the_released_streams_records_not_taken_yet(
     loop: RunLoop,
 ) -> None:
     source = Commits({("t", 0), ("t", 1)})
     loop.source = source  # type: ignore[assignment]  # only streams() and commit() are used here
-    taken = [record(0, 10), record(1, 20)]
-    rest = [record(0, 11), record(1, 21), record(0, 12), record(1, 22)]
-    loop.accept(read(*taken, *rest))
-    assert loop.waiting == rest  # --max-pending 2: the engine is full after the first two
+    loop.accept(Batch([chunk(0, 10), chunk(1, 20), chunk(0, 11, 12), chunk(1, 21, 22)]))
+    assert loop.waiting == at(0, 11, 12) + at(1, 21, 22)  # --max-pending 2: full after the first two
     await loop.release({("t", 0)}, timeout=0)
-    assert loop.waiting == [record(1, 21), record(1, 22)]  # partition 1's records are all still due
+    assert loop.waiting == at(1, 21, 22)  # partition 1's records are all still due
     assert ("t", 0) not in loop.tracker.streams()
     assert loop.tracker.committable(("t", 1)) == 20
     await loop.release(set(), timeout=0)  # nothing more released: nothing changes
-    assert loop.waiting == [record(1, 21), record(1, 22)]
+    assert loop.waiting == at(1, 21, 22)
+
+
+async def test_a_release_drops_the_rest_of_a_chunk_partly_taken(loop: RunLoop) -> None:
+    source = Commits({("t", 0), ("t", 1)})
+    loop.source = source  # type: ignore[assignment]
+    loop.accept(Batch([chunk(0, 10, 11, 12), chunk(1, 20)]))
+    assert loop.waiting == at(0, 12) + at(1, 20)  # rows 10 and 11 fill the engine
+    await loop.release({("t", 0)}, timeout=0)
+    assert loop.waiting == at(1, 20)
+    await loop.release({("t", 1)}, timeout=0)
+    assert loop.waiting == []
 
 
 async def test_a_release_waits_for_what_was_taken_of_the_stream_and_no_longer(loop: RunLoop) -> None:
     source = Commits({("t", 0), ("t", 1)})
     loop.source = source  # type: ignore[assignment]
-    loop.accept(read(record(0, 10), record(1, 20), record(0, 11), record(0, 12)))
+    loop.accept(Batch([chunk(0, 10), chunk(1, 20), chunk(0, 11, 12)]))
     releasing = asyncio.create_task(loop.release({("t", 0)}, timeout=60))
     await asyncio.sleep(0.05)
     assert not releasing.done()  # record 10 was taken and is not finished
-    loop.acknowledge([Position("t", 0, 10)])
+    (taken,) = [item for item in loop.pipeline.engine.live.items.values() if item.position == at(0, 10)[0]]
+    taken.group.owed = 0  # as if its one payload had ended
+    loop.acknowledge([taken.group])
     # 11 and 12 were never taken: they are dropped, not waited for.
     await asyncio.wait_for(releasing, 5)
     assert source.commits[-1] == {("t", 0): 11}

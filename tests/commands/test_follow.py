@@ -7,6 +7,7 @@ delivered, dead-lettered and lost events by ``insert_id``; lost is always 0."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 from pathlib import Path
@@ -152,14 +153,22 @@ async def test_shards_deliver_every_file_once_and_a_new_shard_count_sends_nothin
         before = delivered(sim)
         assert max(before.values()) == 1  # disjoint shards: each file once
         # Two shards now: each inherits what the three finished, and only new files are sent.
+        ports = [free_port(), free_port()]
         two = [
             await start(
-                follow_args(landing.url, tmp_path, sim.http_v2_url, "--shards", "2", "--shard-index", str(i)),
+                follow_args(
+                    landing.url, tmp_path, sim.http_v2_url, "--shards", "2", "--shard-index", str(i),
+                    "--metrics-port", str(ports[i]),
+                ),
                 ENV,
                 tmp_path,
             )
             for i in range(2)
-        ]
+        ]  # fmt: skip
+        # Each up (its signal handlers are in place before it serves probes): one not started yet when the
+        # other has delivered everything would otherwise die of the SIGTERM below (seen under load).
+        for port in ports:
+            await eventually(functools.partial(_probe, port, "livez", 200), within=30, message="up")
         for i in range(4):
             landing.land(events=10, partition=20 + i)
         await all_delivered(sim, landing)

@@ -28,6 +28,7 @@ from consumer.ops.metrics import Metrics
 from consumer.settings import Settings
 from consumer.sinks.amplitude import AmplitudeSink
 from consumer.sources.storage.files import list_files, read_file
+from consumer.sources.storage.readahead import CHUNK
 from consumer.transform.amplitude import Transformer
 from consumer.transform.base import Skip
 
@@ -140,8 +141,13 @@ async def test_progress_is_saved_while_a_backlog_drains(tmp_path: Path) -> None:
     cold = write_container(
         folder / "a-cold.avro", CUSTOM, [custom_record(synth, f"cold-{i}", f"u-{i}") for i in range(300)]
     )
+    # The hot file's first chunk is cold: done at once, it moves the file's progress (which moves by
+    # chunk) while the hot device's 60 events of the second chunk drain at 30/s.
     hot = write_container(
-        folder / "b-hot.avro", CUSTOM, [custom_record(synth, "hot", "hot-user") for _ in range(60)]
+        folder / "b-hot.avro",
+        CUSTOM,
+        [custom_record(synth, f"early-{i}", f"e-{i}") for i in range(CHUNK)]
+        + [custom_record(synth, "hot", "hot-user") for _ in range(60)],
     )
     async with simulator() as sim:
         s = settings(sim, tmp_path)

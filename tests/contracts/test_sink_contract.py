@@ -96,7 +96,7 @@ def _remerge(transport: httpx.AsyncBaseTransport) -> Sink:
 
 
 def _one(encoded: bytes) -> list[Pending]:
-    return [Pending("users.behaviors.CustomEvent", Position("t", 0, 1), encoded, 0.0, ("device-0",))]
+    return [Pending.alone("users.behaviors.CustomEvent", Position("t", 0, 1), encoded, 0.0, ("device-0",))]
 
 
 SINKS = [

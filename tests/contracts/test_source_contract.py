@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer.app.destinations import build_destinations, close_all
 from consumer.app.loop import RunLoop
-from consumer.events import Position
+from consumer.events import Group, Position
 from consumer.ops.metrics import Metrics
 from consumer.positions.deadletter import read_dead_letters
 from consumer.settings import Settings, load
@@ -132,7 +132,7 @@ async def _files(tmp_path: Path, broker: EmbeddedBroker, loop: RunLoop) -> Async
         list_objects([str(tmp_path / "in")], selection),
         selection,
         ledger,
-        Preparer(loop.pipeline.preparer.mappers).prepare,
+        Preparer(loop.pipeline.preparer.mappers).chunk,
         in_flight=1,
     )
 
@@ -149,17 +149,21 @@ async def _files(tmp_path: Path, broker: EmbeddedBroker, loop: RunLoop) -> Async
 SOURCES: dict[str, Make] = {"kafka": _kafka, "files": _files}
 
 
-async def _read(loop: RunLoop, source: Source, n: int) -> list[Position]:
-    """Read until ``n`` positions came: tracked (and streams ended noted) by the loop, records not taken."""
-    positions: list[Position] = []
+async def _read(loop: RunLoop, source: Source, n: int) -> dict[Position, Group]:
+    """Read until ``n`` positions came: each row tracked by the loop's tracker as a group of its own (and
+    streams ended noted by the loop), records not taken."""
+    groups: dict[Position, Group] = {}
     deadline = time.monotonic() + 30
-    while len(positions) < n:
-        assert time.monotonic() < deadline, f"only {len(positions)} of {n} positions read"
+    while len(groups) < n:
+        assert time.monotonic() < deadline, f"only {len(groups)} of {n} positions read"
         batch = await source.read(0.5)
         assert batch is not None
-        loop.accept(Batch(read=batch.read, bad=batch.bad, ended=batch.ended, problems=batch.problems))
-        positions += [position for position, _, _ in batch.records]
-    return positions
+        for chunk in batch.records:
+            for offset in chunk.offsets:
+                group = groups[Position(*chunk.stream, offset)] = Group(chunk.stream, offset, offset, 1)
+                loop.tracker.track(group)
+        loop.accept(Batch(bad=batch.bad, ended=batch.ended, problems=batch.problems))
+    return groups
 
 
 @pytest.mark.parametrize("kind", sorted(SOURCES))
@@ -174,9 +178,15 @@ async def test_only_the_contiguous_done_prefix_is_ever_committed(
     source = loop.source = src.source
     try:
         assert await source.start(loop, asyncio.Event(), lambda: None)
-        p = await _read(loop, source, N)
+        groups = await _read(loop, source, N)
+        p = list(groups)
         assert len(p) == N and len({q.stream for q in p}) == 1
         stream = p[0].stream
+
+        def done(position: Position) -> None:
+            """``position``'s event ended (delivered, skipped or dead-lettered)."""
+            groups[position].owed = 0
+            loop.acknowledge([groups[position]])
 
         async def commit() -> int | None:
             await loop.checkpoint()
@@ -193,20 +203,21 @@ async def test_only_the_contiguous_done_prefix_is_ever_committed(
         source.pause()
         assert (await source.read(0)) == Batch()
         # Out of order: positions 1 and 3 are done, 0 is not -> nothing past 0 is committed.
-        loop.acknowledge([p[3]])
-        loop.acknowledge([p[1]])
+        done(p[3])
+        done(p[1])
         assert await commit() in (None, p[0].offset)
         # A dead-lettered position acknowledges: 0..1 done -> 2 is the next to read.
         loop.pipeline.dead_letter_input(p[0], "undecodable", "contract test", raw=b"\x00")
+        done(p[0])
         assert await commit() == p[2].offset
         (record,) = [r for _, _, r in read_dead_letters([settings.dead_letter])]  # synced before
         assert record["reason"] == "undecodable"
         # Shutdown with 2 unfinished and 4 done: still only the done prefix.
-        loop.acknowledge([p[4]])
+        done(p[4])
         assert await commit() == p[2].offset
         # Back-pressure and resume never move a commit.
         source.resume()
-        loop.acknowledge([p[2]])
+        done(p[2])
         assert await commit() == p[4].offset + 1
         assert stream not in loop.tracker.streams() or kind == "kafka"  # a file, once done, is finished
     finally:

@@ -22,7 +22,7 @@ NOW = 1000.0
 
 def item(i: int, device: str | None = None, user: str | None = None, first: float = NOW) -> Pending:
     keys = tuple(k for k in (device and f"d:{device}", user and f"u:{user}") if k) or (f"d:dev-{i}",)
-    return Pending("e", Position("t.avro", 0, i), b'{"n":%d}' % i, first, keys)
+    return Pending.alone("e", Position("t.avro", 0, i), b'{"n":%d}' % i, first, keys)
 
 
 def policy(**kw: Any) -> RetryPolicy:

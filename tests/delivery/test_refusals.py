@@ -17,7 +17,7 @@ from consumer.sinks.base import Delivered, Outcome, Rejected, RetryLater, Thrott
 
 URL = "http://127.0.0.1:8080"
 NOW = 1_700_000_000.0
-BATCH = [Pending("e", Position("t.avro", 0, 0), b"{}", NOW, ("d:dev",))]
+BATCH = [Pending.alone("e", Position("t.avro", 0, 0), b"{}", NOW, ("d:dev",))]
 
 
 def gauge(metrics: Metrics, name: str, **labels: str) -> float | None:

@@ -100,7 +100,7 @@ RM_PARAMS = {"partner": "braze", "app_id": "012345678", "ts": 1257894000, "idfa"
 
 
 def item(encoded: bytes) -> Pending:
-    return Pending("users.behaviors.CustomEvent", Position("t", 0, 1), encoded, 0.0, ("k",))
+    return Pending.alone("users.behaviors.CustomEvent", Position("t", 0, 1), encoded, 0.0, ("k",))
 
 
 MI_ITEM = item(orjson.dumps(MI_EVENT))

@@ -279,7 +279,7 @@ async def drain(ahead: ReadAhead) -> list[tuple[str, int, int]]:
     seen = []
     async with contextlib.aclosing(ahead.readers()) as readers:
         async for reader in readers:
-            records = [r async for chunk in reader for r in chunk]
+            records = [r async for r in reader.records()]
             assert [r.position.offset for r in records] == list(
                 range(reader.skip, reader.skip + len(records))
             )
@@ -348,7 +348,7 @@ async def test_a_listing_failure_comes_after_the_objects_listed_before_it(tmp_pa
     with pytest.raises(StoreError, match="cannot list"):
         async with contextlib.aclosing(ahead.readers()) as readers:
             async for reader in readers:
-                [r async for chunk in reader for r in chunk]
+                [r async for r in reader.records()]
                 seen.append(reader.obj.url)
     assert seen == [o.url for o in objects(3)] and ahead.listed == 3
 

@@ -23,7 +23,7 @@ from consumer.sources.storage.store import StoredObject
 from consumer.sources.workers.file_pool import WorkerPool
 from consumer.sources.workers.process import CancelFlag
 from consumer.transform.amplitude import AmplitudeMapper, Transformer
-from consumer.transform.prepare import Prepared, Preparer
+from consumer.transform.prepare import Chunk, Output, Preparer
 
 EVENT_TYPE = "users.behaviors.CustomEvent"
 
@@ -55,14 +55,20 @@ def obj(path: Path) -> StoredObject:
     return found
 
 
-def read_all(pool: WorkerPool, ticket: int, target: StoredObject, skip: int = 0) -> list[Prepared]:
-    out: list[Prepared] = []
-    for chunk in pool.read(ticket, target, skip, ReadProgress(records=skip), threading.Event()):
-        out.extend(loads(chunk))
+Row = tuple[int, str, tuple[Output, ...]]
+
+
+def read_all(pool: WorkerPool, ticket: int, target: StoredObject, skip: int = 0) -> list[Row]:
+    """Every row the worker sent, read back from its chunks' columns (each chunk of ``target``'s stream)."""
+    out: list[Row] = []
+    for data in pool.read(ticket, target, skip, ReadProgress(records=skip), threading.Event()):
+        chunk: Chunk = loads(data)
+        assert chunk.stream == (target.url, -1)
+        out.extend(chunk.rows())
     return out
 
 
-def in_process(path: str, skip: int = 0) -> list[Prepared]:
+def in_process(path: str, skip: int = 0) -> list[Row]:
     preparer = Preparer(mappers())
     return [
         (r.position.offset, r.event_type, preparer.outputs(r.event_type, r.record))
@@ -90,7 +96,9 @@ def test_records_the_selection_leaves_out_are_counted_not_sent(tmp_path: Path) -
         for target in objects:
             progress = ReadProgress()
             got = [
-                p for c in pool.read(pool.ticket(), target, 0, progress, threading.Event()) for p in loads(c)
+                p
+                for c in pool.read(pool.ticket(), target, 0, progress, threading.Event())
+                for p in loads(c).rows()
             ]
             expected = [p for p in in_process(target.url) if p[1] == EVENT_TYPE]
             assert got == expected

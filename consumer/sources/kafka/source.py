@@ -15,8 +15,8 @@ decoded and prepared by worker processes while the main process delivers.
   and with the workers) and asks the loop to finish and commit what it took of them
   (:meth:`~consumer.sources.base.Owner.release`) before the partitions go. An assignment reads the
   group's committed offsets, from which lag is measured.
-* **Undecodable values** come out as bad inputs (``undecodable``), with topic, partition, offset and raw
-  bytes, so garbage never stalls a partition.
+* **Undecodable values** come out as bad rows of their partition's chunk (dead-lettered ``undecodable``
+  by the pipeline, with topic, partition, offset and raw bytes), so garbage never stalls a partition.
 """
 
 from __future__ import annotations
@@ -30,18 +30,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumer.decode.avro import DecodeError, Message
+from consumer.decode.avro import Message
 from consumer.decode.registry import RegistryClient, RegistryUnavailable
-from consumer.events import Position
 from consumer.ops.metrics import Metrics
 from consumer.ops.waits import wait_set
 from consumer.settings import KafkaSettings
-from consumer.sources.base import BadInput, Batch, Owner, Stream
+from consumer.sources.base import Batch, Owner, Stream
 from consumer.sources.kafka.client import MessageDecoder, build_consumer
 from consumer.sources.kafka.group import ConsumerFactory, GroupConsumer
 from consumer.sources.workers.batch_worker import MessageWorker, WorkerDied
 from consumer.transform.base import Mapper
-from consumer.transform.prepare import MessageResult, Preparer, ReadyRecord, prepare_messages
+from consumer.transform.prepare import Chunk, Preparer, prepare_messages
 
 log = logging.getLogger("currents.daemon")
 
@@ -61,7 +60,7 @@ class _Prepping:
     answer: asyncio.Future[bytes] | None
     """The worker's pickled answer (``None`` when prepared here)."""
     worker: MessageWorker | None = None
-    ready: list[MessageResult] | None = None
+    ready: list[Chunk] | None = None
     dropped: set[Stream] = field(default_factory=set)
 
 
@@ -273,7 +272,7 @@ class KafkaSource:
             self.prepping.append(_Prepping(batch, None, ready=self._prepare_here(batch)))
         return True
 
-    def _prepare_here(self, batch: list[Message]) -> list[MessageResult]:
+    def _prepare_here(self, batch: list[Message]) -> list[Chunk]:
         d = self.decoder
         return prepare_messages(batch, d.topic_types, d.registry, d.unusable, self.preparer)
 
@@ -291,28 +290,11 @@ class KafkaSource:
         return prepping
 
     def _batch(self, prepping: _Prepping) -> Batch:
-        """The records of a prepared batch (of partitions still owned), its undecodable messages as bad
-        inputs, and every position, in order per partition."""
-        dropped, records, bad = prepping.dropped, [], []
-        read: dict[Stream, list[int]] = {}
+        """The chunks of a prepared batch (one per partition) of partitions still owned; undecodable
+        messages are their chunk's bad rows."""
         assert prepping.ready is not None
-        for (topic, partition, offset, value), result in zip(prepping.messages, prepping.ready, strict=True):
-            stream = (topic, partition)
-            if dropped and stream in dropped:
-                continue
-            offsets = read.get(stream)
-            if offsets is None:
-                offsets = read[stream] = []
-            offsets.append(offset)
-            position = Position(topic, partition, offset)
-            if isinstance(result, str):
-                error = DecodeError(position, result, value)
-                log.warning("undecodable input %s", error)
-                bad.append(BadInput(error, "undecodable"))
-            else:
-                records.append((position, result[0], result[1]))
-        ready: list[ReadyRecord] = records
-        return Batch(ready, read=list(read.items()), bad=bad)
+        dropped = prepping.dropped
+        return Batch([chunk for chunk in prepping.ready if not dropped or chunk.stream not in dropped])
 
     def _abandon_prepping(self) -> None:
         """Forget the batches being prepared (their messages are read again after a restart). Nobody

@@ -26,7 +26,7 @@ import pickle
 import queue
 import threading
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -36,6 +36,7 @@ from consumer.sources.storage.files import ReadError, ReadProgress, read_object
 from consumer.sources.storage.selection import RecordFilter
 from consumer.sources.storage.store import Store, StoredObject
 from consumer.sources.storage.stores import Stores
+from consumer.transform.prepare import Chunk
 
 
 class ObjectPool(Protocol):
@@ -134,9 +135,9 @@ class ObjectReader:
     """The records of one object, decoded in a worker thread; iterate for chunks of records.
 
     Without a pool a chunk holds :class:`~consumer.events.CurrentsRecord` values decoded in the thread;
-    with a :class:`~consumer.sources.workers.file_pool.WorkerPool` it holds
-    :data:`~consumer.transform.prepare.Prepared` records
-    that a worker process decoded and prepared, and the thread only receives them.
+    with a :class:`~consumer.sources.workers.file_pool.WorkerPool` a chunk is one
+    :class:`~consumer.transform.prepare.Chunk` that a worker process decoded and prepared, and the thread
+    only receives it.
 
     Iteration ends normally at the end of the object, or raises :class:`DecodeError` (bad bytes)
     or :class:`~consumer.sources.storage.files.ReadError` (bytes not fetched) after the records before the
@@ -159,7 +160,7 @@ class ObjectReader:
         self._store = store
         self._keep = keep
         self._pool = pool
-        self._handoff: Handoff[list[Any]] | None = None
+        self._handoff: Handoff[list[CurrentsRecord] | bytes] | None = None
         self._finished = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -208,13 +209,21 @@ class ObjectReader:
     def __aiter__(self) -> ObjectReader:
         return self
 
-    async def __anext__(self) -> list[Any]:
+    async def __anext__(self) -> Chunk | list[CurrentsRecord]:
         chunk = await self.next_chunk()
         if chunk is None:
             raise StopAsyncIteration
         return chunk
 
-    async def next_chunk(self) -> list[Any] | None:
+    async def records(self) -> AsyncIterator[CurrentsRecord]:
+        """Each decoded record in turn (an object read in this process, with no worker pool)."""
+        async for chunk in self:
+            if isinstance(chunk, Chunk):
+                raise TypeError(f"{self.obj.url} is read by worker processes: it gives chunks, not records")
+            for record in chunk:
+                yield record
+
+    async def next_chunk(self) -> Chunk | list[CurrentsRecord] | None:
         """The next chunk, or ``None`` at the object's end; raises what ended it early. Cancel-safe: a
         cancelled wait takes nothing from the hand-over."""
         if self._finished or self._handoff is None:
@@ -226,7 +235,7 @@ class ObjectReader:
                 raise item.error
             return None
         if isinstance(item, bytes):  # a worker's pickled chunk: unpickled here, on the event loop
-            chunk: list[Any] = loads(item)
+            chunk: Chunk = loads(item)
             return chunk
         return item
 

@@ -26,7 +26,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from consumer.decode.avro import DecodeError
 from consumer.events import CurrentsRecord, Position
@@ -36,7 +36,7 @@ from consumer.sources.storage.readahead import ObjectFeed, ObjectPool, ObjectRea
 from consumer.sources.storage.selection import Selection
 from consumer.sources.storage.store import StoredObject, StoreError
 from consumer.sources.storage.stores import Stores
-from consumer.transform.prepare import Prepared, ReadyRecord
+from consumer.transform.prepare import Chunk
 
 log = logging.getLogger("currents.files")
 
@@ -90,9 +90,9 @@ class FileSource:
     """Objects from ``feed``, read ahead and handed out chunk by chunk; implements
     :class:`~consumer.sources.base.Source`.
 
-    ``objects`` is a listing (an iterator, run in a thread) or a feed (a follower's). ``prepare`` turns a
-    decoded record into a prepared one when there is no ``pool`` (records decoded in a thread of this
-    process); with a pool, worker processes prepare them.
+    ``objects`` is a listing (an iterator, run in a thread) or a feed (a follower's). ``prepare`` turns
+    decoded records of one file into a :class:`~consumer.transform.prepare.Chunk` when there is no
+    ``pool`` (records decoded in a thread of this process); with a pool, worker processes send chunks.
     """
 
     def __init__(
@@ -100,7 +100,7 @@ class FileSource:
         objects: Iterator[StoredObject] | ObjectFeed,
         selection: Selection,
         ledger: Ledger,
-        prepare: Callable[[CurrentsRecord], Prepared],
+        prepare: Callable[[Stream, list[CurrentsRecord]], Chunk],
         *,
         in_flight: int,
         pool: ObjectPool | None = None,
@@ -197,13 +197,12 @@ class FileSource:
             self._open[reader.obj.url] = _Open(reader.obj, records=reader.skip)
         return reader
 
-    def _batch(self, reader: ObjectReader, chunk: list[Any]) -> Batch:
+    def _batch(self, reader: ObjectReader, chunk: Chunk | list[CurrentsRecord]) -> Batch:
         url = reader.obj.url
-        # With a pool, worker processes prepared the records; otherwise a thread here decoded them.
-        prepared: list[Prepared] = chunk if self._pool is not None else [self._prepare(r) for r in chunk]
-        records: list[ReadyRecord] = [(Position(url, -1, o), t, out) for o, t, out in prepared]
-        self._open[url].records = prepared[-1][0] + 1
-        return Batch(records, read=[((url, -1), [o for o, _, _ in prepared])])
+        # With a pool, worker processes prepared the chunk; otherwise a thread here decoded the records.
+        prepared = chunk if isinstance(chunk, Chunk) else self._prepare((url, -1), chunk)
+        self._open[url].records = prepared.offsets[-1] + 1
+        return Batch([prepared])
 
     def _read_to_end(self, reader: ObjectReader) -> Batch:
         self._reader = None
@@ -222,7 +221,6 @@ class FileSource:
         # The damaged record's index stands for the unreachable rest of the file.
         stream = (url, -1)
         return Batch(
-            read=[(stream, [exc.position.offset])],
             bad=[BadInput(exc, "unreadable_input")],
             ended=[stream],
             problems=[f"{url}: {exc.reason} (record {exc.position.offset})"],
@@ -248,7 +246,6 @@ class FileSource:
                 f"version {obj.version}, which is not sent (replay this object alone to send it)"
             )
             self._open[obj.url] = _Open(obj, damaged=True)
-            batch.read.append((stream, [0]))
             batch.bad.append(BadInput(DecodeError(Position(obj.url, -1, 0), reason), "rewritten_input"))
             batch.ended.append(stream)
             batch.problems.append(f"{obj.url}: {reason}")

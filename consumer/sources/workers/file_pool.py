@@ -113,8 +113,8 @@ class WorkerPool:
     def read(
         self, ticket: int, obj: StoredObject, skip: int, progress: ReadProgress, cancelled: threading.Event
     ) -> Iterator[bytes]:
-        """The prepared records of ``obj`` after ``skip``, in pickled chunks (each a list of
-        :data:`~consumer.transform.prepare.Prepared`), read by a worker in ``ticket``'s turn.
+        """The prepared records of ``obj`` after ``skip``, in pickled chunks (each one
+        :class:`~consumer.transform.prepare.Chunk`), read by a worker in ``ticket``'s turn.
 
         Raises :class:`DecodeError` or :class:`ReadError` as reading the object in-process would;
         ``progress`` follows the worker's. Closing the iterator early stops the worker at its next chunk.

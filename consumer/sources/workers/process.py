@@ -39,7 +39,7 @@ from consumer.sources.workers.wire import (
     ReadObject,
     Stop,
 )
-from consumer.transform.prepare import Prepared, Preparer, prepare_messages
+from consumer.transform.prepare import Chunk, ChunkBuilder, Preparer, prepare_messages
 
 if TYPE_CHECKING:
     from multiprocessing.context import SpawnProcess
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from consumer.transform.base import Mapper
 
 CHUNK = 256
-"""Prepared records per message from a worker."""
+"""Rows per chunk a worker sends."""
 
 
 def _serve(conn: Connection, cancel: CancelFlag, mappers: Sequence[Mapper], selection: Selection) -> None:
@@ -105,13 +105,14 @@ def _stream_object(
     """Send ``obj``'s prepared records in chunks, then its end (with the error that ended it, if any)."""
     progress = ReadProgress(records=skip)
     error: BadBytes | FetchFailed | Crashed | None = None
-    chunk: list[Prepared] = []
+    stream, destinations = (obj.url, -1), len(preparer.mappers)
+    chunk = ChunkBuilder(stream, destinations)
     try:
         for rec in read_object(stores.get(obj.url), obj, skip=skip, keep=keep, progress=progress):
-            chunk.append(preparer.prepare(rec))
+            preparer.add(chunk, rec)
             if len(chunk) >= CHUNK:
-                _send_chunk(conn, chunk, progress)
-                chunk = []
+                _send_chunk(conn, chunk.build(), progress)
+                chunk = ChunkBuilder(stream, destinations)
                 if cancel.is_set():
                     break
     except DecodeError as exc:
@@ -120,14 +121,14 @@ def _stream_object(
         error = FetchFailed(exc.record, exc.reason)
     except Exception:  # a bug below: surface it in the main process, keep serving
         error = Crashed(traceback.format_exc(limit=8))
-    if chunk:
-        _send_chunk(conn, chunk, progress)
+    if len(chunk):
+        _send_chunk(conn, chunk.build(), progress)
     conn.send(ObjectEnd(progress.records, progress.filtered, error))
 
 
-def _send_chunk(conn: Connection, chunk: list[Prepared], progress: ReadProgress) -> None:
+def _send_chunk(conn: Connection, chunk: Chunk, progress: ReadProgress) -> None:
     """A header, then the chunk's pickled bytes: the receiving thread passes them on unread, and the event
-    loop unpickles them, so the records are allocated by the thread that frees them (a receiving thread
+    loop unpickles them, so the columns are allocated by the thread that frees them (a receiving thread
     allocating them made glibc's per-thread heaps grow with the number of objects read)."""
     conn.send(ChunkFollows(progress.records, progress.filtered))
     conn.send_bytes(dumps(chunk))

@@ -3,9 +3,9 @@
 They are pickled over a :func:`multiprocessing.Pipe` as they are; a slotted frozen dataclass pickles
 as its class's name and its field values, a few dozen bytes more than the tagged tuples it replaces,
 and crosses the pipe once per task or per chunk of records (not per record), so the cost does not
-show. The records themselves travel as the pickled bytes that follow a :class:`ChunkFollows` (a list
-of :data:`~consumer.transform.prepare.Prepared`), or as the pickled answer to a :class:`PrepareBatch`
-(a list of :data:`~consumer.transform.prepare.MessageResult`).
+show. The records themselves travel as the pickled bytes that follow a :class:`ChunkFollows` (one
+:class:`~consumer.transform.prepare.Chunk`), or as the pickled answer to a :class:`PrepareBatch` (a list
+of chunks, one per partition).
 
 To a worker: :class:`ReadObject`, :class:`PrepareBatch`, :class:`Stop`. From a worker reading an
 object: a :class:`ChunkFollows` and the chunk's bytes, repeated, then one :class:`ObjectEnd` whose
