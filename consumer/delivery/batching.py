@@ -12,6 +12,7 @@ request that go again at once. Time comes from the caller (``now``).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from consumer.events import Pending
@@ -48,15 +49,23 @@ class Batcher:
     def add(self, item: Pending, now: float) -> None:
         """Put ``item`` (which :meth:`fits`) in the open batch, sealing the batch first if ``item`` would
         not fit in it."""
-        if self._batch and (
-            len(self._batch) >= self.caps.events_cap
-            or self.overhead + self._bytes + item.size > self.caps.bytes_cap
-        ):
-            self.seal()
-        if not self._batch:
-            self._started = now
-        self._batch.append(item)
-        self._bytes += item.size
+        self.add_many((item,), now)
+
+    def add_many(self, items: Iterable[Pending], now: float) -> None:
+        """:meth:`add` each of ``items`` (all of which :meth:`fits`) in turn, with the caps and the open
+        batch bound once for all of them."""
+        batch, size = self._batch, self._bytes
+        events_cap, room = self.caps.events_cap, self.caps.bytes_cap - self.overhead
+        ready = self.ready
+        for item in items:
+            if batch and (len(batch) >= events_cap or size + item.size > room):
+                ready.append(Request(batch))
+                batch, size = [], 0
+            if not batch:
+                self._started = now
+            batch.append(item)
+            size += item.size
+        self._batch, self._bytes = batch, size
 
     def seal(self) -> None:
         """Queue the open batch as a request (nothing if it is empty)."""

@@ -11,7 +11,7 @@ ends while waiting are dead-lettered (``retry_window_expired``). Time comes from
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from consumer.delivery.batching import Batcher
 from consumer.delivery.holdback import HoldBack
@@ -53,6 +53,20 @@ class Departures:
         """Take a new event: behind its device's waiting events if it has any, else into the open batch."""
         if not self.held.append(item.keys[0], item) and self._fits(item):
             self._batcher.add(item, now)
+
+    def enqueue_many(self, items: Sequence[Pending], now: float) -> None:
+        """:meth:`enqueue` each of ``items`` in order; while no key waits aside (the usual case) they join
+        the open batch together (those too large for any request are dead-lettered first, by ``fits``)."""
+        if self.held:
+            for item in items:
+                self.enqueue(item, now)
+            return
+        fits = self._fits
+        # one look per event at its size, in C; ``fits`` is called only for an event that is too large
+        cap = self._batcher.caps.bytes_cap - self._batcher.overhead
+        if max([item.size for item in items], default=0) > cap:
+            items = [item for item in items if fits(item)]
+        self._batcher.add_many(items, now)
 
     def hold(self, key: str, items: list[Pending], until: float) -> None:
         """Keep ``items`` aside under ``key`` until ``until`` (a 429's hold-back)."""

@@ -145,19 +145,28 @@ class DeliveryEngine:
         live, limits = held.items, self.limits
         now = self.clock()
         end = len(items)
-        i = start
-        while i < end:
-            item = items[i]
-            i += 1
-            live[id(item)] = item
-            held.bytes += item.size
-            full = len(live) >= limits.max_pending or held.bytes >= limits.max_pending_bytes
-            if full:
+        if beyond_room:  # every item is taken: counted, then queued, together
+            taking = items[start:] if start else items
+            live.update([(id(item), item) for item in taking])
+            held.bytes += sum([item.size for item in taking])
+            if len(live) >= limits.max_pending or held.bytes >= limits.max_pending_bytes:
                 held.room.clear()
-            # may end the item at once (a payload too large for any request)
-            self.departures.enqueue(item, now)
-            if full and not beyond_room:
-                break
+            self.departures.enqueue_many(taking, now)  # may end some at once (too large for any request)
+            i = end
+        else:
+            i = start
+            while i < end:
+                item = items[i]
+                i += 1
+                live[id(item)] = item
+                held.bytes += item.size
+                full = len(live) >= limits.max_pending or held.bytes >= limits.max_pending_bytes
+                if full:
+                    held.room.clear()
+                # may end the item at once (a payload too large for any request)
+                self.departures.enqueue(item, now)
+                if full:
+                    break
         # Only the state after the loop is seen (nothing else runs meanwhile): idle iff nothing is live.
         if live:
             held.idle.clear()

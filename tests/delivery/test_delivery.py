@@ -421,3 +421,30 @@ async def test_closing_right_after_an_offer_stops_the_pump(tmp_path: Path) -> No
         closing = asyncio.ensure_future(e.engine.close())  # ...and the pump is cancelled in the same turn
         done, _ = await asyncio.wait({closing}, timeout=5)
         assert closing in done and pump.done(), "the pump survived its cancellation: close() hangs"
+
+
+async def test_events_offered_together_go_under_their_device_limit_and_one_too_large_is_dead_lettered(
+    tmp_path: Path,
+) -> None:
+    """The pipeline's way in (``offer_many`` with ``beyond_room``): a chunk's events taken at once join
+    the open batch together while no device waits aside, and each goes by its own key once one does; an
+    event too large for any request among them is dead-lettered, every other one arrives once, and the
+    hot device stays within 30 events a second."""
+    hot = [event(i, device="hot", user="hot-user") for i in range(40)]
+    cold = [event(100 + i) for i in range(20)]
+    more_hot = [event(200 + i, device="hot", user="hot-user") for i in range(10)]
+    huge = event(300, event_properties={"blob": "y" * 4000})
+    more_cold = [event(400 + i) for i in range(5)]
+    async with simulator() as sim:
+        s = settings(sim, tmp_path, CURRENTS_BATCH_BYTES="4000", CURRENTS_BATCH_AGE="20ms")
+        async with engine(s) as e:
+            first = [pending(ev, i) for i, ev in enumerate(hot + cold)]
+            assert e.engine.offer_many(first, beyond_room=True) == len(first)
+            await eventually(lambda: e.engine.throttled_keys() > 0, message="the hot device waiting aside")
+            second = [pending(ev, 100 + i) for i, ev in enumerate([*more_hot, huge, *more_cold])]
+            assert e.engine.offer_many(second, beyond_room=True) == len(second)
+            assert await e.engine.drain(30), f"{e.engine.pending} events still pending"
+            assert e.dead_lettered() == {huge["insert_id"]: "payload_too_large"}
+            assert_all_ended_once(e, [*hot, *cold, *more_hot, huge, *more_cold])
+    assert_arrived_exactly(sim, [*hot, *cold, *more_hot, *more_cold])
+    assert max(sim.counts_per_second()["hot"].values()) <= 30
