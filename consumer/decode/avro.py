@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import io
 import re
+from array import array
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO, Any, Protocol, cast
 
 import fastavro
@@ -28,6 +30,40 @@ from consumer.events import CurrentsRecord, Position
 
 Message = tuple[str, int, int, "bytes | None"]
 """One Kafka message as decoding needs it: (topic, partition, offset, value)."""
+
+
+@dataclass(slots=True)
+class MessageRun:
+    """Consecutive messages of one partition as columns (their offsets, ascending, and their values): how
+    the daemon hands messages to a worker process, a few objects however many messages."""
+
+    topic: str
+    partition: int
+    offsets: array[int]
+    values: list[bytes | None]
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    @property
+    def stream(self) -> tuple[str, int]:
+        """Its partition, ``(topic, partition)``."""
+        return (self.topic, self.partition)
+
+    def split(self, n: int) -> tuple[MessageRun, MessageRun]:
+        """Its first ``n`` messages, and the rest."""
+        topic, partition, offsets, values = self.topic, self.partition, self.offsets, self.values
+        return (
+            MessageRun(topic, partition, offsets[:n], values[:n]),
+            MessageRun(topic, partition, offsets[n:], values[n:]),
+        )
+
+    def messages(self) -> Iterator[Message]:
+        """Each message as decoding takes it."""
+        topic, partition = self.topic, self.partition
+        for offset, value in zip(self.offsets, self.values, strict=True):
+            yield (topic, partition, offset, value)
+
 
 CONFLUENT_MAGIC = 0
 CONTAINER_MAGIC = b"Obj\x01"

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from consumer.decode.avro import DecodeError, Message, SchemaResolver, decode_message
+from consumer.decode.avro import DecodeError, MessageRun, SchemaResolver, decode_message
 from consumer.events import CurrentsRecord
 from consumer.transform.base import Skip
 
@@ -209,27 +209,25 @@ class Preparer:
 
 
 def prepare_messages(
-    batch: list[Message],
+    runs: Sequence[MessageRun],
     topic_types: dict[str, str],
     schemas: SchemaResolver | None,
     unusable: dict[int, str],
     preparer: Preparer,
 ) -> list[Chunk]:
-    """Decode and prepare each message of ``batch`` (in the main process or in a worker): one chunk per
-    partition, in the order the partitions first appear; a message that cannot be decoded is a bad row
-    (with its reason and bytes)."""
-    builders: dict[Stream, ChunkBuilder] = {}
+    """Decode and prepare each message of ``runs`` (in the main process or in a worker): one chunk per
+    run, in order; a message that cannot be decoded is a bad row (with its reason and bytes)."""
+    chunks: list[Chunk] = []
     destinations = len(preparer.mappers)
-    for message in batch:
-        topic, partition, offset, value = message
-        stream = (topic, partition)
-        builder = builders.get(stream)
-        if builder is None:
-            builder = builders[stream] = ChunkBuilder(stream, destinations)
-        try:
-            record = decode_message(message, topic_types, schemas, unusable)
-        except DecodeError as exc:
-            builder.add_bad(offset, exc.reason, value)
-            continue
-        builder.add(offset, record.event_type, preparer.outputs(record.event_type, record.record))
-    return [builder.build() for builder in builders.values()]
+    outputs = preparer.outputs
+    for run in runs:
+        builder = ChunkBuilder(run.stream, destinations)
+        for message in run.messages():
+            try:
+                record = decode_message(message, topic_types, schemas, unusable)
+            except DecodeError as exc:
+                builder.add_bad(message[2], exc.reason, message[3])
+                continue
+            builder.add(message[2], record.event_type, outputs(record.event_type, record.record))
+        chunks.append(builder.build())
+    return chunks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from currents_devkit.synth import Synth, avro_body, confluent_frame
 from prometheus_client import CollectorRegistry
 
 from consumer.app.pipeline import Pipeline
-from consumer.decode.avro import DecodeError, Message, decode_message
+from consumer.decode.avro import DecodeError, MessageRun, decode_message
 from consumer.decode.schemas import parsed_schema
 from consumer.delivery.destination import Destination
 from consumer.events import Group, Pending, Position
@@ -53,14 +54,15 @@ def test_prepared_messages_match_decoding_one_by_one() -> None:
     synth = Synth(2)
     record = synth.record(CUSTOM)
     good = confluent_frame(local_schema_id(CUSTOM), avro_body(CUSTOM, record))
-    batch = [("t", 0, 0, good), ("t", 0, 1, b"\x01junk"), ("t", 0, 2, good[:-3]), ("t", 0, 3, None)]
+    run = MessageRun("t", 0, array("q", [0, 1, 2, 3]), [good, b"\x01junk", good[:-3], None])
+    batch = list(run.messages())
 
     class Schemas:
         def schema_for_id(self, schema_id: int) -> Any:
             return parsed_schema(CUSTOM) if schema_id == local_schema_id(CUSTOM) else None
 
     preparer = Preparer([amplitude()])
-    (chunk,) = prepare_messages(batch, {}, Schemas(), {}, preparer)  # one partition: one chunk
+    (chunk,) = prepare_messages([run], {}, Schemas(), {}, preparer)  # one run: one chunk
     assert chunk.stream == ("t", 0) and list(chunk.offsets) == [0, 1, 2, 3]
     assert chunk.rows()[0] == (0, CUSTOM, preparer.outputs(CUSTOM, record))
     reasons: list[tuple[int, str, bytes | None]] = []
@@ -75,24 +77,33 @@ def test_prepared_messages_match_decoding_one_by_one() -> None:
     assert chunk.rows()[1:] == [(row, "", ()) for row in (1, 2, 3)]
     # an id the registry refused is dead-lettered with the registry's reason, without asking again
     unusable = {local_schema_id(CUSTOM): "schema id 9 not found"}
-    (chunk,) = prepare_messages(batch[:1], {}, Schemas(), unusable, preparer)
+    (chunk,) = prepare_messages([run.split(1)[0]], {}, Schemas(), unusable, preparer)
     assert chunk.bad == [(0, "schema id 9 not found", good)]
 
 
-def test_a_kafka_batch_gives_one_chunk_per_partition_in_the_order_they_first_appear() -> None:
+def test_a_kafka_batch_gives_one_chunk_per_run_in_order() -> None:
     record = Synth(3).record(CUSTOM)
     good = confluent_frame(local_schema_id(CUSTOM), avro_body(CUSTOM, record))
-    batch: list[Message] = [("t", 1, 5, good), ("t", 0, 9, good), ("t", 1, 6, good), ("u", 1, 2, good)]
+    t1 = MessageRun("t", 1, array("q", [5, 6, 8]), [good, good, good])
+    first, rest = t1.split(2)
+    assert (list(first.offsets), list(rest.offsets)) == ([5, 6], [8]) and len(rest.values) == 1
+    runs = [
+        first,
+        MessageRun("t", 0, array("q", [9]), [good]),
+        rest,
+        MessageRun("u", 1, array("q", [2]), [good]),
+    ]
 
     class Schemas:
         def schema_for_id(self, schema_id: int) -> Any:
             return parsed_schema(CUSTOM)
 
-    chunks = prepare_messages(batch, {}, Schemas(), {}, Preparer([amplitude()]))
-    assert [(c.stream, list(c.offsets)) for c in chunks] == [
-        (("t", 1), [5, 6]),
-        (("t", 0), [9]),
-        (("u", 1), [2]),
+    chunks = prepare_messages(runs, {}, Schemas(), {}, Preparer([amplitude()]))
+    assert [(c.stream, list(c.offsets), [t for _, t, _ in c.rows()]) for c in chunks] == [
+        (("t", 1), [5, 6], [CUSTOM, CUSTOM]),
+        (("t", 0), [9], [CUSTOM]),
+        (("t", 1), [8], [CUSTOM]),
+        (("u", 1), [2], [CUSTOM]),
     ]
 
 

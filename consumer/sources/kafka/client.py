@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError, SaslAuthenticationFailed
 from aiokafka.helpers import create_ssl_context
 
-from consumer.decode.avro import Message, schema_id_of
+from consumer.decode.avro import MessageRun, schema_id_of
 from consumer.decode.registry import RegistryClient, UnknownSchema
 from consumer.settings import KafkaSettings
 
@@ -175,7 +175,7 @@ class MessageDecoder:
         self.topic_types = topic_types
         self.unusable: dict[int, str] = {}
 
-    async def ensure(self, messages: Iterable[Message]) -> None:
+    async def ensure(self, runs: Iterable[MessageRun]) -> None:
         """Make sure the schema of every message's value is loaded (or known unusable); raises
         :class:`~consumer.decode.registry.RegistryUnavailable` while the registry cannot be asked.
 
@@ -187,7 +187,7 @@ class MessageDecoder:
             return
         topic_types = self.topic_types
         # Bad framing (no id) is reported by decoding, with the message's position.
-        ids = {schema_id_of(value) for topic, _, _, value in messages if topic not in topic_types}
+        ids = {schema_id_of(value) for run in runs if run.topic not in topic_types for value in run.values}
         unusable = self.unusable
         known = registry.schema_for_id
         missing = {i for i in ids if i is not None and i not in unusable and known(i) is None}

@@ -25,12 +25,12 @@ import asyncio
 import contextlib
 import logging
 import pickle
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from consumer.decode.avro import Message
+from consumer.decode.avro import MessageRun
 from consumer.decode.registry import RegistryClient, RegistryUnavailable
 from consumer.ops.metrics import Metrics
 from consumer.ops.waits import wait_set
@@ -56,7 +56,7 @@ FETCH_RECORDS = 2000
 class _Prepping:
     """Messages sent to be prepared, their answer to come, and partitions revoked meanwhile."""
 
-    messages: list[Message]
+    messages: list[MessageRun]
     answer: asyncio.Future[bytes] | None
     """The worker's pickled answer (``None`` when prepared here)."""
     worker: MessageWorker | None = None
@@ -100,7 +100,8 @@ class KafkaSource:
         self.owned: set[Stream] = set()
         self.committed: dict[Stream, int] = {}
         """Per owned partition, the group's committed offset (read on assignment, then ours)."""
-        self.backlog_messages: deque[Any] = deque()
+        self.backlog_runs: deque[MessageRun] = deque()
+        """Fetched messages not handed to a worker yet, as runs of one partition each."""
         self.prepping: deque[_Prepping] = deque()
         self._owner: Owner | None = None
         self._stopping: asyncio.Event | None = None
@@ -128,7 +129,7 @@ class KafkaSource:
             await self._fetch(0)
             return Batch()
         ahead = AHEAD * len(self.workers) or 1
-        if not self.backlog_messages and len(self.prepping) < ahead:
+        if not self.backlog_runs and len(self.prepping) < ahead:
             # Top up from what the fetcher already holds, without waiting: the workers get the next
             # batches before this process waits for the ones they have (no idle gap per fetch).
             await self._fetch(0)
@@ -176,7 +177,9 @@ class KafkaSource:
 
     def backlog(self) -> int:
         """Messages fetched and not handed out yet (in the backlog and with the workers)."""
-        return len(self.backlog_messages) + sum(len(p.messages) for p in self.prepping)
+        return sum(len(run) for run in self.backlog_runs) + sum(
+            len(run) for p in self.prepping for run in p.messages
+        )
 
     async def close(self) -> None:
         """Forget the batches being prepared, stop the workers, leave the group, close the registry."""
@@ -201,9 +204,7 @@ class KafkaSource:
         """The group takes ``partitions`` away: drop what was not handed out, let the loop finish and
         commit what it took, forget them."""
         self.owned -= partitions
-        self.backlog_messages = deque(
-            m for m in self.backlog_messages if (m.topic, m.partition) not in partitions
-        )
+        self.backlog_runs = deque(run for run in self.backlog_runs if run.stream not in partitions)
         for prepping in self.prepping:  # being prepared: their records of these partitions are dropped
             prepping.dropped |= partitions
         if self._owner is not None:
@@ -229,31 +230,37 @@ class KafkaSource:
         """Add the messages of owned partitions that one fetch gives (within ``timeout_ms``) to the
         backlog."""
         fetched = await self.group.fetch(timeout_ms, FETCH_RECORDS)
-        for tp, messages in fetched.items():
-            if tp in self.owned:
-                self.backlog_messages.extend(messages)
+        for (topic, partition), messages in fetched.items():
+            if (topic, partition) in self.owned and messages:
+                offsets = array("q", [m.offset for m in messages])
+                self.backlog_runs.append(MessageRun(topic, partition, offsets, [m.value for m in messages]))
 
     async def _prepare_ahead(self, ahead: int) -> None:
         """Start preparing backlog messages, a batch at a time, while fewer than ``ahead`` batches are
         being prepared."""
-        while self.backlog_messages and len(self.prepping) < ahead:
+        while self.backlog_runs and len(self.prepping) < ahead:
             if not await self._start_preparing():
                 return
 
     async def _start_preparing(self) -> bool:
         """Move the next owned messages of the backlog to a batch being prepared; ``False`` to stop (the
         registry cannot be asked: the messages stay in the backlog and are tried again later)."""
-        backlog, owned = self.backlog_messages, self.owned
-        messages: list[Any] = []
-        while backlog and len(messages) < BATCH:
-            msg = backlog.popleft()
-            if (msg.topic, msg.partition) in owned:
-                messages.append(msg)
-        batch: list[Message] = [(m.topic, m.partition, m.offset, m.value) for m in messages]
+        backlog, owned = self.backlog_runs, self.owned
+        batch: list[MessageRun] = []
+        room = BATCH
+        while backlog and room > 0:
+            run = backlog.popleft()
+            if run.stream not in owned:
+                continue
+            if len(run) > room:
+                run, rest = run.split(room)
+                backlog.appendleft(rest)
+            batch.append(run)
+            room -= len(run)
         try:
             await self.decoder.ensure(batch)
         except RegistryUnavailable as exc:
-            backlog.extendleft(reversed(messages))
+            backlog.extendleft(reversed(batch))
             log.warning("%s; retrying in %.0fs", exc, self._registry_wait)
             await wait_set(self._stopping or asyncio.Event(), self._registry_wait)
             self._registry_wait = min(30.0, self._registry_wait * 2)
@@ -272,7 +279,7 @@ class KafkaSource:
             self.prepping.append(_Prepping(batch, None, ready=self._prepare_here(batch)))
         return True
 
-    def _prepare_here(self, batch: list[Message]) -> list[Chunk]:
+    def _prepare_here(self, batch: list[MessageRun]) -> list[Chunk]:
         d = self.decoder
         return prepare_messages(batch, d.topic_types, d.registry, d.unusable, self.preparer)
 

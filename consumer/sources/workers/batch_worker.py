@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from consumer.decode.avro import Message
+from consumer.decode.avro import MessageRun
 from consumer.sources.storage.selection import Selection
 from consumer.sources.workers.process import RestartBudget, Worker, dumps, spawn, stop
 from consumer.sources.workers.wire import PrepareBatch
@@ -73,9 +73,9 @@ class MessageWorker:
         self._receiver = asyncio.create_task(self._receive(worker, reader), name="from-worker")
 
     def prepare(
-        self, batch: list[Message], schemas: dict[int, Any], unusable: dict[int, str]
+        self, batch: list[MessageRun], schemas: dict[int, Any], unusable: dict[int, str]
     ) -> asyncio.Future[bytes]:
-        """Queue ``batch``; the future gives the pickled list of results, one per message, or raises
+        """Queue ``batch``; the future gives the pickled list of chunks, one per run, or raises
         :class:`WorkerDied`.
         ``schemas``/``unusable`` are everything known so far; only what the worker lacks is sent."""
         worker, writer = self._worker, self._writer

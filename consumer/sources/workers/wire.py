@@ -5,7 +5,7 @@ as its class's name and its field values, a few dozen bytes more than the tagged
 and crosses the pipe once per task or per chunk of records (not per record), so the cost does not
 show. The records themselves travel as the pickled bytes that follow a :class:`ChunkFollows` (one
 :class:`~consumer.transform.prepare.Chunk`), or as the pickled answer to a :class:`PrepareBatch` (a list
-of chunks, one per partition).
+of chunks, one per run of a partition's messages).
 
 To a worker: :class:`ReadObject`, :class:`PrepareBatch`, :class:`Stop`. From a worker reading an
 object: a :class:`ChunkFollows` and the chunk's bytes, repeated, then one :class:`ObjectEnd` whose
@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from consumer.decode.avro import Message
+from consumer.decode.avro import MessageRun
 from consumer.sources.storage.store import StoredObject
 
 
@@ -32,12 +32,13 @@ class ReadObject:
 
 @dataclass(frozen=True, slots=True)
 class PrepareBatch:
-    """Decode and prepare one batch of Kafka messages; answered with one pickled list of results.
+    """Decode and prepare one batch of Kafka messages (runs of one partition each); answered with one
+    pickled list of chunks, one per run.
 
     ``schemas`` and ``unusable`` are the schema ids the worker has not been sent before.
     """
 
-    batch: list[Message]
+    batch: list[MessageRun]
     topic_types: dict[str, str]
     has_registry: bool
     schemas: dict[int, Any]
