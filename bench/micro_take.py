@@ -2,10 +2,11 @@
 
 ``python bench/micro_take.py MODE N`` builds a pipeline with one Amplitude destination (its sink never
 answers, so nothing leaves the engine but the first requests, which wait for ever) and N prepared
-records of one payload each over 20,000 devices, then queues them in batches of 256:
+records of one payload each over 20,000 devices on 4 partitions, then queues them in batches of 256
+(one chunk per partition, as a worker answers a batch):
 
 * ``none``: builds everything and queues nothing (the baseline);
-* ``run``: ``Pipeline.queue_run`` per batch, what the daemon does.
+* ``run``: ``Pipeline.queue_run`` per chunk, what the daemon does.
 
 (An ``each`` mode timed ``Pipeline.take``, one record at a time, which the daemon used before it took
 runs; that method is gone. docs/performance.md keeps the comparison.)
@@ -36,13 +37,13 @@ from prometheus_client import CollectorRegistry
 
 from consumer.app.pipeline import Pipeline
 from consumer.delivery.destination import Destination
-from consumer.events import Pending, Position
+from consumer.events import Pending
 from consumer.ops.metrics import Metrics
 from consumer.positions.deadletter import DeadLetterWriter
 from consumer.settings import load
 from consumer.sinks.base import SendResult
 from consumer.transform.amplitude import AmplitudeMapper, Transformer
-from consumer.transform.prepare import ReadyRecord
+from consumer.transform.prepare import Chunk, ChunkBuilder
 
 BATCH = 256
 EVENT_TYPE = "users.behaviors.CustomEvent"
@@ -77,15 +78,18 @@ async def queue(mode: str, n: int, dead_letters: Path) -> float:
     dead = DeadLetterWriter(settings.dead_letter)
     pipeline = Pipeline([destination], dead, Metrics(CollectorRegistry()), lambda _: None)
     body = b'{"event_type":"x","device_id":"%08d","insert_id":"%012d","time":1700000000000}'
-    records: list[ReadyRecord] = [
-        (Position("topic", i % 4, i), EVENT_TYPE, ([(body % (i % 20_000, i), (f"d:{i % 20_000}",))],))
-        for i in range(n)
-    ]
+    batches: list[list[Chunk]] = []
+    for start in range(0, n, BATCH):
+        builders = [ChunkBuilder(("topic", partition), 1) for partition in range(4)]
+        for i in range(start, min(n, start + BATCH)):
+            payload = (body % (i % 20_000, i), (f"d:{i % 20_000}",))
+            builders[i % 4].add(i, EVENT_TYPE, ([payload],))
+        batches.append([b.build() for b in builders if len(b)])
     started = time.perf_counter()
-    for i in range(0, n, BATCH):
-        batch = records[i : i + BATCH]
+    for chunks in batches:
         if mode == "run":
-            pipeline.queue_run(batch)
+            for chunk in chunks:
+                pipeline.queue_run(chunk)
             await asyncio.sleep(0)
         elif mode != "none":
             raise SystemExit(f"unknown mode {mode!r}: none or run")
