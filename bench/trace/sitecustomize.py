@@ -52,8 +52,9 @@ def _install(out: Path) -> None:
             await asyncio.wait([future])
         waited = clock() - t0
         done = await answer(self, prepping)
-        parts = {m[1] for m in prepping.messages}
-        trace["answer"].append([t0, waited, len(prepping.messages), len(parts)])
+        runs = prepping.messages  # runs of one partition each
+        parts = {run.partition for run in runs}
+        trace["answer"].append([t0, waited, sum(len(run) for run in runs), len(parts)])
         return done
 
     pause, resume = KafkaSource.pause, KafkaSource.resume
