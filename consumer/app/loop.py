@@ -13,7 +13,7 @@ guarantees:
   moved is handed to :meth:`~consumer.sources.base.Source.commit`, after the dead-letter output is
   settled (on disk, or acknowledged by the broker), so a dead-lettered event is never committed before
   it is durable. Commits never interleave (one lock).
-* **Bounded memory.** A batch is taken up to the record that fills an engine (``--max-pending`` events
+* **Bounded memory.** A batch is taken up to the row that fills an engine (``--max-pending`` events
   or bytes, as taking records one at a time would); the rest is held, the source is paused, and the
   loop waits for room while it keeps calling the paused source (Kafka's group membership stays alive).
   Nothing more is read while anything is held.

@@ -14,7 +14,7 @@ it down, and at zero the group is acknowledged, so a commit never passes an even
 still owes. Skips, unencodable payloads and undecodable rows (dead-lettered as they are met) owe
 nothing.
 
-Back-pressure: the loop queues a run up to the record that fills an engine (:meth:`Pipeline.queue_run`
+Back-pressure: the loop queues a chunk's rows up to the one that fills an engine (:meth:`Pipeline.queue_run`
 says where it stopped) and then waits for room (:meth:`Pipeline.wait_room`), so one destination that is
 down pauses the input once its ``--max-pending`` fills (the others keep flowing until then).
 
