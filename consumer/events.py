@@ -12,6 +12,10 @@ from typing import Any
 
 import orjson
 
+Stream = tuple[str, int]
+"""What positions are ordered and committed in: ``(topic, partition)`` for Kafka, ``(path or URL, -1)``
+for a file."""
+
 AmplitudeEvent = dict[str, Any]
 """An event in Amplitude's HTTP API shape, ready for JSON encoding."""
 
@@ -40,7 +44,7 @@ class Position:
     offset: int
 
     @property
-    def stream(self) -> tuple[str, int]:
+    def stream(self) -> Stream:
         """The (source, partition) whose offsets this position orders within."""
         return (self.source, self.partition)
 
@@ -77,7 +81,7 @@ class Group:
 
     __slots__ = ("first", "last", "owed", "stream")
 
-    def __init__(self, stream: tuple[str, int], first: int, last: int, owed: int = 0) -> None:
+    def __init__(self, stream: Stream, first: int, last: int, owed: int = 0) -> None:
         self.stream = stream
         self.first = first
         self.last = last

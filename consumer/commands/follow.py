@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from consumer.events import CurrentsRecord
+from consumer.events import CurrentsRecord, Stream
 from consumer.ops.metrics import Metrics
 from consumer.positions.follow import FollowLedger
 from consumer.positions.follow_state import FollowState
@@ -34,7 +34,7 @@ from consumer.sources.storage.readahead import ObjectPool
 from consumer.sources.storage.selection import Selection, Shard
 from consumer.sources.storage.source import FileSource
 from consumer.sources.storage.stores import Stores
-from consumer.transform.prepare import Chunk, Stream
+from consumer.transform.prepare import Chunk
 
 log = logging.getLogger("currents.follow")
 

@@ -26,7 +26,7 @@ from typing import IO, Any, Protocol, cast
 import fastavro
 
 from consumer.decode.schemas import event_type_of, parsed_schema
-from consumer.events import CurrentsRecord, Position
+from consumer.events import CurrentsRecord, Position, Stream
 
 Message = tuple[str, int, int, "bytes | None"]
 """One Kafka message as decoding needs it: (topic, partition, offset, value)."""
@@ -46,7 +46,7 @@ class MessageRun:
         return len(self.offsets)
 
     @property
-    def stream(self) -> tuple[str, int]:
+    def stream(self) -> Stream:
         """Its partition, ``(topic, partition)``."""
         return (self.topic, self.partition)
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from consumer.events import Group
-
-Stream = tuple[str, int]
+from consumer.events import Group, Stream
 
 
 class _Stream:

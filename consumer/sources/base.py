@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from consumer.decode.avro import DecodeError
+from consumer.events import Stream as Stream  # re-exported: the sources' name
 from consumer.transform.prepare import Chunk
-from consumer.transform.prepare import Stream as Stream  # re-exported: the sources' name
 
 
 @dataclass(frozen=True, slots=True)

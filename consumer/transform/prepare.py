@@ -21,7 +21,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from consumer.decode.avro import DecodeError, MessageRun, SchemaResolver, decode_message
-from consumer.events import CurrentsRecord
+from consumer.events import CurrentsRecord, Stream
 from consumer.transform.base import Skip
 
 if TYPE_CHECKING:
@@ -40,9 +40,6 @@ Encoded = tuple[bytes, tuple[str, ...]]
 
 Output = Skip | Unencodable | list[Encoded]
 """What one destination makes of one record."""
-
-Stream = tuple[str, int]
-"""``(topic, partition)`` for Kafka, ``(path or URL, -1)`` for a file."""
 
 
 @dataclass(slots=True)
