@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer.app.pipeline import Pipeline
 from consumer.delivery.destination import Destination
-from consumer.events import Pending
+from consumer.events import Queued
 from consumer.ops.metrics import Metrics
 from consumer.positions.deadletter import DeadLetterWriter
 from consumer.settings import load
@@ -57,7 +57,7 @@ class Unanswered:
     async def close(self) -> None:
         pass
 
-    async def send(self, batch: Sequence[Pending]) -> SendResult:
+    async def send(self, batch: Sequence[Queued]) -> SendResult:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 

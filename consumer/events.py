@@ -7,6 +7,9 @@ index); it travels with the event through every stage so that whatever happens t
 
 from __future__ import annotations
 
+import operator
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +109,9 @@ class Pending:
 
     __slots__ = ("encoded", "event_type", "first_attempt", "group", "keys", "offset", "size")
 
+    count = 1
+    """Payloads it carries (a :class:`PendingRun` carries several)."""
+
     def __init__(
         self,
         event_type: str,
@@ -131,6 +137,18 @@ class Pending:
         group = Group(position.stream, position.offset, position.offset, 1)
         return cls(event_type, group, position.offset, encoded, first_attempt, keys)
 
+    def part(self) -> bytes:
+        """Its payload as it stands in a request body."""
+        return self.encoded
+
+    def key_column(self) -> list[tuple[str, ...]]:
+        """Its limiter keys, as a run's column of one."""
+        return [self.keys]
+
+    def event_types(self) -> list[str]:
+        """Its event type, as a run's column of one."""
+        return [self.event_type]
+
     @property
     def position(self) -> Position:
         """Where its row came from."""
@@ -140,6 +158,135 @@ class Pending:
     def __repr__(self) -> str:
         size = len(self.encoded)
         return f"Pending({self.event_type!r}, {self.position!r}, {size} bytes, keys={self.keys!r})"
+
+
+class PendingRun:
+    """Consecutive payloads of one destination taken from one chunk's columns, on their way together: what
+    the delivery engine holds instead of a :class:`Pending` per payload while nothing singles one out.
+
+    Payload ``i`` (``first <= i < after``) is ``blob[start(i):ends[i]]``, where ``start(i)`` is
+    ``ends[i - 1] + 1`` (``0`` for the first): the blob holds a chunk's payloads separated by commas, so
+    the run's part of a request body is one slice, commas included (:meth:`part`). Payload ``i`` was made
+    of row ``rows[i]`` (event type ``types[row]``, position ``offsets[row]`` of the ``group``'s stream)
+    and has limiter keys ``keys[i]``. The columns are shared with the chunk and never changed.
+
+    A run is split where a request's caps cut it (:meth:`split`) and taken apart into one
+    :class:`Pending` per payload (:meth:`apart`) only when a payload must be handled on its own: its
+    device waits aside, a request carrying it was not delivered whole, it is too large for any request.
+    ``size`` is what it adds to a request body (its payloads plus a separator each), ``count`` its
+    payloads; each payload owes one to ``group`` as a :class:`Pending` does.
+    """
+
+    __slots__ = (
+        "after",
+        "blob",
+        "count",
+        "ends",
+        "first",
+        "first_attempt",
+        "group",
+        "keys",
+        "offsets",
+        "rows",
+        "size",
+        "types",
+    )
+
+    def __init__(
+        self,
+        columns: tuple[bytes, Sequence[int], Sequence[int], list[tuple[str, ...]]],
+        rows_of: tuple[Sequence[str], Sequence[int], Group],
+        first: int,
+        after: int,
+        first_attempt: float,
+    ) -> None:
+        self.blob, self.ends, self.rows, self.keys = columns
+        self.types, self.offsets, self.group = rows_of
+        self.first_attempt = first_attempt
+        self._span(first, after)
+
+    def _span(self, first: int, after: int) -> None:
+        ends = self.ends
+        self.first = first
+        self.after = after
+        self.count = after - first
+        self.size = ends[after - 1] - (ends[first - 1] + 1 if first else 0) + SEPARATOR_BYTES
+
+    def part(self) -> bytes:
+        """Its payloads as they stand in a request body: separated by commas."""
+        first, ends = self.first, self.ends
+        return self.blob[ends[first - 1] + 1 if first else 0 : ends[self.after - 1]]
+
+    def key_column(self) -> list[tuple[str, ...]]:
+        """Each payload's limiter keys, in order."""
+        return self.keys[self.first : self.after]
+
+    def event_types(self) -> list[str]:
+        """Each payload's event type, in order."""
+        types = self.types
+        return [types[row] for row in self.rows[self.first : self.after]]
+
+    def largest(self) -> int:
+        """The size of its largest payload (a separator included)."""
+        ends, first = self.ends, self.first
+        starts = [ends[first - 1] + 1 if first else 0, *[end + 1 for end in ends[first : self.after - 1]]]
+        largest: int = max(map(operator.sub, ends[first : self.after], starts))
+        return largest + SEPARATOR_BYTES
+
+    def fitting(self, events: int, room: int) -> int:
+        """How many of its first payloads fit ``events`` more events and ``room`` more bytes (0 to count)."""
+        ends, first = self.ends, self.first
+        last = min(self.after, first + events)  # by count
+        if last <= first:
+            return 0
+        # bytes up to and including payload i: ends[i] - start(first) + 1; the first that passes ``room``
+        base = (ends[first - 1] + 1 if first else 0) - SEPARATOR_BYTES
+        return bisect_right(ends, room + base, first, last) - first
+
+    def split(self, n: int) -> PendingRun:
+        """Keep its first ``n`` payloads (``0 < n < count``); the rest, returned as a new run."""
+        tail = PendingRun.__new__(PendingRun)
+        tail.blob, tail.ends, tail.rows, tail.keys = self.blob, self.ends, self.rows, self.keys
+        tail.types, tail.offsets, tail.group = self.types, self.offsets, self.group
+        tail.first_attempt = self.first_attempt
+        tail._span(self.first + n, self.after)
+        self._span(self.first, self.first + n)
+        return tail
+
+    def apart(self) -> list[Pending]:
+        """One :class:`Pending` per payload, in order (owing the group what the run did)."""
+        blob, ends, rows, keys = self.blob, self.ends, self.rows, self.keys
+        types, offsets, group, at = self.types, self.offsets, self.group, self.first_attempt
+        items = []
+        begin = ends[self.first - 1] + 1 if self.first else 0
+        for i in range(self.first, self.after):
+            row, finish = rows[i], ends[i]
+            items.append(Pending(types[row], group, offsets[row], blob[begin:finish], at, keys[i]))
+            begin = finish + 1
+        return items
+
+    def __repr__(self) -> str:
+        return f"PendingRun({self.group!r}, payloads {self.first}..{self.after - 1}, {self.size} bytes)"
+
+
+Queued = Pending | PendingRun
+"""What a delivery engine holds: a payload on its own, or a run of them."""
+
+
+def apart(items: Iterable[Queued]) -> list[Pending]:
+    """``items`` as one :class:`Pending` per payload, in order."""
+    out: list[Pending] = []
+    for item in items:
+        if isinstance(item, Pending):
+            out.append(item)
+        else:
+            out += item.apart()
+    return out
+
+
+def key_column(items: Iterable[Queued]) -> list[tuple[str, ...]]:
+    """The limiter keys of each payload of ``items``, in order."""
+    return [keys for item in items for keys in item.key_column()]
 
 
 def limiter_keys(event: dict[str, object]) -> tuple[str, ...]:

@@ -25,12 +25,13 @@ from prometheus_client import CollectorRegistry
 
 from consumer.delivery.destination import Destination
 from consumer.delivery.engine import DeliveryEngine
-from consumer.events import Pending, Position, json_payload, limiter_keys
+from consumer.events import Group, Pending, PendingRun, Position, Queued, apart, json_payload, limiter_keys
 from consumer.ops.metrics import Metrics
 from consumer.positions.deadletter import DeadLetterWriter, read_dead_letters
 from consumer.settings import Settings, load
 from consumer.sinks.amplitude import AmplitudeSink
 from consumer.transform.amplitude import AmplitudeMapper, Transformer
+from consumer.transform.prepare import ChunkBuilder
 
 __all__ = [
     "KEY",
@@ -38,6 +39,7 @@ __all__ = [
     "MOVABLEINK_PASSWORD",
     "MOVABLEINK_USER",
     "REMERGE_KEY",
+    "RUN_SIZES",
     "Engine",
     "dead_letters",
     "engine",
@@ -48,6 +50,7 @@ __all__ = [
     "partner_simulator",
     "pending",
     "remerge_params",
+    "runs_of",
     "settings",
     "simulator",
 ]
@@ -143,6 +146,29 @@ def pending(ev: dict[str, Any], index: int, source: str = "test.avro", first_att
     )
 
 
+def runs_of(
+    events: list[dict[str, Any]], size: int, source: str = "test.avro", first_attempt: float = 0.0
+) -> list[PendingRun]:
+    """``events`` (record ``i`` of ``source`` each) on their way in runs of ``size``, as the pipeline
+    takes them from a chunk's columns (built by the real :class:`ChunkBuilder`), each run owing its own
+    group."""
+    runs = []
+    for start in range(0, len(events), size):
+        builder = ChunkBuilder((source, -1), 1)
+        for i, ev in enumerate(events[start : start + size], start):
+            builder.add(i, "users.behaviors.CustomEvent", ([(orjson.dumps(ev), limiter_keys(ev))],))
+        chunk = builder.build()
+        group = Group(chunk.stream, chunk.offsets[0], chunk.offsets[-1], len(chunk))
+        at = first_attempt or time.time()
+        runs.append(chunk.outputs[0].run(0, len(chunk), (chunk.types, chunk.offsets, group), at))
+    return runs
+
+
+RUN_SIZES = [0, 7]
+"""How :meth:`Engine.submit_all` hands events over in tests parametrized over it: one at a time (0), or
+in runs of this many payloads (as the pipeline hands a chunk's rows)."""
+
+
 @dataclass
 class Engine:
     """A delivery engine with a real sink, its outcomes and its metrics."""
@@ -153,9 +179,11 @@ class Engine:
     dead: DeadLetterWriter
     outcomes: dict[str, tuple[str, str]] = field(default_factory=dict)
     ends: Counter[str] = field(default_factory=Counter)
+    runs: int = 0
+    """Hand events over in runs of this many payloads (0: one :class:`Pending` each)."""
 
-    def on_done(self, items: list[Pending], outcome: str, reason: str) -> None:
-        for item in items:
+    def on_done(self, items: list[Queued], outcome: str, reason: str) -> None:
+        for item in apart(items):
             insert_id = json_payload(item.encoded)["insert_id"]
             self.ends[insert_id] += 1
             self.outcomes[insert_id] = (outcome, reason)
@@ -174,14 +202,20 @@ class Engine:
     def gauge(self, name: str) -> float | None:
         return self.metrics.registry.get_sample_value(name)
 
-    async def submit_all(self, events: Iterable[dict[str, Any]]) -> None:
+    async def submit_all(self, events: Iterable[dict[str, Any]], source: str = "test.avro") -> None:
+        """Submit ``events`` (record ``i`` of ``source`` each), one at a time or in runs (:attr:`runs`)."""
+        if self.runs:
+            for run in runs_of(list(events), self.runs, source):
+                await self.engine.submit(run)
+            return
         for i, ev in enumerate(events):
-            await self.engine.submit(pending(ev, i))
+            await self.engine.submit(pending(ev, i, source))
 
 
 @contextlib.asynccontextmanager
-async def engine(s: Settings) -> AsyncIterator[Engine]:
-    """A :class:`DeliveryEngine` on ``s`` with its own metrics registry; closed (and synced) on exit."""
+async def engine(s: Settings, runs: int = 0) -> AsyncIterator[Engine]:
+    """A :class:`DeliveryEngine` on ``s`` with its own metrics registry, handed events in runs of ``runs``
+    payloads (0: one at a time); closed (and synced) on exit."""
     metrics = Metrics(CollectorRegistry())
     sink = AmplitudeSink(s.amplitude)
     dead = DeadLetterWriter(s.dead_letter)
@@ -190,7 +224,7 @@ async def engine(s: Settings) -> AsyncIterator[Engine]:
         "amplitude", AmplitudeMapper(Transformer(s.mapping)), sink, s.amplitude, s.limits
     )
     eng = DeliveryEngine(destination, dead, lambda *a: box[0].on_done(*a), metrics)
-    box.append(Engine(eng, sink, metrics, dead))
+    box.append(Engine(eng, sink, metrics, dead, runs=runs))
     try:
         yield box[0]
     finally:

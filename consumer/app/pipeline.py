@@ -38,7 +38,8 @@ from typing import Any
 
 from consumer.delivery.destination import Destination
 from consumer.delivery.engine import DeliveryEngine
-from consumer.events import Group, Pending, Position
+from consumer.delivery.live import DoneCallback
+from consumer.events import Group, PendingRun, Position, Queued
 from consumer.ops.faults import Fault, Faults
 from consumer.ops.metrics import Metrics
 from consumer.ops.summary import Summary
@@ -98,23 +99,24 @@ class Pipeline:
         return self.engines[0]
 
     # -- acknowledgement -------------------------------------------------------------------------
-    def _done_by(self, destination: Destination) -> Callable[[list[Pending], str, str], None]:
+    def _done_by(self, destination: Destination) -> DoneCallback:
         name = destination.name
         summary, metrics = self.summary, self.metrics
 
-        def done(items: list[Pending], outcome: str, reason: str) -> None:
+        def done(items: list[Queued], outcome: str, reason: str) -> None:
             if outcome == "delivered":
-                types = Counter([item.event_type for item in items])
+                types = Counter([t for item in items for t in item.event_types()])
                 summary.delivered(name, types)
                 for event_type, n in types.items():
                     metrics.count(metrics.delivered, event_type, n, destination=name)
             else:
-                summary.dead(name, reason, len(items))
-                metrics.count(metrics.dead_lettered, reason, len(items), destination=name)
+                n = sum([item.count for item in items])
+                summary.dead(name, reason, n)
+                metrics.count(metrics.dead_lettered, reason, n, destination=name)
             acked: list[Group] = []
             for item in items:
                 group = item.group
-                group.owed -= 1
+                group.owed -= item.count
                 if not group.owed:
                     acked.append(group)
             if acked:
@@ -152,28 +154,24 @@ class Pipeline:
                 Position(stream[0], stream[1], offsets[row]), "undecodable", reason, raw=raw
             )
         now = self._clock()
-        queues: list[list[Pending]] = []
+        rows_of = (types, offsets, group)
+        runs: list[PendingRun | None] = []
         for dest, payloads in zip(self.destinations, chunk.outputs, strict=True):
             first, after = payloads.span(start, end)
-            items: list[Pending] = []
+            run = None
             if after > first:
-                rows, ends, blob, keys = payloads.rows, payloads.ends, payloads.blob, payloads.keys
-                begin = ends[first - 1] if first else 0
-                for i in range(first, after):
-                    row, finish = rows[i], ends[i]
-                    items.append(Pending(types[row], group, offsets[row], blob[begin:finish], now, keys[i]))
-                    begin = finish
+                run = payloads.run(first, after, rows_of, now)
                 group.owed += after - first
-            queues.append(items)
+            runs.append(run)
             skips, unencodable = payloads.apart(start, end)
             if skips:
                 self._skipped(dest.name, skips)
             for row, detail in unencodable:
                 position = Position(stream[0], stream[1], offsets[row])
                 self._unencodable(dest, position, types[row], detail)
-        for engine, items in zip(self.engines, queues, strict=True):
-            if items:
-                engine.offer_many(items, beyond_room=True)
+        for engine, run in zip(self.engines, runs, strict=True):
+            if run is not None:
+                engine.offer_many((run,), beyond_room=True)
         group.owed -= 1
         if not group.owed:
             self.on_ack([group])
@@ -198,11 +196,12 @@ class Pipeline:
             first, after = payloads.span(start, end)
             if after == first:
                 continue
-            # the payload that fills the engine by count, and by bytes (its own plus a separator each)
+            # the payload that fills the engine by count, and by bytes (the payloads up to it with a
+            # separator each: the blob's span from the first to its end, commas included, plus one)
             by_count = first + max(events, 1) - 1
             ends = payloads.ends
-            base = (ends[first - 1] if first else 0) + first - 1
-            by_bytes = bisect_left(range(after), room_bytes, first, after, key=lambda i: ends[i] + i - base)
+            base = (ends[first - 1] + 1 if first else 0) - 1
+            by_bytes = bisect_left(ends, room_bytes + base, first, after)
             filling = min(by_count, by_bytes)
             if filling < after:
                 end = min(end, payloads.rows[filling] + 1)

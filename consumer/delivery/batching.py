@@ -7,15 +7,19 @@ event cap (``events_cap``) or byte cap (``bytes_cap``, the sink's ``overhead`` i
 leave before any queued request, up to the caps, so that a hot key's token time is the time Amplitude
 sees its event. Requests put back at the front (:meth:`Batcher.front`) are the parts of a refused
 request that go again at once. Time comes from the caller (``now``).
+
+A run of payloads (:class:`~consumer.events.PendingRun`) joins the open batch whole when it fits, else is
+split where the caps cut it (found by bisection over its payloads' ends), its tail starting the next
+batch; ``split`` tells the engine of each split (the tail is held from then on).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from consumer.events import Pending
+from consumer.events import Pending, PendingRun, Queued
 from consumer.sinks.base import RequestCaps
 
 
@@ -24,21 +28,30 @@ class Request:
     """A batch ready to send: its ``attempt`` (0 for a first send) and whether it is ``admitted``
     (already holds its rate tokens, so it is sent as it is)."""
 
-    batch: list[Pending]
+    batch: Sequence[Queued]
     attempt: int = 0
     admitted: bool = False
+
+    @property
+    def events(self) -> int:
+        """The payloads it carries."""
+        return sum([item.count for item in self.batch])
 
 
 class Batcher:
     """The open batch and the ready requests of one destination; see the module docstring."""
 
-    def __init__(self, caps: RequestCaps, overhead: int) -> None:
+    def __init__(
+        self, caps: RequestCaps, overhead: int, split: Callable[[PendingRun, PendingRun], None] | None = None
+    ) -> None:
         self.caps = caps
         self.overhead = overhead
         self.ready: deque[Request] = deque()
         self.hot: deque[Pending] = deque()
         """Events released from held queues: they go first, at the next free request slot."""
-        self._batch: list[Pending] = []
+        self._split = split if split is not None else _unheld
+        self._batch: list[Queued] = []
+        self._count = 0
         self._bytes = 0
         self._started = 0.0
 
@@ -51,27 +64,44 @@ class Batcher:
         not fit in it."""
         self.add_many((item,), now)
 
-    def add_many(self, items: Iterable[Pending], now: float) -> None:
-        """:meth:`add` each of ``items`` (all of which :meth:`fits`) in turn, with the caps and the open
-        batch bound once for all of them."""
-        batch, size = self._batch, self._bytes
+    def add_many(self, items: Iterable[Queued], now: float) -> None:
+        """:meth:`add` each of ``items`` (every payload of which :meth:`fits`) in turn, with the caps and
+        the open batch bound once for all of them; a run the caps cut is split."""
+        batch, count, size = self._batch, self._count, self._bytes
         events_cap, room = self.caps.events_cap, self.caps.bytes_cap - self.overhead
         ready = self.ready
         for item in items:
-            if batch and (len(batch) >= events_cap or size + item.size > room):
+            while True:
+                if count + item.count <= events_cap and size + item.size <= room:
+                    break  # it fits whole
+                if isinstance(item, PendingRun) and (n := item.fitting(events_cap - count, room - size)):
+                    tail = item.split(n)  # the part that fits ends this batch, the tail starts the next
+                    self._split(item, tail)
+                elif batch:
+                    ready.append(Request(batch))
+                    batch, count, size = [], 0, 0
+                    continue
+                else:
+                    break  # alone in its request (each payload fits one)
+                if not batch:
+                    self._started = now
+                batch.append(item)
                 ready.append(Request(batch))
-                batch, size = [], 0
+                batch, count, size = [], 0, 0
+                item = tail
             if not batch:
                 self._started = now
             batch.append(item)
+            count += item.count
             size += item.size
-        self._batch, self._bytes = batch, size
+        self._batch, self._count, self._bytes = batch, count, size
 
     def seal(self) -> None:
         """Queue the open batch as a request (nothing if it is empty)."""
         if self._batch:
             self.ready.append(Request(self._batch))
             self._batch = []
+            self._count = 0
             self._bytes = 0
 
     def seal_if_due(self, now: float, flush: bool) -> None:
@@ -83,11 +113,11 @@ class Batcher:
         """When the open batch reaches its age (``inf`` when there is none)."""
         return self._started + self.caps.batch_age if self._batch else float("inf")
 
-    def front(self, batch: list[Pending], attempt: int) -> None:
+    def front(self, batch: Sequence[Queued], attempt: int) -> None:
         """Put an admitted ``batch`` first in line."""
         self.ready.appendleft(Request(batch, attempt, True))
 
-    def queue(self, batch: list[Pending], attempt: int) -> None:
+    def queue(self, batch: Sequence[Queued], attempt: int) -> None:
         """Put ``batch`` last in line (a retry that is due), to take tokens again as it leaves."""
         self.ready.append(Request(batch, attempt))
 
@@ -100,7 +130,7 @@ class Batcher:
         hot = self.hot
         if not hot:
             return self.ready[0] if self.ready else None
-        batch: list[Pending] = []
+        batch: list[Queued] = []
         size = self.overhead
         for item in hot:
             if len(batch) >= self.caps.events_cap or size + item.size > self.caps.bytes_cap:
@@ -116,3 +146,7 @@ class Batcher:
                 self.hot.popleft()
         else:
             self.ready.popleft()
+
+
+def _unheld(_item: PendingRun, _tail: PendingRun) -> None:
+    """A batcher whose splits nobody follows."""

@@ -7,7 +7,12 @@ one token per event for each of its keys: events whose keys have none wait aside
 events over the daily quota are dead-lettered (``daily_quota``). A waiting key's timer
 (:meth:`Departures.release_due`) releases the head of its queue as soon as it has a token, one event per
 token, to leave before any queued request; every other key keeps flowing. Events whose retry window
-ends while waiting are dead-lettered (``retry_window_expired``). Time comes from the caller (``now``)."""
+ends while waiting are dead-lettered (``retry_window_expired``). Time comes from the caller (``now``).
+
+Runs of payloads (:class:`~consumer.events.PendingRun`) go through whole while no key waits aside and
+every payload of a leaving request has a token (the usual case: one look at the limiter for the
+request's key column); otherwise they are taken apart (``apart``, which the engine then holds payload by
+payload) and each payload goes its own way as above."""
 
 from __future__ import annotations
 
@@ -16,10 +21,13 @@ from collections.abc import Callable, Sequence
 from consumer.delivery.batching import Batcher
 from consumer.delivery.holdback import HoldBack
 from consumer.delivery.throttle import ADMIT, DAILY_QUOTA, MIN_WAIT, KeyLimiter, NoKeyLimit
-from consumer.events import Pending
+from consumer.events import Pending, PendingRun, Queued, key_column
 
 DeadLetter = Callable[[Pending, str, str], None]
 """Dead-letter one event with (reason, detail); it ends there."""
+
+Apart = Callable[[Sequence[Queued]], list[Pending]]
+"""Take runs apart into one payload each, in order (the engine holds those from then on)."""
 
 
 class Departures:
@@ -37,6 +45,7 @@ class Departures:
         fits: Callable[[Pending], bool],
         expired: Callable[[Pending, float], bool],
         dead: DeadLetter,
+        apart: Apart,
     ) -> None:
         self.limiter = limiter
         self.held = HoldBack()
@@ -44,6 +53,7 @@ class Departures:
         self._fits = fits
         self._expired = expired
         self._dead = dead
+        self._apart = apart
 
     def __len__(self) -> int:
         """Devices/users with events waiting aside."""
@@ -54,18 +64,21 @@ class Departures:
         if not self.held.append(item.keys[0], item) and self._fits(item):
             self._batcher.add(item, now)
 
-    def enqueue_many(self, items: Sequence[Pending], now: float) -> None:
-        """:meth:`enqueue` each of ``items`` in order; while no key waits aside (the usual case) they join
-        the open batch together (those too large for any request are dead-lettered first, by ``fits``)."""
+    def enqueue_many(self, items: Sequence[Queued], now: float) -> None:
+        """:meth:`enqueue` each payload of ``items`` in order; while no key waits aside (the usual case) they
+        join the open batch together, runs whole (those too large for any request are dead-lettered first,
+        by ``fits``)."""
         if self.held:
-            for item in items:
+            for item in self._apart(items):
                 self.enqueue(item, now)
             return
         fits = self._fits
-        # one look per event at its size, in C; ``fits`` is called only for an event that is too large
+        # one look per item at its size; a payload's own size is looked at only in a run over the cap
         cap = self._batcher.caps.bytes_cap - self._batcher.overhead
         if max([item.size for item in items], default=0) > cap:
-            items = [item for item in items if fits(item)]
+            if any(isinstance(item, PendingRun) and item.largest() > cap for item in items):
+                items = self._apart(items)
+            items = [item for item in items if isinstance(item, PendingRun) or item.size <= cap or fits(item)]
         self._batcher.add_many(items, now)
 
     def hold(self, key: str, items: list[Pending], until: float) -> None:
@@ -113,13 +126,17 @@ class Departures:
                 break
         self.held.forget_if_empty(key)
 
-    def admit(self, batch: list[Pending], now: float) -> list[Pending]:
+    def admit(self, batch: Sequence[Queued], now: float) -> Sequence[Queued]:
         """The events of ``batch`` whose keys have a token now (taken): those leave; the others wait aside
-        (those over the daily quota are dead-lettered)."""
-        send: list[Pending] = []
+        (those over the daily quota are dead-lettered). While every one has a token and no key waits
+        aside, ``batch`` leaves as it is (runs whole)."""
+        keys = key_column(batch)
+        verdicts = self.limiter.admit_many(keys, now)
+        if not self.held and verdicts.count(ADMIT) == len(verdicts):
+            return batch
+        send: list[Queued] = []
         denied: dict[str, tuple[list[Pending], float]] = {}
-        verdicts = self.limiter.admit_many([item.keys for item in batch], now)
-        for item, verdict in zip(batch, verdicts, strict=True):
+        for item, verdict in zip(self._apart(batch), verdicts, strict=True):
             if verdict == ADMIT:
                 send.append(item)
             elif verdict == DAILY_QUOTA:
@@ -133,7 +150,7 @@ class Departures:
         # A key whose released event just left (or ended) gets its next timer now (no key waits aside
         # in the usual case: then there is nothing to look at).
         if self.held:
-            for key in {item.keys[0] for item in batch}:
+            for key in {each[0] for each in keys}:
                 queue = self.held.queue(key)
                 if queue and not self.held.armed(key):
                     self.held.arm(key, now + max(0.0, self.limiter.check(queue[0].keys, now)))

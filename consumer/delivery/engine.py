@@ -2,7 +2,11 @@
 
 Contract
 --------
-* :meth:`DeliveryEngine.submit` takes one :class:`~consumer.events.Pending` event. It returns at once
+* :meth:`DeliveryEngine.submit` takes one :class:`~consumer.events.Pending` event, or a
+  :class:`~consumer.events.PendingRun` of a chunk's payloads (what the pipeline hands over: a run goes
+  through batching, tokens and a delivered request whole, and is taken apart into one ``Pending`` per
+  payload only when one must be handled alone: a key waiting aside, a payload too large for any
+  request, a request not delivered whole). It returns at once
   while the engine holds fewer than ``max_pending`` events / ``max_pending_bytes`` bytes, and otherwise
   waits until there is room: that wait *is* the back-pressure (a Kafka source stops fetching and pauses,
   a file replay stops reading). Memory is bounded whatever Amplitude does.
@@ -55,12 +59,12 @@ from consumer.delivery.outage import OutageLog
 from consumer.delivery.policy import Decision, Retry, RetryPolicy
 from consumer.delivery.refusals import Refusals
 from consumer.delivery.throttle import ProjectLimiter, key_limiter
-from consumer.events import Pending
+from consumer.events import Pending, PendingRun, Queued
 from consumer.ops.faults import Fault, Faults
 from consumer.ops.metrics import Metrics
 from consumer.ops.waits import wait_set
 from consumer.positions.deadletter import DeadLetterOutput
-from consumer.sinks.base import RetryLater, SendResult
+from consumer.sinks.base import Delivered, RetryLater, SendResult
 
 log = logging.getLogger("currents.delivery")
 
@@ -99,13 +103,14 @@ class DeliveryEngine:
             retry_window=limits.retry_window, max_backoff=limits.max_backoff, penalty=limits.throttle_penalty
         )
         # What a request body adds around its events, so that ``bytes_cap`` bounds the whole body.
-        self.batcher = Batcher(caps, sink.overhead)
+        self.batcher = Batcher(caps, sink.overhead, split=self._split)
         self.departures = Departures(
             key_limiter(limits.device_rate, limits.device_daily_limit),
             self.batcher,
             fits=self._fits,
             expired=self.policy.expired,
             dead=self._dead_waiting,
+            apart=self._apart,
         )
         self.limiter = self.departures.limiter
         self._retries: list[Retry] = []  # a heap: the next one due first
@@ -120,16 +125,17 @@ class DeliveryEngine:
         self.faults.listen(self._stop_on_fault)
 
     # -- input -----------------------------------------------------------------------------------
-    async def submit(self, item: Pending) -> None:
-        """Take one event; waits while the engine is full (back-pressure)."""
+    async def submit(self, item: Queued) -> None:
+        """Take one event (or a run of them); waits while the engine is full (back-pressure)."""
         while not self.offer(item):
             await self.live.room.wait()
 
-    def offer(self, item: Pending) -> bool:
-        """Take one event if there is room (``True``), else take nothing (``False``); never waits."""
+    def offer(self, item: Queued) -> bool:
+        """Take one event (or a run) if there is room (``True``), else take nothing (``False``); never
+        waits."""
         return self.offer_many((item,)) == 1
 
-    def offer_many(self, items: Sequence[Pending], start: int = 0, *, beyond_room: bool = False) -> int:
+    def offer_many(self, items: Sequence[Queued], start: int = 0, *, beyond_room: bool = False) -> int:
         """Take ``items[start:]`` in order while there is room; returns the index of the first one not
         taken (``len(items)`` when all were). Never waits: the synchronous form of :meth:`submit` for
         the hot path, with the per-call work (clock, wake-up) done once for all of them. Raises the
@@ -148,8 +154,9 @@ class DeliveryEngine:
         if beyond_room:  # every item is taken: counted, then queued, together
             taking = items[start:] if start else items
             live.update([(id(item), item) for item in taking])
+            held.events += sum([item.count for item in taking])
             held.bytes += sum([item.size for item in taking])
-            if len(live) >= limits.max_pending or held.bytes >= limits.max_pending_bytes:
+            if held.events >= limits.max_pending or held.bytes >= limits.max_pending_bytes:
                 held.room.clear()
             self.departures.enqueue_many(taking, now)  # may end some at once (too large for any request)
             i = end
@@ -159,12 +166,13 @@ class DeliveryEngine:
                 item = items[i]
                 i += 1
                 live[id(item)] = item
+                held.events += item.count
                 held.bytes += item.size
-                full = len(live) >= limits.max_pending or held.bytes >= limits.max_pending_bytes
+                full = held.events >= limits.max_pending or held.bytes >= limits.max_pending_bytes
                 if full:
                     held.room.clear()
                 # may end the item at once (a payload too large for any request)
-                self.departures.enqueue(item, now)
+                self.departures.enqueue_many((item,), now)
                 if full:
                     break
         # Only the state after the loop is seen (nothing else runs meanwhile): idle iff nothing is live.
@@ -189,13 +197,12 @@ class DeliveryEngine:
     @property
     def pending(self) -> int:
         """Events taken and not yet done."""
-        return len(self.live.items)
+        return self.live.events
 
     def oldest_pending_age(self) -> float:
         """Seconds since the oldest pending event was first taken (0 when none)."""
-        for item in self.live.items.values():
-            return max(0.0, self.clock() - item.first_attempt)
-        return 0.0
+        oldest = self.live.oldest()
+        return 0.0 if oldest is None else max(0.0, self.clock() - oldest)
 
     def throttled_keys(self) -> int:
         """Devices/users with events waiting aside."""
@@ -234,7 +241,7 @@ class DeliveryEngine:
         project_wait = 0.0
         slots = policy.slots(now, self.caps.concurrency)
         while len(self._inflight) < slots and (request := batcher.next()) is not None:
-            project_wait = self.project.admit(len(request.batch), now)
+            project_wait = self.project.admit(request.events, now)
             if project_wait > 0:
                 break
             batcher.pop(request)
@@ -268,6 +275,22 @@ class DeliveryEngine:
         self.live.idle.set()
         self._wake.set()
 
+    def _split(self, run: PendingRun, tail: PendingRun) -> None:
+        """The batcher split ``run``: its tail is held from now on too."""
+        self.live.replace(run, [run, tail])
+
+    def _apart(self, items: Sequence[Queued]) -> list[Pending]:
+        """``items`` with each run taken apart into its payloads, held one by one from now on."""
+        out: list[Pending] = []
+        for item in items:
+            if isinstance(item, Pending):
+                out.append(item)
+            else:
+                parts = item.apart()
+                self.live.replace(item, parts)
+                out += parts
+        return out
+
     def _fits(self, item: Pending) -> bool:
         """Whether ``item`` fits a request at all; if not it is dead-lettered."""
         if self.batcher.fits(item):
@@ -293,7 +316,8 @@ class DeliveryEngine:
         # the two would otherwise bunch one device's requests together on the wire.
         queued = request.batch
         batch = queued if request.admitted else self.departures.admit(queued, self.clock())
-        self.project.refund(len(queued) - len(batch))
+        if batch is not queued:
+            self.project.refund(request.events - sum([item.count for item in batch]))
         if not batch or self.faults.failed:
             return
         try:
@@ -306,7 +330,12 @@ class DeliveryEngine:
         self.metrics.request_bytes.labels(self.name).inc(result.body_bytes)
         now = self.clock()
         with contextlib.suppress(Fault):  # reported where raised (a dead letter); the fault stops the engine
-            decision = self.policy.decide(batch, request.attempt, result.outcome, now, result.status)
+            outcome = result.outcome
+            if isinstance(outcome, Delivered):
+                decision = self.policy.delivered(batch)
+            else:  # the policy looks at payloads one by one (by index, by device): runs are taken apart
+                each = self._apart(batch)
+                decision = self.policy.decide(each, request.attempt, outcome, now, result.status)
             self._apply(decision, now)
         self._wake.set()
 
@@ -340,7 +369,7 @@ class DeliveryEngine:
                 retry.reason,
                 len(retry.batch),
                 retry.after,
-                len(self.live.items),
+                self.live.events,
                 self.refusals.cause,
                 retry.status,
             )

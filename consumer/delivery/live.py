@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from consumer.events import Pending
+from consumer.events import Pending, Queued
 from consumer.ops.faults import Fault, Faults
 from consumer.positions.deadletter import DeadLetterOutput
 from consumer.settings import LimitSettings
 
 log = logging.getLogger("currents.delivery")
 
-DoneCallback = Callable[[list[Pending], str, str], None]
-"""Told the events that ended together, their outcome (``delivered`` or ``dead_lettered``) and reason."""
+DoneCallback = Callable[[list[Queued], str, str], None]
+"""Told the events that ended together (payloads alone or in runs), their outcome (``delivered`` or
+``dead_lettered``) and reason."""
 
 
 class LiveEvents:
@@ -48,8 +49,11 @@ class LiveEvents:
         self.decode = decode
         self.on_done = on_done
         self.faults = faults
-        self.items: dict[int, Pending] = {}
-        """The events held, by ``id``, oldest first."""
+        self.items: dict[int, Queued] = {}
+        """What is held, by ``id``: payloads alone and runs of them (a run split or taken apart is held as
+        its parts from then on, :meth:`replace`)."""
+        self.events = 0
+        """The payloads held (a run counts each of its own)."""
         self.bytes = 0
         """Their bytes (:attr:`~consumer.events.Pending.size`)."""
         self.room = asyncio.Event()
@@ -64,7 +68,19 @@ class LiveEvents:
         if not self.room.is_set():
             return [0, 0]
         limits = self.limits
-        return [limits.max_pending - len(self.items), limits.max_pending_bytes - self.bytes]
+        return [limits.max_pending - self.events, limits.max_pending_bytes - self.bytes]
+
+    def replace(self, item: Queued, parts: Sequence[Queued]) -> None:
+        """Hold ``parts`` (the same payloads: a run split or taken apart) instead of ``item``."""
+        live = self.items
+        if live.pop(id(item), None) is not None:
+            live.update([(id(part), part) for part in parts])
+
+    def oldest(self) -> float | None:
+        """When the oldest payload held was first taken (``None`` when none is)."""
+        if not self.items:
+            return None
+        return min([item.first_attempt for item in self.items.values()])
 
     def dead(self, item: Pending, reason: str, detail: str = "", last: tuple[str, int] | None = None) -> None:
         """Dead-letter ``item``; ``last`` is the last answer it had (reason, HTTP status), if any."""
@@ -84,14 +100,15 @@ class LiveEvents:
             raise
         self.finish([item], "dead_lettered", reason)
 
-    def finish(self, items: list[Pending], outcome: str, reason: str) -> None:
+    def finish(self, items: Sequence[Queued], outcome: str, reason: str) -> None:
         """End those of ``items`` still held with ``outcome`` (``delivered``, ``dead_lettered``)."""
         live = self.items
         ended = [item for item in items if live.pop(id(item), None) is not None]
         if not ended:
             return
+        self.events -= sum([item.count for item in ended])
         self.bytes -= sum([item.size for item in ended])
-        if len(live) < self.limits.max_pending and self.bytes < self.limits.max_pending_bytes:
+        if self.events < self.limits.max_pending and self.bytes < self.limits.max_pending_bytes:
             self.room.set()
         if not live:
             self.idle.set()

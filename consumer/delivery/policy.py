@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from tenacity import RetryCallState, Retrying, stop_never, wait_exponential, wait_random
 from tenacity.wait import wait_base
 
-from consumer.events import Pending, key_ids
+from consumer.events import Pending, Queued, key_ids
 from consumer.sinks.base import Delivered, Fatal, Outcome, Rejected, RetryLater, Throttled, TooLarge
 
 
@@ -99,7 +99,7 @@ class Decision:
     """What to do with the events of one answered request; every event of the batch is in exactly one
     of ``delivered``, ``dead``, ``resend``, ``held`` and ``retry``."""
 
-    delivered: list[Pending] = field(default_factory=list)
+    delivered: Sequence[Queued] = field(default_factory=list)
     dead: list[tuple[Pending, str, str]] = field(default_factory=list)
     """(event, reason, detail) to dead-letter, in order."""
     resend: list[tuple[list[Pending], int]] = field(default_factory=list)
@@ -144,6 +144,15 @@ class RetryPolicy:
         """Requests that may be in flight now: none before the gate, one (a probe) while failing."""
         return 0 if now < self.gate else 1 if self.failures else concurrency
 
+    def delivered(self, batch: Sequence[Queued]) -> Decision:
+        """The decision for ``batch`` (payloads, runs of them) delivered whole: the fast path of
+        :meth:`decide`, which looks at no payload."""
+        d = Decision(delivered=batch)
+        _configuration(d, Delivered())
+        self.failures = 0
+        self.gate = 0.0
+        return d
+
     def decide(
         self, batch: list[Pending], attempt: int, outcome: Outcome, now: float, status: int = 0
     ) -> Decision:
@@ -155,8 +164,8 @@ class RetryPolicy:
             self.failures = 0
             self.gate = 0.0
         if isinstance(outcome, Delivered):
-            d.delivered = batch
-        elif isinstance(outcome, Rejected):
+            return self.delivered(batch)
+        if isinstance(outcome, Rejected):
             _rejected(d, batch, attempt, outcome)
         elif isinstance(outcome, TooLarge):
             _too_large(d, batch, attempt)

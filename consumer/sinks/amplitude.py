@@ -31,7 +31,7 @@ import httpx
 import orjson
 from zlib_ng import zlib_ng
 
-from consumer.events import Pending, key_ids
+from consumer.events import Queued, key_column, key_ids
 from consumer.settings import AmplitudeSettings
 from consumer.sinks.base import (
     Delivered,
@@ -48,7 +48,8 @@ from consumer.sinks.base import (
 
 
 def build_body(api_key: str, encoded: Sequence[bytes], min_id_length: int) -> bytes:
-    """The JSON request body from already-encoded events (no re-encoding of events on resends)."""
+    """The JSON request body from already-encoded events (no re-encoding of events on resends): each of
+    ``encoded`` is one event, or a run of them already separated by commas."""
     return b"".join(
         (
             b'{"api_key":',
@@ -77,7 +78,7 @@ NOT_JSON = object()
 
 
 def classify(
-    status: int, body: Any, headers: httpx.Headers, batch: Sequence[Pending], *, url: str = ""
+    status: int, body: Any, headers: httpx.Headers, batch: Sequence[Queued], *, url: str = ""
 ) -> Outcome:
     """Map one Amplitude answer to an :data:`Outcome` (pure; tested against every documented body).
 
@@ -113,33 +114,35 @@ def _not_amplitude(body: Any, url: str) -> RetryLater:
     return RetryLater("not_json" if body is NOT_JSON else "not_amplitude", endpoint=url or "?")
 
 
-def _classify_400(data: dict[str, Any], headers: httpx.Headers, batch: Sequence[Pending]) -> Outcome:
+def _classify_400(data: dict[str, Any], headers: httpx.Headers, batch: Sequence[Queued]) -> Outcome:
     """A 400: a bad API key (retried once credentials change), the events Amplitude names as invalid or
     silenced (dropped), or, when it names none, a fatal error."""
     error = str(data.get("error", ""))
     if "api key" in error.lower() or data.get("missing_field") == "api_key":
         return RetryLater("invalid_api_key", retry_after(headers), credentials=True)
     reasons: dict[int, str] = {}
-    size = len(batch)
+    keys = key_column(batch)  # Amplitude names events by their index in the request
+    size = len(keys)
     _indices(data.get("events_with_invalid_fields"), "invalid_field", reasons, size)
     _indices(data.get("events_with_missing_fields"), "missing_field", reasons, size)
     _indices(data.get("events_with_invalid_id_lengths"), "invalid_id_length", reasons, size)
-    _silenced(data, batch, reasons)
+    _silenced(data, keys, reasons)
     if reasons:
         return Rejected(reasons)
     return Fatal("http_400", error[:200])
 
 
-def _silenced(data: dict[str, Any], batch: Sequence[Pending], reasons: dict[int, str]) -> None:
-    """Mark the silenced events, by index and by device, that have no other reason yet."""
-    size = len(batch)
+def _silenced(data: dict[str, Any], keys: list[tuple[str, ...]], reasons: dict[int, str]) -> None:
+    """Mark the silenced events (``keys``: each event's limiter keys), by index and by device, that have no
+    other reason yet."""
+    size = len(keys)
     for i in data.get("silenced_events") or []:
         if isinstance(i, int) and 0 <= i < size:
             reasons.setdefault(i, "silenced")
     silenced = {d for d in data.get("silenced_devices") or [] if isinstance(d, str)}
     if silenced:
-        for i, item in enumerate(batch):
-            if key_ids(item.keys)[0] in silenced:
+        for i, each in enumerate(keys):
+            if key_ids(each)[0] in silenced:
                 reasons.setdefault(i, "silenced")
 
 
@@ -230,9 +233,9 @@ class AmplitudeSink:
         """Bytes of a request body around its events (key, options)."""
         return len(build_body(self._key, [], self.settings.min_id_length))
 
-    async def send(self, batch: Sequence[Pending]) -> SendResult:
+    async def send(self, batch: Sequence[Queued]) -> SendResult:
         """One attempt: post ``batch`` and classify the answer."""
-        body = build_body(self._key, [p.encoded for p in batch], self.settings.min_id_length)
+        body = build_body(self._key, [item.part() for item in batch], self.settings.min_id_length)
         size = len(body)
         headers = {"Content-Type": "application/json"}
         if self.settings.gzip:

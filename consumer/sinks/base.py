@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from consumer.events import Pending
+from consumer.events import Queued
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +136,7 @@ class Sink(Protocol):
         """Release connections; no send follows."""
         ...
 
-    async def send(self, batch: Sequence[Pending]) -> SendResult:
+    async def send(self, batch: Sequence[Queued]) -> SendResult:
         """Send ``batch`` once and classify the answer."""
         ...
 

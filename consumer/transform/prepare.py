@@ -21,7 +21,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from consumer.decode.avro import DecodeError, MessageRun, SchemaResolver, decode_message
-from consumer.events import CurrentsRecord, Stream
+from consumer.events import CurrentsRecord, Group, PendingRun, Stream
 from consumer.transform.base import Skip
 
 if TYPE_CHECKING:
@@ -46,8 +46,10 @@ Output = Skip | Unencodable | list[Encoded]
 class Payloads:
     """One destination's payloads of a :class:`Chunk`'s rows, as columns.
 
-    Payload ``i`` is ``blob[ends[i - 1]:ends[i]]`` (from 0 for the first), made of row ``rows[i]`` (rows
-    ascending; a row has zero, one or more payloads), with limiter keys ``keys[i]``. The rows this
+    Payload ``i`` is ``blob[ends[i - 1] + 1:ends[i]]`` (from 0 for the first): the payloads stand in the
+    blob separated by commas, as in a request body, so consecutive payloads are one slice of it. It was
+    made of row ``rows[i]`` (rows ascending; a row has zero, one or more payloads) and has limiter keys
+    ``keys[i]``. The rows this
     destination skipped and those whose payload could not be encoded are listed apart, ``(row, reason)``.
     """
 
@@ -61,12 +63,23 @@ class Payloads:
     def payload(self, i: int) -> bytes:
         """Payload ``i``'s bytes."""
         ends = self.ends
-        return self.blob[ends[i - 1] if i else 0 : ends[i]]
+        return self.blob[ends[i - 1] + 1 if i else 0 : ends[i]]
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """The payloads ``[first, after)`` made of rows ``[start, end)``."""
         rows = self.rows
         return bisect_left(rows, start), bisect_left(rows, end)
+
+    def run(
+        self,
+        first: int,
+        after: int,
+        rows_of: tuple[Sequence[str], Sequence[int], Group],
+        first_attempt: float,
+    ) -> PendingRun:
+        """Payloads ``[first, after)`` on their way together; ``rows_of`` is their chunk's (types, offsets)
+        and the group they owe to."""
+        return PendingRun((self.blob, self.ends, self.rows, self.keys), rows_of, first, after, first_attempt)
 
     def apart(self, start: int, end: int) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
         """The skips and unencodable rows among rows ``[start, end)``."""
@@ -147,11 +160,9 @@ class ChunkBuilder:
         for output, payloads, parts in zip(outputs, self._out, self._parts, strict=True):
             if isinstance(output, list):
                 ends = payloads.ends
-                end = ends[-1] if ends else 0
                 for encoded, keys in output:
                     parts.append(encoded)
-                    end += len(encoded)
-                    ends.append(end)
+                    ends.append((ends[-1] + 1 if ends else 0) + len(encoded))  # after a comma
                     payloads.rows.append(row)
                     payloads.keys.append(keys)
             elif isinstance(output, Skip):
@@ -168,7 +179,7 @@ class ChunkBuilder:
     def build(self) -> Chunk:
         """The chunk of every row added."""
         for payloads, parts in zip(self._out, self._parts, strict=True):
-            payloads.blob = b"".join(parts)
+            payloads.blob = b",".join(parts)
         return Chunk(self.stream, self.offsets, self.types, tuple(self._out), self.bad)
 
 

@@ -34,6 +34,8 @@ from daemon_harness import (
 )
 from kafka_harness import committed_offsets, eventually, produce
 
+from consumer.events import apart
+
 
 @pytest.fixture(autouse=True)
 def _no_daemon_outlives_its_test() -> Iterator[None]:
@@ -130,7 +132,7 @@ async def test_nothing_committed_while_amplitude_is_down_then_everything_arrives
         await eventually(lambda: bool(daemon.consumer.paused()), within=30, message="partitions paused")
         assert daemon.pipeline.engine.pending <= 300
         first_pending: dict[TopicPartition, int] = {}
-        for item in daemon.pipeline.engine.live.items.values():
+        for item in apart(daemon.pipeline.engine.live.items.values()):
             tp = TopicPartition(item.position.source, item.position.partition)
             first_pending[tp] = min(first_pending.get(tp, 1 << 62), item.position.offset)
         await daemon.commit()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from amplitude_harness import (
     KEY,
+    RUN_SIZES,
     Engine,
     engine,
     event,
@@ -26,7 +27,7 @@ from amplitude_harness import (
 )
 from currents_devkit.simulator.server import AmplitudeSimulator
 
-from consumer.events import Pending, json_payload
+from consumer.events import Queued, json_payload
 
 
 async def deliver(e: Engine, events: list[dict[str, Any]], within: float = 30.0) -> None:
@@ -49,9 +50,10 @@ def assert_arrived_exactly(sim: AmplitudeSimulator, events: list[dict[str, Any]]
         assert by_id[ev["insert_id"]] == ev
 
 
-async def test_every_event_arrives_exactly_as_sent(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runs", RUN_SIZES)
+async def test_every_event_arrives_exactly_as_sent(tmp_path: Path, runs: int) -> None:
     events = [event(i, user=f"user-{i % 50:03d}", event_properties={"n": i, "s": "é"}) for i in range(300)]
-    async with simulator() as sim, engine(settings(sim, tmp_path)) as e:
+    async with simulator() as sim, engine(settings(sim, tmp_path), runs) as e:
         await deliver(e, events)
         assert_arrived_exactly(sim, events)
         assert_all_ended_once(e, events)
@@ -62,9 +64,10 @@ async def test_every_event_arrives_exactly_as_sent(tmp_path: Path) -> None:
         assert e.records() == []
 
 
-async def test_a_5xx_storm_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runs", RUN_SIZES)
+async def test_a_5xx_storm_loses_nothing_and_duplicates_nothing(tmp_path: Path, runs: int) -> None:
     events = [event(i) for i in range(400)]
-    async with simulator() as sim, engine(settings(sim, tmp_path, CURRENTS_BATCH_EVENTS="25")) as e:
+    async with simulator() as sim, engine(settings(sim, tmp_path, CURRENTS_BATCH_EVENTS="25"), runs) as e:
         sim.faults.storm(0.6, seed=7, statuses=(500, 502, 503, 504), retry_after=0.02)
         await deliver(e, events)
         failures = sum(n for status, n in sim.stats.requests_by_status.items() if status >= 500)
@@ -75,12 +78,15 @@ async def test_a_5xx_storm_loses_nothing_and_duplicates_nothing(tmp_path: Path) 
         assert e.records() == []
 
 
-async def test_a_destination_that_is_down_is_probed_once_per_backoff_not_hammered(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runs", RUN_SIZES)
+async def test_a_destination_that_is_down_is_probed_once_per_backoff_not_hammered(
+    tmp_path: Path, runs: int
+) -> None:
     """50 one-event requests wait while every answer is 503: one probe per backoff (0.2 s here), then
     full concurrency again as soon as a probe gets through."""
     events = [event(i) for i in range(50)]
     env = {"CURRENTS_BATCH_EVENTS": "1", "CURRENTS_MAX_BACKOFF": "200ms"}
-    async with simulator() as sim, engine(settings(sim, tmp_path, **env)) as e:
+    async with simulator() as sim, engine(settings(sim, tmp_path, **env), runs) as e:
         sim.faults.down()
         await e.submit_all(events)
         # The first failures can come together (up to --concurrency requests were already in flight).
@@ -97,10 +103,11 @@ async def test_a_destination_that_is_down_is_probed_once_per_backoff_not_hammere
         assert_all_ended_once(e, events)
 
 
-async def test_a_500_after_storing_is_deduplicated_by_insert_id(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runs", RUN_SIZES)
+async def test_a_500_after_storing_is_deduplicated_by_insert_id(tmp_path: Path, runs: int) -> None:
     """After a 500/502/504 Amplitude may have kept the events; the resend carries the same ids."""
     events = [event(i) for i in range(50)]
-    async with simulator() as sim, engine(settings(sim, tmp_path)) as e:
+    async with simulator() as sim, engine(settings(sim, tmp_path), runs) as e:
         sim.faults.fail_next(2, 502, ingest=True, retry_after=0.02)
         await deliver(e, events)
         assert sim.stats.events_duplicate > 0
@@ -108,9 +115,10 @@ async def test_a_500_after_storing_is_deduplicated_by_insert_id(tmp_path: Path) 
         assert_all_ended_once(e, events)
 
 
-async def test_dropped_connections_are_retried(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runs", RUN_SIZES)
+async def test_dropped_connections_are_retried(tmp_path: Path, runs: int) -> None:
     events = [event(i) for i in range(60)]
-    async with simulator() as sim, engine(settings(sim, tmp_path, CURRENTS_BATCH_EVENTS="10")) as e:
+    async with simulator() as sim, engine(settings(sim, tmp_path, CURRENTS_BATCH_EVENTS="10"), runs) as e:
         sim.faults.close_next(4)
         await deliver(e, events)
         assert_arrived_exactly(sim, events)
@@ -122,23 +130,25 @@ async def test_dropped_connections_are_retried(tmp_path: Path) -> None:
         )
 
 
-async def test_a_project_wide_429_waits_as_asked_then_delivers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runs", RUN_SIZES)
+async def test_a_project_wide_429_waits_as_asked_then_delivers(tmp_path: Path, runs: int) -> None:
     events = [event(i) for i in range(20)]
-    async with simulator() as sim, engine(settings(sim, tmp_path)) as e:
+    async with simulator() as sim, engine(settings(sim, tmp_path), runs) as e:
         sim.faults.fail_next(1, 429, retry_after=0.05)
         await deliver(e, events)
         assert sim.stats.requests_by_status[429] == 1
         assert_arrived_exactly(sim, events)
 
 
-async def test_hot_devices_are_held_back_and_everyone_else_flows(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runs", RUN_SIZES)
+async def test_hot_devices_are_held_back_and_everyone_else_flows(tmp_path: Path, runs: int) -> None:
     """The engine paces nothing here (a huge device rate): the simulator answers 429 for the hot devices,
     and only their events wait; every other event is resent at once and arrives."""
     hot = [f"hot-device-{k}" for k in range(3)]
     events = [event(i, device=hot[i % 3]) for i in range(150)] + [event(i) for i in range(150, 450)]
     async with simulator() as sim:
         s = settings(sim, tmp_path, CURRENTS_DEVICE_RATE="100000", CURRENTS_THROTTLE_PENALTY="200ms")
-        async with engine(s) as e:
+        async with engine(s, runs) as e:
             await e.submit_all(events)
             await eventually(
                 lambda: e.engine.throttled_keys() > 0, within=10, message="hot devices held back"
@@ -153,7 +163,8 @@ async def test_hot_devices_are_held_back_and_everyone_else_flows(tmp_path: Path)
                 assert max(per_second.values()) <= 30, device
 
 
-async def test_the_engine_paces_each_device_on_the_wire(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runs", RUN_SIZES)
+async def test_the_engine_paces_each_device_on_the_wire(tmp_path: Path, runs: int) -> None:
     """With the simulator counting but never refusing, what arrives per device and per whole second is
     what the engine sent: never above the device rate, however batching groups the events.
 
@@ -165,7 +176,7 @@ async def test_the_engine_paces_each_device_on_the_wire(tmp_path: Path) -> None:
     live = [event(i) for i in range(1000, 1800)]
     async with (
         simulator(http_v2_eps=0) as sim,
-        engine(settings(sim, tmp_path, CURRENTS_BATCH_AGE="300ms")) as e,
+        engine(settings(sim, tmp_path, CURRENTS_BATCH_AGE="300ms"), runs) as e,
     ):
         await e.submit_all(backlog)
         for i, ev in enumerate(live):
@@ -180,10 +191,11 @@ async def test_the_engine_paces_each_device_on_the_wire(tmp_path: Path) -> None:
         assert len(sim.counts_per_second("user_id")["user-0"]) >= 4
 
 
-async def test_413_splits_until_requests_fit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runs", RUN_SIZES)
+async def test_413_splits_until_requests_fit(tmp_path: Path, runs: int) -> None:
     events = [event(i) for i in range(120)]
     big = event(120, event_properties={"blob": "x" * 5000})
-    async with simulator(http_v2_max_bytes=3000) as sim, engine(settings(sim, tmp_path)) as e:
+    async with simulator(http_v2_max_bytes=3000) as sim, engine(settings(sim, tmp_path), runs) as e:
         await deliver(e, [*events, big])
         assert sim.stats.requests_by_status[413] >= 3
         assert_arrived_exactly(sim, events)
@@ -193,12 +205,13 @@ async def test_413_splits_until_requests_fit(tmp_path: Path) -> None:
         assert record["detail"] == "413 for a single event"
 
 
-async def test_batch_bytes_bounds_the_whole_request_body(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runs", RUN_SIZES)
+async def test_batch_bytes_bounds_the_whole_request_body(tmp_path: Path, runs: int) -> None:
     """``--batch-bytes`` set to Amplitude's cap never draws a 413: the body around the events counts."""
     events = [event(i, event_properties={"pad": "p" * (i % 40)}) for i in range(400)]
     async with simulator(http_v2_max_bytes=4000) as sim:
         s = settings(sim, tmp_path, CURRENTS_BATCH_BYTES="4000", CURRENTS_BATCH_AGE="1s")
-        async with engine(s) as e:
+        async with engine(s, runs) as e:
             await deliver(e, events)
             assert 413 not in sim.stats.requests_by_status
             assert_arrived_exactly(sim, events)
@@ -219,14 +232,16 @@ INVALID: dict[int, tuple[dict[str, Any], str]] = {
 
 
 @pytest.mark.parametrize("first_only", [False, True], ids=["all-indices", "first-index-only"])
-async def test_partial_400_dead_letters_exactly_the_invalid_events(tmp_path: Path, first_only: bool) -> None:
+@pytest.mark.parametrize("runs", RUN_SIZES)
+async def test_partial_400_dead_letters_exactly_the_invalid_events(
+    tmp_path: Path, first_only: bool, runs: int
+) -> None:
     events = [event(i, **INVALID[i][0]) if i in INVALID else event(i) for i in range(40)]
     async with (
         simulator(first_invalid_index_only=first_only) as sim,
-        engine(settings(sim, tmp_path, AMPLITUDE_MIN_ID_LENGTH="5")) as e,
+        engine(settings(sim, tmp_path, AMPLITUDE_MIN_ID_LENGTH="5"), runs) as e,
     ):
-        for i, ev in enumerate(events):
-            await e.engine.submit(pending(ev, i, source="input/part-0.avro"))
+        await e.submit_all(events, source="input/part-0.avro")
         assert await e.engine.drain(20)
         valid = [ev for i, ev in enumerate(events) if i not in INVALID]
         assert_arrived_exactly(sim, valid)
@@ -243,9 +258,13 @@ async def test_partial_400_dead_letters_exactly_the_invalid_events(tmp_path: Pat
             assert record["event_type"] == "users.behaviors.CustomEvent"
 
 
-async def test_an_invalid_key_keeps_every_event_until_the_key_is_accepted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runs", RUN_SIZES)
+async def test_an_invalid_key_keeps_every_event_until_the_key_is_accepted(tmp_path: Path, runs: int) -> None:
     events = [event(i) for i in range(50)]
-    async with simulator(api_keys=frozenset({"some-other-key"})) as sim, engine(settings(sim, tmp_path)) as e:
+    async with (
+        simulator(api_keys=frozenset({"some-other-key"})) as sim,
+        engine(settings(sim, tmp_path), runs) as e,
+    ):
 
         def failing_gauge() -> float | None:
             return e.metrics.registry.get_sample_value(
@@ -276,7 +295,7 @@ async def test_submit_blocks_while_full_and_everything_flows_once_amplitude_is_b
         sim.faults.down()
         peak = 0
 
-        def observe(items: list[Pending], outcome: str, reason: str) -> None:
+        def observe(items: list[Queued], outcome: str, reason: str) -> None:
             nonlocal peak
             peak = max(peak, e.engine.pending)
             Engine.on_done(e, items, outcome, reason)
@@ -319,19 +338,24 @@ async def test_a_freed_request_slot_is_used_at_once(tmp_path: Path) -> None:
             assert_arrived_exactly(sim, events)
 
 
-async def test_daily_quota_of_the_engine_dead_letters_the_excess(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runs", RUN_SIZES)
+async def test_daily_quota_of_the_engine_dead_letters_the_excess(tmp_path: Path, runs: int) -> None:
     events = [event(i, device="busy-device") for i in range(8)] + [event(i) for i in range(8, 12)]
-    async with simulator() as sim, engine(settings(sim, tmp_path, CURRENTS_DEVICE_DAILY_LIMIT="5")) as e:
+    async with (
+        simulator() as sim,
+        engine(settings(sim, tmp_path, CURRENTS_DEVICE_DAILY_LIMIT="5"), runs) as e,
+    ):
         await deliver(e, events)
         assert sorted(e.dead_lettered().values()) == ["daily_quota"] * 3
         assert len(sim.events) == 9
         assert Counter(r["reason"] for r in e.records()) == {"daily_quota": 3}
 
 
-async def test_daily_quota_reported_by_amplitude_dead_letters_those_events(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runs", RUN_SIZES)
+async def test_daily_quota_reported_by_amplitude_dead_letters_those_events(tmp_path: Path, runs: int) -> None:
     """Amplitude's own count says the device is over: its events go to dead-letter, the rest arrive."""
     events = [event(i, device="busy-device") for i in range(4)] + [event(i) for i in range(4, 10)]
-    async with simulator(daily_quota=3) as sim, engine(settings(sim, tmp_path)) as e:
+    async with simulator(daily_quota=3) as sim, engine(settings(sim, tmp_path), runs) as e:
         await deliver(e, events)
         dead = e.dead_lettered()
         assert set(dead.values()) == {"daily_quota"}

@@ -310,17 +310,45 @@ async def test_read_ahead_keeps_at_most_in_flight_objects_open(tmp_path: Path) -
         assert store.most_open == in_flight, "read-ahead did not run ahead"
 
 
-async def test_more_files_in_flight_hide_the_latency_of_each_object(tmp_path: Path) -> None:
+class Together(FlakyStore):
+    """A store whose first ``n`` opens wait for one another (a barrier) before they answer: they pass only
+    if ``n`` objects' first-byte latencies are under way at once, and break (``BrokenBarrierError``, a
+    failed read) after ``timeout`` seconds otherwise."""
+
+    def __init__(self, data: bytes, n: int, timeout: float) -> None:
+        super().__init__(data)
+        self.barrier = threading.Barrier(n, timeout=timeout)
+        self.left = n
+
+    def open(self, obj: StoredObject) -> IO[bytes]:
+        with self._lock:
+            wait, self.left = self.left > 0, self.left - 1
+        if wait:
+            self.barrier.wait()
+        return super().open(obj)
+
+
+@pytest.mark.parametrize(("in_flight", "together"), [(4, 4), (2, 2)])
+async def test_more_files_in_flight_hide_the_latency_of_each_object(
+    tmp_path: Path, in_flight: int, together: int
+) -> None:
+    """``in_flight`` objects wait for their first bytes at once (what hides each one's latency): the
+    first ``together`` opens pass a barrier only if all of them are under way together. (A timed ratio
+    of 1 against 4 in flight failed under a loaded test run.)"""
     data, _ = avro_bytes(tmp_path, 50)
-    elapsed = {}
-    for in_flight in (1, 4):
-        started = time.monotonic()
-        await drain(
-            ReadAhead(iter(objects(16)), FixedStores(FlakyStore(data, delay=0.05)), in_flight=in_flight)
-        )
-        elapsed[in_flight] = time.monotonic() - started
-    assert elapsed[1] >= 16 * 0.05
-    assert elapsed[4] < elapsed[1] / 2, elapsed
+    store = Together(data, together, timeout=10)
+    seen = await drain(ReadAhead(iter(objects(16)), FixedStores(store), in_flight=in_flight))
+    assert [count for _, count, _ in seen] == [50] * 16
+    assert not store.barrier.broken
+
+
+async def test_one_file_in_flight_waits_for_each_object_alone(tmp_path: Path) -> None:
+    """The barrier above can fail: with one object in flight, two opens are never under way together."""
+    data, _ = avro_bytes(tmp_path, 50)
+    store = Together(data, 2, timeout=0.5)
+    with pytest.raises(ReadError):
+        await drain(ReadAhead(iter(objects(2)), FixedStores(store), in_flight=1))
+    assert store.barrier.broken
 
 
 async def test_stopping_early_closes_every_object_read_ahead(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from consumer.app.pipeline import Pipeline
 from consumer.decode.avro import DecodeError, MessageRun, decode_message
 from consumer.decode.schemas import parsed_schema
 from consumer.delivery.destination import Destination
-from consumer.events import Group, Pending, Position
+from consumer.events import Group, PendingRun, Position, Queued
 from consumer.ops.metrics import Metrics
 from consumer.positions.deadletter import DeadLetterWriter, read_dead_letters
 from consumer.settings import load
@@ -120,7 +120,7 @@ class NeverCalled:
     async def close(self) -> None:
         pass
 
-    async def send(self, batch: Sequence[Pending]) -> SendResult:
+    async def send(self, batch: Sequence[Queued]) -> SendResult:
         raise AssertionError("nothing should be sent")
 
 
@@ -208,13 +208,18 @@ async def test_a_group_is_acknowledged_once_when_every_destination_ended_every_p
     assert pipeline.queue_run(chunk_of(("t", 3), rows)) == 2
     (group,) = tracked
     assert (group.stream, group.first, group.last, group.owed) == (("t", 3), 40, 42, 4)
-    first, second = (list(engine.live.items.values()) for engine in pipeline.engines)
+    # each engine holds one run of the rows' payloads, their part of a request body one slice
+    (run,), second = (list(engine.live.items.values()) for engine in pipeline.engines)
+    assert isinstance(run, PendingRun) and (run.count, run.part()) == (3, b"a1,a2,b1")
+    assert run.size == sum(len(p) + 1 for p in (b"a1", b"a2", b"b1")) and pipeline.engine.pending == 3
+    first = run.apart()  # one at a time from here (as when a device waits aside)
+    pipeline.engines[0].live.replace(run, first)
     assert [(p.encoded, p.position) for p in first] == [
         (b"a1", Position("t", 3, 40)),
         (b"a2", Position("t", 3, 40)),
         (b"b1", Position("t", 3, 42)),
     ]
-    assert [(p.encoded, p.position) for p in second] == [(b"b2", Position("t", 3, 42))]
+    assert [(p.part(), p.count) for p in second] == [(b"b2", 1)]
     pipeline.engines[1].live.finish(second, "delivered", "")
     pipeline.engines[0].live.finish(first[1:], "delivered", "")
     assert acked == [] and group.owed == 1
