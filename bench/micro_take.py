@@ -6,7 +6,10 @@ records of one payload each over 20,000 devices on 4 partitions, then queues the
 (one chunk per partition, as a worker answers a batch):
 
 * ``none``: builds everything and queues nothing (the baseline);
-* ``run``: ``Pipeline.queue_run`` per chunk, what the daemon does.
+* ``run``: ``Pipeline.queue_run`` per chunk, what the daemon does;
+* ``deliver``: the same, with a sink that builds each request's body as the Amplitude sink does and
+  answers "delivered" at once, then drains: the main process's whole delivery work per record
+  (queueing, batching, the limiter, bodies, ending, acknowledging) without HTTP and gzip.
 
 (An ``each`` mode timed ``Pipeline.take``, one record at a time, which the daemon used before it took
 runs; that method is gone. docs/performance.md keeps the comparison.)
@@ -30,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,13 +41,16 @@ from prometheus_client import CollectorRegistry
 
 from consumer.app.pipeline import Pipeline
 from consumer.delivery.destination import Destination
-from consumer.events import Queued
 from consumer.ops.metrics import Metrics
 from consumer.positions.deadletter import DeadLetterWriter
 from consumer.settings import load
-from consumer.sinks.base import SendResult
+from consumer.sinks.amplitude import build_body
+from consumer.sinks.base import Delivered, SendResult
 from consumer.transform.amplitude import AmplitudeMapper, Transformer
 from consumer.transform.prepare import Chunk, ChunkBuilder
+
+if TYPE_CHECKING:
+    from consumer.events import Queued  # a name of revisions with runs of payloads only
 
 BATCH = 256
 EVENT_TYPE = "users.behaviors.CustomEvent"
@@ -62,6 +69,25 @@ class Unanswered:
         raise AssertionError("unreachable")
 
 
+class Answering:
+    """A sink that builds each request's body and answers "delivered" at once."""
+
+    overhead = len(build_body("k", [], 5))
+
+    async def close(self) -> None:
+        pass
+
+    async def send(self, batch: Sequence[Queued]) -> SendResult:
+        body = build_body("k", [part(item) for item in batch], 5)
+        return SendResult(Delivered(), 200, 0.0, len(body))
+
+
+def part(item: Any) -> bytes:
+    """``item``'s part of a body; on revisions before runs of payloads a ``Pending`` had only ``encoded``
+    (so one script measures both sides of that change)."""
+    return bytes(item.part() if hasattr(item, "part") else item.encoded)
+
+
 async def queue(mode: str, n: int, dead_letters: Path) -> float:
     """Queue ``n`` records the ``mode`` way; the seconds the queueing took."""
     settings = load(
@@ -74,7 +100,8 @@ async def queue(mode: str, n: int, dead_letters: Path) -> float:
         },
     )
     mapper = AmplitudeMapper(Transformer(settings.mapping))
-    destination = Destination("amplitude", mapper, Unanswered(), settings.amplitude, settings.limits)
+    sink = Answering() if mode == "deliver" else Unanswered()
+    destination = Destination("amplitude", mapper, sink, settings.amplitude, settings.limits)
     dead = DeadLetterWriter(settings.dead_letter)
     pipeline = Pipeline([destination], dead, Metrics(CollectorRegistry()), lambda _: None)
     body = b'{"event_type":"x","device_id":"%08d","insert_id":"%012d","time":1700000000000}'
@@ -87,17 +114,20 @@ async def queue(mode: str, n: int, dead_letters: Path) -> float:
         batches.append([b.build() for b in builders if len(b)])
     started = time.perf_counter()
     for chunks in batches:
-        if mode == "run":
+        if mode in ("run", "deliver"):
             for chunk in chunks:
                 pipeline.queue_run(chunk)
             await asyncio.sleep(0)
         elif mode != "none":
-            raise SystemExit(f"unknown mode {mode!r}: none or run")
+            raise SystemExit(f"unknown mode {mode!r}: none, run or deliver")
+    if mode == "deliver" and not await pipeline.drain(600):
+        raise SystemExit(f"deliver: {pipeline.pending} records still pending")
     elapsed = time.perf_counter() - started
     queued = pipeline.engine.pending
-    expected = 0 if mode == "none" else n
-    if queued != expected:
-        raise SystemExit(f"{mode}: {queued} records in the engine, expected {expected}")
+    expected = n if mode == "run" else 0
+    delivered = sum(pipeline.summary.done.values())
+    if queued != expected or delivered != (n if mode == "deliver" else 0):
+        raise SystemExit(f"{mode}: {queued} records in the engine, {delivered} delivered")
     dead.close()  # the engine is left as it is: its requests never end, asyncio.run cancels them
     return elapsed
 

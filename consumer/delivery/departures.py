@@ -9,8 +9,8 @@ events over the daily quota are dead-lettered (``daily_quota``). A waiting key's
 token, to leave before any queued request; every other key keeps flowing. Events whose retry window
 ends while waiting are dead-lettered (``retry_window_expired``). Time comes from the caller (``now``).
 
-Runs of payloads (:class:`~consumer.events.PendingRun`) go through whole while no key waits aside and
-every payload of a leaving request has a token (the usual case: one look at the limiter for the
+Runs of payloads (:class:`~consumer.events.PendingRun`) go through whole while none of their keys waits
+aside and every payload of a leaving request has a token (the usual case: one look at the limiter for the
 request's key column); otherwise they are taken apart (``apart``, which the engine then holds payload by
 payload) and each payload goes its own way as above."""
 
@@ -65,13 +65,22 @@ class Departures:
             self._batcher.add(item, now)
 
     def enqueue_many(self, items: Sequence[Queued], now: float) -> None:
-        """:meth:`enqueue` each payload of ``items`` in order; while no key waits aside (the usual case) they
-        join the open batch together, runs whole (those too large for any request are dead-lettered first,
-        by ``fits``)."""
-        if self.held:
-            for item in self._apart(items):
-                self.enqueue(item, now)
+        """:meth:`enqueue` each payload of ``items`` in order; while no key of theirs waits aside (the usual
+        case) they join the open batch together, runs whole (those too large for any request are
+        dead-lettered first, by ``fits``). A run with a payload whose key waits aside is taken apart."""
+        held = self.held
+        if not held:
+            self._join(items, now)
             return
+        for item in items:
+            if isinstance(item, PendingRun) and not held.holds_any(item.key_column()):
+                self._join((item,), now)
+            else:
+                for each in self._apart((item,)):
+                    self.enqueue(each, now)
+
+    def _join(self, items: Sequence[Queued], now: float) -> None:
+        """Put ``items`` (no key of which waits aside) in the open batch."""
         fits = self._fits
         # one look per item at its size; a payload's own size is looked at only in a run over the cap
         cap = self._batcher.caps.bytes_cap - self._batcher.overhead
@@ -132,21 +141,10 @@ class Departures:
         aside, ``batch`` leaves as it is (runs whole)."""
         keys = key_column(batch)
         verdicts = self.limiter.admit_many(keys, now)
-        if not self.held and verdicts.count(ADMIT) == len(verdicts):
-            return batch
-        send: list[Queued] = []
-        denied: dict[str, tuple[list[Pending], float]] = {}
-        for item, verdict in zip(self._apart(batch), verdicts, strict=True):
-            if verdict == ADMIT:
-                send.append(item)
-            elif verdict == DAILY_QUOTA:
-                self._dead(item, "daily_quota", "")
-            else:
-                items, wait = denied.get(item.keys[0], ([], 0.0))
-                items.append(item)
-                denied[item.keys[0]] = (items, max(wait, verdict))
-        for key, (items, wait) in denied.items():
-            self.held.hold(key, items, now + wait)
+        if verdicts.count(ADMIT) == len(verdicts):
+            send: Sequence[Queued] = batch  # every payload has its tokens: the batch leaves as it is
+        else:
+            send = self._split_by(verdicts, self._apart(batch), now)
         # A key whose released event just left (or ended) gets its next timer now (no key waits aside
         # in the usual case: then there is nothing to look at).
         if self.held:
@@ -154,4 +152,22 @@ class Departures:
                 queue = self.held.queue(key)
                 if queue and not self.held.armed(key):
                     self.held.arm(key, now + max(0.0, self.limiter.check(queue[0].keys, now)))
+        return send
+
+    def _split_by(self, verdicts: list[float], items: list[Pending], now: float) -> list[Queued]:
+        """The ``items`` whose verdict admits them; the others wait aside under their first key, or, over
+        the daily quota, are dead-lettered."""
+        send: list[Queued] = []
+        denied: dict[str, tuple[list[Pending], float]] = {}
+        for item, verdict in zip(items, verdicts, strict=True):
+            if verdict == ADMIT:
+                send.append(item)
+            elif verdict == DAILY_QUOTA:
+                self._dead(item, "daily_quota", "")
+            else:
+                waiting, wait = denied.get(item.keys[0], ([], 0.0))
+                waiting.append(item)
+                denied[item.keys[0]] = (waiting, max(wait, verdict))
+        for key, (waiting, wait) in denied.items():
+            self.held.hold(key, waiting, now + wait)
         return send

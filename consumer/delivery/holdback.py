@@ -13,7 +13,8 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from operator import itemgetter
 
 from consumer.events import Pending
 
@@ -34,6 +35,10 @@ class HoldBack:
     def queue(self, key: str) -> deque[Pending] | None:
         """``key``'s waiting events, oldest first (``None`` if it has none)."""
         return self._queues.get(key)
+
+    def holds_any(self, keys: Iterable[tuple[str, ...]]) -> bool:
+        """Whether any of ``keys`` (events' limiter keys) has its first key waiting here."""
+        return not self._queues.keys().isdisjoint(map(itemgetter(0), keys))
 
     def append(self, key: str, item: Pending) -> bool:
         """Queue ``item`` behind ``key``'s waiting events; ``False`` (nothing done) if it has none."""

@@ -8,12 +8,15 @@ as the payloads joined by commas, and none passes a cap (but for a payload that 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumer.delivery.batching import Batcher
-from consumer.events import Group, Pending, PendingRun, Queued, apart, key_column
+from consumer.delivery.departures import Departures
+from consumer.delivery.throttle import KeyLimiter
+from consumer.events import Group, Pending, PendingRun, Position, Queued, apart, key_column
 from consumer.settings.delivery import RequestShape
 from consumer.transform.prepare import ChunkBuilder
 
@@ -127,3 +130,60 @@ def test_a_payload_alone_keeps_its_own_bytes() -> None:
     first = run.apart()[0]
     assert isinstance(first, Pending) and first.encoded == first.part() == b"0000xxxx"
     assert len(first.encoded) == 8 and first.size == 9
+
+
+def departures(batcher: Batcher, rate: float = 1000.0) -> tuple[Departures, list[Queued], list[Pending]]:
+    """Departures over ``batcher`` with a per-key ``rate``; what it took apart and what it dead-lettered."""
+    taken_apart: list[Queued] = []
+    dead: list[Pending] = []
+
+    def take_apart(items: Sequence[Queued]) -> list[Pending]:
+        taken_apart.extend(item for item in items if isinstance(item, PendingRun))
+        return apart(items)
+
+    d = Departures(
+        KeyLimiter(rate, 500_000),
+        batcher,
+        fits=lambda item: True,
+        expired=lambda item, now: False,
+        dead=lambda item, reason, detail: dead.append(item),
+        apart=take_apart,
+    )
+    return d, taken_apart, dead
+
+
+def test_only_a_run_with_a_key_waiting_aside_is_taken_apart() -> None:
+    """Device d:3 waits aside: the run holding one of its payloads is taken apart and that payload queues
+    behind d:3's; the run without d:3 joins the batch whole."""
+    batcher = Batcher(RequestShape(100, 100_000, 1.0, 1), OVERHEAD)
+    d, taken_apart, _ = departures(batcher)
+    first, second = runs(payloads([6] * 8), [4])  # keys d:0 d:1 d:2 d:3 | d:4 d:0 d:1 d:2
+    waiting = Pending.alone("t", Position("t", 0, 1), b"{}", 0.0, ("d:3",))
+    d.hold("d:3", [waiting], until=10.0)
+    d.enqueue_many([first, second], now=1.0)
+    assert taken_apart == [first]
+    batcher.seal()
+    (request,) = batcher.ready
+    assert [type(item).__name__ for item in request.batch] == ["Pending"] * 3 + ["PendingRun"]
+    assert request.batch[-1] is second
+    queue = d.held.queue("d:3")
+    assert queue is not None and [p.position.offset for p in queue] == [1, 103]
+
+
+def test_a_request_leaves_whole_when_every_payload_has_a_token_and_apart_when_one_has_none() -> None:
+    batcher = Batcher(RequestShape(100, 100_000, 1.0, 1), OVERHEAD)
+    d, taken_apart, _ = departures(batcher, rate=1.0)
+    (run,) = runs(payloads([6] * 4), [4])  # four devices, one payload each
+    assert d.admit([run], now=1.0) == [run] and taken_apart == []
+    (again,) = runs(payloads([6] * 6), [6])  # d:0..d:3 sent a second ago and a bit; d:4, then d:0 again
+    sent = d.admit([again], now=1.5)
+    assert taken_apart == [again]
+    assert [p.position.offset for p in apart(sent)] == [104]  # only d:4 has a token
+    assert sorted(key for key in ("d:0", "d:1", "d:2", "d:3") if d.held.queue(key)) == [
+        "d:0",
+        "d:1",
+        "d:2",
+        "d:3",
+    ]
+    queue = d.held.queue("d:0")
+    assert queue is not None and [p.position.offset for p in queue] == [100, 105]
