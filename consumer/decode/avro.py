@@ -21,6 +21,7 @@ import re
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import IO, Any, Protocol, cast
 
 import fastavro
@@ -192,6 +193,11 @@ class SchemaResolver(Protocol):
     def schema_for_id(self, schema_id: int) -> Any | None:
         """The parsed writer schema for ``schema_id``, or ``None`` if not known."""
         ...
+
+
+FRAMING = itemgetter(slice(0, 5))
+"""A value's first five bytes, its Confluent framing (magic byte, schema id): all :func:`schema_id_of`
+reads. A C callable, so that ``map(FRAMING, values)`` runs no Python code per value."""
 
 
 def schema_id_of(value: bytes | None) -> int | None:

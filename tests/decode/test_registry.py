@@ -4,11 +4,14 @@ never shown."""
 from __future__ import annotations
 
 import asyncio
+from array import array
 
 import httpx
 import pytest
 
+from consumer.decode.avro import MessageRun
 from consumer.decode.registry import RegistryClient, RegistryUnavailable, masked_url
+from consumer.sources.kafka.client import MessageDecoder
 
 
 def test_a_password_in_the_url_is_masked_and_nothing_else_changes() -> None:
@@ -70,4 +73,42 @@ async def test_a_name_that_does_not_resolve_is_said_so() -> None:
         "schema registry unreachable at http://u:***@no-such-host.invalid:8081:"
         " the name no-such-host.invalid does not resolve"
     )
+    await registry.close()
+
+
+async def test_the_registry_is_asked_once_per_new_schema_id_of_a_batch_whatever_the_values() -> None:
+    """Values with no id (none, empty, a wrong magic byte, too short) ask nothing; each id is asked once
+    however many values carry it; a topic mapped to an event type is plain Avro and asks nothing; an id
+    the registry does not know is remembered as unusable."""
+    asked: list[str] = []
+    record = b'{"schema": "{\\"type\\": \\"record\\", \\"name\\": \\"E\\", \\"fields\\": []}"}'
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        if request.url.path.endswith("/7"):
+            return httpx.Response(200, content=record)
+        return httpx.Response(404, content=b'{"error_code": 40403, "message": "Schema not found"}')
+
+    registry = RegistryClient(
+        "http://registry:8081", client=httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    )
+    decoder = MessageDecoder(registry, {"plain": "users.behaviors.CustomEvent"})
+    framed = [
+        None,
+        b"",
+        b"\x01\x00\x00\x00\x07body",
+        b"\x00\x00\x00",
+        b"\x00\x00\x00\x00\x07a",
+        b"\x00\x00\x00\x00\x07b",
+    ]
+    runs = [
+        MessageRun("currents", 0, array("q", range(len(framed))), framed),
+        MessageRun("currents", 1, array("q", [0, 1]), [b"\x00\x00\x00\x00\x09c", b"\x00\x00\x00\x00\x07d"]),
+        MessageRun("plain", 0, array("q", [0]), [b"\x00\x00\x00\x00\x0bplain avro"]),
+    ]
+    await decoder.ensure(runs)
+    assert sorted(asked) == ["/schemas/ids/7", "/schemas/ids/9"]
+    assert registry.schema_for_id(7) is not None and set(decoder.unusable) == {9}
+    await decoder.ensure(runs)  # known now, or known unusable: nothing is asked again
+    assert len(asked) == 2
     await registry.close()
