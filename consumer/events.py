@@ -164,8 +164,8 @@ class PendingRun:
     """Consecutive payloads of one destination taken from one chunk's columns, on their way together: what
     the delivery engine holds instead of a :class:`Pending` per payload while nothing singles one out.
 
-    Payload ``i`` (``first <= i < after``) is ``blob[start(i):ends[i]]``, where ``start(i)`` is
-    ``ends[i - 1] + 1`` (``0`` for the first): the blob holds a chunk's payloads separated by commas, so
+    Payload ``i`` (``first <= i < after``) is ``blob[end_before(ends, i) + 1:ends[i]]``
+    (:func:`end_before`): the blob holds a chunk's payloads separated by commas, so
     the run's part of a request body is one slice, commas included (:meth:`part`). Payload ``i`` was made
     of row ``rows[i]`` (event type ``types[row]``, position ``offsets[row]`` of the ``group``'s stream)
     and has limiter keys ``keys[i]``. The columns are shared with the chunk and never changed.
@@ -210,12 +210,12 @@ class PendingRun:
         self.first = first
         self.after = after
         self.count = after - first
-        self.size = ends[after - 1] - (ends[first - 1] + 1 if first else 0) + SEPARATOR_BYTES
+        self.size = ends[after - 1] - end_before(ends, first)
 
     def part(self) -> bytes:
         """Its payloads as they stand in a request body: separated by commas."""
-        first, ends = self.first, self.ends
-        return self.blob[ends[first - 1] + 1 if first else 0 : ends[self.after - 1]]
+        ends = self.ends
+        return self.blob[end_before(ends, self.first) + 1 : ends[self.after - 1]]
 
     def key_column(self) -> list[tuple[str, ...]]:
         """Each payload's limiter keys, in order."""
@@ -228,10 +228,10 @@ class PendingRun:
 
     def largest(self) -> int:
         """The size of its largest payload (a separator included)."""
-        ends, first = self.ends, self.first
-        starts = [ends[first - 1] + 1 if first else 0, *[end + 1 for end in ends[first : self.after - 1]]]
-        largest: int = max(map(operator.sub, ends[first : self.after], starts))
-        return largest + SEPARATOR_BYTES
+        ends, first, after = self.ends, self.first, self.after
+        before = [end_before(ends, first), *ends[first : after - 1]]  # where each payload's comma is
+        largest: int = max(map(operator.sub, ends[first:after], before))
+        return largest
 
     def fitting(self, events: int, room: int) -> int:
         """How many of its first payloads fit ``events`` more events and ``room`` more bytes (0 to count)."""
@@ -239,9 +239,8 @@ class PendingRun:
         last = min(self.after, first + events)  # by count
         if last <= first:
             return 0
-        # bytes up to and including payload i: ends[i] - start(first) + 1; the first that passes ``room``
-        base = (ends[first - 1] + 1 if first else 0) - SEPARATOR_BYTES
-        return bisect_right(ends, room + base, first, last) - first
+        # payloads first..i take ends[i] - end_before(ends, first) bytes: the first i that passes ``room``
+        return bisect_right(ends, room + end_before(ends, first), first, last) - first
 
     def split(self, n: int) -> PendingRun:
         """Keep its first ``n`` payloads (``0 < n < count``); the rest, returned as a new run."""
@@ -258,7 +257,7 @@ class PendingRun:
         blob, ends, rows, keys = self.blob, self.ends, self.rows, self.keys
         types, offsets, group, at = self.types, self.offsets, self.group, self.first_attempt
         items = []
-        begin = ends[self.first - 1] + 1 if self.first else 0
+        begin = end_before(ends, self.first) + 1
         for i in range(self.first, self.after):
             row, finish = rows[i], ends[i]
             items.append(Pending(types[row], group, offsets[row], blob[begin:finish], at, keys[i]))
@@ -267,6 +266,13 @@ class PendingRun:
 
     def __repr__(self) -> str:
         return f"PendingRun({self.group!r}, payloads {self.first}..{self.after - 1}, {self.size} bytes)"
+
+
+def end_before(ends: Sequence[int], i: int) -> int:
+    """Where payload ``i - 1`` ends in a blob of payloads separated by commas, ``ends`` being each payload's
+    end (``-1`` before the first): payload ``i`` starts one byte later, and payloads ``i`` to ``j`` take
+    ``ends[j] - end_before(ends, i)`` bytes in a request body, a separator each."""
+    return ends[i - 1] if i else -1
 
 
 Queued = Pending | PendingRun

@@ -39,7 +39,7 @@ from typing import Any
 from consumer.delivery.destination import Destination
 from consumer.delivery.engine import DeliveryEngine
 from consumer.delivery.live import DoneCallback
-from consumer.events import Group, PendingRun, Position, Queued
+from consumer.events import Group, PendingRun, Position, Queued, end_before
 from consumer.ops.faults import Fault, Faults
 from consumer.ops.metrics import Metrics
 from consumer.ops.summary import Summary
@@ -196,12 +196,11 @@ class Pipeline:
             first, after = payloads.span(start, end)
             if after == first:
                 continue
-            # the payload that fills the engine by count, and by bytes (the payloads up to it with a
-            # separator each: the blob's span from the first to its end, commas included, plus one)
+            # the payload that fills the engine by count, and by bytes (payloads first..i take
+            # ends[i] - end_before(ends, first) bytes, a separator each)
             by_count = first + max(events, 1) - 1
             ends = payloads.ends
-            base = (ends[first - 1] + 1 if first else 0) - 1
-            by_bytes = bisect_left(ends, room_bytes + base, first, after)
+            by_bytes = bisect_left(ends, room_bytes + end_before(ends, first), first, after)
             filling = min(by_count, by_bytes)
             if filling < after:
                 end = min(end, payloads.rows[filling] + 1)

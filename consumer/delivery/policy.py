@@ -158,13 +158,13 @@ class RetryPolicy:
     ) -> Decision:
         """The decision for ``batch`` (sent as ``attempt``) answered with ``outcome`` (HTTP ``status``,
         0 for none) at ``now``."""
+        if isinstance(outcome, Delivered):
+            return self.delivered(batch)
         d = Decision()
         _configuration(d, outcome)
         if not isinstance(outcome, RetryLater):
             self.failures = 0
             self.gate = 0.0
-        if isinstance(outcome, Delivered):
-            return self.delivered(batch)
         if isinstance(outcome, Rejected):
             _rejected(d, batch, attempt, outcome)
         elif isinstance(outcome, TooLarge):

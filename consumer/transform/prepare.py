@@ -21,7 +21,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from consumer.decode.avro import DecodeError, MessageRun, SchemaResolver, decode_message
-from consumer.events import CurrentsRecord, Group, PendingRun, Stream
+from consumer.events import CurrentsRecord, Group, PendingRun, Stream, end_before
 from consumer.transform.base import Skip
 
 if TYPE_CHECKING:
@@ -46,8 +46,8 @@ Output = Skip | Unencodable | list[Encoded]
 class Payloads:
     """One destination's payloads of a :class:`Chunk`'s rows, as columns.
 
-    Payload ``i`` is ``blob[ends[i - 1] + 1:ends[i]]`` (from 0 for the first): the payloads stand in the
-    blob separated by commas, as in a request body, so consecutive payloads are one slice of it. It was
+    Payload ``i`` is ``blob[end_before(ends, i) + 1:ends[i]]`` (from 0 for the first): the payloads stand
+    in the blob separated by commas, as in a request body, so consecutive payloads are one slice of it. It was
     made of row ``rows[i]`` (rows ascending; a row has zero, one or more payloads) and has limiter keys
     ``keys[i]``. The rows this
     destination skipped and those whose payload could not be encoded are listed apart, ``(row, reason)``.
@@ -63,7 +63,7 @@ class Payloads:
     def payload(self, i: int) -> bytes:
         """Payload ``i``'s bytes."""
         ends = self.ends
-        return self.blob[ends[i - 1] + 1 if i else 0 : ends[i]]
+        return self.blob[end_before(ends, i) + 1 : ends[i]]
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """The payloads ``[first, after)`` made of rows ``[start, end)``."""
@@ -162,7 +162,7 @@ class ChunkBuilder:
                 ends = payloads.ends
                 for encoded, keys in output:
                     parts.append(encoded)
-                    ends.append((ends[-1] + 1 if ends else 0) + len(encoded))  # after a comma
+                    ends.append(end_before(ends, len(ends)) + 1 + len(encoded))  # after a comma
                     payloads.rows.append(row)
                     payloads.keys.append(keys)
             elif isinstance(output, Skip):
